@@ -1,0 +1,208 @@
+// Package fence wraps etcd leader election so that a leader's work stops the moment its
+// leadership may have ended, and so that every write it makes is refused once it has.
+//
+// concurrency.Election.Campaign returns once the candidate's key is the oldest under the prefix,
+// but it does not notice afterwards that the session expired or that the key was deleted. A Term
+// does: its context is cancelled when the session ends, when the leader key disappears or is
+// replaced, or when the lease deadline (as last confirmed by a keepalive) passes, whichever comes
+// first. Writes guarded with Term.Guard compare the leader key's create revision, so a deposed
+// leader's transaction fails inside etcd even if its context has not been cancelled yet.
+package fence
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/concurrency"
+)
+
+// ErrNotLeader is returned by a guarded write that etcd refused because the writer no longer
+// holds leadership.
+var ErrNotLeader = errors.New("fence: not the leader")
+
+// Term is one period of leadership. It is safe for concurrent use.
+type Term struct {
+	ctx      context.Context
+	cancel   context.CancelCauseFunc
+	election *concurrency.Election
+	client   *clientv3.Client
+	key      string
+	rev      int64
+	done     chan struct{}
+}
+
+// Campaign blocks until the session leads the election under prefix, and returns its Term. It
+// returns an error when ctx is cancelled or the session ends first. deadline reports the latest
+// time until which the session's lease is known to be held; it may be nil.
+func Campaign(ctx context.Context, s *concurrency.Session, prefix, value string, deadline func() time.Time) (*Term, error) {
+	// Campaign itself must give up when the session ends, or it could wait forever for the
+	// deletion of other candidates' keys while our own key is already gone.
+	cctx, stop := mergeDone(ctx, s.Done())
+	defer stop()
+	e := concurrency.NewElection(s, prefix)
+	if err := e.Campaign(cctx, value); err != nil {
+		return nil, fmt.Errorf("campaign: %w", err)
+	}
+	client := s.Client()
+	// Verify that the key we won with still exists: the session may have expired while
+	// Campaign was waiting.
+	resp, err := client.Get(cctx, e.Key())
+	if err != nil {
+		return nil, fmt.Errorf("campaign: read leader key: %w", err)
+	}
+	if len(resp.Kvs) == 0 || resp.Kvs[0].CreateRevision != e.Rev() {
+		return nil, fmt.Errorf("campaign: leader key %s vanished: %w", e.Key(), ErrNotLeader)
+	}
+	tctx, cancel := context.WithCancelCause(ctx)
+	t := &Term{
+		ctx:      tctx,
+		cancel:   cancel,
+		election: e,
+		client:   client,
+		key:      e.Key(),
+		rev:      e.Rev(),
+		done:     make(chan struct{}),
+	}
+	go t.watch(s, resp.Header.Revision+1, deadline)
+	return t, nil
+}
+
+// mergeDone returns a context cancelled when ctx is or when done closes.
+func mergeDone(ctx context.Context, done <-chan struct{}) (context.Context, func()) {
+	cctx, cancel := context.WithCancel(ctx)
+	stopped := make(chan struct{})
+	go func() {
+		select {
+		case <-done:
+			cancel()
+		case <-stopped:
+		case <-cctx.Done():
+		}
+	}()
+	return cctx, func() { close(stopped); cancel() }
+}
+
+// watch cancels the term when leadership may have ended. It owns no state but the term's
+// context and stops when that is cancelled.
+func (t *Term) watch(s *concurrency.Session, fromRev int64, deadline func() time.Time) {
+	defer close(t.done)
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	arm := func() bool {
+		if deadline == nil {
+			return true
+		}
+		left := time.Until(deadline())
+		if left <= 0 {
+			return false
+		}
+		timer.Reset(left)
+		return true
+	}
+	if !arm() {
+		t.cancel(errors.New("lease deadline passed"))
+		return
+	}
+	for t.ctx.Err() == nil {
+		wctx, wcancel := context.WithCancel(clientv3.WithRequireLeader(t.ctx))
+		wch := t.client.Watch(wctx, t.key, clientv3.WithRev(fromRev))
+	events:
+		for {
+			select {
+			case <-t.ctx.Done():
+				wcancel()
+				return
+			case <-s.Done():
+				wcancel()
+				t.cancel(errors.New("session ended"))
+				return
+			case <-timer.C:
+				if !arm() {
+					wcancel()
+					t.cancel(errors.New("lease deadline passed"))
+					return
+				}
+			case resp, ok := <-wch:
+				if !ok || resp.Err() != nil {
+					break events
+				}
+				for _, ev := range resp.Events {
+					if ev.Type == clientv3.EventTypeDelete || ev.Kv.CreateRevision != t.rev {
+						wcancel()
+						t.cancel(errors.New("leader key deleted"))
+						return
+					}
+				}
+				fromRev = resp.Header.Revision + 1
+			}
+		}
+		wcancel()
+		// The watch broke (lost etcd leader, compaction, connection): re-check the key itself
+		// before watching again; the lease deadline keeps running meanwhile.
+		gctx, gcancel := context.WithTimeout(t.ctx, time.Second)
+		resp, err := t.client.Get(gctx, t.key)
+		gcancel()
+		switch {
+		case err != nil:
+			select {
+			case <-t.ctx.Done():
+			case <-s.Done():
+				t.cancel(errors.New("session ended"))
+			case <-time.After(50 * time.Millisecond):
+			}
+		case len(resp.Kvs) == 0 || resp.Kvs[0].CreateRevision != t.rev:
+			t.cancel(errors.New("leader key deleted"))
+			return
+		default:
+			fromRev = resp.Header.Revision + 1
+		}
+	}
+}
+
+// Context is cancelled when the term ends. Leader work runs under it.
+func (t *Term) Context() context.Context { return t.ctx }
+
+// Key is the leader key of the term.
+func (t *Term) Key() string { return t.key }
+
+// Guard is the comparison that every leader write carries: it holds only while the term's
+// leader key exists with the create revision it was won with.
+func (t *Term) Guard() clientv3.Cmp {
+	return clientv3.Compare(clientv3.CreateRevision(t.key), "=", t.rev)
+}
+
+// Txn commits ops if the guard and cmps hold. It returns ErrNotLeader when the guard failed,
+// and a response with Succeeded false (and a nil error) when only cmps failed.
+func (t *Term) Txn(ctx context.Context, cmps []clientv3.Cmp, ops ...clientv3.Op) (*clientv3.TxnResponse, error) {
+	all := append([]clientv3.Cmp{t.Guard()}, cmps...)
+	resp, err := t.client.Txn(ctx).If(all...).Then(ops...).Else(clientv3.OpGet(t.key)).Commit()
+	if err != nil {
+		return nil, err
+	}
+	if resp.Succeeded {
+		return resp, nil
+	}
+	kvs := resp.Responses[0].GetResponseRange().Kvs
+	if len(kvs) == 0 || kvs[0].CreateRevision != t.rev {
+		t.cancel(ErrNotLeader)
+		return nil, ErrNotLeader
+	}
+	return resp, nil
+}
+
+// End stops the term and waits for its watcher. With resign, it also deletes the leader key so
+// that another candidate takes over at once instead of after the lease expires; that uses a
+// fresh context bounded by timeout, since the term's own context is already cancelled.
+func (t *Term) End(resign bool, timeout time.Duration) error {
+	t.cancel(errors.New("term ended"))
+	<-t.done
+	if !resign {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return t.election.Resign(ctx)
+}

@@ -1,0 +1,104 @@
+// Package keys is the one place that knows ClusterKit's etcd key schema.
+//
+// Everything of a cluster lives under /clusterkit/<cluster-name>/:
+//
+//	config                      fixed settings, written once
+//	nodes/<node-id>             a node's record, attached to its lease
+//	leader/<lease-id>           election candidates (go.etcd.io/etcd/client/v3/concurrency)
+//	partitions                  the current partition map (or its manifest when chunked)
+//	partitions/<epoch>/<chunk>  chunks of a map too large for one value (epoch and chunk zero-padded)
+package keys
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Root is the prefix shared by every ClusterKit cluster in one etcd.
+const Root = "/clusterkit/"
+
+// Schema builds the keys of one cluster. The zero value is not usable; use New.
+type Schema struct {
+	prefix string
+}
+
+// New returns the schema of the named cluster. The name must be valid (see ValidClusterName).
+func New(clusterName string) Schema {
+	return Schema{prefix: Root + clusterName + "/"}
+}
+
+// ValidClusterName reports why name cannot be used as a cluster name, or nil.
+func ValidClusterName(name string) error {
+	if name == "" {
+		return fmt.Errorf("cluster name is empty")
+	}
+	if len(name) > 128 {
+		return fmt.Errorf("cluster name %q is longer than 128 bytes", name)
+	}
+	for _, r := range name {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
+			return fmt.Errorf("cluster name %q has %q: use letters, digits, '-', '_' and '.'", name, r)
+		}
+	}
+	return nil
+}
+
+// ValidNodeID reports why id cannot be used as a node ID, or nil. Node IDs are etcd key
+// segments, so '/' is refused; the rest is kept printable so that etcdctl output stays readable.
+func ValidNodeID(id string) error {
+	if id == "" {
+		return fmt.Errorf("node ID is empty")
+	}
+	if len(id) > 253 {
+		return fmt.Errorf("node ID %q is longer than 253 bytes", id)
+	}
+	for _, r := range id {
+		if r == '/' || r <= ' ' || r == 0x7f {
+			return fmt.Errorf("node ID %q has %q: use printable characters other than '/' and space", id, r)
+		}
+	}
+	return nil
+}
+
+// Prefix is the cluster's root, /clusterkit/<cluster-name>/.
+func (s Schema) Prefix() string { return s.prefix }
+
+// Config is the key of the cluster's fixed settings.
+func (s Schema) Config() string { return s.prefix + "config" }
+
+// NodesPrefix is the prefix of all node records.
+func (s Schema) NodesPrefix() string { return s.prefix + "nodes/" }
+
+// Node is the key of one node's record.
+func (s Schema) Node(id string) string { return s.prefix + "nodes/" + id }
+
+// NodeID returns the node ID of a node record key, and false if key is not one.
+func (s Schema) NodeID(key string) (string, bool) {
+	id, ok := strings.CutPrefix(key, s.NodesPrefix())
+	if !ok || id == "" || strings.Contains(id, "/") {
+		return "", false
+	}
+	return id, true
+}
+
+// LeaderPrefix is the election prefix.
+func (s Schema) LeaderPrefix() string { return s.prefix + "leader/" }
+
+// Partitions is the key of the current partition map.
+func (s Schema) Partitions() string { return s.prefix + "partitions" }
+
+// ChunksPrefix is the prefix of the chunks of the map published at epoch. Epochs are
+// zero-padded to 20 digits so that byte order is numeric order: the range
+// [AllChunksPrefix, ChunksPrefix(e)) holds exactly the chunks of the epochs before e.
+func (s Schema) ChunksPrefix(epoch uint64) string {
+	return fmt.Sprintf("%spartitions/%020d/", s.prefix, epoch)
+}
+
+// AllChunksPrefix is the prefix of the chunks of every epoch.
+func (s Schema) AllChunksPrefix() string { return s.prefix + "partitions/" }
+
+// Chunk is the key of chunk i of the map published at epoch. Chunk numbers are zero-padded
+// so that a prefix read returns them in order.
+func (s Schema) Chunk(epoch uint64, i int) string {
+	return fmt.Sprintf("%s%06d", s.ChunksPrefix(epoch), i)
+}

@@ -1,0 +1,233 @@
+// Package state holds the values ClusterKit stores in etcd (JSON, readable with etcdctl) and
+// the encoding of the partition map, including the chunked form used for maps too large for
+// one etcd value.
+package state
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+)
+
+// Hash algorithms a cluster can be configured with.
+const (
+	HashMD5 = "md5"
+)
+
+// PartitionFormat is the printf format of partition IDs.
+const PartitionFormat = "partition-%d"
+
+// HashConfig says how a key maps to a partition, so that clients in any language can follow.
+type HashConfig struct {
+	Algorithm string `json:"algorithm"`
+	Modulo    int    `json:"modulo"`
+	Format    string `json:"format"`
+}
+
+// Config is the cluster's fixed settings, stored once under the config key.
+type Config struct {
+	ClusterID         string     `json:"cluster_id"`
+	PartitionCount    int        `json:"partition_count"`
+	ReplicationFactor int        `json:"replication_factor"`
+	Hash              HashConfig `json:"hash"`
+	CreatedAt         time.Time  `json:"created_at"`
+}
+
+// Differs names the first fixed setting in which c and other differ, and returns "" when
+// they agree. ClusterID and CreatedAt are not settings and are ignored.
+func (c Config) Differs(other Config) (setting string, ours, theirs any) {
+	switch {
+	case c.PartitionCount != other.PartitionCount:
+		return "PartitionCount", c.PartitionCount, other.PartitionCount
+	case c.ReplicationFactor != other.ReplicationFactor:
+		return "ReplicationFactor", c.ReplicationFactor, other.ReplicationFactor
+	case c.Hash.Algorithm != other.Hash.Algorithm:
+		return "Hash", c.Hash.Algorithm, other.Hash.Algorithm
+	}
+	return "", nil, nil
+}
+
+// Node is a node's record under nodes/<id>, and its entry in the map's node table.
+type Node struct {
+	ID       string            `json:"id"`
+	IP       string            `json:"ip"`
+	Zone     string            `json:"zone,omitempty"`
+	Weight   int               `json:"weight,omitempty"`
+	Metadata map[string]string `json:"metadata,omitempty"`
+	// EtcdEndpoints are the client URLs of the etcd member embedded in this node, if any.
+	EtcdEndpoints []string `json:"etcd_endpoints,omitempty"`
+	// Instance identifies one life of a node's data directory, so that a node restarted with
+	// its DataDir can take back its own record before the old lease expires.
+	Instance  string    `json:"instance,omitempty"`
+	StartedAt time.Time `json:"started_at"`
+}
+
+// Equal reports whether two records describe the node the same way.
+func (n Node) Equal(o Node) bool {
+	return n.ID == o.ID && n.IP == o.IP && n.Zone == o.Zone && n.Weight == o.Weight &&
+		n.Instance == o.Instance && n.StartedAt.Equal(o.StartedAt) &&
+		slices.Equal(n.EtcdEndpoints, o.EtcdEndpoints) && mapsEqual(n.Metadata, o.Metadata)
+}
+
+func mapsEqual(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}
+
+// Map is the partition map as stored under the partitions key.
+type Map struct {
+	// Epoch grows by one with every published map.
+	Epoch     uint64    `json:"epoch"`
+	Leader    string    `json:"leader"`
+	UpdatedAt time.Time `json:"updated_at"`
+	// Nodes is the table of live nodes the map was computed from.
+	Nodes map[string]Node `json:"nodes"`
+	// Partitions[i] lists the holders of partition-i, primary first. Empty in the stored head
+	// of a chunked map.
+	Partitions [][]string `json:"partitions,omitempty"`
+	// Chunks is the number of chunk keys holding Partitions, 0 when they are inline.
+	Chunks int `json:"chunks,omitempty"`
+}
+
+// SamePlacement reports whether m and o assign every partition to the same holders in the same
+// order and have the same node table.
+func (m *Map) SamePlacement(o *Map) bool {
+	if len(m.Partitions) != len(o.Partitions) || len(m.Nodes) != len(o.Nodes) {
+		return false
+	}
+	for i := range m.Partitions {
+		if !slices.Equal(m.Partitions[i], o.Partitions[i]) {
+			return false
+		}
+	}
+	for id, n := range m.Nodes {
+		if on, ok := o.Nodes[id]; !ok || !on.Equal(n) {
+			return false
+		}
+	}
+	return true
+}
+
+// ErrCorrupt is returned when a stored value cannot be decoded or breaks the map's invariants.
+var ErrCorrupt = errors.New("state: corrupt value")
+
+// Encoded is a map ready to be written: Head goes under the partitions key, Chunks[i] under
+// the chunk key i of the map's epoch.
+type Encoded struct {
+	Head   []byte
+	Chunks [][]byte
+}
+
+// Encode encodes m so that no value exceeds maxValue bytes. A map that fits is stored inline
+// in the head; a larger one is split into chunks of whole partitions.
+func Encode(m *Map, maxValue int) (Encoded, error) {
+	whole, err := json.Marshal(m)
+	if err != nil {
+		return Encoded{}, err
+	}
+	if len(whole) <= maxValue {
+		return Encoded{Head: whole}, nil
+	}
+	head := *m
+	head.Partitions = nil
+	var chunks [][]byte
+	for start := 0; start < len(m.Partitions); {
+		end, b, err := fitChunk(m.Partitions, start, maxValue)
+		if err != nil {
+			return Encoded{}, err
+		}
+		chunks = append(chunks, b)
+		start = end
+	}
+	head.Chunks = len(chunks)
+	hb, err := json.Marshal(&head)
+	if err != nil {
+		return Encoded{}, err
+	}
+	if len(hb) > maxValue {
+		return Encoded{}, fmt.Errorf("state: map head of %d bytes exceeds %d bytes (too many nodes)", len(hb), maxValue)
+	}
+	return Encoded{Head: hb, Chunks: chunks}, nil
+}
+
+// fitChunk encodes the longest run of partitions from start whose encoding fits in maxValue.
+func fitChunk(parts [][]string, start, maxValue int) (int, []byte, error) {
+	// Estimate from the size of one entry, then shrink until it fits.
+	one, err := json.Marshal(parts[start : start+1])
+	if err != nil {
+		return 0, nil, err
+	}
+	n := max(1, maxValue*9/10/max(1, len(one)))
+	for {
+		end := min(len(parts), start+n)
+		b, err := json.Marshal(parts[start:end])
+		if err != nil {
+			return 0, nil, err
+		}
+		if len(b) <= maxValue {
+			return end, b, nil
+		}
+		if n == 1 {
+			return 0, nil, fmt.Errorf("state: partition %d alone encodes to %d bytes, over %d", start, len(b), maxValue)
+		}
+		n /= 2
+	}
+}
+
+// DecodeHead decodes the value of the partitions key.
+func DecodeHead(b []byte) (*Map, error) {
+	var m Map
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("%w: partition map: %v", ErrCorrupt, err)
+	}
+	if m.Chunks < 0 {
+		return nil, fmt.Errorf("%w: partition map has %d chunks", ErrCorrupt, m.Chunks)
+	}
+	return &m, nil
+}
+
+// AttachChunks fills the partitions of a chunked head from its chunk values, in order.
+func AttachChunks(m *Map, chunks [][]byte) error {
+	if len(chunks) != m.Chunks {
+		return fmt.Errorf("%w: map epoch %d has %d of its %d chunks", ErrCorrupt, m.Epoch, len(chunks), m.Chunks)
+	}
+	for i, c := range chunks {
+		var part [][]string
+		if err := json.Unmarshal(c, &part); err != nil {
+			return fmt.Errorf("%w: map epoch %d chunk %d: %v", ErrCorrupt, m.Epoch, i, err)
+		}
+		m.Partitions = append(m.Partitions, part...)
+	}
+	return nil
+}
+
+// Validate checks the invariants every reader relies on: one entry per partition, at least
+// one holder each, distinct holders, every holder in the node table.
+func (m *Map) Validate(partitionCount int) error {
+	if len(m.Partitions) != partitionCount {
+		return fmt.Errorf("%w: map epoch %d has %d partitions, the cluster has %d", ErrCorrupt, m.Epoch, len(m.Partitions), partitionCount)
+	}
+	for i, holders := range m.Partitions {
+		if len(holders) == 0 {
+			return fmt.Errorf("%w: map epoch %d: partition-%d has no holder", ErrCorrupt, m.Epoch, i)
+		}
+		for j, h := range holders {
+			if _, ok := m.Nodes[h]; !ok {
+				return fmt.Errorf("%w: map epoch %d: partition-%d holder %q is not in the node table", ErrCorrupt, m.Epoch, i, h)
+			}
+			if slices.Contains(holders[:j], h) {
+				return fmt.Errorf("%w: map epoch %d: partition-%d lists %q twice", ErrCorrupt, m.Epoch, i, h)
+			}
+		}
+	}
+	return nil
+}
