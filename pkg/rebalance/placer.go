@@ -1,0 +1,1023 @@
+package rebalance
+
+import (
+	"cmp"
+	"container/heap"
+	"fmt"
+	"hash/fnv"
+	"math/big"
+	"slices"
+)
+
+// placer holds the working state of one Compute call. Nodes are numbered by ID order, so nothing below
+// depends on the order the caller listed them in.
+type placer struct {
+	parts int // P
+	r     int // holders per partition: min(R, live nodes)
+	prev  Map // nil when there is no usable previous placement
+
+	nodes   []pnode
+	index   map[string]int32
+	zones   []pzone
+	loZones []int32 // zones that every partition must use at least lo times
+
+	slots []int32 // slots[p*r+k] is a holder of p, -1 if empty
+	old   []bool  // old[p*r+k]: that holder already held p in prev
+	prim  []int32 // primary of p, -1 while undecided
+
+	load, quota    []int // replicas per node, and the target
+	pcount, pquota []int // primaries per node, and the target
+	pfloor         []int  // the integer part of each node's fair primary share
+	pfrac          []bool // whether that share has a fractional part (pquota may be pfloor+1)
+
+	holdings [][]int32 // partitions each node holds
+	prims    [][]int32 // partitions each node is primary of; may hold stale entries
+
+	stamp  int32 // search marks
+	mark   []int32
+	parent []hop
+
+	trace int      // partition whose decisions are recorded in notes, -1 for none
+	notes []string // what Explain reports
+}
+
+type pnode struct {
+	id     string
+	zone   int32
+	weight int64
+	hash   uint64
+}
+
+type pzone struct {
+	name   string // "" for the zone of a node without a zone
+	hash   uint64
+	weight int64
+	nodes  []int32
+	lo, hi int // every partition has between lo and hi holders in this zone
+}
+
+// hop is one step of an augmenting path: the node reached took (or took the primary role of)
+// partition part from node from (-1: an empty slot).
+type hop struct {
+	from int32
+	part int32
+}
+
+func newPlacer(prev Map, nodes []Node, cfg Config) (*placer, error) {
+	if err := validate(nodes, cfg); err != nil {
+		return nil, err
+	}
+	sorted := slices.Clone(nodes)
+	slices.SortFunc(sorted, func(a, b Node) int { return cmp.Compare(a.ID, b.ID) })
+
+	s := &placer{
+		parts: cfg.Partitions,
+		r:     min(cfg.ReplicationFactor, len(nodes)),
+		index: make(map[string]int32, len(nodes)),
+		trace: -1,
+	}
+	if len(prev) == cfg.Partitions {
+		s.prev = prev
+	}
+	zoneIndex := make(map[string]int32)
+	for i, n := range sorted {
+		w := int64(n.Weight)
+		if w == 0 {
+			w = 1
+		}
+		pn := pnode{id: n.ID, weight: w, hash: hashString(n.ID)}
+		z, ok := zoneIndex[n.Zone]
+		if !ok || n.Zone == "" {
+			z = int32(len(s.zones))
+			s.zones = append(s.zones, pzone{name: n.Zone, hash: hashString(n.Zone + "\x00" + n.ID)})
+			if n.Zone != "" {
+				zoneIndex[n.Zone] = z
+				s.zones[z].hash = hashString(n.Zone)
+			}
+		}
+		pn.zone = z
+		s.zones[z].weight += w
+		s.zones[z].nodes = append(s.zones[z].nodes, int32(i))
+		s.nodes = append(s.nodes, pn)
+		s.index[n.ID] = int32(i)
+	}
+	// The spread rule: c is the smallest per-zone count that fits r holders. Every partition then
+	// has min(n_z, c) or min(n_z, c-1) holders in zone z: distinct zones when there are at least r
+	// zones, the most even split the zone sizes allow otherwise.
+	c := 1
+	for {
+		total := 0
+		for _, z := range s.zones {
+			total += min(len(z.nodes), c)
+		}
+		if total >= s.r {
+			break
+		}
+		c++
+	}
+	for i := range s.zones {
+		z := &s.zones[i]
+		z.hi = min(len(z.nodes), c)
+		z.lo = min(len(z.nodes), c-1)
+		if z.lo > 0 {
+			s.loZones = append(s.loZones, int32(i))
+		}
+	}
+	n := len(s.nodes)
+	s.load, s.quota = make([]int, n), make([]int, n)
+	s.pcount, s.pquota = make([]int, n), make([]int, n)
+	s.pfloor, s.pfrac = make([]int, n), make([]bool, n)
+	s.mark, s.parent = make([]int32, n), make([]hop, n)
+	return s, nil
+}
+
+func hashString(s string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(s))
+	return mix(h.Sum64())
+}
+
+// mix is the splitmix64 finaliser.
+func mix(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	x ^= x >> 31
+	return x
+}
+
+func (s *placer) note(p int, format string, args ...any) {
+	if p == s.trace {
+		s.notes = append(s.notes, fmt.Sprintf(format, args...))
+	}
+}
+
+func (s *placer) id(n int32) string { return s.nodes[n].id }
+
+func (s *placer) run() {
+	s.keepPrevious()
+	s.replicaQuotas()
+	s.primaryQuotas()
+	s.buildHoldings()
+	pendingSlots := s.fillEmpty()
+	pendingNodes := s.shedExcess()
+	s.repair(pendingSlots, pendingNodes)
+	s.assignPrimaries()
+}
+
+// keepPrevious copies the previous holders that are still usable: live, not repeated, within r and
+// within the zone spread rule. The previous primary stays primary if it is kept.
+func (s *placer) keepPrevious() {
+	r := s.r
+	s.slots = make([]int32, s.parts*r)
+	s.old = make([]bool, s.parts*r)
+	s.prim = make([]int32, s.parts)
+	for i := range s.slots {
+		s.slots[i] = -1
+	}
+	for p := range s.parts {
+		s.prim[p] = -1
+		if s.prev == nil {
+			continue
+		}
+		base, k := p*r, 0
+		for j, id := range s.prev[p] {
+			n, ok := s.index[id]
+			switch {
+			case !ok:
+				s.note(p, "%s is not live: its slot is free", id)
+			case slices.Contains(s.slots[base:base+k], n):
+				s.note(p, "%s is listed twice: the second entry is dropped", id)
+			case k == r:
+				s.note(p, "%s dropped: the partition already has %d holders (replication factor %d, %d live nodes)", id, r, r, len(s.nodes))
+			case s.zoneCount(p, s.nodes[n].zone, -1) >= s.zones[s.nodes[n].zone].hi:
+				z := s.zones[s.nodes[n].zone]
+				s.note(p, "%s dropped: zone %q already has %d holder(s) of this partition, the most the spread rule allows", id, z.name, z.hi)
+			default:
+				s.slots[base+k] = n
+				s.old[base+k] = true
+				k++
+				if j == 0 {
+					s.prim[p] = n
+				}
+				s.note(p, "%s keeps its replica", id)
+			}
+		}
+		// Too few zones represented to meet the lower bounds: drop holders from zones above theirs.
+		for s.lowNeed(p, -1) > r-k {
+			victim := -1
+			for t := k - 1; t >= 0; t-- {
+				z := s.nodes[s.slots[base+t]].zone
+				if s.zoneCount(p, z, -1) > s.zones[z].lo && (victim < 0 || s.slots[base+victim] == s.prim[p]) {
+					victim = t
+				}
+			}
+			n := s.slots[base+victim]
+			s.note(p, "%s dropped: its zone %q has more holders of this partition than the spread rule allows while another zone has too few", s.id(n), s.zones[s.nodes[n].zone].name)
+			if s.prim[p] == n {
+				s.prim[p] = -1
+			}
+			copy(s.slots[base+victim:base+k], s.slots[base+victim+1:base+k])
+			copy(s.old[base+victim:base+k], s.old[base+victim+1:base+k])
+			k--
+			s.slots[base+k], s.old[base+k] = -1, false
+		}
+		if s.prim[p] < 0 && len(s.prev[p]) > 0 {
+			s.note(p, "previous primary %s is gone: a surviving holder will take the primary role", s.prev[p][0])
+		}
+	}
+	for _, n := range s.slots {
+		if n >= 0 {
+			s.load[n]++
+		}
+	}
+	for _, n := range s.prim {
+		if n >= 0 {
+			s.pcount[n]++
+		}
+	}
+}
+
+// zoneCount counts the holders of p in zone z, not counting node out.
+func (s *placer) zoneCount(p int, z, out int32) int {
+	c := 0
+	for _, h := range s.slots[p*s.r : (p+1)*s.r] {
+		if h >= 0 && h != out && s.nodes[h].zone == z {
+			c++
+		}
+	}
+	return c
+}
+
+// lowNeed is how many of p's empty slots must go to zones still below their lower bound, not
+// counting node out as a holder.
+func (s *placer) lowNeed(p int, out int32) int {
+	need := 0
+	for _, z := range s.loZones {
+		if c := s.zoneCount(p, z, out); c < s.zones[z].lo {
+			need += s.zones[z].lo - c
+		}
+	}
+	return need
+}
+
+// allowed reports whether node in may take the slot of p that out holds (out = -1: an empty slot)
+// without breaking distinct holders or the zone spread rule.
+func (s *placer) allowed(p int, out, in int32) bool {
+	zin := s.nodes[in].zone
+	filled, same := 0, 0
+	for _, h := range s.slots[p*s.r : (p+1)*s.r] {
+		if h < 0 || h == out {
+			continue
+		}
+		if h == in {
+			return false
+		}
+		filled++
+		if s.nodes[h].zone == zin {
+			same++
+		}
+	}
+	if same >= s.zones[zin].hi {
+		return false
+	}
+	if len(s.loZones) == 0 {
+		return true
+	}
+	need := 0
+	for _, z := range s.loZones {
+		c := s.zoneCount(p, z, out)
+		if z == zin {
+			c++
+		}
+		if c < s.zones[z].lo {
+			need += s.zones[z].lo - c
+		}
+	}
+	return need <= s.r-filled-1
+}
+
+// replicaQuotas sets each node's target replica count: the weighted fair share of P·r slots within
+// the zone bounds, rounded to a neighbouring integer. Zones are rounded first, then the nodes inside
+// each zone, so both levels stay within one slot of their fair share.
+func (s *placer) replicaQuotas() {
+	P, T := int64(s.parts), int64(s.parts*s.r)
+	var W int64
+	for _, n := range s.nodes {
+		W += n.weight
+	}
+	zoneSh := make([]share, len(s.zones))
+	nodeSh := make([]share, len(s.nodes))
+	fast := true
+	for _, z := range s.zones {
+		if !mulLE(uint64(P)*uint64(z.lo), uint64(W), uint64(T), uint64(z.weight)) ||
+			!mulLE(uint64(T), uint64(z.weight), uint64(P)*uint64(z.hi), uint64(W)) {
+			fast = false
+			break
+		}
+	}
+	for _, n := range s.nodes {
+		if !mulLE(uint64(T), uint64(n.weight), uint64(P), uint64(W)) {
+			fast = false
+			break
+		}
+	}
+	if fast {
+		// No bound binds: every share is T·w/W.
+		for i, z := range s.zones {
+			zoneSh[i] = ratioShare(uint64(T), uint64(z.weight), uint64(W))
+		}
+		for i, n := range s.nodes {
+			nodeSh[i] = ratioShare(uint64(T), uint64(n.weight), uint64(W))
+		}
+	} else {
+		w, lo, hi := make([]int64, len(s.zones)), make([]int64, len(s.zones)), make([]int64, len(s.zones))
+		for i, z := range s.zones {
+			w[i], lo[i], hi[i] = z.weight, P*int64(z.lo), P*int64(z.hi)
+		}
+		zs := waterFill(w, lo, hi, new(big.Rat).SetInt64(T))
+		for i, z := range s.zones {
+			zoneSh[i] = ratShare(zs[i])
+			if len(z.nodes) == 1 {
+				nodeSh[z.nodes[0]] = zoneSh[i]
+				continue
+			}
+			nw, nlo, nhi := make([]int64, len(z.nodes)), make([]int64, len(z.nodes)), make([]int64, len(z.nodes))
+			for k, n := range z.nodes {
+				nw[k], nhi[k] = s.nodes[n].weight, P
+			}
+			for k, x := range waterFill(nw, nlo, nhi, zs[i]) {
+				nodeSh[z.nodes[k]] = ratShare(x)
+			}
+		}
+	}
+	level := make([]int, len(s.zones))
+	hash := make([]uint64, len(s.zones))
+	for i, z := range s.zones {
+		var cur int64
+		for _, n := range z.nodes {
+			cur += int64(s.load[n])
+		}
+		if cur > zoneSh[i].floor {
+			level[i] = 1
+		}
+		hash[i] = z.hash
+	}
+	zoneQuota := apportion(zoneSh, T, level, hash)
+	for i, z := range s.zones {
+		if len(z.nodes) == 1 {
+			s.quota[z.nodes[0]] = int(zoneQuota[i])
+			continue
+		}
+		sh := make([]share, len(z.nodes))
+		lv := make([]int, len(z.nodes))
+		hs := make([]uint64, len(z.nodes))
+		for k, n := range z.nodes {
+			sh[k] = nodeSh[n]
+			if int64(s.load[n]) > sh[k].floor {
+				lv[k] = 1
+			}
+			hs[k] = s.nodes[n].hash
+		}
+		for k, q := range apportion(sh, zoneQuota[i], lv, hs) {
+			s.quota[z.nodes[k]] = int(q)
+		}
+	}
+}
+
+// primaryQuotas sets each node's target primary count: the weighted fair share of P primaries,
+// capped by the node's replica target (a node is primary only of partitions it holds). The +1s go
+// to nodes that already hold that many primaries, then to nodes that are surviving holders of
+// partitions that lost their primary, so that as few primary roles as possible change.
+func (s *placer) primaryQuotas() {
+	P := int64(s.parts)
+	var W int64
+	for _, n := range s.nodes {
+		W += n.weight
+	}
+	sh := make([]share, len(s.nodes))
+	fast := true
+	for i, n := range s.nodes {
+		if !mulLE(uint64(P), uint64(n.weight), uint64(s.quota[i]), uint64(W)) {
+			fast = false
+			break
+		}
+	}
+	if fast {
+		for i, n := range s.nodes {
+			sh[i] = ratioShare(uint64(P), uint64(n.weight), uint64(W))
+		}
+	} else {
+		w, lo, hi := make([]int64, len(s.nodes)), make([]int64, len(s.nodes)), make([]int64, len(s.nodes))
+		for i, n := range s.nodes {
+			w[i], hi[i] = n.weight, int64(s.quota[i])
+		}
+		for i, x := range waterFill(w, lo, hi, new(big.Rat).SetInt64(P)) {
+			sh[i] = ratShare(x)
+		}
+	}
+	bonus := make([]int, len(s.nodes))
+	for p := range s.parts {
+		if s.prim[p] >= 0 {
+			continue
+		}
+		for _, h := range s.slots[p*s.r : (p+1)*s.r] {
+			if h >= 0 {
+				bonus[h]++
+			}
+		}
+	}
+	level := make([]int, len(s.nodes))
+	hash := make([]uint64, len(s.nodes))
+	for i := range s.nodes {
+		switch {
+		case int64(s.pcount[i]) > sh[i].floor:
+			level[i] = 2
+		case int64(s.pcount[i]+bonus[i]) > sh[i].floor:
+			level[i] = 1
+		}
+		hash[i] = s.nodes[i].hash
+	}
+	for i, q := range apportion(sh, P, level, hash) {
+		s.pquota[i] = int(q)
+		s.pfloor[i], s.pfrac[i] = int(sh[i].floor), sh[i].frac
+	}
+}
+
+func (s *placer) buildHoldings() {
+	s.holdings = make([][]int32, len(s.nodes))
+	buf := make([]int32, 0, len(s.slots))
+	for i := range s.nodes {
+		// Room for a few gains before append has to copy.
+		c := max(s.load[i], s.quota[i]) + 4
+		s.holdings[i] = buf[len(buf):len(buf):min(len(buf)+c, cap(buf))]
+		buf = buf[:min(len(buf)+c, cap(buf))]
+	}
+	for k, n := range s.slots {
+		if n >= 0 {
+			s.holdings[n] = append(s.holdings[n], int32(k/s.r))
+		}
+	}
+}
+
+func (s *placer) dropHolding(n int32, p int) {
+	hs := s.holdings[n]
+	for t, q := range hs {
+		if int(q) == p {
+			hs[t] = hs[len(hs)-1]
+			s.holdings[n] = hs[:len(hs)-1]
+			return
+		}
+	}
+}
+
+// fill gives an empty slot of p to node in.
+func (s *placer) fill(p int, in int32) {
+	for k := p * s.r; k < (p+1)*s.r; k++ {
+		if s.slots[k] < 0 {
+			s.slots[k], s.old[k] = in, false
+			break
+		}
+	}
+	s.load[in]++
+	s.holdings[in] = append(s.holdings[in], int32(p))
+}
+
+// replace moves the slot of p from out to in. With takePrimary, in also takes the primary role;
+// otherwise, if out was primary, p is left without one for assignPrimaries to settle.
+func (s *placer) replace(p int, out, in int32, takePrimary bool) {
+	for k := p * s.r; k < (p+1)*s.r; k++ {
+		if s.slots[k] == out {
+			s.slots[k], s.old[k] = in, false
+			break
+		}
+	}
+	s.load[out]--
+	s.load[in]++
+	s.dropHolding(out, p)
+	s.holdings[in] = append(s.holdings[in], int32(p))
+	switch {
+	case takePrimary:
+		if k := s.prim[p]; k >= 0 {
+			s.pcount[k]--
+		}
+		s.prim[p] = in
+		s.pcount[in]++
+	case s.prim[p] == out:
+		s.prim[p] = -1
+		s.pcount[out]--
+	}
+}
+
+// deficitHeap orders nodes by how many replicas they still need, largest first. Ties are broken by a
+// hash of the node and its deficit, so equal nodes take turns instead of always pairing the same way.
+type deficitHeap struct {
+	s     *placer
+	nodes []int32
+}
+
+func (h *deficitHeap) key(n int32) (int, uint64) {
+	d := h.s.quota[n] - h.s.load[n]
+	return d, mix(h.s.nodes[n].hash ^ uint64(d)*0x9e3779b97f4a7c15)
+}
+
+func (h *deficitHeap) Len() int { return len(h.nodes) }
+func (h *deficitHeap) Less(i, j int) bool {
+	di, ti := h.key(h.nodes[i])
+	dj, tj := h.key(h.nodes[j])
+	if di != dj {
+		return di > dj
+	}
+	if ti != tj {
+		return ti < tj
+	}
+	return h.nodes[i] < h.nodes[j]
+}
+func (h *deficitHeap) Swap(i, j int) { h.nodes[i], h.nodes[j] = h.nodes[j], h.nodes[i] }
+func (h *deficitHeap) Push(x any)    { h.nodes = append(h.nodes, x.(int32)) }
+func (h *deficitHeap) Pop() any {
+	n := h.nodes[len(h.nodes)-1]
+	h.nodes = h.nodes[:len(h.nodes)-1]
+	return n
+}
+
+// fillEmpty gives each empty slot to the allowed node furthest below its target. It returns the
+// partitions whose slot no node below target could take.
+func (s *placer) fillEmpty() (pending []int) {
+	h := &deficitHeap{s: s}
+	for n := range s.nodes {
+		if s.load[n] < s.quota[n] {
+			h.nodes = append(h.nodes, int32(n))
+		}
+	}
+	heap.Init(h)
+	var skipped []int32
+	for p := range s.parts {
+		for k := p * s.r; k < (p+1)*s.r; k++ {
+			if s.slots[k] >= 0 {
+				continue
+			}
+			in := int32(-1)
+			for h.Len() > 0 {
+				n := heap.Pop(h).(int32)
+				if s.allowed(p, -1, n) {
+					in = n
+					break
+				}
+				skipped = append(skipped, n)
+			}
+			for _, n := range skipped {
+				heap.Push(h, n)
+			}
+			skipped = skipped[:0]
+			if in < 0 {
+				pending = append(pending, p)
+				continue
+			}
+			s.note(p, "%s fills a free slot: it had %d replicas, target %d", s.id(in), s.load[in], s.quota[in])
+			s.fill(p, in)
+			if s.load[in] < s.quota[in] {
+				heap.Push(h, in)
+			}
+		}
+	}
+	return pending
+}
+
+// shedExcess moves replicas from nodes above their target straight to nodes below it. It returns
+// the nodes that kept an excess because no node below target could take any of their partitions.
+func (s *placer) shedExcess() (pending []int32) {
+	var over, under []int32
+	for n := range s.nodes {
+		switch {
+		case s.load[n] > s.quota[n]:
+			over = append(over, int32(n))
+		case s.load[n] < s.quota[n]:
+			under = append(under, int32(n))
+		}
+	}
+	if len(over) == 0 {
+		return nil
+	}
+	byGap := func(a, b int32) int {
+		ga, gb := s.load[a]-s.quota[a], s.load[b]-s.quota[b]
+		if ga < 0 {
+			ga, gb = -ga, -gb
+		}
+		if ga != gb {
+			return gb - ga
+		}
+		return cmp.Compare(s.nodes[a].hash, s.nodes[b].hash)
+	}
+	slices.SortFunc(over, byGap)
+	slices.SortFunc(under, byGap)
+	for _, i := range over {
+		for s.load[i] > s.quota[i] {
+			if !s.shedOne(i, under) {
+				pending = append(pending, i)
+				break
+			}
+		}
+	}
+	return pending
+}
+
+// shedOne moves one replica of overloaded node i to a node below target. Among i's partitions it
+// prefers, in order: one whose primary has too many primaries while the receiver has too few (the
+// receiver takes the primary role: one primary move that was needed anyway); one i is not primary
+// of; one i is primary of while above its primary target; anything allowed.
+func (s *placer) shedOne(i int32, under []int32) bool {
+	for _, j := range under {
+		if s.load[j] >= s.quota[j] {
+			continue
+		}
+		want := 2
+		if s.pcount[j] < s.pquota[j] {
+			want = 3
+		}
+		hs := s.holdings[i]
+		start := int(mix(s.nodes[i].hash^s.nodes[j].hash) % uint64(len(hs)))
+		best, bestScore := -1, -1
+		for t := range hs {
+			p := int(hs[(start+t)%len(hs)])
+			if !s.allowed(p, i, j) {
+				continue
+			}
+			sc := s.shedScore(p, i, j)
+			if sc > bestScore {
+				best, bestScore = p, sc
+				if sc >= want {
+					break
+				}
+			}
+		}
+		if best < 0 {
+			continue
+		}
+		s.note(best, "%s hands its replica to %s: %s had %d replicas, target %d; %s had %d, target %d",
+			s.id(i), s.id(j), s.id(i), s.load[i], s.quota[i], s.id(j), s.load[j], s.quota[j])
+		if bestScore == 3 {
+			k := s.prim[best]
+			s.note(best, "%s takes the primary role from %s: %s had %d primaries, target %d",
+				s.id(j), s.id(k), s.id(k), s.pcount[k], s.pquota[k])
+		}
+		s.replace(best, i, j, bestScore == 3)
+		return true
+	}
+	return false
+}
+
+func (s *placer) shedScore(p int, i, j int32) int {
+	if s.touched(p) {
+		// Another slot of p already changed in this call: move it only as a last resort, so a
+		// partition is not copied twice in one step.
+		return -1
+	}
+	k := s.prim[p]
+	switch {
+	case s.pcount[j] < s.pquota[j] && k >= 0 && s.pcount[k] > s.pquota[k]:
+		return 3
+	case k != i:
+		return 2
+	case s.pcount[i] > s.pquota[i]:
+		return 1
+	}
+	return 0
+}
+
+// touched reports whether a slot of p has changed holder (or is still empty) in this call.
+func (s *placer) touched(p int) bool {
+	for k := p * s.r; k < (p+1)*s.r; k++ {
+		if !s.old[k] {
+			return true
+		}
+	}
+	return false
+}
+
+// repair settles what the greedy passes left: each pending empty slot or excess replica is routed
+// along a shortest chain of hand-overs ending at a node below target (an augmenting path). When no
+// chain exists the slot still gets a holder, the allowed node least loaded against its target.
+func (s *placer) repair(slots []int, nodes []int32) {
+	for _, p := range slots {
+		if s.augment(p, -1) {
+			continue
+		}
+		best := int32(-1)
+		for n := range s.nodes {
+			in := int32(n)
+			if s.allowed(p, -1, in) && (best < 0 || s.load[in]-s.quota[in] < s.load[best]-s.quota[best]) {
+				best = in
+			}
+		}
+		s.note(p, "%s takes a free slot above its target: no node below target may hold this partition", s.id(best))
+		s.fill(p, best)
+	}
+	for _, n := range nodes {
+		for s.load[n] > s.quota[n] && s.augment(-1, n) {
+		}
+	}
+}
+
+// augment searches breadth first for a chain that places one replica: starting from the empty slot
+// of src (srcNode < 0) or from one excess replica of srcNode, each step lets a node take a slot and
+// hand one of its own partitions on, until a node below its target takes the last one.
+func (s *placer) augment(src int, srcNode int32) bool {
+	s.stamp++
+	var queue []int32
+	unvisited := make([]int32, 0, len(s.nodes))
+	for n := range s.nodes {
+		if int32(n) != srcNode {
+			unvisited = append(unvisited, int32(n))
+		}
+	}
+	// visit offers the slot of p that out gives up (out = -1: an empty slot) to every unvisited node
+	// and returns the first one below its target, if any.
+	visit := func(p int, out int32) int32 {
+		kept := unvisited[:0]
+		found := int32(-1)
+		for _, m := range unvisited {
+			if found < 0 && s.allowed(p, out, m) {
+				s.mark[m] = s.stamp
+				s.parent[m] = hop{from: out, part: int32(p)}
+				if s.load[m] < s.quota[m] {
+					found = m
+				} else {
+					queue = append(queue, m)
+				}
+				continue
+			}
+			kept = append(kept, m)
+		}
+		unvisited = kept
+		return found
+	}
+	var end int32 = -1
+	if srcNode >= 0 {
+		s.mark[srcNode] = s.stamp
+		s.parent[srcNode] = hop{from: -1, part: -1}
+		queue = append(queue, srcNode)
+	} else {
+		end = visit(src, -1)
+	}
+	for head := 0; end < 0 && head < len(queue) && len(unvisited) > 0; head++ {
+		n := queue[head]
+		hs := s.holdings[n]
+		for t := len(hs) - 1; t >= 0 && end < 0; t-- {
+			q := int(hs[t])
+			if s.onPath(n, q) {
+				continue
+			}
+			end = visit(q, n)
+		}
+	}
+	if end < 0 {
+		return false
+	}
+	for cur := end; ; {
+		h := s.parent[cur]
+		if h.from < 0 {
+			s.note(int(h.part), "%s fills a free slot through a chain of hand-overs", s.id(cur))
+			s.fill(int(h.part), cur)
+			return true
+		}
+		s.note(int(h.part), "%s hands its replica to %s to make room along a chain of hand-overs", s.id(h.from), s.id(cur))
+		s.replace(int(h.part), h.from, cur, false)
+		if h.from == srcNode {
+			return true
+		}
+		cur = h.from
+	}
+}
+
+// onPath reports whether partition q already changes hands on the path that reached node n, so one
+// chain never moves two slots of the same partition against a zone check made for only one.
+func (s *placer) onPath(n int32, q int) bool {
+	for cur := n; ; {
+		h := s.parent[cur]
+		if h.part < 0 {
+			return false
+		}
+		if int(h.part) == q {
+			return true
+		}
+		if h.from < 0 {
+			return false
+		}
+		cur = h.from
+	}
+}
+
+// assignPrimaries gives every partition a primary among its holders so that each node has its
+// primary target: partitions without one go to a holder below target (surviving holders first,
+// which have the data), nodes above target hand roles to other holders, and chains of role swaps
+// (no data moves) settle the rest.
+func (s *placer) assignPrimaries() {
+	var lacking []int
+	for p := range s.parts {
+		if s.prim[p] >= 0 {
+			continue
+		}
+		if h := s.primaryCandidate(p, -1); h >= 0 {
+			s.note(p, "%s becomes primary: it had %d primaries, target %d", s.id(h), s.pcount[h], s.pquota[h])
+			s.setPrimary(p, h)
+		} else {
+			lacking = append(lacking, p)
+		}
+	}
+	s.prims = make([][]int32, len(s.nodes))
+	for n := range s.nodes {
+		s.prims[n] = make([]int32, 0, s.pquota[n]+2)
+	}
+	for p, n := range s.prim {
+		if n >= 0 {
+			s.prims[n] = append(s.prims[n], int32(p))
+		}
+	}
+	var excess []int32
+	for n := range s.nodes {
+		u := int32(n)
+		for t := 0; t < len(s.prims[u]) && s.pcount[u] > s.pquota[u]; t++ {
+			p := int(s.prims[u][t])
+			if s.prim[p] != u {
+				continue
+			}
+			if h := s.primaryCandidate(p, u); h >= 0 {
+				s.note(p, "%s takes the primary role from %s: %s had %d primaries, target %d", s.id(h), s.id(u), s.id(u), s.pcount[u], s.pquota[u])
+				s.setPrimary(p, h)
+			}
+		}
+		if s.pcount[u] > s.pquota[u] {
+			excess = append(excess, u)
+		}
+	}
+	for _, oldOnly := range []bool{true, false} {
+		rest := lacking[:0]
+		for _, p := range lacking {
+			if !s.primaryPath(p, -1, oldOnly) {
+				rest = append(rest, p)
+			}
+		}
+		lacking = rest
+		moreExcess := excess[:0]
+		for _, u := range excess {
+			for s.pcount[u] > s.pquota[u] && s.primaryPath(-1, u, oldOnly) {
+			}
+			if s.pcount[u] > s.pquota[u] {
+				moreExcess = append(moreExcess, u)
+			}
+		}
+		excess = moreExcess
+	}
+	for _, p := range lacking {
+		best, bestOld := int32(-1), false
+		for k := p * s.r; k < (p+1)*s.r; k++ {
+			h := s.slots[k]
+			if h < 0 {
+				continue
+			}
+			better := best < 0 || (s.old[k] && !bestOld) ||
+				(s.old[k] == bestOld && s.pcount[h]-s.pquota[h] < s.pcount[best]-s.pquota[best])
+			if better {
+				best, bestOld = h, s.old[k]
+			}
+		}
+		s.note(p, "%s becomes primary above its primary target: no holder was below target", s.id(best))
+		s.setPrimary(p, best)
+	}
+}
+
+// primaryCandidate returns the holder of p, other than except, that is furthest below its primary
+// target, preferring holders that already held p; -1 if none is below target.
+func (s *placer) primaryCandidate(p int, except int32) int32 {
+	best, bestOld := int32(-1), false
+	for k := p * s.r; k < (p+1)*s.r; k++ {
+		h := s.slots[k]
+		if h < 0 || h == except || s.pcount[h] >= s.pquota[h] {
+			continue
+		}
+		better := best < 0 || (s.old[k] && !bestOld) ||
+			(s.old[k] == bestOld && s.pquota[h]-s.pcount[h] > s.pquota[best]-s.pcount[best])
+		if better {
+			best, bestOld = h, s.old[k]
+		}
+	}
+	return best
+}
+
+func (s *placer) setPrimary(p int, h int32) {
+	if k := s.prim[p]; k >= 0 {
+		s.pcount[k]--
+	}
+	s.prim[p] = h
+	s.pcount[h]++
+	if s.prims != nil {
+		s.prims[h] = append(s.prims[h], int32(p))
+	}
+}
+
+// primaryPath searches breadth first for a chain of primary-role swaps that gives partition src a
+// primary (srcNode < 0) or takes one role from srcNode, ending at a node below its primary target.
+// With oldOnly, only holders that already held the partition may take its role.
+func (s *placer) primaryPath(src int, srcNode int32, oldOnly bool) bool {
+	s.stamp++
+	var queue []int32
+	found := int32(-1)
+	try := func(p int, from int32) {
+		for k := p * s.r; k < (p+1)*s.r && found < 0; k++ {
+			h := s.slots[k]
+			if h < 0 || h == from || s.mark[h] == s.stamp || (oldOnly && !s.old[k]) {
+				continue
+			}
+			s.mark[h] = s.stamp
+			s.parent[h] = hop{from: from, part: int32(p)}
+			if s.pcount[h] < s.pquota[h] {
+				found = h
+				return
+			}
+			queue = append(queue, h)
+		}
+	}
+	if srcNode >= 0 {
+		s.mark[srcNode] = s.stamp
+		s.parent[srcNode] = hop{from: -1, part: -1}
+		queue = append(queue, srcNode)
+	} else {
+		try(src, -1)
+	}
+	for head := 0; found < 0 && head < len(queue); head++ {
+		u := queue[head]
+		for _, p := range s.prims[u] {
+			if s.prim[p] == u {
+				try(int(p), u)
+				if found >= 0 {
+					break
+				}
+			}
+		}
+	}
+	if found < 0 {
+		found = s.moveExtra()
+		if found < 0 {
+			return false
+		}
+		if found == srcNode {
+			return true // srcNode's excess was only the rounding
+		}
+	}
+	for cur := found; ; {
+		h := s.parent[cur]
+		if h.from < 0 {
+			s.note(int(h.part), "%s becomes primary through a chain of role swaps", s.id(cur))
+		} else {
+			s.note(int(h.part), "%s takes the primary role from %s to balance primaries (no data moves)", s.id(cur), s.id(h.from))
+		}
+		s.setPrimary(int(h.part), cur)
+		if h.from < 0 || h.from == srcNode {
+			return true
+		}
+		cur = h.from
+	}
+}
+
+// moveExtra is called when a primary search reached no node below target. The rounding gave the
+// "+1" primaries to nodes the search cannot reach; it moves one such +1 from an unreachable node
+// still below target to a reached node whose fair share also allows it, and returns that node (-1 if
+// there is none). This is the step of the flow that rounds shares and assigns roles together.
+func (s *placer) moveExtra() int32 {
+	from := int32(-1)
+	for n := range s.nodes {
+		if s.pcount[n] < s.pquota[n] && s.pquota[n] > s.pfloor[n] {
+			from = int32(n)
+			break
+		}
+	}
+	if from < 0 {
+		return -1
+	}
+	for n := range s.nodes {
+		if s.mark[n] == s.stamp && s.pfrac[n] && s.pquota[n] == s.pfloor[n] {
+			s.pquota[from]--
+			s.pquota[n]++
+			return int32(n)
+		}
+	}
+	return -1
+}
+
+func (s *placer) result() Map {
+	out := make(Map, s.parts)
+	buf := make([]string, s.parts*s.r)
+	for p := range s.parts {
+		row := buf[p*s.r : p*s.r : (p+1)*s.r]
+		row = append(row, s.id(s.prim[p]))
+		for _, h := range s.slots[p*s.r : (p+1)*s.r] {
+			if h >= 0 && h != s.prim[p] {
+				row = append(row, s.id(h))
+			}
+		}
+		out[p] = row
+	}
+	return out
+}

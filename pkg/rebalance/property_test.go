@@ -1,0 +1,178 @@
+package rebalance
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"testing"
+)
+
+// randomCluster draws a cluster: sometimes zones, sometimes weights.
+func randomCluster(rng *rand.Rand, zones, weights bool) ([]Node, Config) {
+	cfg := Config{Partitions: 1 + rng.IntN(300), ReplicationFactor: 1 + rng.IntN(4)}
+	nodes := make([]Node, 1+rng.IntN(25))
+	nz := 1 + rng.IntN(6)
+	for i := range nodes {
+		nodes[i] = Node{ID: fmt.Sprintf("n%03d", rng.IntN(1000)*1000+i)}
+		if zones {
+			nodes[i].Zone = fmt.Sprintf("z%d", rng.IntN(nz))
+		}
+		if weights {
+			nodes[i].Weight = rng.IntN(5)
+		}
+	}
+	return nodes, cfg
+}
+
+// garbageMap is a previous placement with dead, repeated and surplus holders.
+func garbageMap(rng *rand.Rand, nodes []Node, cfg Config) Map {
+	m := make(Map, cfg.Partitions)
+	for p := range m {
+		for range rng.IntN(cfg.ReplicationFactor + 3) {
+			if rng.IntN(4) == 0 {
+				m[p] = append(m[p], fmt.Sprintf("dead-%d", rng.IntN(5)))
+			} else {
+				m[p] = append(m[p], nodes[rng.IntN(len(nodes))].ID)
+			}
+		}
+	}
+	return m
+}
+
+func cloneMap(m Map) Map {
+	out := make(Map, len(m))
+	for p := range m {
+		out[p] = slices.Clone(m[p])
+	}
+	return out
+}
+
+func equalMaps(a, b Map) bool { return slices.EqualFunc(a, b, slices.Equal) }
+
+func TestPropertyRandomClusters(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range 300 {
+		nodes, cfg := randomCluster(rng, i%3 != 0, i%2 == 0)
+		var prev Map
+		if i%4 != 0 {
+			prev = garbageMap(rng, nodes, cfg)
+		}
+		before := cloneMap(prev)
+		next, err := Compute(prev, nodes, cfg)
+		if err != nil {
+			t.Fatalf("case %d: %v", i, err)
+		}
+		if !equalMaps(prev, before) {
+			t.Fatalf("case %d: Compute modified prev", i)
+		}
+		if errs := placementErrors(next, nodes, cfg); len(errs) > 0 {
+			t.Errorf("case %d (P=%d R=%d nodes=%v): %v", i, cfg.Partitions, cfg.ReplicationFactor, nodes, errs)
+		}
+		shuffled := slices.Clone(nodes)
+		rng.Shuffle(len(shuffled), func(a, b int) { shuffled[a], shuffled[b] = shuffled[b], shuffled[a] })
+		again, err := Compute(prev, shuffled, cfg)
+		if err != nil || !equalMaps(next, again) {
+			t.Errorf("case %d: Compute depends on node order (err %v)", i, err)
+		}
+	}
+}
+
+// event applies one random join, leave or crash to the live set. Leave and crash look the same to
+// placement: the node is gone.
+func event(rng *rand.Rand, live []Node, serial *int, zones, weights bool, nz int) (next []Node, what string) {
+	if len(live) > 1 && (rng.IntN(2) == 0 || len(live) > 40) {
+		k := rng.IntN(len(live))
+		kind := "leave"
+		if rng.IntN(2) == 0 {
+			kind = "crash"
+		}
+		return slices.Delete(slices.Clone(live), k, k+1), kind + " " + live[k].ID
+	}
+	*serial++
+	n := Node{ID: fmt.Sprintf("node-%04d", *serial)}
+	if zones {
+		n.Zone = fmt.Sprintf("z%d", rng.IntN(nz))
+	}
+	if weights {
+		n.Weight = 1 + rng.IntN(4)
+	}
+	return append(slices.Clone(live), n), "join " + n.ID
+}
+
+func TestPropertyEventSequence(t *testing.T) {
+	tests := []struct {
+		name           string
+		zones, weights bool
+		maxRatio       float64 // total copies / sum of per-step minima
+		// With weights a node may have to hold every partition; a partition can then need two new
+		// holders in one step, so the once-per-step check applies to equal weights only.
+		oncePerStep bool
+	}{
+		{"equal weights", false, false, 1.02, true},
+		{"zones", true, false, 1.02, true},
+		{"weights", false, true, 1.02, false},
+		{"zones and weights", true, true, 1.05, false},
+	}
+	for ti, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for seed := range 3 {
+				rng := rand.New(rand.NewPCG(uint64(ti), uint64(seed)))
+				cfg := Config{Partitions: 64 << rng.IntN(3), ReplicationFactor: 1 + rng.IntN(3)}
+				nz := 3 + rng.IntN(3)
+				var live []Node
+				serial := 0
+				for range 5 {
+					live, _ = event(rng, live, &serial, tt.zones, tt.weights, nz)
+				}
+				m, err := Compute(nil, live, cfg)
+				if err != nil {
+					t.Fatal(err)
+				}
+				moved, minimum := 0, 0
+				for step := range 200 {
+					var what string
+					next := live
+					next, what = event(rng, live, &serial, tt.zones, tt.weights, nz)
+					got, err := Compute(m, next, cfg)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if errs := placementErrors(got, next, cfg); len(errs) > 0 {
+						t.Fatalf("seed %d step %d (%s, %d nodes): %v", seed, step, what, len(next), errs)
+					}
+					moves := Moves(m, got)
+					perPartition := map[int]int{}
+					for _, mv := range moves {
+						if mv.To != "" {
+							perPartition[mv.Partition]++
+						}
+					}
+					for p, n := range perPartition {
+						if tt.oncePerStep && n > max(1, deadHolders(m[p], next)) {
+							t.Fatalf("seed %d step %d (%s): partition %d moved %d times: %v -> %v", seed, step, what, p, n, m[p], got[p])
+						}
+					}
+					moved += copies(moves)
+					minimum += minCopies(m, next, cfg)
+					m, live = got, next
+				}
+				ratio := float64(moved) / math.Max(1, float64(minimum))
+				t.Logf("seed %d P=%d R=%d: moved %d, minimum %d, ratio %.4f", seed, cfg.Partitions, cfg.ReplicationFactor, moved, minimum, ratio)
+				if ratio > tt.maxRatio {
+					t.Errorf("seed %d: moved %d replicas, %.3fx the minimum %d, want at most %.2fx", seed, moved, ratio, minimum, tt.maxRatio)
+				}
+			}
+		})
+	}
+}
+
+func deadHolders(holders []string, live []Node) int {
+	n := 0
+	for _, h := range holders {
+		if !slices.ContainsFunc(live, func(x Node) bool { return x.ID == h }) {
+			n++
+		}
+	}
+	return n
+}
