@@ -8,6 +8,7 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 
 	"github.com/clusterkit-go/clusterkit/pkg/embed"
 )
@@ -43,7 +44,7 @@ func Start(tb testing.TB) *Server {
 // NewClient returns a client of endpoints that is closed at the end of the test.
 func NewClient(tb testing.TB, endpoints []string) *clientv3.Client {
 	tb.Helper()
-	c, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second})
+	c, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
 	if err != nil {
 		tb.Fatalf("etcd client: %v", err)
 	}

@@ -1,0 +1,549 @@
+package clusterkit
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/clusterkit-go/clusterkit/internal/keys"
+	"github.com/clusterkit-go/clusterkit/internal/state"
+	"github.com/clusterkit-go/clusterkit/pkg/embed"
+)
+
+// ClusterKit is one node of a cluster. Create it with NewClusterKit, then Start it. Lookups
+// (GetPartition, GetPrimary, ...) are safe for concurrent use, take no lock and allocate
+// nothing: they read an immutable snapshot of the partition map.
+type ClusterKit struct {
+	opts   Options
+	log    *zap.Logger
+	schema keys.Schema
+
+	snap  atomic.Pointer[snapshot]
+	hooks atomic.Pointer[[]PartitionChangeHook]
+	// changed is closed and replaced every time a new map is applied.
+	changed atomic.Pointer[chan struct{}]
+
+	// base anchors leaseDeadline on the monotonic clock.
+	base time.Time
+	// leaseDeadline is the time (nanoseconds since base) until which the node's lease is known
+	// to be held: the last keepalive answer plus the TTL, less a safety margin.
+	leaseDeadline atomic.Int64
+	leader        atomic.Bool
+	// enqueued is the epoch of the last map whose hook events were handed to the dispatcher.
+	enqueued atomic.Uint64
+
+	mu       sync.Mutex
+	started  bool
+	stopped  bool
+	stopOnce sync.Once
+
+	// Set by Start and read-only after it.
+	client     *clientv3.Client
+	ownClient  bool
+	member     *embed.Member
+	httpServer *http.Server
+	listener   net.Listener
+	self       state.Node
+	config     state.Config
+	dispatch   *dispatcher
+
+	// leaving is closed by Stop: the leader publishes a map without this node, the others stop
+	// campaigning.
+	leaving chan struct{}
+	// runCtx bounds every background goroutine; cancelled last in Stop.
+	runCtx    context.Context
+	runCancel context.CancelFunc
+	wg        sync.WaitGroup
+	// campaignDone is closed when the membership loop has left the election for good.
+	campaignDone chan struct{}
+	// session is the current registration; guarded by mu.
+	session *registration
+}
+
+// NewClusterKit validates opts, fills in the defaults of the zero fields and returns a node that
+// is not started yet. It does no I/O. Errors wrap ErrInvalidOptions and name the field.
+func NewClusterKit(opts Options) (*ClusterKit, error) {
+	o := opts.withDefaults()
+	if err := o.validate(); err != nil {
+		return nil, err
+	}
+	ck := &ClusterKit{
+		opts:         o,
+		log:          o.Logger.Named("clusterkit").With(zap.String("node_id", o.NodeID)),
+		base:         time.Now(),
+		leaving:      make(chan struct{}),
+		campaignDone: make(chan struct{}),
+	}
+	ch := make(chan struct{})
+	ck.changed.Store(&ch)
+	ck.dispatch = newDispatcher(ck.log.Named("hooks"), o.MaxConcurrentHooks, ck.currentHooks)
+	return ck, nil
+}
+
+// Start connects to etcd (starting an embedded member when no etcd is configured), registers
+// the node, joins the leader election and watches the partition map. It blocks until the node
+// holds a partition map that lists it, an error occurs, or Options.StartTimeout passes; on error
+// everything it started is stopped again. Start may be called once.
+func (ck *ClusterKit) Start() error {
+	return ck.StartContext(context.Background())
+}
+
+// StartContext is Start with a context: cancelling ctx aborts the start.
+func (ck *ClusterKit) StartContext(ctx context.Context) (err error) {
+	ck.mu.Lock()
+	if ck.stopped {
+		ck.mu.Unlock()
+		return ErrStopped
+	}
+	if ck.started {
+		ck.mu.Unlock()
+		return errors.New("clusterkit: already started")
+	}
+	ck.started = true
+	ck.mu.Unlock()
+
+	ctx, cancel := context.WithTimeout(ctx, ck.opts.StartTimeout)
+	defer cancel()
+	ck.runCtx, ck.runCancel = context.WithCancel(context.Background())
+	defer func() {
+		if err != nil {
+			ck.shutdown(stopAbort)
+		}
+	}()
+
+	if err := ck.listen(); err != nil {
+		return err
+	}
+	if err := ck.connect(ctx); err != nil {
+		return err
+	}
+	if err := ck.ensureConfig(ctx); err != nil {
+		return err
+	}
+	reg, err := ck.register(ctx)
+	if err != nil {
+		return err
+	}
+	ck.self = reg.self
+	ck.mu.Lock()
+	ck.session = reg
+	ck.mu.Unlock()
+
+	initial, err := ck.readInitialMap(ctx)
+	if err != nil {
+		return err
+	}
+	ck.wg.Add(2)
+	go func() { defer ck.wg.Done(); ck.runMembership(reg) }()
+	go func() { defer ck.wg.Done(); ck.watchMap(initial) }()
+
+	if err := ck.waitListed(ctx); err != nil {
+		return err
+	}
+	ck.log.Info("node started", zap.String("addr", ck.self.IP), zap.Uint64("epoch", ck.snap.Load().epoch),
+		zap.String("cluster", ck.opts.ClusterName))
+	return nil
+}
+
+// listen binds the HTTP API, so that the advertised address is known before registering.
+func (ck *ClusterKit) listen() error {
+	l, err := net.Listen("tcp", ck.opts.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("clusterkit: listen on HTTPAddr: %w", err)
+	}
+	ck.listener = l
+	if ck.opts.AdvertiseAddr == "" {
+		ck.opts.AdvertiseAddr = advertiseFor(l.Addr())
+	}
+	ck.httpServer = newHTTPServer(ck.Handler())
+	ck.wg.Add(1)
+	go func() {
+		defer ck.wg.Done()
+		if err := ck.httpServer.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			ck.log.Error("http server stopped", zap.Error(err))
+		}
+	}()
+	return nil
+}
+
+// connect sets up the etcd client for the configured mode.
+func (ck *ClusterKit) connect(ctx context.Context) error {
+	var endpoints []string
+	switch ck.opts.mode() {
+	case etcdClient:
+		ck.client = ck.opts.EtcdClient
+	case etcdEndpoints:
+		endpoints = ck.opts.EtcdEndpoints
+	case etcdJoin:
+		info, err := fetchJoinInfo(ctx, ck.opts.JoinAddr)
+		if err != nil {
+			return err
+		}
+		if ck.opts.ClusterName == "" {
+			ck.opts.ClusterName = info.ClusterName
+		} else if ck.opts.ClusterName != info.ClusterName {
+			return fmt.Errorf("clusterkit: ClusterName is %q but the node at JoinAddr %s belongs to cluster %q",
+				ck.opts.ClusterName, ck.opts.JoinAddr, info.ClusterName)
+		}
+		endpoints = info.EtcdEndpoints
+	case etcdEmbedded:
+		_, port, _ := net.SplitHostPort(ck.opts.HTTPAddr)
+		httpPort := 0
+		fmt.Sscan(port, &httpPort)
+		clientAddr := ck.opts.EmbeddedEtcdClientAddr
+		if clientAddr == "" {
+			clientAddr = embeddedAddr(ck.opts.HTTPAddr, httpPort, embeddedPortOffset)
+		}
+		peerAddr := ck.opts.EmbeddedEtcdPeerAddr
+		if peerAddr == "" {
+			peerAddr = embeddedAddr(ck.opts.HTTPAddr, httpPort, 2*embeddedPortOffset)
+		}
+		advHost, _, _ := net.SplitHostPort(ck.opts.AdvertiseAddr)
+		m, err := embed.Start(ctx, embed.Config{
+			Name:          ck.opts.NodeID,
+			Dir:           filepath.Join(ck.opts.DataDir, "etcd"),
+			ClientAddr:    clientAddr,
+			PeerAddr:      peerAddr,
+			AdvertiseHost: advHost,
+			UnsafeNoFsync: ck.opts.unsafeNoFsync,
+			Logger:        ck.log.Named("etcd").WithOptions(zap.IncreaseLevel(zap.WarnLevel)),
+			StartTimeout:  ck.opts.StartTimeout,
+		})
+		if err != nil {
+			return fmt.Errorf("clusterkit: embedded etcd: %w", err)
+		}
+		ck.member = m
+		endpoints = m.Endpoints()
+	}
+	ck.schema = keys.New(ck.opts.ClusterName)
+	if ck.client == nil {
+		c, err := clientv3.New(clientv3.Config{
+			Endpoints:            endpoints,
+			DialTimeout:          ck.opts.EtcdDialTimeout,
+			DialKeepAliveTime:    ck.opts.LeaseTTL / 2,
+			DialKeepAliveTimeout: ck.opts.LeaseTTL / 4,
+			Username:             ck.opts.EtcdUsername,
+			Password:             ck.opts.EtcdPassword,
+			TLS:                  ck.opts.EtcdTLS,
+			Logger:               ck.log.Named("etcd-client").WithOptions(zap.IncreaseLevel(zap.ErrorLevel)),
+		})
+		if err != nil {
+			return fmt.Errorf("clusterkit: etcd client for %v: %w", endpoints, err)
+		}
+		ck.client = c
+		ck.ownClient = true
+	}
+	// clientv3.New does not wait for a connection: prove etcd answers before going on.
+	pctx, cancel := context.WithTimeout(ctx, ck.opts.EtcdDialTimeout)
+	defer cancel()
+	if _, err := ck.client.Get(pctx, ck.schema.Config()); err != nil {
+		return fmt.Errorf("clusterkit: etcd at %v does not answer: %w", ck.client.Endpoints(), err)
+	}
+	return nil
+}
+
+// ensureConfig creates the cluster's config, or checks the node's settings against it.
+func (ck *ClusterKit) ensureConfig(ctx context.Context) error {
+	local := state.Config{
+		ClusterID:         newID(),
+		PartitionCount:    ck.opts.PartitionCount,
+		ReplicationFactor: ck.opts.ReplicationFactor,
+		Hash:              state.HashConfig{Algorithm: state.HashMD5, Modulo: ck.opts.PartitionCount, Format: state.PartitionFormat},
+		CreatedAt:         time.Now().UTC(),
+	}
+	b, err := json.Marshal(local)
+	if err != nil {
+		return err
+	}
+	key := ck.schema.Config()
+	resp, err := ck.client.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
+		Then(clientv3.OpPut(key, string(b))).
+		Else(clientv3.OpGet(key)).Commit()
+	if err != nil {
+		return fmt.Errorf("clusterkit: write cluster config: %w", err)
+	}
+	if resp.Succeeded {
+		ck.config = local
+		ck.log.Info("cluster created", zap.String("cluster_id", local.ClusterID),
+			zap.Int("partition_count", local.PartitionCount), zap.Int("replication_factor", local.ReplicationFactor))
+		return nil
+	}
+	var stored state.Config
+	kvs := resp.Responses[0].GetResponseRange().Kvs
+	if len(kvs) == 0 {
+		return errors.New("clusterkit: cluster config vanished while reading it")
+	}
+	if err := json.Unmarshal(kvs[0].Value, &stored); err != nil {
+		return fmt.Errorf("clusterkit: cluster config at %s: %w", key, err)
+	}
+	if setting, ours, theirs := local.Differs(stored); setting != "" {
+		return &ConfigMismatchError{Setting: setting, Local: ours, Cluster: theirs}
+	}
+	ck.config = stored
+	return nil
+}
+
+// instanceID returns the identity of this DataDir's life, creating it on first use.
+func (ck *ClusterKit) instanceID() (string, error) {
+	path := filepath.Join(ck.opts.DataDir, "instance")
+	if b, err := os.ReadFile(path); err == nil && len(b) > 0 {
+		return string(b), nil
+	}
+	if err := os.MkdirAll(ck.opts.DataDir, 0o700); err != nil {
+		return "", fmt.Errorf("clusterkit: DataDir: %w", err)
+	}
+	id := newID()
+	if err := os.WriteFile(path, []byte(id), 0o600); err != nil {
+		return "", fmt.Errorf("clusterkit: DataDir: %w", err)
+	}
+	return id, nil
+}
+
+func newID() string {
+	var b [8]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// readInitialMap reads the map the watch starts from.
+func (ck *ClusterKit) readInitialMap(ctx context.Context) (initialMap, error) {
+	r, err := state.ReadMap(ctx, ck.client, ck.schema, 0)
+	if err != nil {
+		return initialMap{}, fmt.Errorf("clusterkit: read partition map: %w", err)
+	}
+	return initialMap{m: r.Map, rev: r.Revision}, nil
+}
+
+// waitListed blocks until the applied map lists this node.
+func (ck *ClusterKit) waitListed(ctx context.Context) error {
+	for {
+		ch := *ck.changed.Load()
+		if s := ck.snap.Load(); s != nil {
+			if _, ok := s.nodes[ck.opts.NodeID]; ok {
+				return nil
+			}
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("clusterkit: no partition map lists this node after %v (is a leader elected?): %w",
+				ck.opts.StartTimeout, ctx.Err())
+		}
+	}
+}
+
+// Stop leaves the cluster: if this node leads, it first publishes a map without itself; then it
+// revokes its lease, so that the other nodes learn at once (its record and election key go with
+// the lease), stops the HTTP API, waits up to ShutdownTimeout for running hooks (pending ones
+// are dropped), and closes what it opened (never a caller's EtcdClient). It blocks until all of
+// that is done or ShutdownTimeout passes, and is safe to call more than once and concurrently.
+func (ck *ClusterKit) Stop() error {
+	ck.shutdown(stopLeave)
+	return nil
+}
+
+// stopMode says how a node goes away.
+type stopMode int
+
+const (
+	// stopLeave is Stop: hand leadership over, revoke the lease.
+	stopLeave stopMode = iota
+	// stopAbort undoes a failed Start: revoke the lease, publish nothing.
+	stopAbort
+	// stopCrash stops every goroutine without telling etcd anything, as a killed process
+	// would: the lease expires after its TTL. Only tests use it.
+	stopCrash
+)
+
+func (ck *ClusterKit) shutdown(mode stopMode) {
+	ck.stopOnce.Do(func() {
+		ck.mu.Lock()
+		ck.stopped = true
+		started := ck.started
+		ck.mu.Unlock()
+		if !started {
+			return
+		}
+		deadline := time.Now().Add(ck.opts.ShutdownTimeout)
+		if mode == stopLeave {
+			// The membership loop publishes the leaving map if this node leads, then leaves the
+			// election; wait for that before the lease (and with it the leader key) goes.
+			close(ck.leaving)
+			select {
+			case <-ck.campaignDone:
+			case <-time.After(time.Until(deadline)):
+				ck.log.Warn("leaving the election timed out")
+			}
+		}
+		ck.mu.Lock()
+		reg := ck.session
+		ck.mu.Unlock()
+		if reg != nil && mode != stopCrash {
+			reg.revoke(ck.client, time.Until(deadline))
+		}
+		ck.runCancel()
+		if reg != nil {
+			reg.cancel()
+		}
+		if n := ck.dispatch.close(max(0, time.Until(deadline))); n > 0 {
+			ck.log.Warn("hooks still running at stop", zap.Int("running", n))
+		}
+		if ck.httpServer != nil {
+			ctx, cancel := context.WithDeadline(context.Background(), deadline)
+			ck.httpServer.Shutdown(ctx)
+			cancel()
+			ck.httpServer.Close()
+		}
+		ck.wg.Wait()
+		if ck.ownClient && ck.client != nil {
+			ck.client.Close()
+		}
+		if ck.member != nil {
+			ck.member.Close()
+		}
+		ck.log.Info("node stopped")
+	})
+}
+
+// OnPartitionChange registers a hook called for every (partition, new holder) of every map
+// change. Register hooks before Start to see the changes that Start itself brings about. Hooks
+// run on background goroutines, at most Options.MaxConcurrentHooks at once; the hooks of one
+// partition run one at a time in map order. A panicking hook is recovered and logged. Safe for
+// concurrent use.
+func (ck *ClusterKit) OnPartitionChange(hook func(partitionID string, copyFromNodes []*Node, copyToNode *Node)) {
+	ck.mu.Lock()
+	defer ck.mu.Unlock()
+	var hooks []PartitionChangeHook
+	if p := ck.hooks.Load(); p != nil {
+		hooks = append(hooks, *p...)
+	}
+	hooks = append(hooks, hook)
+	ck.hooks.Store(&hooks)
+}
+
+func (ck *ClusterKit) currentHooks() []PartitionChangeHook {
+	if p := ck.hooks.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// GetMyNodeID returns this node's ID.
+func (ck *ClusterKit) GetMyNodeID() string { return ck.opts.NodeID }
+
+// GetPartition returns the partition that holds key, from the current map. It returns
+// ErrNoPartitionMap before the node holds a map. The result is shared and must not be modified.
+func (ck *ClusterKit) GetPartition(key string) (*Partition, error) {
+	s := ck.snap.Load()
+	if s == nil {
+		return nil, ErrNoPartitionMap
+	}
+	return &s.partitions[partitionIndex(key, len(s.partitions))], nil
+}
+
+// GetPrimary returns the current primary of partition, or nil when there is no map or the
+// partition is unknown. The result is shared and must not be modified.
+func (ck *ClusterKit) GetPrimary(partition *Partition) *Node {
+	s := ck.snap.Load()
+	if s == nil {
+		return nil
+	}
+	i := s.lookup(partition)
+	if i < 0 {
+		return nil
+	}
+	return s.primaries[i]
+}
+
+// GetReplicas returns the current replicas of partition (its holders but the primary). The
+// result is shared and must not be modified.
+func (ck *ClusterKit) GetReplicas(partition *Partition) []Node {
+	s := ck.snap.Load()
+	if s == nil {
+		return nil
+	}
+	i := s.lookup(partition)
+	if i < 0 {
+		return nil
+	}
+	return s.holders[i][1:]
+}
+
+// GetNodes returns all current holders of partition, primary first. The result is shared and
+// must not be modified.
+func (ck *ClusterKit) GetNodes(partition *Partition) []Node {
+	s := ck.snap.Load()
+	if s == nil {
+		return nil
+	}
+	i := s.lookup(partition)
+	if i < 0 {
+		return nil
+	}
+	return s.holders[i]
+}
+
+// IsPrimary reports whether this node is the current primary of partition.
+func (ck *ClusterKit) IsPrimary(partition *Partition) bool {
+	s := ck.snap.Load()
+	if s == nil {
+		return false
+	}
+	i := s.lookup(partition)
+	return i >= 0 && s.partitions[i].PrimaryNode == ck.opts.NodeID
+}
+
+// IsReplica reports whether this node is currently a replica (a holder but not the primary) of
+// partition.
+func (ck *ClusterKit) IsReplica(partition *Partition) bool {
+	s := ck.snap.Load()
+	if s == nil {
+		return false
+	}
+	i := s.lookup(partition)
+	if i < 0 {
+		return false
+	}
+	for _, id := range s.partitions[i].ReplicaNodes {
+		if id == ck.opts.NodeID {
+			return true
+		}
+	}
+	return false
+}
+
+// Epoch returns the epoch of the map this node holds, 0 before it holds one.
+func (ck *ClusterKit) Epoch() uint64 {
+	if s := ck.snap.Load(); s != nil {
+		return s.epoch
+	}
+	return 0
+}
+
+// Leader returns the ID of the node that published the map this node holds.
+func (ck *ClusterKit) Leader() string {
+	if s := ck.snap.Load(); s != nil {
+		return s.leader
+	}
+	return ""
+}
+
+// IsLeader reports whether this node currently leads the cluster.
+func (ck *ClusterKit) IsLeader() bool { return ck.leader.Load() }
+
+// AdvertiseAddr is the address other nodes reach this node's HTTP API at; known after Start.
+func (ck *ClusterKit) AdvertiseAddr() string { return ck.self.IP }

@@ -1,0 +1,228 @@
+package clusterkit
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/concurrency"
+	"go.uber.org/zap"
+
+	"github.com/clusterkit-go/clusterkit/internal/fence"
+	"github.com/clusterkit-go/clusterkit/internal/state"
+)
+
+// registration is one life of the node's lease: its record under nodes/<id>, its election
+// session, and the keepalive that tracks the lease deadline.
+type registration struct {
+	lease   clientv3.LeaseID
+	self    state.Node
+	session *concurrency.Session
+	// cancel stops the keepalives; done is closed when the deadline tracker has exited.
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// register creates the node's record under a new lease, refusing to take the record of a live
+// node with the same ID. A record left by this node's own DataDir (a restart before the old
+// lease expired) is taken back at once.
+func (ck *ClusterKit) register(ctx context.Context) (*registration, error) {
+	instance, err := ck.instanceID()
+	if err != nil {
+		return nil, err
+	}
+	self := state.Node{
+		ID:        ck.opts.NodeID,
+		IP:        ck.opts.AdvertiseAddr,
+		Zone:      ck.opts.Zone,
+		Weight:    ck.opts.Weight,
+		Metadata:  ck.opts.Metadata,
+		Instance:  instance,
+		StartedAt: time.Now().UTC().Truncate(time.Millisecond),
+	}
+	if ck.member != nil {
+		self.EtcdEndpoints = ck.member.Endpoints()
+	}
+	rec, err := json.Marshal(self)
+	if err != nil {
+		return nil, err
+	}
+	ttl := int64(ck.opts.LeaseTTL / time.Second)
+	granted := time.Now()
+	grant, err := ck.client.Grant(ctx, ttl)
+	if err != nil {
+		return nil, fmt.Errorf("clusterkit: grant lease: %w", err)
+	}
+	revokeNew := func() {
+		rctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		ck.client.Revoke(rctx, grant.ID)
+		cancel()
+	}
+	key := ck.schema.Node(ck.opts.NodeID)
+	resp, err := ck.client.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
+		Then(clientv3.OpPut(key, string(rec), clientv3.WithLease(grant.ID))).
+		Else(clientv3.OpGet(key)).Commit()
+	if err != nil {
+		revokeNew()
+		return nil, fmt.Errorf("clusterkit: register node: %w", err)
+	}
+	if !resp.Succeeded {
+		kv := resp.Responses[0].GetResponseRange().Kvs[0]
+		existing, derr := state.DecodeNode(kv.Value)
+		if derr != nil || existing.Instance != instance {
+			revokeNew()
+			inUse := &NodeIDInUseError{NodeID: ck.opts.NodeID, Addr: existing.IP}
+			if ttlResp, err := ck.client.TimeToLive(ctx, clientv3.LeaseID(kv.Lease)); err == nil {
+				inUse.LeaseLeft = time.Duration(ttlResp.TTL) * time.Second
+			}
+			return nil, inUse
+		}
+		// Our own record from before a restart: replace it only if it is still the one we read.
+		resp, err := ck.client.Txn(ctx).
+			If(clientv3.Compare(clientv3.ModRevision(key), "=", kv.ModRevision)).
+			Then(clientv3.OpPut(key, string(rec), clientv3.WithLease(grant.ID))).Commit()
+		if err != nil || !resp.Succeeded {
+			revokeNew()
+			return nil, fmt.Errorf("clusterkit: take back own registration: changed concurrently (%v)", err)
+		}
+		// The old lease also held our old election key: revoke it so that no one waits for it.
+		if kv.Lease != 0 {
+			ck.client.Revoke(ctx, clientv3.LeaseID(kv.Lease))
+		}
+		ck.log.Info("took back own registration from before a restart")
+	}
+	kctx, cancel := context.WithCancel(ck.runCtx)
+	session, err := concurrency.NewSession(ck.client, concurrency.WithLease(grant.ID), concurrency.WithContext(kctx))
+	if err != nil {
+		cancel()
+		revokeNew()
+		return nil, fmt.Errorf("clusterkit: election session: %w", err)
+	}
+	ka, err := ck.client.KeepAlive(kctx, grant.ID)
+	if err != nil {
+		cancel()
+		revokeNew()
+		return nil, fmt.Errorf("clusterkit: lease keepalive: %w", err)
+	}
+	reg := &registration{lease: grant.ID, self: self, session: session, cancel: cancel, done: make(chan struct{})}
+	ck.extendDeadline(granted, grant.TTL)
+	go func() {
+		defer close(reg.done)
+		for resp := range ka {
+			ck.extendDeadline(time.Now(), resp.TTL)
+		}
+	}()
+	return reg, nil
+}
+
+// extendDeadline records that the lease was renewed, at the latest at sent, for ttl seconds. A
+// tenth of the TTL is kept as margin for the round trip and clock drift, so the node believes its
+// lease gone slightly before etcd does, never after.
+func (ck *ClusterKit) extendDeadline(sent time.Time, ttl int64) {
+	if ttl <= 0 {
+		return
+	}
+	d := time.Duration(ttl) * time.Second
+	ck.leaseDeadline.Store(int64(sent.Sub(ck.base) + d - d/10))
+}
+
+// deadline is the time until which the node's lease is known to be held.
+func (ck *ClusterKit) deadline() time.Time {
+	return ck.base.Add(time.Duration(ck.leaseDeadline.Load()))
+}
+
+// revoke ends the registration and deletes the lease, and with it the node's record and
+// election key, so that the cluster learns at once.
+func (r *registration) revoke(client *clientv3.Client, timeout time.Duration) {
+	r.cancel()
+	<-r.session.Done()
+	<-r.done
+	ctx, cancel := context.WithTimeout(context.Background(), max(timeout, 100*time.Millisecond))
+	defer cancel()
+	client.Revoke(ctx, r.lease)
+}
+
+// runMembership keeps the node registered and in the election until Stop. When the lease is
+// lost (etcd unreachable for longer than the TTL), it registers again under a new lease.
+func (ck *ClusterKit) runMembership(reg *registration) {
+	defer close(ck.campaignDone)
+	for {
+		ck.campaign(reg)
+		if ck.runCtx.Err() != nil {
+			return
+		}
+		select {
+		case <-ck.leaving:
+			return
+		default:
+		}
+		ck.log.Warn("lease lost, registering again")
+		reg.cancel()
+		<-reg.done
+		backoff := 100 * time.Millisecond
+		for {
+			ctx, cancel := context.WithTimeout(ck.runCtx, ck.opts.LeaseTTL)
+			next, err := ck.register(ctx)
+			cancel()
+			if err == nil {
+				ck.mu.Lock()
+				ck.session = next
+				ck.mu.Unlock()
+				reg = next
+				ck.log.Info("registered again")
+				break
+			}
+			ck.log.Warn("register again failed", zap.Error(err), zap.Duration("retry_in", backoff))
+			select {
+			case <-ck.leaving:
+				return
+			case <-ck.runCtx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, ck.opts.LeaseTTL/2)
+		}
+	}
+}
+
+// campaign runs the election for one registration: it campaigns, leads while it wins, and
+// campaigns again after losing leadership, until the session ends or the node leaves.
+func (ck *ClusterKit) campaign(reg *registration) {
+	ctx, cancel := context.WithCancel(ck.runCtx)
+	defer cancel()
+	go func() {
+		select {
+		case <-ck.leaving:
+		case <-reg.session.Done():
+		case <-ctx.Done():
+		}
+		cancel()
+	}()
+	for ctx.Err() == nil {
+		term, err := fence.Campaign(ctx, reg.session, ck.schema.LeaderPrefix(), ck.opts.NodeID, ck.deadline)
+		if err != nil {
+			if ctx.Err() == nil {
+				ck.log.Warn("campaign failed", zap.Error(err))
+				select {
+				case <-ctx.Done():
+				case <-time.After(200 * time.Millisecond):
+				}
+			}
+			continue
+		}
+		ck.leader.Store(true)
+		ck.log.Info("elected leader", zap.String("key", term.Key()))
+		err = ck.lead(term)
+		ck.leader.Store(false)
+		term.End(false, 0)
+		if err != nil && !errors.Is(err, context.Canceled) {
+			ck.log.Warn("leadership ended", zap.Error(err))
+		} else {
+			ck.log.Info("leadership ended")
+		}
+	}
+}

@@ -1,0 +1,301 @@
+package clusterkit
+
+import (
+	"crypto/tls"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/clusterkit-go/clusterkit/internal/keys"
+)
+
+// Defaults of the optional Options fields.
+const (
+	DefaultPartitionCount     = 64
+	DefaultReplicationFactor  = 3
+	DefaultClusterName        = "default"
+	DefaultLeaseTTL           = 10 * time.Second
+	DefaultStartTimeout       = 30 * time.Second
+	DefaultShutdownTimeout    = 10 * time.Second
+	DefaultMaxConcurrentHooks = 50
+	DefaultEtcdDialTimeout    = 5 * time.Second
+
+	// MaxPartitionCount bounds PartitionCount; larger maps are stored in chunks, and placement
+	// stays within milliseconds up to this size.
+	MaxPartitionCount = 65536
+	// MaxReplicationFactor bounds ReplicationFactor.
+	MaxReplicationFactor = 16
+
+	// embeddedPortOffset: an embedded etcd serves clients on the HTTP port + 10000 and peers on
+	// the HTTP port + 20000, so that several nodes on one machine never collide.
+	embeddedPortOffset = 10000
+)
+
+// Options configures a node. Only NodeID and HTTPAddr are required; every other field has a
+// default that NewClusterKit fills in when the field is zero.
+//
+// etcd is chosen by the fields set: EtcdClient (a client the caller owns and closes),
+// EtcdEndpoints (an existing etcd cluster), JoinAddr (the etcd of the cluster that node belongs
+// to), or none of them: the node then starts an embedded single-member etcd and is the cluster's
+// bootstrap node.
+type Options struct {
+	// NodeID names the node uniquely in the cluster. Required. No '/' or spaces.
+	NodeID string
+	// HTTPAddr is the host:port the node's HTTP API listens on, for example ":8080". Required.
+	// Port 0 picks a free port.
+	HTTPAddr string
+	// AdvertiseAddr is the host:port other nodes and clients reach the HTTP API at; it is the
+	// Node.IP of this node. Default: HTTPAddr with its port, and 127.0.0.1 when its host is
+	// empty or unspecified (0.0.0.0). Set it to a routable name when nodes run on different
+	// machines or containers.
+	AdvertiseAddr string
+	// JoinAddr is the HTTP address (host:port) of any node of the cluster to join. The node asks
+	// it for the cluster's etcd endpoints and name.
+	JoinAddr string
+	// DataDir holds the embedded etcd's data and the node's instance file. Default:
+	// <os.TempDir()>/clusterkit/<NodeID>. A node restarted with its DataDir takes back its own
+	// registration at once instead of waiting for the old lease to expire.
+	DataDir string
+	// ClusterName separates clusters that share one etcd: all keys live under
+	// /clusterkit/<ClusterName>/. Default "default", or the joined node's cluster with JoinAddr.
+	ClusterName string
+	// PartitionCount is the number of partitions, fixed when the cluster is created. Default 64,
+	// at most MaxPartitionCount.
+	PartitionCount int
+	// ReplicationFactor is the number of holders of each partition (primary included), fixed
+	// when the cluster is created. A cluster with fewer nodes gives each partition every node.
+	// Default 3, at most MaxReplicationFactor.
+	ReplicationFactor int
+	// Zone is the node's failure domain (rack, availability zone). Holders of a partition are
+	// placed in distinct zones when there are enough. Default "" (no zone).
+	Zone string
+	// Weight is the node's relative capacity; it holds partitions in proportion. Default 1.
+	Weight int
+	// Metadata is published with the node, for example the address of the application's data
+	// service. Default none.
+	Metadata map[string]string
+	// LeaseTTL is the time to live of the node's etcd lease, in whole seconds: a crashed node is
+	// noticed after about this long. Default 10s: it rides out an etcd leader election (about
+	// 1s) and a long GC pause, while keepalives go out every TTL/3. At least 2s.
+	LeaseTTL time.Duration
+	// StartTimeout bounds how long Start waits for etcd, registration and the first map that
+	// lists the node. Default 30s.
+	StartTimeout time.Duration
+	// ShutdownTimeout bounds how long Stop waits for leadership hand-over, lease revocation and
+	// running hooks. Default 10s.
+	ShutdownTimeout time.Duration
+	// MaxConcurrentHooks is how many partition-change hooks run at once. Default 50.
+	MaxConcurrentHooks int
+
+	// EtcdEndpoints are the client URLs of an existing etcd cluster to use.
+	EtcdEndpoints []string
+	// EtcdClient is an etcd client the caller already has. ClusterKit never closes it.
+	EtcdClient *clientv3.Client
+	// EtcdUsername and EtcdPassword authenticate to etcd (with EtcdEndpoints or JoinAddr).
+	EtcdUsername string
+	EtcdPassword string
+	// EtcdTLS secures the connection to etcd (with EtcdEndpoints or JoinAddr). Default none.
+	EtcdTLS *tls.Config
+	// EtcdDialTimeout bounds each connection attempt to etcd. Default 5s.
+	EtcdDialTimeout time.Duration
+
+	// EmbeddedEtcdClientAddr is the host:port the embedded etcd serves clients on. Default: the
+	// host of HTTPAddr and its port + 10000 (a free port when that is out of range or HTTPAddr
+	// has port 0).
+	EmbeddedEtcdClientAddr string
+	// EmbeddedEtcdPeerAddr is the host:port the embedded etcd serves peers on. Default: the host
+	// of HTTPAddr and its port + 20000, chosen as above.
+	EmbeddedEtcdPeerAddr string
+
+	// Logger receives the node's log. Nil means silent.
+	Logger *zap.Logger
+
+	// unsafeNoFsync makes the embedded etcd skip fsync: only tests set it.
+	unsafeNoFsync bool
+}
+
+// etcdMode says where the node's etcd comes from.
+type etcdMode int
+
+const (
+	etcdEmbedded etcdMode = iota
+	etcdEndpoints
+	etcdClient
+	etcdJoin
+)
+
+func (o *Options) mode() etcdMode {
+	switch {
+	case o.EtcdClient != nil:
+		return etcdClient
+	case len(o.EtcdEndpoints) > 0:
+		return etcdEndpoints
+	case o.JoinAddr != "":
+		return etcdJoin
+	}
+	return etcdEmbedded
+}
+
+// withDefaults returns o with every zero optional field set to its default.
+func (o Options) withDefaults() Options {
+	if o.PartitionCount == 0 {
+		o.PartitionCount = DefaultPartitionCount
+	}
+	if o.ReplicationFactor == 0 {
+		o.ReplicationFactor = DefaultReplicationFactor
+	}
+	if o.Weight == 0 {
+		o.Weight = 1
+	}
+	if o.LeaseTTL == 0 {
+		o.LeaseTTL = DefaultLeaseTTL
+	}
+	if o.StartTimeout == 0 {
+		o.StartTimeout = DefaultStartTimeout
+	}
+	if o.ShutdownTimeout == 0 {
+		o.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	if o.MaxConcurrentHooks == 0 {
+		o.MaxConcurrentHooks = DefaultMaxConcurrentHooks
+	}
+	if o.EtcdDialTimeout == 0 {
+		o.EtcdDialTimeout = DefaultEtcdDialTimeout
+	}
+	if o.DataDir == "" && o.NodeID != "" {
+		o.DataDir = filepath.Join(os.TempDir(), "clusterkit", o.NodeID)
+	}
+	if o.ClusterName == "" && o.mode() != etcdJoin {
+		o.ClusterName = DefaultClusterName
+	}
+	if o.Logger == nil {
+		o.Logger = zap.NewNop()
+	}
+	return o
+}
+
+// validate reports the first invalid field, wrapping ErrInvalidOptions.
+func (o *Options) validate() error {
+	bad := func(field, format string, args ...any) error {
+		return fmt.Errorf("%w: %s: %s", ErrInvalidOptions, field, fmt.Sprintf(format, args...))
+	}
+	if o.NodeID == "" {
+		return bad("NodeID", "required")
+	}
+	if err := keys.ValidNodeID(o.NodeID); err != nil {
+		return bad("NodeID", "%v", err)
+	}
+	if o.HTTPAddr == "" {
+		return bad("HTTPAddr", "required (for example \":8080\")")
+	}
+	if err := checkHostPort(o.HTTPAddr, true); err != nil {
+		return bad("HTTPAddr", "%v", err)
+	}
+	if o.AdvertiseAddr != "" {
+		if err := checkHostPort(o.AdvertiseAddr, false); err != nil {
+			return bad("AdvertiseAddr", "%v", err)
+		}
+	}
+	if o.JoinAddr != "" {
+		if err := checkHostPort(o.JoinAddr, false); err != nil {
+			return bad("JoinAddr", "%v", err)
+		}
+	}
+	if o.ClusterName != "" {
+		if err := keys.ValidClusterName(o.ClusterName); err != nil {
+			return bad("ClusterName", "%v", err)
+		}
+	}
+	if o.PartitionCount < 1 || o.PartitionCount > MaxPartitionCount {
+		return bad("PartitionCount", "%d is outside 1..%d", o.PartitionCount, MaxPartitionCount)
+	}
+	if o.ReplicationFactor < 1 || o.ReplicationFactor > MaxReplicationFactor {
+		return bad("ReplicationFactor", "%d is outside 1..%d", o.ReplicationFactor, MaxReplicationFactor)
+	}
+	if o.Weight < 1 {
+		return bad("Weight", "%d is not positive", o.Weight)
+	}
+	if o.LeaseTTL < 2*time.Second || o.LeaseTTL%time.Second != 0 {
+		return bad("LeaseTTL", "%v must be whole seconds, at least 2s (etcd leases count seconds)", o.LeaseTTL)
+	}
+	for name, d := range map[string]time.Duration{"StartTimeout": o.StartTimeout, "ShutdownTimeout": o.ShutdownTimeout, "EtcdDialTimeout": o.EtcdDialTimeout} {
+		if d < 0 {
+			return bad(name, "%v is negative", d)
+		}
+	}
+	if o.MaxConcurrentHooks < 1 {
+		return bad("MaxConcurrentHooks", "%d is not positive", o.MaxConcurrentHooks)
+	}
+	set := 0
+	for _, b := range []bool{o.EtcdClient != nil, len(o.EtcdEndpoints) > 0, o.JoinAddr != ""} {
+		if b {
+			set++
+		}
+	}
+	if set > 1 {
+		return bad("EtcdClient/EtcdEndpoints/JoinAddr", "set at most one of them")
+	}
+	for _, ep := range o.EtcdEndpoints {
+		if ep == "" {
+			return bad("EtcdEndpoints", "has an empty endpoint")
+		}
+	}
+	if o.EtcdClient != nil && (o.EtcdUsername != "" || o.EtcdTLS != nil) {
+		return bad("EtcdUsername/EtcdTLS", "configure them on EtcdClient itself")
+	}
+	if (o.EtcdUsername == "") != (o.EtcdPassword == "") {
+		return bad("EtcdUsername/EtcdPassword", "set both or neither")
+	}
+	for field, addr := range map[string]string{"EmbeddedEtcdClientAddr": o.EmbeddedEtcdClientAddr, "EmbeddedEtcdPeerAddr": o.EmbeddedEtcdPeerAddr} {
+		if addr != "" {
+			if err := checkHostPort(addr, true); err != nil {
+				return bad(field, "%v", err)
+			}
+		}
+	}
+	return nil
+}
+
+// checkHostPort validates host:port; listen allows an empty host and port 0.
+func checkHostPort(addr string, listen bool) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port: %v", addr, err)
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || p < 0 || p > 65535 {
+		return fmt.Errorf("%q has port %q outside 0..65535", addr, port)
+	}
+	if !listen && (host == "" || p == 0) {
+		return fmt.Errorf("%q needs a host and a non-zero port", addr)
+	}
+	return nil
+}
+
+// advertiseFor returns the address peers reach a listener bound at addr on.
+func advertiseFor(addr net.Addr) string {
+	host, port, _ := net.SplitHostPort(addr.String())
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// embeddedAddr derives an embedded etcd address from the HTTP listener's port.
+func embeddedAddr(httpAddr string, boundPort, offset int) string {
+	host, _, _ := net.SplitHostPort(httpAddr)
+	if host == "" {
+		host = "0.0.0.0"
+	}
+	p := boundPort + offset
+	if boundPort == 0 || p > 65535 {
+		p = 0
+	}
+	return net.JoinHostPort(host, strconv.Itoa(p))
+}

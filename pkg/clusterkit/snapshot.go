@@ -1,0 +1,92 @@
+package clusterkit
+
+import (
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/clusterkit-go/clusterkit/internal/state"
+)
+
+// snapshot is one published partition map, immutable once built. Lookups read it through an
+// atomic pointer, so they take no lock and allocate nothing.
+type snapshot struct {
+	epoch     uint64
+	leader    string
+	updatedAt time.Time
+	// revision is the etcd revision the map was read at.
+	revision int64
+
+	partitions []Partition
+	// holders[i] is partition i's nodes, primary first; primaries[i] points into it.
+	holders   [][]Node
+	primaries []*Node
+	nodes     map[string]*Node
+	// nodeIDs is sorted.
+	nodeIDs []string
+	// raw is the decoded stored map, kept to diff against the next one.
+	raw *state.Map
+
+	// enc is the /cluster body of this map, built on first request.
+	encOnce sync.Once
+	enc     *encodedCluster
+}
+
+// newSnapshot builds the lookup structures of a validated map.
+func newSnapshot(m *state.Map, revision int64) *snapshot {
+	s := &snapshot{
+		epoch:      m.Epoch,
+		leader:     m.Leader,
+		updatedAt:  m.UpdatedAt,
+		revision:   revision,
+		partitions: make([]Partition, len(m.Partitions)),
+		holders:    make([][]Node, len(m.Partitions)),
+		primaries:  make([]*Node, len(m.Partitions)),
+		nodes:      make(map[string]*Node, len(m.Nodes)),
+		raw:        m,
+	}
+	for id, rec := range m.Nodes {
+		n := nodeFromRecord(rec)
+		s.nodes[id] = &n
+		s.nodeIDs = append(s.nodeIDs, id)
+	}
+	slices.Sort(s.nodeIDs)
+	// One backing array for every holder slice keeps the map compact.
+	total := 0
+	for _, h := range m.Partitions {
+		total += len(h)
+	}
+	backing := make([]Node, 0, total)
+	for i, ids := range m.Partitions {
+		start := len(backing)
+		for _, id := range ids {
+			backing = append(backing, *s.nodes[id])
+		}
+		hs := backing[start:len(backing):len(backing)]
+		s.holders[i] = hs
+		s.primaries[i] = &hs[0]
+		s.partitions[i] = Partition{
+			ID:           PartitionID(i),
+			PrimaryNode:  ids[0],
+			ReplicaNodes: ids[1:len(ids):len(ids)],
+			index:        i,
+		}
+	}
+	return s
+}
+
+// lookup returns the index of p in s: the index recorded in p when p came from ClusterKit,
+// otherwise the one parsed from p.ID. It returns -1 for a partition s does not have.
+func (s *snapshot) lookup(p *Partition) int {
+	if p == nil {
+		return -1
+	}
+	if i := p.index; i >= 0 && i < len(s.partitions) && s.partitions[i].ID == p.ID {
+		return i
+	}
+	i, err := parsePartitionID(p.ID, len(s.partitions))
+	if err != nil {
+		return -1
+	}
+	return i
+}
