@@ -1,0 +1,125 @@
+package state
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+)
+
+func bigMap(partitions, nodes int) *Map {
+	m := &Map{Epoch: 7, Leader: "node-0", Nodes: map[string]Node{}}
+	for i := 0; i < nodes; i++ {
+		id := fmt.Sprintf("node-%d", i)
+		m.Nodes[id] = Node{ID: id, IP: "127.0.0.1:1"}
+	}
+	for p := 0; p < partitions; p++ {
+		m.Partitions = append(m.Partitions, []string{
+			fmt.Sprintf("node-%d", p%nodes), fmt.Sprintf("node-%d", (p+1)%nodes), fmt.Sprintf("node-%d", (p+2)%nodes),
+		})
+	}
+	return m
+}
+
+// A map that fits stays inline; a larger one is cut into chunks no larger than the limit, and
+// reassembles to the same map.
+func TestEncodeChunks(t *testing.T) {
+	tests := []struct {
+		name       string
+		partitions int
+		maxValue   int
+		chunked    bool
+	}{
+		{"small inline", 64, MaxValue, false},
+		{"large chunked", 65536, MaxValue, true},
+		{"tiny limit", 50, 600, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := bigMap(tt.partitions, 5)
+			enc, err := Encode(m, tt.maxValue)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if (len(enc.Chunks) > 0) != tt.chunked {
+				t.Fatalf("%d chunks, chunked=%v wanted", len(enc.Chunks), tt.chunked)
+			}
+			for i, c := range enc.Chunks {
+				if len(c) > tt.maxValue {
+					t.Fatalf("chunk %d is %d bytes, over %d", i, len(c), tt.maxValue)
+				}
+			}
+			if len(enc.Head) > tt.maxValue {
+				t.Fatalf("head is %d bytes", len(enc.Head))
+			}
+			got, err := DecodeHead(enc.Head)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := AttachChunks(got, enc.Chunks); err != nil {
+				t.Fatal(err)
+			}
+			if err := got.Validate(tt.partitions); err != nil {
+				t.Fatal(err)
+			}
+			if !got.SamePlacement(m) || got.Epoch != m.Epoch {
+				t.Fatal("decoded map differs")
+			}
+		})
+	}
+}
+
+func TestAttachChunksRefusesMissingChunk(t *testing.T) {
+	enc, err := Encode(bigMap(50, 5), 600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _ := DecodeHead(enc.Head)
+	if err := AttachChunks(m, enc.Chunks[1:]); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("half a map accepted: %v", err)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	base := func() *Map { return bigMap(4, 3) }
+	tests := []struct {
+		name string
+		edit func(*Map)
+		want string
+	}{
+		{"ok", func(*Map) {}, ""},
+		{"wrong count", func(m *Map) { m.Partitions = m.Partitions[:3] }, "has 3 partitions"},
+		{"no holder", func(m *Map) { m.Partitions[1] = nil }, "partition-1 has no holder"},
+		{"unknown node", func(m *Map) { m.Partitions[2][1] = "ghost" }, `"ghost" is not in the node table`},
+		{"twice", func(m *Map) { m.Partitions[0] = []string{"node-0", "node-0"} }, "lists \"node-0\" twice"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := base()
+			tt.edit(m)
+			err := m.Validate(4)
+			if tt.want == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("got %v, want %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestConfigDiffers(t *testing.T) {
+	a := Config{ClusterID: "x", PartitionCount: 64, ReplicationFactor: 3, Hash: HashConfig{Algorithm: HashMD5}}
+	b := a
+	b.ClusterID = "y"
+	if s, _, _ := a.Differs(b); s != "" {
+		t.Fatalf("cluster IDs are not settings, got %q", s)
+	}
+	b.ReplicationFactor = 2
+	if s, ours, theirs := a.Differs(b); s != "ReplicationFactor" || ours != 3 || theirs != 2 {
+		t.Fatalf("got %q %v %v", s, ours, theirs)
+	}
+}

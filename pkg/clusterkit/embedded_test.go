@@ -1,0 +1,173 @@
+package clusterkit
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func httpGet(t *testing.T, url string, header map[string]string) (*http.Response, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, body
+}
+
+// NodeID and HTTPAddr alone start a working cluster on an embedded etcd; a second node joins it
+// through JoinAddr; the HTTP API serves the cluster in the seed's shape with an epoch ETag.
+func TestEmbeddedBootstrapJoinAndHTTP(t *testing.T) {
+	dir1 := t.TempDir()
+	ck1, err := NewClusterKit(Options{NodeID: "node-1", HTTPAddr: "127.0.0.1:0", DataDir: dir1, LeaseTTL: 2 * time.Second, unsafeNoFsync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ck1.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer ck1.Stop()
+	if _, err := os.Stat(filepath.Join(dir1, "etcd", "member")); err != nil {
+		t.Fatalf("embedded etcd data not in DataDir: %v", err)
+	}
+	ck2, err := NewClusterKit(Options{NodeID: "node-2", HTTPAddr: "127.0.0.1:0", JoinAddr: ck1.AdvertiseAddr(), DataDir: t.TempDir(), LeaseTTL: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ck2.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer ck2.Stop()
+	if ck2.opts.ClusterName != "default" {
+		t.Fatalf("joined node's cluster name %q, want default", ck2.opts.ClusterName)
+	}
+	waitFor(t, 10*time.Second, "both nodes hold the 2-node map", func() error {
+		for _, ck := range []*ClusterKit{ck1, ck2} {
+			if s := ck.snap.Load(); s == nil || len(s.nodeIDs) != 2 {
+				return io.EOF
+			}
+		}
+		if ck1.Epoch() != ck2.Epoch() {
+			return io.EOF
+		}
+		return nil
+	})
+
+	base := "http://" + ck2.AdvertiseAddr()
+	resp, body := httpGet(t, base+"/cluster", nil)
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "application/json" {
+		t.Fatalf("GET /cluster: %s %s", resp.Status, body)
+	}
+	var got struct {
+		Cluster struct {
+			Epoch        uint64 `json:"epoch"`
+			Leader       string `json:"leader"`
+			Nodes        map[string]struct{ ID, IP string }
+			PartitionMap map[string]struct {
+				ID           string   `json:"id"`
+				PrimaryNode  string   `json:"primary_node"`
+				ReplicaNodes []string `json:"replica_nodes"`
+			} `json:"partition_map"`
+		} `json:"cluster"`
+		HashConfig struct {
+			Algorithm string `json:"algorithm"`
+			Modulo    int    `json:"modulo"`
+			Format    string `json:"format"`
+		} `json:"hash_config"`
+	}
+	if err := json.Unmarshal(body, &got); err != nil {
+		t.Fatal(err)
+	}
+	c := got.Cluster
+	if c.Epoch != ck2.Epoch() || c.Leader == "" || len(c.Nodes) != 2 || c.Nodes["node-1"].IP != ck1.AdvertiseAddr() {
+		t.Fatalf("cluster: epoch %d leader %q nodes %v", c.Epoch, c.Leader, c.Nodes)
+	}
+	if len(c.PartitionMap) != 64 || got.HashConfig.Algorithm != "md5" || got.HashConfig.Modulo != 64 || got.HashConfig.Format != "partition-%d" {
+		t.Fatalf("partition map of %d, hash %+v", len(c.PartitionMap), got.HashConfig)
+	}
+	p := c.PartitionMap["partition-48"] // user:123
+	if p.ID != "partition-48" || p.PrimaryNode == "" || len(p.ReplicaNodes) != 1 || p.ReplicaNodes[0] == p.PrimaryNode {
+		t.Fatalf("partition-48: %+v", p)
+	}
+
+	// The ETag follows the epoch: same map -> 304, changed map -> 200 with a new tag.
+	etag := resp.Header.Get("ETag")
+	if !strings.Contains(etag, "-") {
+		t.Fatalf("ETag %q", etag)
+	}
+	resp, _ = httpGet(t, base+"/cluster", map[string]string{"If-None-Match": etag})
+	if resp.StatusCode != http.StatusNotModified {
+		t.Fatalf("unchanged map: %s, want 304", resp.Status)
+	}
+	ck3, err := NewClusterKit(Options{NodeID: "node-3", HTTPAddr: "127.0.0.1:0", JoinAddr: ck1.AdvertiseAddr(), DataDir: t.TempDir(), LeaseTTL: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ck3.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "node-2 sees node-3", func() error {
+		if s := ck2.snap.Load(); len(s.nodeIDs) != 3 {
+			return io.EOF
+		}
+		return nil
+	})
+	resp, _ = httpGet(t, base+"/cluster", map[string]string{"If-None-Match": etag})
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("ETag") == etag {
+		t.Fatalf("changed map: %s with ETag %q (old %q)", resp.Status, resp.Header.Get("ETag"), etag)
+	}
+	ck3.Stop()
+
+	resp, body = httpGet(t, base+"/health", nil)
+	var health healthResponse
+	if err := json.Unmarshal(body, &health); err != nil || resp.StatusCode != http.StatusOK || health.NodeID != "node-2" || health.Status != "ok" {
+		t.Fatalf("health: %s %s", resp.Status, body)
+	}
+	resp, body = httpGet(t, base+"/cluster/join", nil)
+	var join joinInfo
+	if err := json.Unmarshal(body, &join); err != nil || resp.StatusCode != http.StatusOK || len(join.EtcdEndpoints) == 0 || join.ClusterName != "default" {
+		t.Fatalf("join info: %s %s", resp.Status, body)
+	}
+	// Read-only: anything but GET is refused.
+	post, err := http.Post(base+"/cluster", "application/json", strings.NewReader(`{}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	post.Body.Close()
+	if post.StatusCode != http.StatusMethodNotAllowed {
+		t.Fatalf("POST /cluster: %s, want 405", post.Status)
+	}
+	resp, _ = httpGet(t, base+"/nope", nil)
+	if resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("GET /nope: %s", resp.Status)
+	}
+}
+
+// A JoinAddr where no node answers fails Start within the StartTimeout with an error naming it.
+func TestJoinAddrUnreachable(t *testing.T) {
+	ck, err := NewClusterKit(Options{NodeID: "node-2", HTTPAddr: "127.0.0.1:0", JoinAddr: "127.0.0.1:1", DataDir: t.TempDir(), StartTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = ck.Start()
+	if err == nil || !strings.Contains(err.Error(), "127.0.0.1:1") {
+		t.Fatalf("got %v, want an error naming the JoinAddr", err)
+	}
+}
