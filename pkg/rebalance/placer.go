@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"container/heap"
 	"fmt"
-	"hash/fnv"
 	"math/big"
 	"slices"
 )
@@ -17,20 +16,24 @@ type placer struct {
 	prev  Map // nil when there is no usable previous placement
 
 	nodes   []pnode
-	index   map[string]int32
+	index   *idIndex
 	zones   []pzone
 	loZones []int32 // zones that every partition must use at least lo times
+	zoneOf  []int32 // zone of each node: the hot loops read these compact copies
+	zoneHi  []int32 // hi of each zone
 
 	slots []int32 // slots[p*r+k] is a holder of p, -1 if empty
 	old   []bool  // old[p*r+k]: that holder already held p in prev
 	prim  []int32 // primary of p, -1 while undecided
+	dirty []bool  // p's row differs from prev's (holders, their order, or primary)
 
-	load, quota    []int // replicas per node, and the target
-	pcount, pquota []int // primaries per node, and the target
+	load, quota    []int  // replicas per node, and the target
+	pcount, pquota []int  // primaries per node, and the target
 	pfloor         []int  // the integer part of each node's fair primary share
 	pfrac          []bool // whether that share has a fractional part (pquota may be pfloor+1)
 
-	holdings [][]int32 // partitions each node holds
+	holdings [][]int32 // partitions each tracked node holds
+	tracked  []bool    // holdings[n] is built and kept up to date
 	prims    [][]int32 // partitions each node is primary of; may hold stale entries
 
 	stamp  int32 // search marks
@@ -73,7 +76,7 @@ func newPlacer(prev Map, nodes []Node, cfg Config) (*placer, error) {
 	s := &placer{
 		parts: cfg.Partitions,
 		r:     min(cfg.ReplicationFactor, len(nodes)),
-		index: make(map[string]int32, len(nodes)),
+		index: newIDIndex(len(nodes)),
 		trace: -1,
 	}
 	if len(prev) == cfg.Partitions {
@@ -99,7 +102,7 @@ func newPlacer(prev Map, nodes []Node, cfg Config) (*placer, error) {
 		s.zones[z].weight += w
 		s.zones[z].nodes = append(s.zones[z].nodes, int32(i))
 		s.nodes = append(s.nodes, pn)
-		s.index[n.ID] = int32(i)
+		s.index.put(n.ID, int32(i))
 	}
 	// The spread rule: c is the smallest per-zone count that fits r holders. Every partition then
 	// has min(n_z, c) or min(n_z, c-1) holders in zone z: distinct zones when there are at least r
@@ -122,6 +125,10 @@ func newPlacer(prev Map, nodes []Node, cfg Config) (*placer, error) {
 		if z.lo > 0 {
 			s.loZones = append(s.loZones, int32(i))
 		}
+		s.zoneHi = append(s.zoneHi, int32(z.hi))
+	}
+	for _, pn := range s.nodes {
+		s.zoneOf = append(s.zoneOf, pn.zone)
 	}
 	n := len(s.nodes)
 	s.load, s.quota = make([]int, n), make([]int, n)
@@ -131,11 +138,8 @@ func newPlacer(prev Map, nodes []Node, cfg Config) (*placer, error) {
 	return s, nil
 }
 
-func hashString(s string) uint64 {
-	h := fnv.New64a()
-	h.Write([]byte(s))
-	return mix(h.Sum64())
-}
+// hashString is a stable pseudo-random rank for tie-breaks.
+func hashString(s string) uint64 { return mix(idHash(s)) }
 
 // mix is the splitmix64 finaliser.
 func mix(x uint64) uint64 {
@@ -147,10 +151,10 @@ func mix(x uint64) uint64 {
 	return x
 }
 
+// note records a decision about partition p for Explain. Callers check p == s.trace first, so that
+// the untraced path does not box the arguments.
 func (s *placer) note(p int, format string, args ...any) {
-	if p == s.trace {
-		s.notes = append(s.notes, fmt.Sprintf(format, args...))
-	}
+	s.notes = append(s.notes, fmt.Sprintf(format, args...))
 }
 
 func (s *placer) id(n int32) string { return s.nodes[n].id }
@@ -159,7 +163,6 @@ func (s *placer) run() {
 	s.keepPrevious()
 	s.replicaQuotas()
 	s.primaryQuotas()
-	s.buildHoldings()
 	pendingSlots := s.fillEmpty()
 	pendingNodes := s.shedExcess()
 	s.repair(pendingSlots, pendingNodes)
@@ -173,27 +176,37 @@ func (s *placer) keepPrevious() {
 	s.slots = make([]int32, s.parts*r)
 	s.old = make([]bool, s.parts*r)
 	s.prim = make([]int32, s.parts)
+	s.dirty = make([]bool, s.parts)
 	for i := range s.slots {
 		s.slots[i] = -1
 	}
 	for p := range s.parts {
 		s.prim[p] = -1
 		if s.prev == nil {
+			s.dirty[p] = true
 			continue
 		}
 		base, k := p*r, 0
 		for j, id := range s.prev[p] {
-			n, ok := s.index[id]
+			n, ok := s.index.lookup(id)
 			switch {
 			case !ok:
-				s.note(p, "%s is not live: its slot is free", id)
+				if p == s.trace {
+					s.note(p, "%s is not live: its slot is free", id)
+				}
 			case slices.Contains(s.slots[base:base+k], n):
-				s.note(p, "%s is listed twice: the second entry is dropped", id)
+				if p == s.trace {
+					s.note(p, "%s is listed twice: the second entry is dropped", id)
+				}
 			case k == r:
-				s.note(p, "%s dropped: the partition already has %d holders (replication factor %d, %d live nodes)", id, r, r, len(s.nodes))
-			case s.zoneCount(p, s.nodes[n].zone, -1) >= s.zones[s.nodes[n].zone].hi:
+				if p == s.trace {
+					s.note(p, "%s dropped: the partition already has %d holders (replication factor %d, %d live nodes)", id, r, r, len(s.nodes))
+				}
+			case s.zoneHi[s.zoneOf[n]] < int32(len(s.zones[s.zoneOf[n]].nodes)) && s.zoneCount(p, s.zoneOf[n], -1) >= int(s.zoneHi[s.zoneOf[n]]):
 				z := s.zones[s.nodes[n].zone]
-				s.note(p, "%s dropped: zone %q already has %d holder(s) of this partition, the most the spread rule allows", id, z.name, z.hi)
+				if p == s.trace {
+					s.note(p, "%s dropped: zone %q already has %d holder(s) of this partition, the most the spread rule allows", id, z.name, z.hi)
+				}
 			default:
 				s.slots[base+k] = n
 				s.old[base+k] = true
@@ -201,7 +214,9 @@ func (s *placer) keepPrevious() {
 				if j == 0 {
 					s.prim[p] = n
 				}
-				s.note(p, "%s keeps its replica", id)
+				if p == s.trace {
+					s.note(p, "%s keeps its replica", id)
+				}
 			}
 		}
 		// Too few zones represented to meet the lower bounds: drop holders from zones above theirs.
@@ -214,7 +229,9 @@ func (s *placer) keepPrevious() {
 				}
 			}
 			n := s.slots[base+victim]
-			s.note(p, "%s dropped: its zone %q has more holders of this partition than the spread rule allows while another zone has too few", s.id(n), s.zones[s.nodes[n].zone].name)
+			if p == s.trace {
+				s.note(p, "%s dropped: its zone %q has more holders of this partition than the spread rule allows while another zone has too few", s.id(n), s.zones[s.nodes[n].zone].name)
+			}
 			if s.prim[p] == n {
 				s.prim[p] = -1
 			}
@@ -223,8 +240,13 @@ func (s *placer) keepPrevious() {
 			k--
 			s.slots[base+k], s.old[base+k] = -1, false
 		}
+		if k != r || k != len(s.prev[p]) || s.prim[p] < 0 {
+			s.dirty[p] = true
+		}
 		if s.prim[p] < 0 && len(s.prev[p]) > 0 {
-			s.note(p, "previous primary %s is gone: a surviving holder will take the primary role", s.prev[p][0])
+			if p == s.trace {
+				s.note(p, "previous primary %s is gone: a surviving holder will take the primary role", s.prev[p][0])
+			}
 		}
 	}
 	for _, n := range s.slots {
@@ -243,7 +265,7 @@ func (s *placer) keepPrevious() {
 func (s *placer) zoneCount(p int, z, out int32) int {
 	c := 0
 	for _, h := range s.slots[p*s.r : (p+1)*s.r] {
-		if h >= 0 && h != out && s.nodes[h].zone == z {
+		if h >= 0 && h != out && s.zoneOf[h] == z {
 			c++
 		}
 	}
@@ -265,7 +287,7 @@ func (s *placer) lowNeed(p int, out int32) int {
 // allowed reports whether node in may take the slot of p that out holds (out = -1: an empty slot)
 // without breaking distinct holders or the zone spread rule.
 func (s *placer) allowed(p int, out, in int32) bool {
-	zin := s.nodes[in].zone
+	zin := s.zoneOf[in]
 	filled, same := 0, 0
 	for _, h := range s.slots[p*s.r : (p+1)*s.r] {
 		if h < 0 || h == out {
@@ -275,11 +297,11 @@ func (s *placer) allowed(p int, out, in int32) bool {
 			return false
 		}
 		filled++
-		if s.nodes[h].zone == zin {
+		if s.zoneOf[h] == zin {
 			same++
 		}
 	}
-	if same >= s.zones[zin].hi {
+	if same >= int(s.zoneHi[zin]) {
 		return false
 	}
 	if len(s.loZones) == 0 {
@@ -445,23 +467,51 @@ func (s *placer) primaryQuotas() {
 	}
 }
 
-func (s *placer) buildHoldings() {
-	s.holdings = make([][]int32, len(s.nodes))
-	buf := make([]int32, 0, len(s.slots))
-	for i := range s.nodes {
-		// Room for a few gains before append has to copy.
-		c := max(s.load[i], s.quota[i]) + 4
-		s.holdings[i] = buf[len(buf):len(buf):min(len(buf)+c, cap(buf))]
-		buf = buf[:min(len(buf)+c, cap(buf))]
+// track builds the holdings lists of the given nodes, which fill and replace then keep up to date.
+// Lists are built only for the nodes that shed replicas or lie on a search, since one pass over all
+// slots is a good part of a call's cost.
+func (s *placer) track(nodes []int32) {
+	if s.holdings == nil {
+		s.holdings = make([][]int32, len(s.nodes))
+		s.tracked = make([]bool, len(s.nodes))
+	}
+	fresh := make([]bool, len(s.nodes))
+	total := 0
+	for _, n := range nodes {
+		if !s.tracked[n] {
+			fresh[n] = true
+			total += s.load[n] + 4
+		}
+	}
+	if total == 0 {
+		return
+	}
+	buf := make([]int32, 0, total)
+	for _, n := range nodes {
+		if fresh[n] {
+			// Room for a few gains before append has to copy.
+			s.holdings[n] = buf[len(buf) : len(buf) : len(buf)+s.load[n]+4]
+			buf = buf[:len(buf)+s.load[n]+4]
+			s.tracked[n] = true
+		}
 	}
 	for k, n := range s.slots {
-		if n >= 0 {
+		if n >= 0 && fresh[n] {
 			s.holdings[n] = append(s.holdings[n], int32(k/s.r))
 		}
 	}
 }
 
+func (s *placer) addHolding(n int32, p int) {
+	if s.tracked != nil && s.tracked[n] {
+		s.holdings[n] = append(s.holdings[n], int32(p))
+	}
+}
+
 func (s *placer) dropHolding(n int32, p int) {
+	if s.tracked == nil || !s.tracked[n] {
+		return
+	}
 	hs := s.holdings[n]
 	for t, q := range hs {
 		if int(q) == p {
@@ -474,29 +524,31 @@ func (s *placer) dropHolding(n int32, p int) {
 
 // fill gives an empty slot of p to node in.
 func (s *placer) fill(p int, in int32) {
+	s.dirty[p] = true
 	for k := p * s.r; k < (p+1)*s.r; k++ {
 		if s.slots[k] < 0 {
-			s.slots[k], s.old[k] = in, false
+			s.slots[k], s.old[k] = in, s.wasHolder(p, in)
 			break
 		}
 	}
 	s.load[in]++
-	s.holdings[in] = append(s.holdings[in], int32(p))
+	s.addHolding(in, p)
 }
 
 // replace moves the slot of p from out to in. With takePrimary, in also takes the primary role;
 // otherwise, if out was primary, p is left without one for assignPrimaries to settle.
 func (s *placer) replace(p int, out, in int32, takePrimary bool) {
+	s.dirty[p] = true
 	for k := p * s.r; k < (p+1)*s.r; k++ {
 		if s.slots[k] == out {
-			s.slots[k], s.old[k] = in, false
+			s.slots[k], s.old[k] = in, s.wasHolder(p, in)
 			break
 		}
 	}
 	s.load[out]--
 	s.load[in]++
 	s.dropHolding(out, p)
-	s.holdings[in] = append(s.holdings[in], int32(p))
+	s.addHolding(in, p)
 	switch {
 	case takePrimary:
 		if k := s.prim[p]; k >= 0 {
@@ -575,7 +627,9 @@ func (s *placer) fillEmpty() (pending []int) {
 				pending = append(pending, p)
 				continue
 			}
-			s.note(p, "%s fills a free slot: it had %d replicas, target %d", s.id(in), s.load[in], s.quota[in])
+			if p == s.trace {
+				s.note(p, "%s fills a free slot: it had %d replicas, target %d", s.id(in), s.load[in], s.quota[in])
+			}
 			s.fill(p, in)
 			if s.load[in] < s.quota[in] {
 				heap.Push(h, in)
@@ -612,6 +666,25 @@ func (s *placer) shedExcess() (pending []int32) {
 	}
 	slices.SortFunc(over, byGap)
 	slices.SortFunc(under, byGap)
+	s.track(over)
+	// The most constrained nodes shed first: a node that has few partitions a node below target
+	// may take (zones) must not find them taken by a node that could have given anything.
+	choice := make([]int, len(s.nodes))
+	for _, i := range over {
+		limit := 4 * (s.load[i] - s.quota[i])
+		for _, p := range s.holdings[i] {
+			for _, j := range under {
+				if s.allowed(int(p), i, j) {
+					choice[i]++
+					break
+				}
+			}
+			if choice[i] >= limit {
+				break
+			}
+		}
+	}
+	slices.SortStableFunc(over, func(a, b int32) int { return choice[a] - choice[b] })
 	for _, i := range over {
 		for s.load[i] > s.quota[i] {
 			if !s.shedOne(i, under) {
@@ -655,12 +728,16 @@ func (s *placer) shedOne(i int32, under []int32) bool {
 		if best < 0 {
 			continue
 		}
-		s.note(best, "%s hands its replica to %s: %s had %d replicas, target %d; %s had %d, target %d",
-			s.id(i), s.id(j), s.id(i), s.load[i], s.quota[i], s.id(j), s.load[j], s.quota[j])
+		if best == s.trace {
+			s.note(best, "%s hands its replica to %s: %s had %d replicas, target %d; %s had %d, target %d",
+				s.id(i), s.id(j), s.id(i), s.load[i], s.quota[i], s.id(j), s.load[j], s.quota[j])
+		}
 		if bestScore == 3 {
 			k := s.prim[best]
-			s.note(best, "%s takes the primary role from %s: %s had %d primaries, target %d",
-				s.id(j), s.id(k), s.id(k), s.pcount[k], s.pquota[k])
+			if best == s.trace {
+				s.note(best, "%s takes the primary role from %s: %s had %d primaries, target %d",
+					s.id(j), s.id(k), s.id(k), s.pcount[k], s.pquota[k])
+			}
 		}
 		s.replace(best, i, j, bestScore == 3)
 		return true
@@ -711,7 +788,9 @@ func (s *placer) repair(slots []int, nodes []int32) {
 				best = in
 			}
 		}
-		s.note(p, "%s takes a free slot above its target: no node below target may hold this partition", s.id(best))
+		if p == s.trace {
+			s.note(p, "%s takes a free slot above its target: no node below target may hold this partition", s.id(best))
+		}
 		s.fill(p, best)
 	}
 	for _, n := range nodes {
@@ -720,57 +799,99 @@ func (s *placer) repair(slots []int, nodes []int32) {
 	}
 }
 
-// augment searches breadth first for a chain that places one replica: starting from the empty slot
-// of src (srcNode < 0) or from one excess replica of srcNode, each step lets a node take a slot and
-// hand one of its own partitions on, until a node below its target takes the last one.
+// augment searches for a chain that places one replica: starting from the empty slot of src
+// (srcNode < 0) or from one excess replica of srcNode, each step lets a node take a slot and hand one
+// of its own partitions on, until a node below its target takes the last one. A step costs a copy
+// unless the slot handed on was received in this call, or goes back to the node that held it in
+// prev; the search runs level by level in that cost (a 0-1 breadth-first search), so the chain it
+// returns adds the fewest copies.
 func (s *placer) augment(src int, srcNode int32) bool {
+	if s.tracked == nil || slices.Contains(s.tracked, false) {
+		all := make([]int32, len(s.nodes))
+		for n := range all {
+			all[n] = int32(n)
+		}
+		s.track(all)
+	}
 	s.stamp++
-	var queue []int32
 	unvisited := make([]int32, 0, len(s.nodes))
 	for n := range s.nodes {
 		if int32(n) != srcNode {
 			unvisited = append(unvisited, int32(n))
 		}
 	}
-	// visit offers the slot of p that out gives up (out = -1: an empty slot) to every unvisited node
-	// and returns the first one below its target, if any.
-	visit := func(p int, out int32) int32 {
+	end := int32(-1)
+	reach := func(p int, out, m int32, dst *[]int32) {
+		s.mark[m] = s.stamp
+		s.parent[m] = hop{from: out, part: int32(p)}
+		if s.load[m] < s.quota[m] {
+			end = m
+		} else {
+			*dst = append(*dst, m)
+		}
+	}
+	// offerAll offers the slot of p that out gives up (out = -1: an empty slot) to every node not
+	// reached yet.
+	offerAll := func(p int, out int32, dst *[]int32) {
 		kept := unvisited[:0]
-		found := int32(-1)
 		for _, m := range unvisited {
-			if found < 0 && s.allowed(p, out, m) {
-				s.mark[m] = s.stamp
-				s.parent[m] = hop{from: out, part: int32(p)}
-				if s.load[m] < s.quota[m] {
-					found = m
-				} else {
-					queue = append(queue, m)
-				}
+			if s.mark[m] == s.stamp {
+				continue
+			}
+			if end < 0 && s.allowed(p, out, m) {
+				reach(p, out, m, dst)
 				continue
 			}
 			kept = append(kept, m)
 		}
 		unvisited = kept
-		return found
 	}
-	var end int32 = -1
+	// expand offers node n's replicas: the free hops (replicas n received in this call to anyone,
+	// replicas n held before back to their other previous holders) or the costly ones.
+	expand := func(n int32, costly bool, dst *[]int32) {
+		for _, q := range s.holdings[n] {
+			p := int(q)
+			if end >= 0 {
+				return
+			}
+			if s.onPath(n, p) {
+				continue
+			}
+			received := !s.heldBefore(p, n)
+			switch {
+			case received && !costly:
+				offerAll(p, n, dst)
+			case !received && costly:
+				offerAll(p, n, dst)
+			case !received && !costly:
+				for _, id := range s.prev[p] {
+					if m, ok := s.index.get(id); ok && s.mark[m] != s.stamp && s.allowed(p, n, m) {
+						reach(p, n, m, dst)
+						if end >= 0 {
+							return
+						}
+					}
+				}
+			}
+		}
+	}
+	var level []int32
 	if srcNode >= 0 {
 		s.mark[srcNode] = s.stamp
 		s.parent[srcNode] = hop{from: -1, part: -1}
-		queue = append(queue, srcNode)
+		level = append(level, srcNode)
 	} else {
-		end = visit(src, -1)
+		offerAll(src, -1, &level)
 	}
-	for head := 0; end < 0 && head < len(queue) && len(unvisited) > 0; head++ {
-		n := queue[head]
-		hs := s.holdings[n]
-		for t := len(hs) - 1; t >= 0 && end < 0; t-- {
-			q := int(hs[t])
-			if s.onPath(n, q) {
-				continue
-			}
-			end = visit(q, n)
+	for end < 0 && len(level) > 0 {
+		for i := 0; i < len(level) && end < 0; i++ {
+			expand(level[i], false, &level)
 		}
+		var next []int32
+		for i := 0; i < len(level) && end < 0; i++ {
+			expand(level[i], true, &next)
+		}
+		level = next
 	}
 	if end < 0 {
 		return false
@@ -778,17 +899,36 @@ func (s *placer) augment(src int, srcNode int32) bool {
 	for cur := end; ; {
 		h := s.parent[cur]
 		if h.from < 0 {
-			s.note(int(h.part), "%s fills a free slot through a chain of hand-overs", s.id(cur))
+			if int(h.part) == s.trace {
+				s.note(int(h.part), "%s fills a free slot through a chain of hand-overs", s.id(cur))
+			}
 			s.fill(int(h.part), cur)
 			return true
 		}
-		s.note(int(h.part), "%s hands its replica to %s to make room along a chain of hand-overs", s.id(h.from), s.id(cur))
+		if int(h.part) == s.trace {
+			s.note(int(h.part), "%s hands its replica to %s to make room along a chain of hand-overs", s.id(h.from), s.id(cur))
+		}
 		s.replace(int(h.part), h.from, cur, false)
 		if h.from == srcNode {
 			return true
 		}
 		cur = h.from
 	}
+}
+
+// wasHolder reports whether node n is listed in prev as a holder of p.
+func (s *placer) wasHolder(p int, n int32) bool {
+	return s.prev != nil && slices.Contains(s.prev[p], s.nodes[n].id)
+}
+
+// heldBefore reports whether node n held p in prev and still holds it.
+func (s *placer) heldBefore(p int, n int32) bool {
+	for k := p * s.r; k < (p+1)*s.r; k++ {
+		if s.slots[k] == n {
+			return s.old[k]
+		}
+	}
+	return false
 }
 
 // onPath reports whether partition q already changes hands on the path that reached node n, so one
@@ -820,7 +960,9 @@ func (s *placer) assignPrimaries() {
 			continue
 		}
 		if h := s.primaryCandidate(p, -1); h >= 0 {
-			s.note(p, "%s becomes primary: it had %d primaries, target %d", s.id(h), s.pcount[h], s.pquota[h])
+			if p == s.trace {
+				s.note(p, "%s becomes primary: it had %d primaries, target %d", s.id(h), s.pcount[h], s.pquota[h])
+			}
 			s.setPrimary(p, h)
 		} else {
 			lacking = append(lacking, p)
@@ -844,7 +986,9 @@ func (s *placer) assignPrimaries() {
 				continue
 			}
 			if h := s.primaryCandidate(p, u); h >= 0 {
-				s.note(p, "%s takes the primary role from %s: %s had %d primaries, target %d", s.id(h), s.id(u), s.id(u), s.pcount[u], s.pquota[u])
+				if p == s.trace {
+					s.note(p, "%s takes the primary role from %s: %s had %d primaries, target %d", s.id(h), s.id(u), s.id(u), s.pcount[u], s.pquota[u])
+				}
 				s.setPrimary(p, h)
 			}
 		}
@@ -883,7 +1027,9 @@ func (s *placer) assignPrimaries() {
 				best, bestOld = h, s.old[k]
 			}
 		}
-		s.note(p, "%s becomes primary above its primary target: no holder was below target", s.id(best))
+		if p == s.trace {
+			s.note(p, "%s becomes primary above its primary target: no holder was below target", s.id(best))
+		}
 		s.setPrimary(p, best)
 	}
 }
@@ -907,6 +1053,7 @@ func (s *placer) primaryCandidate(p int, except int32) int32 {
 }
 
 func (s *placer) setPrimary(p int, h int32) {
+	s.dirty[p] = true
 	if k := s.prim[p]; k >= 0 {
 		s.pcount[k]--
 	}
@@ -969,9 +1116,13 @@ func (s *placer) primaryPath(src int, srcNode int32, oldOnly bool) bool {
 	for cur := found; ; {
 		h := s.parent[cur]
 		if h.from < 0 {
-			s.note(int(h.part), "%s becomes primary through a chain of role swaps", s.id(cur))
+			if int(h.part) == s.trace {
+				s.note(int(h.part), "%s becomes primary through a chain of role swaps", s.id(cur))
+			}
 		} else {
-			s.note(int(h.part), "%s takes the primary role from %s to balance primaries (no data moves)", s.id(cur), s.id(h.from))
+			if int(h.part) == s.trace {
+				s.note(int(h.part), "%s takes the primary role from %s to balance primaries (no data moves)", s.id(cur), s.id(h.from))
+			}
 		}
 		s.setPrimary(int(h.part), cur)
 		if h.from < 0 || h.from == srcNode {
@@ -1006,11 +1157,24 @@ func (s *placer) moveExtra() int32 {
 	return -1
 }
 
+// result lists each partition's holders, primary first. A partition whose row did not change keeps
+// prev's row itself, so a small change allocates little.
 func (s *placer) result() Map {
 	out := make(Map, s.parts)
-	buf := make([]string, s.parts*s.r)
+	changed := 0
+	for _, d := range s.dirty {
+		if d {
+			changed++
+		}
+	}
+	buf := make([]string, changed*s.r)
 	for p := range s.parts {
-		row := buf[p*s.r : p*s.r : (p+1)*s.r]
+		if !s.dirty[p] {
+			out[p] = s.prev[p]
+			continue
+		}
+		row := buf[:0:s.r]
+		buf = buf[s.r:]
 		row = append(row, s.id(s.prim[p]))
 		for _, h := range s.slots[p*s.r : (p+1)*s.r] {
 			if h >= 0 && h != s.prim[p] {
