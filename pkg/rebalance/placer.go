@@ -26,6 +26,7 @@ type placer struct {
 	old   []bool  // old[p*r+k]: that holder already held p in prev
 	prim  []int32 // primary of p, -1 while undecided
 	dirty []bool  // p's row differs from prev's (holders, their order, or primary)
+	lost  []bool  // p's previous primary is gone: its role goes to a surviving holder
 
 	load, quota    []int  // replicas per node, and the target
 	pcount, pquota []int  // primaries per node, and the target
@@ -35,6 +36,7 @@ type placer struct {
 	holdings [][]int32 // partitions each tracked node holds
 	tracked  []bool    // holdings[n] is built and kept up to date
 	prims    [][]int32 // partitions each node is primary of; may hold stale entries
+	pdist    []int     // primaryDistances, nil when stale
 
 	stamp  int32 // search marks
 	mark   []int32
@@ -177,6 +179,7 @@ func (s *placer) keepPrevious() {
 	s.old = make([]bool, s.parts*r)
 	s.prim = make([]int32, s.parts)
 	s.dirty = make([]bool, s.parts)
+	s.lost = make([]bool, s.parts)
 	for i := range s.slots {
 		s.slots[i] = -1
 	}
@@ -244,6 +247,7 @@ func (s *placer) keepPrevious() {
 			s.dirty[p] = true
 		}
 		if s.prim[p] < 0 && len(s.prev[p]) > 0 {
+			s.lost[p] = k > 0
 			if p == s.trace {
 				s.note(p, "previous primary %s is gone: a surviving holder will take the primary role", s.prev[p][0])
 			}
@@ -685,6 +689,7 @@ func (s *placer) shedExcess() (pending []int32) {
 		}
 	}
 	slices.SortStableFunc(over, func(a, b int32) int { return choice[a] - choice[b] })
+	s.shedWithPrimary(under)
 	for _, i := range over {
 		for s.load[i] > s.quota[i] {
 			if !s.shedOne(i, under) {
@@ -696,18 +701,59 @@ func (s *placer) shedExcess() (pending []int32) {
 	return pending
 }
 
+// shedWithPrimary lets nodes below both targets take, from overloaded holders, partitions whose
+// primary is above its primary target, together with the primary role: each such hand-over fixes a
+// replica and a primary imbalance with one copy and one primary move, where doing them apart would
+// cost a chain of role swaps.
+func (s *placer) shedWithPrimary(under []int32) {
+	var takers []int32
+	for _, j := range under {
+		if s.pcount[j] < s.pquota[j] {
+			takers = append(takers, j)
+		}
+	}
+	if len(takers) == 0 {
+		return
+	}
+	for p := range s.parts {
+		k := s.prim[p]
+		if k < 0 || s.pcount[k] <= s.pquota[k] || s.touched(p) {
+			continue
+		}
+	slots:
+		for _, i := range s.slots[p*s.r : (p+1)*s.r] {
+			if s.load[i] <= s.quota[i] {
+				continue
+			}
+			for _, j := range takers {
+				if s.load[j] < s.quota[j] && s.pcount[j] < s.pquota[j] && s.allowed(p, i, j) {
+					if p == s.trace {
+						s.note(p, "%s hands its replica to %s, which also takes the primary role from %s: %s had %d primaries, target %d",
+							s.id(i), s.id(j), s.id(k), s.id(k), s.pcount[k], s.pquota[k])
+					}
+					s.replace(p, i, j, true)
+					break slots
+				}
+			}
+		}
+	}
+}
+
 // shedOne moves one replica of overloaded node i to a node below target. Among i's partitions it
-// prefers, in order: one whose primary has too many primaries while the receiver has too few (the
-// receiver takes the primary role: one primary move that was needed anyway); one i is not primary
-// of; one i is primary of while above its primary target; anything allowed.
+// prefers, for a receiver that needs primaries, the one whose primary is fewest role swaps away from
+// a node with too many primaries (zero: that node itself), and the receiver takes the role: the
+// chain of swaps that settles it later is then as short as it can be. Otherwise it prefers a
+// partition i is not primary of, then one i is primary of while above its primary target.
 func (s *placer) shedOne(i int32, under []int32) bool {
 	for _, j := range under {
 		if s.load[j] >= s.quota[j] {
 			continue
 		}
+		var dist []int
 		want := 2
 		if s.pcount[j] < s.pquota[j] {
-			want = 3
+			dist = s.primaryDistances()
+			want = primaryScore
 		}
 		hs := s.holdings[i]
 		start := int(mix(s.nodes[i].hash^s.nodes[j].hash) % uint64(len(hs)))
@@ -717,7 +763,7 @@ func (s *placer) shedOne(i int32, under []int32) bool {
 			if !s.allowed(p, i, j) {
 				continue
 			}
-			sc := s.shedScore(p, i, j)
+			sc := s.shedScore(p, i, dist)
 			if sc > bestScore {
 				best, bestScore = p, sc
 				if sc >= want {
@@ -732,35 +778,85 @@ func (s *placer) shedOne(i int32, under []int32) bool {
 			s.note(best, "%s hands its replica to %s: %s had %d replicas, target %d; %s had %d, target %d",
 				s.id(i), s.id(j), s.id(i), s.load[i], s.quota[i], s.id(j), s.load[j], s.quota[j])
 		}
-		if bestScore == 3 {
+		takePrimary := bestScore > primaryScore-len(s.nodes)
+		if takePrimary {
 			k := s.prim[best]
 			if best == s.trace {
 				s.note(best, "%s takes the primary role from %s: %s had %d primaries, target %d",
 					s.id(j), s.id(k), s.id(k), s.pcount[k], s.pquota[k])
 			}
+			s.pdist = nil
 		}
-		s.replace(best, i, j, bestScore == 3)
+		s.replace(best, i, j, takePrimary)
 		return true
 	}
 	return false
 }
 
-func (s *placer) shedScore(p int, i, j int32) int {
+// primaryScore is the shedScore of a partition whose primary is above its primary target; each role
+// swap further away scores one less.
+const primaryScore = 1 << 30
+
+// shedScore ranks partition p as the replica i hands on. dist, when the receiver needs primaries,
+// is primaryDistances.
+func (s *placer) shedScore(p int, i int32, dist []int) int {
 	if s.touched(p) {
-		// Another slot of p already changed in this call: move it only as a last resort, so a
-		// partition is not copied twice in one step.
+		// Another slot of p already changed in this call: never move a second one here, so a
+		// partition is not copied twice in one step (a repair chain may still do it).
 		return -1
 	}
 	k := s.prim[p]
 	switch {
-	case s.pcount[j] < s.pquota[j] && k >= 0 && s.pcount[k] > s.pquota[k]:
-		return 3
+	case dist != nil && k >= 0 && dist[k] >= 0:
+		return primaryScore - dist[k]
 	case k != i:
 		return 2
 	case s.pcount[i] > s.pquota[i]:
 		return 1
 	}
 	return 0
+}
+
+// primaryDistances returns, per node, the fewest role swaps that bring it one more primary role
+// from a node above its primary target (0 for such a node, -1 if none can), by a breadth-first
+// search from those nodes: a role moves from the primary of a partition to another holder of it.
+// The result is cached until a hand-over takes a primary role.
+func (s *placer) primaryDistances() []int {
+	if s.pdist != nil {
+		return s.pdist
+	}
+	n := len(s.nodes)
+	first, next := make([]int32, n), make([]int32, s.parts)
+	for u := range first {
+		first[u] = -1
+	}
+	for p, u := range s.prim {
+		if u >= 0 {
+			next[p], first[u] = first[u], int32(p)
+		}
+	}
+	dist := make([]int, n)
+	var queue []int32
+	for u := range dist {
+		dist[u] = -1
+		if s.pcount[u] > s.pquota[u] {
+			dist[u] = 0
+			queue = append(queue, int32(u))
+		}
+	}
+	for head := 0; head < len(queue); head++ {
+		u := queue[head]
+		for p := first[u]; p >= 0; p = next[p] {
+			for _, h := range s.slots[int(p)*s.r : (int(p)+1)*s.r] {
+				if h >= 0 && dist[h] < 0 {
+					dist[h] = dist[u] + 1
+					queue = append(queue, h)
+				}
+			}
+		}
+	}
+	s.pdist = dist
+	return dist
 }
 
 // touched reports whether a slot of p has changed holder (or is still empty) in this call.
@@ -959,7 +1055,7 @@ func (s *placer) assignPrimaries() {
 		if s.prim[p] >= 0 {
 			continue
 		}
-		if h := s.primaryCandidate(p, -1); h >= 0 {
+		if h := s.primaryCandidate(p, -1, s.hasOld(p)); h >= 0 {
 			if p == s.trace {
 				s.note(p, "%s becomes primary: it had %d primaries, target %d", s.id(h), s.pcount[h], s.pquota[h])
 			}
@@ -985,7 +1081,7 @@ func (s *placer) assignPrimaries() {
 			if s.prim[p] != u {
 				continue
 			}
-			if h := s.primaryCandidate(p, u); h >= 0 {
+			if h := s.primaryCandidate(p, u, true); h >= 0 {
 				if p == s.trace {
 					s.note(p, "%s takes the primary role from %s: %s had %d primaries, target %d", s.id(h), s.id(u), s.id(u), s.pcount[u], s.pquota[u])
 				}
@@ -1035,12 +1131,12 @@ func (s *placer) assignPrimaries() {
 }
 
 // primaryCandidate returns the holder of p, other than except, that is furthest below its primary
-// target, preferring holders that already held p; -1 if none is below target.
-func (s *placer) primaryCandidate(p int, except int32) int32 {
+// target, preferring holders that already held p (oldOnly: only those); -1 if none is below target.
+func (s *placer) primaryCandidate(p int, except int32, oldOnly bool) int32 {
 	best, bestOld := int32(-1), false
 	for k := p * s.r; k < (p+1)*s.r; k++ {
 		h := s.slots[k]
-		if h < 0 || h == except || s.pcount[h] >= s.pquota[h] {
+		if h < 0 || h == except || s.pcount[h] >= s.pquota[h] || (oldOnly && !s.old[k]) {
 			continue
 		}
 		better := best < 0 || (s.old[k] && !bestOld) ||
@@ -1050,6 +1146,16 @@ func (s *placer) primaryCandidate(p int, except int32) int32 {
 		}
 	}
 	return best
+}
+
+// hasOld reports whether some holder of p already held it in prev.
+func (s *placer) hasOld(p int) bool {
+	for k := p * s.r; k < (p+1)*s.r; k++ {
+		if s.old[k] {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *placer) setPrimary(p int, h int32) {
@@ -1074,7 +1180,7 @@ func (s *placer) primaryPath(src int, srcNode int32, oldOnly bool) bool {
 	try := func(p int, from int32) {
 		for k := p * s.r; k < (p+1)*s.r && found < 0; k++ {
 			h := s.slots[k]
-			if h < 0 || h == from || s.mark[h] == s.stamp || (oldOnly && !s.old[k]) {
+			if h < 0 || h == from || s.mark[h] == s.stamp || (!s.old[k] && (oldOnly || s.lost[p])) {
 				continue
 			}
 			s.mark[h] = s.stamp

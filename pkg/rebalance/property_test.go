@@ -176,3 +176,115 @@ func deadHolders(holders []string, live []Node) int {
 	}
 	return n
 }
+
+// settled returns a lived-in placement: a random cluster that went through a few joins and leaves.
+func settled(t *testing.T, rng *rand.Rand, cfg Config, n int) (Map, []Node) {
+	t.Helper()
+	serial := 0
+	var live []Node
+	for range n {
+		live, _ = event(rng, append(live, Node{ID: "seed"})[:len(live)], &serial, false, false, 1)
+	}
+	// A few events so that the map is not a fresh one.
+	var m Map
+	for range 4 {
+		var err error
+		if m, err = Compute(m, live, cfg); err != nil {
+			t.Fatal(err)
+		}
+		live, _ = event(rng, live, &serial, false, false, 1)
+	}
+	for len(live) != n {
+		if len(live) < n {
+			serial++
+			live = append(live, Node{ID: fmt.Sprintf("node-%04d", serial)})
+		} else {
+			live = live[1:]
+		}
+		var err error
+		if m, err = Compute(m, live, cfg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m, err := Compute(m, live, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m, live
+}
+
+func TestPropertyJoin(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	worst := 0.0
+	defer func() { t.Logf("worst primary moves / floor(P/(N+1)): %.3f", worst) }()
+	for i := range 120 {
+		cfg := Config{Partitions: 16 << rng.IntN(6), ReplicationFactor: 1 + rng.IntN(4)}
+		n := 1 + rng.IntN(40)
+		prev, live := settled(t, rng, cfg, n)
+		joiner := Node{ID: fmt.Sprintf("joiner-%d", i)}
+		nodes := append(slices.Clone(live), joiner)
+		next, err := Compute(prev, nodes, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkPlacement(t, next, nodes, cfg)
+		P, r := cfg.Partitions, min(cfg.ReplicationFactor, n+1)
+		moves := Moves(prev, next)
+		if want := P * r / (n + 1); copies(moves) != want {
+			t.Errorf("case %d (P=%d R=%d N=%d→%d): %d replicas moved, want exactly %d", i, P, cfg.ReplicationFactor, n, n+1, copies(moves), want)
+		}
+		for _, mv := range moves {
+			if mv.To != joiner.ID {
+				t.Errorf("case %d: move %+v between old nodes", i, mv)
+				break
+			}
+		}
+		// The joiner takes floor(P/(N+1)) primary roles; each role it takes from a node that is not
+		// above its new primary target costs a chain of swaps. 5% of a small count is less than
+		// one move, so below 20 roles per node the bound is "a few".
+		f := P / (n + 1)
+		limit := 1.05 * float64(f)
+		if f < 20 {
+			limit = float64(f + 3)
+		}
+		got := len(PrimaryMoves(prev, next))
+		if float64(got) > limit {
+			t.Errorf("case %d (P=%d R=%d N=%d→%d): %d primaries moved, want at most %.1f (floor(P/(N+1)) = %d)", i, P, cfg.ReplicationFactor, n, n+1, got, limit, f)
+		}
+		worst = max(worst, float64(got)/math.Max(1, float64(f)))
+	}
+}
+
+func TestPropertyLeave(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	for i := range 120 {
+		cfg := Config{Partitions: 16 << rng.IntN(6), ReplicationFactor: 1 + rng.IntN(4)}
+		n := 2 + rng.IntN(40)
+		prev, live := settled(t, rng, cfg, n)
+		k := rng.IntN(n)
+		gone := live[k].ID
+		nodes := slices.Delete(slices.Clone(live), k, k+1)
+		next, err := Compute(prev, nodes, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkPlacement(t, next, nodes, cfg)
+		held, _ := loads(prev)
+		P, r, r2 := cfg.Partitions, min(cfg.ReplicationFactor, n), min(cfg.ReplicationFactor, n-1)
+		moves := Moves(prev, next)
+		if want := held[gone] - P*(r-r2); copies(moves) != want {
+			t.Errorf("case %d (P=%d R=%d N=%d→%d): %d replicas moved, want exactly the %d that %s held", i, P, cfg.ReplicationFactor, n, n-1, copies(moves), want, gone)
+		}
+		for _, mv := range moves {
+			if mv.From != gone {
+				t.Errorf("case %d: move %+v does not replace the node that left", i, mv)
+				break
+			}
+		}
+		for p, hs := range prev {
+			if hs[0] == gone && r2 > 1 && !slices.Contains(hs, next[p][0]) {
+				t.Errorf("case %d: partition %d primary went to %s, not to a surviving holder of %v", i, p, next[p][0], hs)
+			}
+		}
+	}
+}
