@@ -35,11 +35,11 @@ type Config struct {
 
 // Move is one change between two placements.
 type Move struct {
-	Partition int
+	Partition int `json:"partition"`
 	// From is the holder losing the slot, "" if the slot is new (the partition had fewer holders).
-	From string
+	From string `json:"from"`
 	// To is the new holder, "" if the slot is dropped (fewer live nodes than the replication factor).
-	To string
+	To string `json:"to"`
 }
 
 // Compute returns the next placement given the previous one and the live nodes. It is pure and
