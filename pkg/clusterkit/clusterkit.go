@@ -380,13 +380,16 @@ func (ck *ClusterKit) shutdown(mode stopMode) {
 		}
 		deadline := time.Now().Add(ck.opts.ShutdownTimeout)
 		if mode == stopLeave {
-			// The membership loop publishes the leaving map if this node leads, then leaves the
-			// election; wait for that before the lease (and with it the leader key) goes.
+			// A leader publishes the map without itself before its lease (and with it the
+			// leader key) goes; wait for that. A follower has nothing to hand over: revoking its
+			// lease at once is what tells the leader, and it also removes its candidate key.
 			close(ck.leaving)
-			select {
-			case <-ck.campaignDone:
-			case <-time.After(time.Until(deadline)):
-				ck.log.Warn("leaving the election timed out")
+			if ck.leader.Load() {
+				select {
+				case <-ck.campaignDone:
+				case <-time.After(time.Until(deadline)):
+					ck.log.Warn("leaving the election timed out")
+				}
 			}
 		}
 		ck.mu.Lock()

@@ -42,6 +42,8 @@ func (ck *ClusterKit) lead(term *fence.Term) error {
 	if err := ck.readLeaderMap(ctx, ls); err != nil {
 		return err
 	}
+	w := ck.watchNodes(ctx, ls)
+	defer func() { w.cancel() }()
 	for {
 		if err := ck.publish(ctx, ls, false); err != nil {
 			if errors.Is(err, errMapChanged) {
@@ -52,7 +54,7 @@ func (ck *ClusterKit) lead(term *fence.Term) error {
 			}
 			return ck.leave(ls, err)
 		}
-		if err := ck.waitNodeChange(ctx, ls); err != nil {
+		if err := ck.waitNodeChange(ctx, ls, &w); err != nil {
 			return ck.leave(ls, err)
 		}
 	}
@@ -117,25 +119,37 @@ func (ck *ClusterKit) readLeaderMap(ctx context.Context, ls *leaderState) error 
 	return nil
 }
 
+// nodeWatch follows the node records for the leader. It lives as long as the term: a watch
+// created at a revision the store has passed is served by etcd's catch-up loop, which runs only
+// every 100ms, so re-creating it after every map write would delay every change.
+type nodeWatch struct {
+	cancel context.CancelFunc
+	ch     clientv3.WatchChan
+}
+
+func (ck *ClusterKit) watchNodes(ctx context.Context, ls *leaderState) *nodeWatch {
+	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	return &nodeWatch{cancel: cancel, ch: ck.client.Watch(wctx, ck.schema.NodesPrefix(), clientv3.WithPrefix(), clientv3.WithRev(ls.nodesRev+1))}
+}
+
 // waitNodeChange blocks until the set of live nodes changes, then applies every change that has
 // arrived so far, so that a burst of joins or leaves makes one map.
-func (ck *ClusterKit) waitNodeChange(ctx context.Context, ls *leaderState) error {
+func (ck *ClusterKit) waitNodeChange(ctx context.Context, ls *leaderState, w **nodeWatch) error {
 	for {
-		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
-		wch := ck.client.Watch(wctx, ck.schema.NodesPrefix(), clientv3.WithPrefix(), clientv3.WithRev(ls.nodesRev+1))
-		changed, err := ck.drainNodeEvents(ctx, ls, wch)
-		cancel()
+		changed, err := ck.drainNodeEvents(ctx, ls, (*w).ch)
 		if changed {
 			return nil
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
+		(*w).cancel()
 		if errors.Is(err, rpctypes.ErrCompacted) {
 			// History is gone: read the nodes afresh and publish from that.
 			if err := ck.readNodes(ctx, ls); err != nil {
 				return err
 			}
+			*w = ck.watchNodes(ctx, ls)
 			return nil
 		}
 		ck.log.Warn("node watch broke, watching again", zap.Error(err))
@@ -144,6 +158,7 @@ func (ck *ClusterKit) waitNodeChange(ctx context.Context, ls *leaderState) error
 			return ctx.Err()
 		case <-time.After(100 * time.Millisecond):
 		}
+		*w = ck.watchNodes(ctx, ls)
 	}
 }
 
