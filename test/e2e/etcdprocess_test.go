@@ -1,0 +1,343 @@
+package e2e
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/hex"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+)
+
+// builtEtcd is the etcd server built from this module's go.mod, once per test binary, when
+// CLUSTERKIT_ETCD_BIN does not name one. TestMain removes dir.
+var builtEtcd struct {
+	once sync.Once
+	dir  string
+	path string
+	err  error
+}
+
+// etcdBinary returns the etcd server to run: $CLUSTERKIT_ETCD_BIN, or else ./etcdserver built
+// with the go command that runs the tests.
+func etcdBinary(t *testing.T) string {
+	t.Helper()
+	if p := os.Getenv("CLUSTERKIT_ETCD_BIN"); p != "" {
+		return p
+	}
+	builtEtcd.once.Do(func() {
+		dir, err := os.MkdirTemp("", "clusterkit-e2e-etcd-")
+		if err != nil {
+			builtEtcd.err = err
+			return
+		}
+		builtEtcd.dir = dir
+		path := filepath.Join(dir, "etcd")
+		out, err := exec.Command("go", "build", "-o", path, "./etcdserver").CombinedOutput()
+		if err != nil {
+			builtEtcd.err = fmt.Errorf("go build ./etcdserver: %v\n%s", err, out)
+			return
+		}
+		builtEtcd.path = path
+	})
+	if builtEtcd.err != nil {
+		t.Fatal(builtEtcd.err)
+	}
+	return builtEtcd.path
+}
+
+// etcdVersion returns the major and minor version that `etcd --version` reports.
+func etcdVersion(t *testing.T, bin string) (major, minor int) {
+	t.Helper()
+	out, err := exec.Command(bin, "--version").Output()
+	if err != nil {
+		t.Fatalf("%s --version: %v", bin, err)
+	}
+	if _, err := fmt.Sscanf(string(out), "etcd Version: %d.%d", &major, &minor); err != nil {
+		t.Fatalf("%s --version printed %q: %v", bin, out, err)
+	}
+	return major, minor
+}
+
+// etcdProcess is an etcd server running as a child process, serving clients over TLS on
+// 127.0.0.1. It is killed at the end of the test.
+type etcdProcess struct {
+	URL string
+	// CA is the pool that verifies the server's certificate.
+	CA      *x509.CertPool
+	Version string
+	logPath string
+}
+
+// startEtcdProcess starts a single-member etcd with TLS on the client port and waits until it
+// answers. A free port taken by someone else between choosing it and etcd binding it is
+// retried with new ports.
+func startEtcdProcess(t *testing.T) *etcdProcess {
+	t.Helper()
+	bin := etcdBinary(t)
+	major, minor := etcdVersion(t, bin)
+	dir := t.TempDir()
+	ca, certFile, keyFile := writeCerts(t, dir)
+	var lastErr error
+	for attempt := 1; attempt <= 3; attempt++ {
+		clientPort, peerPort := freePort(t), freePort(t)
+		for clientPort == peerPort {
+			peerPort = freePort(t)
+		}
+		e := &etcdProcess{
+			URL:     fmt.Sprintf("https://127.0.0.1:%d", clientPort),
+			CA:      ca,
+			Version: fmt.Sprintf("%d.%d", major, minor),
+			logPath: filepath.Join(dir, fmt.Sprintf("etcd-%d.log", attempt)),
+		}
+		peerURL := fmt.Sprintf("http://127.0.0.1:%d", peerPort)
+		args := []string{
+			"--name", "external",
+			"--data-dir", filepath.Join(dir, fmt.Sprintf("data-%d", attempt)),
+			"--listen-client-urls", e.URL,
+			"--advertise-client-urls", e.URL,
+			"--listen-peer-urls", peerURL,
+			"--initial-advertise-peer-urls", peerURL,
+			"--initial-cluster", "external=" + peerURL,
+			"--initial-cluster-state", "new",
+			"--cert-file", certFile,
+			"--key-file", keyFile,
+			// No --trusted-ca-file: etcd 3.5 and later then demand a client certificate even
+			// with --client-cert-auth=false, and the nodes authenticate with a password.
+			"--logger", "zap",
+			// The lowest bcrypt cost: the test authenticates often and needs no strong hashes.
+			"--bcrypt-cost", "4",
+		}
+		// etcd 3.4 (Debian's) has no --unsafe-no-fsync; a test etcd never survives a machine crash.
+		if major > 3 || major == 3 && minor >= 5 {
+			args = append(args, "--unsafe-no-fsync")
+		}
+		err := e.run(t, bin, args)
+		if err == nil {
+			t.Logf("etcd %s (%s) serves %s", e.Version, bin, e.URL)
+			return e
+		}
+		lastErr = err
+		if !strings.Contains(readLog(e.logPath), "address already in use") {
+			break
+		}
+	}
+	t.Fatal(lastErr)
+	return nil
+}
+
+// run starts etcd and waits until it is healthy. The process is killed and waited for at the
+// end of the test; its log is printed if the test failed.
+func (e *etcdProcess) run(t *testing.T, bin string, args []string) error {
+	logFile, err := os.Create(e.logPath)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.SysProcAttr = killWithParent()
+	if err := cmd.Start(); err != nil {
+		logFile.Close()
+		return fmt.Errorf("start %s: %w", bin, err)
+	}
+	exited := make(chan struct{})
+	go func() {
+		cmd.Wait()
+		logFile.Close()
+		close(exited)
+	}()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-exited
+		if t.Failed() {
+			t.Logf("etcd log (%s), last lines:\n%s", e.logPath, tail(readLog(e.logPath), 60))
+		}
+	})
+
+	httpc := &http.Client{
+		Timeout:   time.Second,
+		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: e.CA}, DisableKeepAlives: true},
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := httpc.Get(e.URL + "/health")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			err = fmt.Errorf("GET /health: %s", resp.Status)
+		}
+		select {
+		case <-exited:
+			return fmt.Errorf("etcd exited before it was ready (%v); log:\n%s", cmd.ProcessState, tail(readLog(e.logPath), 30))
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("etcd at %s not healthy after 30s: %v", e.URL, err)
+		}
+	}
+}
+
+// client returns a client of the etcd, authenticated when user is set, closed at the end of
+// the test.
+func (e *etcdProcess) client(t *testing.T, user, password string) *clientv3.Client {
+	t.Helper()
+	c, err := clientv3.New(clientv3.Config{
+		Endpoints:   []string{e.URL},
+		DialTimeout: 5 * time.Second,
+		TLS:         &tls.Config{RootCAs: e.CA},
+		Username:    user,
+		Password:    password,
+		Logger:      zap.NewNop(),
+	})
+	if err != nil {
+		t.Fatalf("etcd client: %v", err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// enableAuth creates the root user and a user "ck" that may read and write only the keys
+// under prefix, then turns authentication on. It returns the two passwords.
+func (e *etcdProcess) enableAuth(t *testing.T, prefix string) (rootPassword, ckPassword string) {
+	t.Helper()
+	rootPassword, ckPassword = randomHex(t), randomHex(t)
+	c := e.client(t, "", "")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	steps := []struct {
+		what string
+		do   func() error
+	}{
+		{"add role root", func() error { _, err := c.RoleAdd(ctx, "root"); return err }},
+		{"add user root", func() error { _, err := c.UserAdd(ctx, "root", rootPassword); return err }},
+		{"grant root to root", func() error { _, err := c.UserGrantRole(ctx, "root", "root"); return err }},
+		{"add role clusterkit", func() error { _, err := c.RoleAdd(ctx, "clusterkit"); return err }},
+		{"grant " + prefix + " to clusterkit", func() error {
+			_, err := c.RoleGrantPermission(ctx, "clusterkit", prefix, clientv3.GetPrefixRangeEnd(prefix),
+				clientv3.PermissionType(clientv3.PermReadWrite))
+			return err
+		}},
+		{"add user ck", func() error { _, err := c.UserAdd(ctx, "ck", ckPassword); return err }},
+		{"grant clusterkit to ck", func() error { _, err := c.UserGrantRole(ctx, "ck", "clusterkit"); return err }},
+		{"enable auth", func() error { _, err := c.AuthEnable(ctx); return err }},
+	}
+	for _, s := range steps {
+		if err := s.do(); err != nil {
+			t.Fatalf("etcd auth setup: %s: %v", s.what, err)
+		}
+	}
+	return rootPassword, ckPassword
+}
+
+// writeCerts writes a server certificate for 127.0.0.1 signed by a throwaway CA, and returns
+// a pool holding that CA.
+func writeCerts(t *testing.T, dir string) (ca *x509.CertPool, certFile, keyFile string) {
+	t.Helper()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	caTmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "clusterkit e2e CA"},
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              now.Add(24 * time.Hour),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caCert, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2),
+		Subject:      pkix.Name{CommonName: "etcd"},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     now.Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		// etcd also dials itself (its HTTP gateway) with this certificate.
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+		DNSNames:    []string{"localhost"},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile = filepath.Join(dir, "server.crt"), filepath.Join(dir, "server.key")
+	for path, block := range map[string]*pem.Block{
+		certFile: {Type: "CERTIFICATE", Bytes: der},
+		keyFile:  {Type: "EC PRIVATE KEY", Bytes: keyDER},
+	} {
+		if err := os.WriteFile(path, pem.EncodeToMemory(block), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ca = x509.NewCertPool()
+	ca.AddCert(caCert)
+	return ca, certFile, keyFile
+}
+
+// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func randomHex(t *testing.T) string {
+	t.Helper()
+	b := make([]byte, 8)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(b)
+}
+
+func readLog(path string) string {
+	b, _ := os.ReadFile(path)
+	return string(b)
+}
+
+// tail returns the last n lines of s.
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
