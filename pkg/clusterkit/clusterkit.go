@@ -3,6 +3,7 @@ package clusterkit
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -241,7 +243,7 @@ func (ck *ClusterKit) connect(ctx context.Context) error {
 			Logger:               ck.log.Named("etcd-client").WithOptions(zap.IncreaseLevel(zap.ErrorLevel)),
 		})
 		if err != nil {
-			return fmt.Errorf("clusterkit: etcd client for %v: %w", endpoints, err)
+			return fmt.Errorf("clusterkit: etcd client for %v%s: %w", endpoints, tlsHint(endpoints, ck.opts.EtcdTLS), err)
 		}
 		ck.client = c
 		ck.ownClient = true
@@ -250,7 +252,8 @@ func (ck *ClusterKit) connect(ctx context.Context) error {
 	pctx, cancel := context.WithTimeout(ctx, ck.opts.EtcdDialTimeout)
 	defer cancel()
 	if _, err := ck.client.Get(pctx, ck.schema.Config()); err != nil {
-		return fmt.Errorf("clusterkit: etcd at %v does not answer: %w", ck.client.Endpoints(), err)
+		return fmt.Errorf("clusterkit: etcd at %v does not answer within EtcdDialTimeout (%v)%s: %w",
+			ck.client.Endpoints(), ck.opts.EtcdDialTimeout, tlsHint(endpoints, ck.opts.EtcdTLS), err)
 	}
 	return nil
 }
@@ -550,3 +553,16 @@ func (ck *ClusterKit) IsLeader() bool { return ck.leader.Load() }
 
 // AdvertiseAddr is the address other nodes reach this node's HTTP API at; known after Start.
 func (ck *ClusterKit) AdvertiseAddr() string { return ck.self.IP }
+
+// tlsHint explains the usual cause of a silent dial failure: TLS on one side only.
+func tlsHint(endpoints []string, tlsConfig *tls.Config) string {
+	for _, ep := range endpoints {
+		if strings.HasPrefix(ep, "https://") && tlsConfig == nil {
+			return " (https endpoint but EtcdTLS is not set: set EtcdTLS with the etcd CA in RootCAs)"
+		}
+		if strings.HasPrefix(ep, "http://") && tlsConfig != nil {
+			return " (EtcdTLS is set but the endpoint is http://: use https://)"
+		}
+	}
+	return " (check the endpoints, EtcdTLS and credentials)"
+}

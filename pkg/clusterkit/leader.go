@@ -17,6 +17,10 @@ import (
 	"github.com/clusterkit-go/clusterkit/pkg/rebalance"
 )
 
+// maxMapValue is the largest value a map write puts in etcd; tests lower it to exercise chunking
+// on small maps.
+var maxMapValue = state.MaxValue
+
 // errMapChanged means the map changed between the leader's read and its write.
 var errMapChanged = errors.New("partition map changed concurrently")
 
@@ -262,7 +266,7 @@ func (ck *ClusterKit) computeMap(cur *state.Map, live map[string]state.Node) (*s
 // transaction guarded by the leader key and by the map's revision, deleting older chunks. It
 // returns the new revision of the partitions key.
 func (ck *ClusterKit) writeMap(ctx context.Context, ls *leaderState, m *state.Map) (int64, error) {
-	enc, err := state.Encode(m, state.MaxValue)
+	enc, err := state.Encode(m, maxMapValue)
 	if err != nil {
 		return 0, err
 	}
