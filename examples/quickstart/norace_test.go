@@ -1,0 +1,5 @@
+//go:build !race
+
+package quickstart_test
+
+const raceEnabled = false
