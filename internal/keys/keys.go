@@ -81,8 +81,9 @@ func (s Schema) NodeID(key string) (string, bool) {
 	return id, true
 }
 
-// LeaderPrefix is the election prefix.
-func (s Schema) LeaderPrefix() string { return s.prefix + "leader/" }
+// LeaderPrefix is the election prefix as concurrency.NewElection takes it: the election adds
+// the "/" itself, so candidates' keys are leader/<lease-id>.
+func (s Schema) LeaderPrefix() string { return s.prefix + "leader" }
 
 // Partitions is the key of the current partition map.
 func (s Schema) Partitions() string { return s.prefix + "partitions" }

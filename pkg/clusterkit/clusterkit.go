@@ -135,6 +135,12 @@ func (ck *ClusterKit) StartContext(ctx context.Context) (err error) {
 	if err := ck.ensureConfig(ctx); err != nil {
 		return err
 	}
+	// Read the map before registering: the map that adds this node is then a change the watch
+	// sees, so the hooks registered before Start fire for the partitions the node gains.
+	initial, err := ck.readInitialMap(ctx)
+	if err != nil {
+		return err
+	}
 	reg, err := ck.register(ctx)
 	if err != nil {
 		return err
@@ -143,11 +149,6 @@ func (ck *ClusterKit) StartContext(ctx context.Context) (err error) {
 	ck.mu.Lock()
 	ck.session = reg
 	ck.mu.Unlock()
-
-	initial, err := ck.readInitialMap(ctx)
-	if err != nil {
-		return err
-	}
 	ck.wg.Add(2)
 	go func() { defer ck.wg.Done(); ck.runMembership(reg) }()
 	go func() { defer ck.wg.Done(); ck.watchMap(initial) }()
@@ -205,15 +206,15 @@ func (ck *ClusterKit) connect(ctx context.Context) error {
 		_, port, _ := net.SplitHostPort(ck.opts.HTTPAddr)
 		httpPort := 0
 		fmt.Sscan(port, &httpPort)
+		advHost, _, _ := net.SplitHostPort(ck.opts.AdvertiseAddr)
 		clientAddr := ck.opts.EmbeddedEtcdClientAddr
 		if clientAddr == "" {
-			clientAddr = embeddedAddr(ck.opts.HTTPAddr, httpPort, embeddedPortOffset)
+			clientAddr = embeddedAddr(ck.opts.HTTPAddr, advHost, httpPort, embeddedPortOffset)
 		}
 		peerAddr := ck.opts.EmbeddedEtcdPeerAddr
 		if peerAddr == "" {
-			peerAddr = embeddedAddr(ck.opts.HTTPAddr, httpPort, 2*embeddedPortOffset)
+			peerAddr = embeddedAddr(ck.opts.HTTPAddr, advHost, httpPort, 2*embeddedPortOffset)
 		}
-		advHost, _, _ := net.SplitHostPort(ck.opts.AdvertiseAddr)
 		m, err := embed.Start(ctx, embed.Config{
 			Name:          ck.opts.NodeID,
 			Dir:           filepath.Join(ck.opts.DataDir, "etcd"),

@@ -3,6 +3,7 @@ package clusterkit
 import (
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -170,4 +171,48 @@ func TestJoinAddrUnreachable(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "127.0.0.1:1") {
 		t.Fatalf("got %v, want an error naming the JoinAddr", err)
 	}
+}
+
+// The HTTP API serves from the moment the node listens, before Start has connected to etcd:
+// requests then must neither race with Start nor claim a cluster that is not there yet.
+func TestHTTPDuringStart(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	ck, err := NewClusterKit(Options{NodeID: "node-1", HTTPAddr: addr, DataDir: t.TempDir(), LeaseTTL: 2 * time.Second, unsafeNoFsync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	polled := make(chan int)
+	go func() {
+		unavailable := 0
+		for {
+			select {
+			case <-stop:
+				polled <- unavailable
+				return
+			default:
+			}
+			for _, path := range []string{"/cluster/join", "/cluster", "/health"} {
+				resp, err := http.Get("http://" + addr + path)
+				if err != nil {
+					continue
+				}
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusServiceUnavailable {
+					unavailable++
+				}
+			}
+		}
+	}()
+	if err := ck.Start(); err != nil {
+		t.Fatal(err)
+	}
+	close(stop)
+	t.Logf("%d answers of 503 while starting", <-polled)
+	ck.Stop()
 }

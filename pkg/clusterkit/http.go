@@ -165,7 +165,9 @@ func (s *snapshot) encoded(ck *ClusterKit) *encodedCluster {
 }
 
 func (ck *ClusterKit) handleJoin(w http.ResponseWriter, r *http.Request) {
-	if ck.client == nil || ck.snap.Load() == nil {
+	// The snapshot first: it is stored only after Start has set the client, so once it is
+	// there the client is too.
+	if ck.snap.Load() == nil || ck.client == nil {
 		writeError(w, http.StatusServiceUnavailable, "node is not started")
 		return
 	}

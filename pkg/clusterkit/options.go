@@ -106,11 +106,12 @@ type Options struct {
 	EtcdDialTimeout time.Duration
 
 	// EmbeddedEtcdClientAddr is the host:port the embedded etcd serves clients on. Default: the
-	// host of HTTPAddr and its port + 10000 (a free port when that is out of range or HTTPAddr
-	// has port 0).
+	// HTTPAddr port + 10000 (a free port when that is out of range or HTTPAddr has port 0), on
+	// the host of HTTPAddr; when that host is empty or 0.0.0.0, on 127.0.0.1 if AdvertiseAddr is a
+	// loopback address (the embedded etcd has no authentication), else on all interfaces.
 	EmbeddedEtcdClientAddr string
-	// EmbeddedEtcdPeerAddr is the host:port the embedded etcd serves peers on. Default: the host
-	// of HTTPAddr and its port + 20000, chosen as above.
+	// EmbeddedEtcdPeerAddr is the host:port the embedded etcd serves peers on. Default: the
+	// HTTPAddr port + 20000, on a host chosen as above.
 	EmbeddedEtcdPeerAddr string
 
 	// Logger receives the node's log. Nil means silent.
@@ -287,14 +288,19 @@ func advertiseFor(addr net.Addr) string {
 	return net.JoinHostPort(host, port)
 }
 
-// embeddedAddr derives an embedded etcd address from the HTTP listener's port.
-func embeddedAddr(httpAddr string, boundPort, offset int) string {
+// embeddedAddr derives an embedded etcd address from the HTTP listener's port. The embedded etcd
+// has no authentication, so it listens on loopback only unless the node advertises a routable
+// address (nodes on other machines must reach it then).
+func embeddedAddr(httpAddr, advertiseHost string, httpPort, offset int) string {
 	host, _, _ := net.SplitHostPort(httpAddr)
-	if host == "" {
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
 		host = "0.0.0.0"
+		if ip := net.ParseIP(advertiseHost); advertiseHost == "localhost" || ip != nil && ip.IsLoopback() {
+			host = "127.0.0.1"
+		}
 	}
-	p := boundPort + offset
-	if boundPort == 0 || p > 65535 {
+	p := httpPort + offset
+	if httpPort == 0 || p > 65535 {
 		p = 0
 	}
 	return net.JoinHostPort(host, strconv.Itoa(p))

@@ -1,0 +1,41 @@
+// Package clusterkit tells a distributed data system where each key lives: key -> partition ->
+// primary and replica nodes. It keeps the cluster's membership, elects a leader and publishes the
+// partition map through etcd; the application stores and copies the data itself, and is called
+// when a partition gets a new holder.
+//
+// Quick start (the first node starts an embedded etcd; the others join through it):
+//
+//	ck, err := clusterkit.NewClusterKit(clusterkit.Options{NodeID: "node-1", HTTPAddr: ":8080"})
+//	if err != nil { ... }
+//	ck.OnPartitionChange(func(partitionID string, copyFrom []*clusterkit.Node, copyTo *clusterkit.Node) {
+//		if copyTo.ID != ck.GetMyNodeID() { return }
+//		// fetch partitionID from every node in copyFrom and merge
+//	})
+//	if err := ck.Start(); err != nil { ... }
+//	defer ck.Stop()
+//
+//	p, _ := ck.GetPartition("user:123")
+//	if ck.IsPrimary(p) { ... } else { forward to ck.GetPrimary(p).IP }
+//
+// How it works. Each node registers under /clusterkit/<cluster>/nodes/<id> with an etcd lease
+// (Options.LeaseTTL) and campaigns for leadership. The leader recomputes the map with
+// pkg/rebalance whenever the set of live nodes changes and writes it in one transaction that
+// fails unless it still holds its leader key and the map is the one it read; its work stops the
+// moment its session ends, its key disappears, or its lease deadline passes. Every node watches
+// the map, never applies one older than it holds, and serves lookups from an immutable snapshot.
+//
+// Guarantees:
+//   - Key -> partition is md5-based and fixed (see DESIGN.md's golden vectors); every client can
+//     compute it.
+//   - Each partition has min(N, ReplicationFactor) distinct live holders after every published
+//     map; a lost node's partitions are given to others even when N <= ReplicationFactor.
+//   - The map epoch only grows; a node never goes back to an older map.
+//   - A deposed leader's write is refused by etcd.
+//   - Lookups take no lock and allocate nothing; they are safe for concurrent use.
+//   - Hooks run on a bounded pool, never on the watch; a panicking hook is logged, not fatal.
+//
+// Not guaranteed (yet): the map switches as soon as it is published, so a new holder may be
+// routed to before its hook has copied the data; IsPrimary follows the last map received and
+// does not turn false by itself when etcd is unreachable; with the embedded default, the
+// bootstrap node hosts the only etcd member, so the cluster stops changing while it is down.
+package clusterkit
