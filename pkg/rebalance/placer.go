@@ -29,14 +29,21 @@ type placer struct {
 	lost  []bool  // p's previous primary is gone: its role goes to a surviving holder
 
 	load, quota    []int  // replicas per node, and the target
+	rfloor         []int  // the integer part of each node's fair replica share
+	rfrac          []bool // whether that share has a fractional part
+	zquota, zfloor []int  // each zone's replica target and the integer part of its share
+	zfrac          []bool // whether the zone's share has a fractional part
 	pcount, pquota []int  // primaries per node, and the target
 	pfloor         []int  // the integer part of each node's fair primary share
 	pfrac          []bool // whether that share has a fractional part (pquota may be pfloor+1)
 
-	holdings [][]int32 // partitions each tracked node holds
-	tracked  []bool    // holdings[n] is built and kept up to date
-	prims    [][]int32 // partitions each node is primary of; may hold stale entries
-	pdist    []int     // primaryDistances, nil when stale
+	holdings  [][]int32 // partitions each tracked node holds
+	tracked   []bool    // holdings[n] is built and kept up to date
+	prims     [][]int32 // partitions each node is primary of; may hold stale entries
+	pdist     []int     // primaryDistances, nil when stale
+	pdistRuns int       // how many times primaryDistances ran in this call
+	cursor    []int     // where shedOne's next scan of each node's holdings starts, -1: not yet
+	bestSeen  []int     // the best shedScore a full scan of each node's holdings found
 
 	stamp  int32 // search marks
 	mark   []int32
@@ -391,6 +398,14 @@ func (s *placer) replicaQuotas() {
 		hash[i] = z.hash
 	}
 	zoneQuota := apportion(zoneSh, T, level, hash)
+	s.rfloor, s.rfrac = make([]int, len(s.nodes)), make([]bool, len(s.nodes))
+	for n, sh := range nodeSh {
+		s.rfloor[n], s.rfrac[n] = int(sh.floor), sh.frac
+	}
+	s.zquota, s.zfloor, s.zfrac = make([]int, len(s.zones)), make([]int, len(s.zones)), make([]bool, len(s.zones))
+	for i, sh := range zoneSh {
+		s.zquota[i], s.zfloor[i], s.zfrac[i] = int(zoneQuota[i]), int(sh.floor), sh.frac
+	}
 	for i, z := range s.zones {
 		if len(z.nodes) == 1 {
 			s.quota[z.nodes[0]] = int(zoneQuota[i])
@@ -471,7 +486,7 @@ func (s *placer) primaryQuotas() {
 	}
 }
 
-// track builds the holdings lists of the given nodes, which fill and replace then keep up to date.
+// track builds the holdings lists of the given nodes, which fill and replace then add to.
 // Lists are built only for the nodes that shed replicas or lie on a search, since one pass over all
 // slots is a good part of a call's cost.
 func (s *placer) track(nodes []int32) {
@@ -512,18 +527,10 @@ func (s *placer) addHolding(n int32, p int) {
 	}
 }
 
-func (s *placer) dropHolding(n int32, p int) {
-	if s.tracked == nil || !s.tracked[n] {
-		return
-	}
-	hs := s.holdings[n]
-	for t, q := range hs {
-		if int(q) == p {
-			hs[t] = hs[len(hs)-1]
-			s.holdings[n] = hs[:len(hs)-1]
-			return
-		}
-	}
+// holds reports whether node n holds p. Holdings lists are not pruned when a node hands a
+// partition on (that would cost a search per hand-over), so their readers check with holds.
+func (s *placer) holds(p int, n int32) bool {
+	return slices.Contains(s.slots[p*s.r:(p+1)*s.r], n)
 }
 
 // fill gives an empty slot of p to node in.
@@ -551,7 +558,6 @@ func (s *placer) replace(p int, out, in int32, takePrimary bool) {
 	}
 	s.load[out]--
 	s.load[in]++
-	s.dropHolding(out, p)
 	s.addHolding(in, p)
 	switch {
 	case takePrimary:
@@ -677,6 +683,9 @@ func (s *placer) shedExcess() (pending []int32) {
 	for _, i := range over {
 		limit := 4 * (s.load[i] - s.quota[i])
 		for _, p := range s.holdings[i] {
+			if !s.holds(int(p), i) {
+				continue
+			}
 			for _, j := range under {
 				if s.allowed(int(p), i, j) {
 					choice[i]++
@@ -689,6 +698,10 @@ func (s *placer) shedExcess() (pending []int32) {
 		}
 	}
 	slices.SortStableFunc(over, func(a, b int32) int { return choice[a] - choice[b] })
+	s.cursor, s.bestSeen = make([]int, len(s.nodes)), make([]int, len(s.nodes))
+	for n := range s.cursor {
+		s.cursor[n], s.bestSeen[n] = -1, primaryScore
+	}
 	s.shedWithPrimary(under)
 	for _, i := range over {
 		for s.load[i] > s.quota[i] {
@@ -755,17 +768,24 @@ func (s *placer) shedOne(i int32, under []int32) bool {
 			dist = s.primaryDistances()
 			want = primaryScore
 		}
+		// Scan i's partitions from where the last scan for i stopped, so that handing on many
+		// replicas reads each entry about once, and stop at the first one as good as any seen in
+		// a full scan before.
 		hs := s.holdings[i]
-		start := int(mix(s.nodes[i].hash^s.nodes[j].hash) % uint64(len(hs)))
-		best, bestScore := -1, -1
+		if s.cursor[i] < 0 {
+			s.cursor[i] = int(mix(s.nodes[i].hash^s.nodes[j].hash) % uint64(len(hs)))
+		}
+		want = min(want, s.bestSeen[i])
+		best, bestScore, bestAt := -1, -1, 0
 		for t := range hs {
-			p := int(hs[(start+t)%len(hs)])
-			if !s.allowed(p, i, j) {
+			at := (s.cursor[i] + t) % len(hs)
+			p := int(hs[at])
+			if !s.holds(p, i) || !s.allowed(p, i, j) {
 				continue
 			}
 			sc := s.shedScore(p, i, dist)
 			if sc > bestScore {
-				best, bestScore = p, sc
+				best, bestScore, bestAt = p, sc, at
 				if sc >= want {
 					break
 				}
@@ -774,6 +794,10 @@ func (s *placer) shedOne(i int32, under []int32) bool {
 		if best < 0 {
 			continue
 		}
+		if bestScore < want {
+			s.bestSeen[i] = bestScore
+		}
+		s.cursor[i] = bestAt + 1
 		if best == s.trace {
 			s.note(best, "%s hands its replica to %s: %s had %d replicas, target %d; %s had %d, target %d",
 				s.id(i), s.id(j), s.id(i), s.load[i], s.quota[i], s.id(j), s.load[j], s.quota[j])
@@ -785,7 +809,7 @@ func (s *placer) shedOne(i int32, under []int32) bool {
 				s.note(best, "%s takes the primary role from %s: %s had %d primaries, target %d",
 					s.id(j), s.id(k), s.id(k), s.pcount[k], s.pquota[k])
 			}
-			s.pdist = nil
+			s.staleDistances(k)
 		}
 		s.replace(best, i, j, takePrimary)
 		return true
@@ -816,6 +840,20 @@ func (s *placer) shedScore(p int, i int32, dist []int) int {
 	}
 	return 0
 }
+
+// staleDistances is called when a hand-over takes the primary role from k. Recomputing the
+// distances costs a pass over all partitions, so that is done a bounded number of times per call;
+// after that k just stops counting as a source.
+func (s *placer) staleDistances(k int32) {
+	if s.pdistRuns < maxDistanceRuns {
+		s.pdist = nil
+	} else if s.pdist != nil && s.pcount[k]-1 <= s.pquota[k] && s.pdist[k] == 0 {
+		s.pdist[k] = -1
+	}
+}
+
+// maxDistanceRuns bounds the primaryDistances passes in one call.
+const maxDistanceRuns = 32
 
 // primaryDistances returns, per node, the fewest role swaps that bring it one more primary role
 // from a node above its primary target (0 for such a node, -1 if none can), by a breadth-first
@@ -856,6 +894,7 @@ func (s *placer) primaryDistances() []int {
 		}
 	}
 	s.pdist = dist
+	s.pdistRuns++
 	return dist
 }
 
@@ -950,7 +989,7 @@ func (s *placer) augment(src int, srcNode int32) bool {
 			if end >= 0 {
 				return
 			}
-			if s.onPath(n, p) {
+			if !s.holds(p, n) || s.onPath(n, p) {
 				continue
 			}
 			received := !s.heldBefore(p, n)
@@ -983,6 +1022,14 @@ func (s *placer) augment(src int, srcNode int32) bool {
 		for i := 0; i < len(level) && end < 0; i++ {
 			expand(level[i], false, &level)
 		}
+		for i := 0; i < len(level) && end < 0; i++ {
+			if s.moveReplicaExtra(level[i]) {
+				if level[i] == srcNode {
+					return true // srcNode's excess was only the rounding
+				}
+				end = level[i]
+			}
+		}
 		var next []int32
 		for i := 0; i < len(level) && end < 0; i++ {
 			expand(level[i], true, &next)
@@ -1010,6 +1057,42 @@ func (s *placer) augment(src int, srcNode int32) bool {
 		}
 		cur = h.from
 	}
+}
+
+// moveReplicaExtra gives node to a +1 on its replica target, taken from a node still below its
+// target that holds one, when both fair shares allow it: nodes of one zone trade at node level,
+// nodes alone in their zone at zone level. The rounding of shares picks who gets the +1s without
+// looking at which partitions a node may take; a search that reaches no node below target calls this
+// to move a +1 within its reach instead of copying more. It reports whether it moved one.
+func (s *placer) moveReplicaExtra(to int32) bool {
+	z := s.zoneOf[to]
+	single := len(s.zones[z].nodes) == 1
+	switch {
+	case !single && (!s.rfrac[to] || s.quota[to] != s.rfloor[to]):
+		return false
+	case single && (!s.zfrac[z] || s.zquota[z] != s.zfloor[z]):
+		return false
+	}
+	for n := range s.nodes {
+		d := int32(n)
+		dz := s.zoneOf[d]
+		if d == to || s.load[d] >= s.quota[d] || s.mark[d] == s.stamp {
+			continue
+		}
+		if !single && dz == z && s.quota[d] == s.rfloor[d]+1 {
+			s.quota[d]--
+			s.quota[to]++
+			return true
+		}
+		if single && len(s.zones[dz].nodes) == 1 && s.zquota[dz] == s.zfloor[dz]+1 {
+			s.quota[d]--
+			s.zquota[dz]--
+			s.quota[to]++
+			s.zquota[z]++
+			return true
+		}
+	}
+	return false
 }
 
 // wasHolder reports whether node n is listed in prev as a holder of p.
@@ -1170,10 +1253,74 @@ func (s *placer) setPrimary(p int, h int32) {
 	}
 }
 
-// primaryPath searches breadth first for a chain of primary-role swaps that gives partition src a
-// primary (srcNode < 0) or takes one role from srcNode, ending at a node below its primary target.
-// With oldOnly, only holders that already held the partition may take its role.
+// primaryPath moves primary roles along a chain of swaps (see rolePath) that gives partition src a
+// primary (srcNode < 0) or takes one role from srcNode. When no chain reaches a node below its
+// primary target, the rounding of the primary shares put the +1s out of reach, and primaryPath moves
+// one: to a node the search reached whose fair share allows a +1, from a node that holds a +1 and
+// is below target, or else from one at target that can pass a role on. That is the step of a flow
+// that rounds the shares and assigns the roles together.
 func (s *placer) primaryPath(src int, srcNode int32, oldOnly bool) bool {
+	if found := s.rolePath(src, srcNode, oldOnly); found >= 0 {
+		s.applyRolePath(found, srcNode)
+		return true
+	}
+	reached := make([]bool, len(s.nodes))
+	eligible := int32(-1)
+	for n := range s.nodes {
+		if s.mark[n] == s.stamp {
+			reached[n] = true
+			if eligible < 0 && s.pfrac[n] && s.pquota[n] == s.pfloor[n] {
+				eligible = int32(n)
+			}
+		}
+	}
+	if eligible < 0 {
+		return false
+	}
+	moved := false
+	for n := range s.nodes {
+		if s.pcount[n] < s.pquota[n] && s.pquota[n] > s.pfloor[n] {
+			s.pquota[n]--
+			moved = true
+			break
+		}
+	}
+	for u, tries := 0, 0; !moved && u < len(s.nodes) && tries < maxExtraTries; u++ {
+		if reached[u] || s.pquota[u] == s.pfloor[u] || s.pcount[u] != s.pquota[u] {
+			continue
+		}
+		tries++
+		s.pquota[u]--
+		if found := s.rolePath(-1, int32(u), oldOnly); found >= 0 {
+			s.applyRolePath(found, int32(u))
+			moved = true
+		} else {
+			s.pquota[u]++
+		}
+	}
+	if !moved {
+		return false
+	}
+	s.pquota[eligible]++
+	if eligible == srcNode {
+		return true // srcNode's excess was only the rounding
+	}
+	found := s.rolePath(src, srcNode, oldOnly)
+	if found < 0 {
+		return false // not reached: eligible was reached by the same search
+	}
+	s.applyRolePath(found, srcNode)
+	return true
+}
+
+// maxExtraTries bounds the searches primaryPath makes for a +1 to move.
+const maxExtraTries = 16
+
+// rolePath searches breadth first for a chain of primary-role swaps that gives partition src a
+// primary (srcNode < 0) or takes one role from srcNode, ending at a node below its primary target,
+// and returns that node (-1 if none). A role moves from a partition's primary to another holder;
+// with oldOnly, or for a partition whose primary died, only to a holder that already had the data.
+func (s *placer) rolePath(src int, srcNode int32, oldOnly bool) int32 {
 	s.stamp++
 	var queue []int32
 	found := int32(-1)
@@ -1210,57 +1357,26 @@ func (s *placer) primaryPath(src int, srcNode int32, oldOnly bool) bool {
 			}
 		}
 	}
-	if found < 0 {
-		found = s.moveExtra()
-		if found < 0 {
-			return false
-		}
-		if found == srcNode {
-			return true // srcNode's excess was only the rounding
-		}
-	}
+	return found
+}
+
+// applyRolePath moves the roles along the chain rolePath found, from its end back to its source.
+func (s *placer) applyRolePath(found, srcNode int32) {
 	for cur := found; ; {
 		h := s.parent[cur]
-		if h.from < 0 {
-			if int(h.part) == s.trace {
+		if int(h.part) == s.trace {
+			if h.from < 0 {
 				s.note(int(h.part), "%s becomes primary through a chain of role swaps", s.id(cur))
-			}
-		} else {
-			if int(h.part) == s.trace {
+			} else {
 				s.note(int(h.part), "%s takes the primary role from %s to balance primaries (no data moves)", s.id(cur), s.id(h.from))
 			}
 		}
 		s.setPrimary(int(h.part), cur)
 		if h.from < 0 || h.from == srcNode {
-			return true
+			return
 		}
 		cur = h.from
 	}
-}
-
-// moveExtra is called when a primary search reached no node below target. The rounding gave the
-// "+1" primaries to nodes the search cannot reach; it moves one such +1 from an unreachable node
-// still below target to a reached node whose fair share also allows it, and returns that node (-1 if
-// there is none). This is the step of the flow that rounds shares and assigns roles together.
-func (s *placer) moveExtra() int32 {
-	from := int32(-1)
-	for n := range s.nodes {
-		if s.pcount[n] < s.pquota[n] && s.pquota[n] > s.pfloor[n] {
-			from = int32(n)
-			break
-		}
-	}
-	if from < 0 {
-		return -1
-	}
-	for n := range s.nodes {
-		if s.mark[n] == s.stamp && s.pfrac[n] && s.pquota[n] == s.pfloor[n] {
-			s.pquota[from]--
-			s.pquota[n]++
-			return int32(n)
-		}
-	}
-	return -1
 }
 
 // result lists each partition's holders, primary first. A partition whose row did not change keeps

@@ -44,8 +44,10 @@ type Move struct {
 
 // Compute returns the next placement given the previous one and the live nodes. It is pure and
 // deterministic: the same inputs, with nodes in any order, give the same output. Holders in prev
-// that are not in nodes are dead. With zero nodes it returns an error wrapping ErrNoNodes. It never
-// modifies prev or nodes, and it is safe for concurrent use.
+// that are not in nodes are dead. With zero nodes it returns an error wrapping ErrNoNodes; a bad
+// node or config is an error wrapping ErrInvalidNode or ErrInvalidConfig. It never modifies prev or
+// nodes, and it is safe for concurrent use. The result shares the rows that did not change with
+// prev: treat both as read-only.
 //
 // The guarantees (balance, minimal movement, zone spread) are listed in the package documentation.
 func Compute(prev Map, nodes []Node, cfg Config) (Map, error) {
