@@ -459,7 +459,7 @@ func (ck *ClusterKit) GetPartition(key string) (*Partition, error) {
 	if s == nil {
 		return nil, ErrNoPartitionMap
 	}
-	return &s.partitions[partitionIndex(key, len(s.partitions))], nil
+	return &s.partitions[s.mod.of(keyHash(key))], nil
 }
 
 // GetPrimary returns the current primary of partition, or nil when there is no map or the

@@ -4,6 +4,7 @@ import (
 	"crypto/md5"
 	"encoding/binary"
 	"fmt"
+	"math/bits"
 	"strconv"
 	"strings"
 )
@@ -11,8 +12,13 @@ import (
 // partitionIndex is the wire contract every client follows: the big-endian uint32 of the first
 // four bytes of md5(key), modulo the partition count.
 func partitionIndex(key string, partitionCount int) int {
+	return int(keyHash(key) % uint32(partitionCount))
+}
+
+// keyHash is the big-endian uint32 of the first four bytes of md5(key).
+func keyHash(key string) uint32 {
 	// Hash from a stack buffer for short keys: md5.Sum of []byte(key) would copy the key to
-	// the heap when it is long enough to escape the compiler's small-buffer optimisation.
+	// the heap when it is longer than the compiler's small conversion buffer.
 	var buf [128]byte
 	var sum [md5.Size]byte
 	if len(key) <= len(buf) {
@@ -20,7 +26,23 @@ func partitionIndex(key string, partitionCount int) int {
 	} else {
 		sum = md5.Sum([]byte(key))
 	}
-	return int(binary.BigEndian.Uint32(sum[:4]) % uint32(partitionCount))
+	return binary.BigEndian.Uint32(sum[:4])
+}
+
+// modulo computes x mod d with two multiplications instead of a division (Lemire, Kaser and
+// Kurz, "Faster Remainder by Direct Computation", 2019): exact for every 32-bit x and d.
+type modulo struct {
+	d uint64
+	m uint64
+}
+
+func newModulo(d int) modulo {
+	return modulo{d: uint64(d), m: ^uint64(0)/uint64(d) + 1}
+}
+
+func (f modulo) of(x uint32) int {
+	hi, _ := bits.Mul64(f.m*uint64(x), f.d)
+	return int(hi)
 }
 
 // PartitionID returns the ID of partition index i.

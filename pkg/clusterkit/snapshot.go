@@ -18,6 +18,7 @@ type snapshot struct {
 	revision int64
 
 	partitions []Partition
+	mod        modulo
 	// holders[i] is partition i's nodes, primary first; primaries[i] points into it.
 	holders   [][]Node
 	primaries []*Node
@@ -40,6 +41,7 @@ func newSnapshot(m *state.Map, revision int64) *snapshot {
 		updatedAt:  m.UpdatedAt,
 		revision:   revision,
 		partitions: make([]Partition, len(m.Partitions)),
+		mod:        newModulo(len(m.Partitions)),
 		holders:    make([][]Node, len(m.Partitions)),
 		primaries:  make([]*Node, len(m.Partitions)),
 		nodes:      make(map[string]*Node, len(m.Nodes)),

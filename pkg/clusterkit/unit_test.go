@@ -35,6 +35,15 @@ func TestPartitionHashGoldenVectors(t *testing.T) {
 			t.Errorf("%q with 16 partitions: got %s, want %s", tt.key, got, tt.p16)
 		}
 	}
+	// The division-free modulo of the lookup path agrees with %.
+	for _, d := range []int{1, 2, 3, 7, 16, 64, 1000, 4096, 65535, 65536} {
+		m := newModulo(d)
+		for _, x := range []uint32{0, 1, 2, 63, 64, 65, 1 << 31, 0xfffffffe, 0xffffffff, 123456789} {
+			if got, want := m.of(x), int(x%uint32(d)); got != want {
+				t.Fatalf("%d mod %d: got %d, want %d", x, d, got, want)
+			}
+		}
+	}
 	// Keys longer than the stack buffer hash the same way as short ones.
 	long := strings.Repeat("k", 1000)
 	if partitionIndex(long, 64) != partitionIndex(string([]byte(long)), 64) {
