@@ -458,21 +458,40 @@ func (s *placer) primaryQuotas() {
 			sh[i] = ratShare(x)
 		}
 	}
-	bonus := make([]int, len(s.nodes))
+	// bonus counts the partitions that lost their primary and that a node survives in; handy
+	// counts the partitions a node leads that a replica-overloaded node holds, whose role can
+	// travel with the replica a joiner takes.
+	bonus, handy := make([]int, len(s.nodes)), make([]int, len(s.nodes))
+	overloaded := false
+	for n := range s.nodes {
+		overloaded = overloaded || s.load[n] > s.quota[n]
+	}
 	for p := range s.parts {
-		if s.prim[p] >= 0 {
-			continue
-		}
-		for _, h := range s.slots[p*s.r : (p+1)*s.r] {
-			if h >= 0 {
-				bonus[h]++
+		holders := s.slots[p*s.r : (p+1)*s.r]
+		if k := s.prim[p]; k < 0 {
+			for _, h := range holders {
+				if h >= 0 {
+					bonus[h]++
+				}
+			}
+		} else if overloaded {
+			for _, h := range holders {
+				if h >= 0 && s.load[h] > s.quota[h] {
+					handy[k]++
+					break
+				}
 			}
 		}
 	}
+	// Levels for the +1s, highest first: nodes that already lead that many partitions and whose
+	// roles cannot travel with a replica; then those whose roles can (when +1s run short, they are
+	// the ones to give a role up, with no extra swap); then survivors of lost primaries.
 	level := make([]int, len(s.nodes))
 	hash := make([]uint64, len(s.nodes))
 	for i := range s.nodes {
 		switch {
+		case int64(s.pcount[i]) > sh[i].floor && handy[i] == 0:
+			level[i] = 3
 		case int64(s.pcount[i]) > sh[i].floor:
 			level[i] = 2
 		case int64(s.pcount[i]+bonus[i]) > sh[i].floor:
