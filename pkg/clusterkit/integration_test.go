@@ -1,6 +1,7 @@
 package clusterkit
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -268,4 +269,43 @@ func TestBadHooksDoNotStopTheNode(t *testing.T) {
 		t.Fatal("Stop hung on a blocked hook")
 	}
 	tc.waitConverged(10 * time.Second)
+}
+
+// A node whose lease is lost behind its back (as when etcd expires it during a partition) stops
+// leading at once, the others take over and drop it from the map, and the node registers again
+// under a new lease and comes back.
+func TestLostLeaseReRegisters(t *testing.T) {
+	tc := newTestCluster(t, Options{LeaseTTL: 30 * time.Second})
+	tc.start("node-1")
+	tc.start("node-2")
+	tc.start("node-3")
+	tc.waitConverged(10 * time.Second)
+	var leader *ClusterKit
+	for _, ck := range tc.live() {
+		if ck.IsLeader() {
+			leader = ck
+		}
+	}
+	leader.mu.Lock()
+	lease := leader.session.lease
+	leader.mu.Unlock()
+	if _, err := tc.etcd.Client.Revoke(context.Background(), lease); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "another node leads", func() error {
+		for _, ck := range tc.live() {
+			if ck.IsLeader() && ck != leader {
+				return nil
+			}
+		}
+		return errors.New("no new leader")
+	})
+	// The lost node is back in the map under a new lease, and one node leads.
+	tc.waitConverged(10 * time.Second)
+	leader.mu.Lock()
+	again := leader.session.lease
+	leader.mu.Unlock()
+	if again == lease {
+		t.Fatal("node did not register under a new lease")
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 	"go.uber.org/zap"
@@ -204,6 +205,11 @@ func (ck *ClusterKit) campaign(reg *registration) {
 	}()
 	for ctx.Err() == nil {
 		term, err := fence.Campaign(ctx, reg.session, ck.schema.LeaderPrefix(), ck.opts.NodeID, ck.deadline)
+		if errors.Is(err, rpctypes.ErrLeaseNotFound) {
+			// The lease is gone (revoked, or expired while etcd was out of reach); the session
+			// would notice only at its next keepalive, a third of the TTL away.
+			return
+		}
 		if err != nil {
 			if ctx.Err() == nil {
 				ck.log.Warn("campaign failed", zap.Error(err))

@@ -21,6 +21,7 @@ import (
 	"net/url"
 	"os"
 	"strconv"
+	"sync"
 	"time"
 
 	"go.etcd.io/etcd/server/v3/embed"
@@ -58,6 +59,7 @@ var ErrInvalidConfig = errors.New("embed: invalid config")
 
 // Member is a running embedded etcd member. Close stops it.
 type Member struct {
+	closeOnce sync.Once
 	etcd      *embed.Etcd
 	endpoints []string
 	peerURL   string
@@ -188,5 +190,5 @@ func (m *Member) PeerURL() string { return m.peerURL }
 // Close stops the member and waits until it has released its ports and data directory.
 // It is safe to call more than once.
 func (m *Member) Close() {
-	m.etcd.Close()
+	m.closeOnce.Do(m.etcd.Close)
 }

@@ -19,8 +19,8 @@ type placer struct {
 	index   *idIndex
 	zones   []pzone
 	loZones []int32 // zones that every partition must use at least lo times
-	zoneOf  []int32 // zone of each node: the hot loops read these compact copies
-	zoneHi  []int32 // hi of each zone
+	zoneOf  []int32 // zone of each node
+	zoneHi  []int32 // hi of each zone, a compact copy for the hot loops
 
 	slots []int32 // slots[p*r+k] is a holder of p, -1 if empty
 	old   []bool  // old[p*r+k]: that holder already held p in prev
@@ -37,13 +37,14 @@ type placer struct {
 	pfloor         []int  // the integer part of each node's fair primary share
 	pfrac          []bool // whether that share has a fractional part (pquota may be pfloor+1)
 
-	holdings  [][]int32 // partitions each tracked node holds
-	tracked   []bool    // holdings[n] is built and kept up to date
+	holdings  [][]int32 // partitions each tracked node holds, possibly some it handed on since
+	tracked   []bool    // holdings[n] is built and added to
 	prims     [][]int32 // partitions each node is primary of; may hold stale entries
 	pdist     []int     // primaryDistances, nil when stale
 	pdistRuns int       // how many times primaryDistances ran in this call
 	cursor    []int     // where shedOne's next scan of each node's holdings starts, -1: not yet
 	bestSeen  []int     // the best shedScore a full scan of each node's holdings found
+	underFrom int       // receivers before this index in shedExcess's list are at their target
 
 	stamp  int32 // search marks
 	mark   []int32
@@ -55,7 +56,6 @@ type placer struct {
 
 type pnode struct {
 	id     string
-	zone   int32
 	weight int64
 	hash   uint64
 }
@@ -107,7 +107,7 @@ func newPlacer(prev Map, nodes []Node, cfg Config) (*placer, error) {
 				s.zones[z].hash = hashString(n.Zone)
 			}
 		}
-		pn.zone = z
+		s.zoneOf = append(s.zoneOf, z)
 		s.zones[z].weight += w
 		s.zones[z].nodes = append(s.zones[z].nodes, int32(i))
 		s.nodes = append(s.nodes, pn)
@@ -135,9 +135,6 @@ func newPlacer(prev Map, nodes []Node, cfg Config) (*placer, error) {
 			s.loZones = append(s.loZones, int32(i))
 		}
 		s.zoneHi = append(s.zoneHi, int32(z.hi))
-	}
-	for _, pn := range s.nodes {
-		s.zoneOf = append(s.zoneOf, pn.zone)
 	}
 	n := len(s.nodes)
 	s.load, s.quota = make([]int, n), make([]int, n)
@@ -212,8 +209,8 @@ func (s *placer) keepPrevious() {
 				if p == s.trace {
 					s.note(p, "%s dropped: the partition already has %d holders (replication factor %d, %d live nodes)", id, r, r, len(s.nodes))
 				}
-			case s.zoneHi[s.zoneOf[n]] < int32(len(s.zones[s.zoneOf[n]].nodes)) && s.zoneCount(p, s.zoneOf[n], -1) >= int(s.zoneHi[s.zoneOf[n]]):
-				z := s.zones[s.nodes[n].zone]
+			case s.zoneFull(p, n):
+				z := s.zones[s.zoneOf[n]]
 				if p == s.trace {
 					s.note(p, "%s dropped: zone %q already has %d holder(s) of this partition, the most the spread rule allows", id, z.name, z.hi)
 				}
@@ -233,14 +230,14 @@ func (s *placer) keepPrevious() {
 		for s.lowNeed(p, -1) > r-k {
 			victim := -1
 			for t := k - 1; t >= 0; t-- {
-				z := s.nodes[s.slots[base+t]].zone
+				z := s.zoneOf[s.slots[base+t]]
 				if s.zoneCount(p, z, -1) > s.zones[z].lo && (victim < 0 || s.slots[base+victim] == s.prim[p]) {
 					victim = t
 				}
 			}
 			n := s.slots[base+victim]
 			if p == s.trace {
-				s.note(p, "%s dropped: its zone %q has more holders of this partition than the spread rule allows while another zone has too few", s.id(n), s.zones[s.nodes[n].zone].name)
+				s.note(p, "%s dropped: its zone %q has more holders of this partition than the spread rule allows while another zone has too few", s.id(n), s.zones[s.zoneOf[n]].name)
 			}
 			if s.prim[p] == n {
 				s.prim[p] = -1
@@ -270,6 +267,14 @@ func (s *placer) keepPrevious() {
 			s.pcount[n]++
 		}
 	}
+}
+
+// zoneFull reports whether p already has as many holders in node n's zone as the spread rule
+// allows. A zone whose every node may hold p needs no count: distinct holders are checked apart.
+func (s *placer) zoneFull(p int, n int32) bool {
+	z := s.zoneOf[n]
+	hi := int(s.zoneHi[z])
+	return hi < len(s.zones[z].nodes) && s.zoneCount(p, z, -1) >= hi
 }
 
 // zoneCount counts the holders of p in zone z, not counting node out.
@@ -603,20 +608,23 @@ func (h *deficitHeap) key(n int32) (int, uint64) {
 	return d, mix(h.s.nodes[n].hash ^ uint64(d)*0x9e3779b97f4a7c15)
 }
 
-func (h *deficitHeap) Len() int { return len(h.nodes) }
-func (h *deficitHeap) Less(i, j int) bool {
-	di, ti := h.key(h.nodes[i])
-	dj, tj := h.key(h.nodes[j])
-	if di != dj {
-		return di > dj
+// before reports whether node a comes before node b.
+func (h *deficitHeap) before(a, b int32) bool {
+	da, ta := h.key(a)
+	db, tb := h.key(b)
+	if da != db {
+		return da > db
 	}
-	if ti != tj {
-		return ti < tj
+	if ta != tb {
+		return ta < tb
 	}
-	return h.nodes[i] < h.nodes[j]
+	return a < b
 }
-func (h *deficitHeap) Swap(i, j int) { h.nodes[i], h.nodes[j] = h.nodes[j], h.nodes[i] }
-func (h *deficitHeap) Push(x any)    { h.nodes = append(h.nodes, x.(int32)) }
+
+func (h *deficitHeap) Len() int           { return len(h.nodes) }
+func (h *deficitHeap) Less(i, j int) bool { return h.before(h.nodes[i], h.nodes[j]) }
+func (h *deficitHeap) Swap(i, j int)      { h.nodes[i], h.nodes[j] = h.nodes[j], h.nodes[i] }
+func (h *deficitHeap) Push(x any)         { h.nodes = append(h.nodes, x.(int32)) }
 func (h *deficitHeap) Pop() any {
 	n := h.nodes[len(h.nodes)-1]
 	h.nodes = h.nodes[:len(h.nodes)-1]
@@ -625,44 +633,69 @@ func (h *deficitHeap) Pop() any {
 
 // fillEmpty gives each empty slot to the allowed node furthest below its target. It returns the
 // partitions whose slot no node below target could take.
+//
+// Nodes below target wait in one heap per zone of several nodes, plus one heap for the nodes that are
+// alone in their zone. A slot looks at the top of each heap its zone rule allows, so a zone whose
+// nodes all need a little less than the others is still reached in one step, not after popping every
+// node of the other zones.
 func (s *placer) fillEmpty() (pending []int) {
-	h := &deficitHeap{s: s}
+	group := make([]int, len(s.zones)) // heap of each zone; 0 is the shared one
+	heaps := []*deficitHeap{{s: s}}
+	for z, zone := range s.zones {
+		if len(zone.nodes) > 1 {
+			group[z] = len(heaps)
+			heaps = append(heaps, &deficitHeap{s: s})
+		}
+	}
 	for n := range s.nodes {
 		if s.load[n] < s.quota[n] {
+			h := heaps[group[s.zoneOf[n]]]
 			h.nodes = append(h.nodes, int32(n))
 		}
 	}
-	heap.Init(h)
+	for _, h := range heaps {
+		heap.Init(h)
+	}
 	var skipped []int32
 	for p := range s.parts {
 		for k := p * s.r; k < (p+1)*s.r; k++ {
 			if s.slots[k] >= 0 {
 				continue
 			}
-			in := int32(-1)
-			for h.Len() > 0 {
-				n := heap.Pop(h).(int32)
-				if s.allowed(p, -1, n) {
-					in = n
-					break
+			// The best allowed node at the top of each heap; disallowed tops are set aside.
+			best, bestHeap := int32(-1), -1
+			for g, h := range heaps {
+				for h.Len() > 0 {
+					n := h.nodes[0]
+					if s.allowed(p, -1, n) {
+						if best < 0 || h.before(n, best) {
+							best, bestHeap = n, g
+						}
+						break
+					}
+					skipped = append(skipped, heap.Pop(h).(int32))
+					if g > 0 && s.zoneFull(p, n) {
+						break // the whole zone is full for p
+					}
 				}
-				skipped = append(skipped, n)
+			}
+			if best >= 0 {
+				// best is still the top of its heap: the nodes set aside go back only after.
+				heap.Pop(heaps[bestHeap])
+				if p == s.trace {
+					s.note(p, "%s fills a free slot: it had %d replicas, target %d", s.id(best), s.load[best], s.quota[best])
+				}
+				s.fill(p, best)
+				if s.load[best] < s.quota[best] {
+					skipped = append(skipped, best)
+				}
+			} else {
+				pending = append(pending, p)
 			}
 			for _, n := range skipped {
-				heap.Push(h, n)
+				heap.Push(heaps[group[s.zoneOf[n]]], n)
 			}
 			skipped = skipped[:0]
-			if in < 0 {
-				pending = append(pending, p)
-				continue
-			}
-			if p == s.trace {
-				s.note(p, "%s fills a free slot: it had %d replicas, target %d", s.id(in), s.load[in], s.quota[in])
-			}
-			s.fill(p, in)
-			if s.load[in] < s.quota[in] {
-				heap.Push(h, in)
-			}
 		}
 	}
 	return pending
@@ -698,14 +731,17 @@ func (s *placer) shedExcess() (pending []int32) {
 	s.track(over)
 	// The most constrained nodes shed first: a node that has few partitions a node below target
 	// may take (zones) must not find them taken by a node that could have given anything.
+	// The count looks at a bounded sample (a few times the excess, against the neediest receivers),
+	// which is enough to tell constrained nodes from free ones.
 	choice := make([]int, len(s.nodes))
 	for _, i := range over {
 		limit := 4 * (s.load[i] - s.quota[i])
-		for _, p := range s.holdings[i] {
+		hs := s.holdings[i][:min(len(s.holdings[i]), 8*limit)]
+		for _, p := range hs {
 			if !s.holds(int(p), i) {
 				continue
 			}
-			for _, j := range under {
+			for _, j := range under[:min(len(under), 16)] {
 				if s.allowed(int(p), i, j) {
 					choice[i]++
 					break
@@ -777,7 +813,11 @@ func (s *placer) shedWithPrimary(under []int32) {
 // chain of swaps that settles it later is then as short as it can be. Otherwise it prefers a
 // partition i is not primary of, then one i is primary of while above its primary target.
 func (s *placer) shedOne(i int32, under []int32) bool {
-	for _, j := range under {
+	// Receivers only gain here, so the ones at their target at the front can be skipped for good.
+	for s.underFrom < len(under) && s.load[under[s.underFrom]] >= s.quota[under[s.underFrom]] {
+		s.underFrom++
+	}
+	for _, j := range under[s.underFrom:] {
 		if s.load[j] >= s.quota[j] {
 			continue
 		}
