@@ -904,15 +904,19 @@ func (s *placer) shedScore(p int, i int32, dist []int) int {
 // distances costs a pass over all partitions, so that is done a bounded number of times per call;
 // after that k just stops counting as a source.
 func (s *placer) staleDistances(k int32) {
-	if s.pdistRuns < maxDistanceRuns {
+	if s.pdistRuns < maxDistanceRuns && s.pdistRuns*len(s.slots) < maxDistanceWork {
 		s.pdist = nil
 	} else if s.pdist != nil && s.pcount[k]-1 <= s.pquota[k] && s.pdist[k] == 0 {
 		s.pdist[k] = -1
 	}
 }
 
-// maxDistanceRuns bounds the primaryDistances passes in one call.
-const maxDistanceRuns = 32
+// maxDistanceRuns and maxDistanceWork (in slots read) bound the primaryDistances passes in one
+// call: many on a small map, where they are cheap, a few on a large one.
+const (
+	maxDistanceRuns = 32
+	maxDistanceWork = 1 << 20
+)
 
 // primaryDistances returns, per node, the fewest role swaps that bring it one more primary role
 // from a node above its primary target (0 for such a node, -1 if none can), by a breadth-first
