@@ -7,10 +7,12 @@
 //	leader/<lease-id>           election candidates (go.etcd.io/etcd/client/v3/concurrency)
 //	partitions                  the current partition map (or its manifest when chunked)
 //	partitions/<epoch>/<chunk>  chunks of a map too large for one value (epoch and chunk zero-padded)
+//	handoffs/<partition>/<id>   a node's acknowledgement that it copied a partition in
 package keys
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 )
 
@@ -102,4 +104,29 @@ func (s Schema) AllChunksPrefix() string { return s.prefix + "partitions/" }
 // so that a prefix read returns them in order.
 func (s Schema) Chunk(epoch uint64, i int) string {
 	return fmt.Sprintf("%s%06d", s.ChunksPrefix(epoch), i)
+}
+
+// HandoffsPrefix is the prefix of all handoff acknowledgements.
+func (s Schema) HandoffsPrefix() string { return s.prefix + "handoffs/" }
+
+// Handoff is the key of node id's acknowledgement that it copied partition p in.
+func (s Schema) Handoff(p int, id string) string {
+	return s.prefix + "handoffs/" + strconv.Itoa(p) + "/" + id
+}
+
+// ParseHandoff returns the partition and node of an acknowledgement key.
+func (s Schema) ParseHandoff(key string) (int, string, bool) {
+	rest, ok := strings.CutPrefix(key, s.HandoffsPrefix())
+	if !ok {
+		return 0, "", false
+	}
+	ps, id, ok := strings.Cut(rest, "/")
+	if !ok || id == "" {
+		return 0, "", false
+	}
+	p, err := strconv.Atoi(ps)
+	if err != nil || p < 0 {
+		return 0, "", false
+	}
+	return p, id, true
 }

@@ -62,12 +62,21 @@ type Node struct {
 	// its DataDir can take back its own record before the old lease expires.
 	Instance  string    `json:"instance,omitempty"`
 	StartedAt time.Time `json:"started_at"`
+	// State is "" for a serving node, NodeDraining while it hands its partitions over, and
+	// NodeLeaving in the instant before it revokes its lease on Stop.
+	State string `json:"state,omitempty"`
 }
+
+// Node states.
+const (
+	NodeDraining = "draining"
+	NodeLeaving  = "leaving"
+)
 
 // Equal reports whether two records describe the node the same way.
 func (n Node) Equal(o Node) bool {
 	return n.ID == o.ID && n.IP == o.IP && n.Zone == o.Zone && n.Weight == o.Weight &&
-		n.Instance == o.Instance && n.StartedAt.Equal(o.StartedAt) &&
+		n.Instance == o.Instance && n.State == o.State && n.StartedAt.Equal(o.StartedAt) &&
 		slices.Equal(n.EtcdEndpoints, o.EtcdEndpoints) && mapsEqual(n.Metadata, o.Metadata)
 }
 
@@ -83,34 +92,114 @@ func mapsEqual(a, b map[string]string) bool {
 	return true
 }
 
+// Entry is one partition in the map.
+type Entry struct {
+	// Holders serve the partition, primary first: routing uses exactly these.
+	Holders []string `json:"holders"`
+	// PrimaryEpoch is the map epoch at which the current primary took the role: it grows every
+	// time the primary changes, and fences writes stamped by an older primary.
+	PrimaryEpoch uint64 `json:"primary_epoch"`
+	// Pending are nodes copying the partition in; they are not routed to until they acknowledge.
+	Pending []Pending `json:"pending,omitempty"`
+	// Target is the placement the partition is moving to, when it differs from Holders.
+	Target []string `json:"target,omitempty"`
+}
+
+// Pending is a node asked to copy a partition in.
+type Pending struct {
+	Node string `json:"node"`
+	// Since is the epoch of the map that asked for the copy; the acknowledgement names it.
+	Since   uint64    `json:"since"`
+	Started time.Time `json:"started"`
+	Attempt int       `json:"attempt"`
+}
+
+// Placement returns the holders the partition is meant to have: Target, or Holders when the
+// partition is not moving.
+func (e *Entry) Placement() []string {
+	if e.Target != nil {
+		return e.Target
+	}
+	return e.Holders
+}
+
+// PendingFor returns the pending record of node, if any.
+func (e *Entry) PendingFor(node string) (Pending, bool) {
+	for _, p := range e.Pending {
+		if p.Node == node {
+			return p, true
+		}
+	}
+	return Pending{}, false
+}
+
+func (e *Entry) equal(o *Entry) bool {
+	return e.PrimaryEpoch == o.PrimaryEpoch && slices.Equal(e.Holders, o.Holders) &&
+		slices.Equal(e.Target, o.Target) && slices.Equal(e.Pending, o.Pending)
+}
+
+// Cause says why a map was published.
+type Cause struct {
+	// Reason is one of the Reason constants.
+	Reason string `json:"reason"`
+	// Nodes are the nodes the reason is about (joined, left, crashed, draining).
+	Nodes []string `json:"nodes,omitempty"`
+}
+
+// Reasons for a new map, in the order of precedence used when several apply at once.
+const (
+	ReasonCrash     = "crash"
+	ReasonLeave     = "leave"
+	ReasonDrain     = "drain"
+	ReasonJoin      = "join"
+	ReasonHandoff   = "handoff"
+	ReasonTimeout   = "timeout"
+	ReasonRebalance = "rebalance"
+	ReasonCreate    = "create"
+)
+
 // Map is the partition map as stored under the partitions key.
 type Map struct {
 	// Epoch grows by one with every published map.
 	Epoch     uint64    `json:"epoch"`
 	Leader    string    `json:"leader"`
 	UpdatedAt time.Time `json:"updated_at"`
+	Cause     Cause     `json:"cause"`
 	// Nodes is the table of live nodes the map was computed from.
 	Nodes map[string]Node `json:"nodes"`
-	// Partitions[i] lists the holders of partition-i, primary first. Empty in the stored head
-	// of a chunked map.
-	Partitions [][]string `json:"partitions,omitempty"`
+	// Absent are nodes that crashed less than the grace period ago: their places in the
+	// partitions' targets are kept for them, but they hold nothing.
+	Absent map[string]Absent `json:"absent,omitempty"`
+	// Partitions[i] is partition-i. Empty in the stored head of a chunked map.
+	Partitions []Entry `json:"partitions,omitempty"`
 	// Chunks is the number of chunk keys holding Partitions, 0 when they are inline.
 	Chunks int `json:"chunks,omitempty"`
 }
 
-// SamePlacement reports whether m and o assign every partition to the same holders in the same
-// order and have the same node table.
+// Absent is a crashed node kept in the targets during its grace period.
+type Absent struct {
+	Since  time.Time `json:"since"`
+	Zone   string    `json:"zone,omitempty"`
+	Weight int       `json:"weight,omitempty"`
+}
+
+// SamePlacement reports whether m and o have the same partitions, node table and absent nodes.
 func (m *Map) SamePlacement(o *Map) bool {
-	if len(m.Partitions) != len(o.Partitions) || len(m.Nodes) != len(o.Nodes) {
+	if len(m.Partitions) != len(o.Partitions) || len(m.Nodes) != len(o.Nodes) || len(m.Absent) != len(o.Absent) {
 		return false
 	}
 	for i := range m.Partitions {
-		if !slices.Equal(m.Partitions[i], o.Partitions[i]) {
+		if !m.Partitions[i].equal(&o.Partitions[i]) {
 			return false
 		}
 	}
 	for id, n := range m.Nodes {
 		if on, ok := o.Nodes[id]; !ok || !on.Equal(n) {
+			return false
+		}
+	}
+	for id := range m.Absent {
+		if _, ok := o.Absent[id]; !ok {
 			return false
 		}
 	}
@@ -160,7 +249,7 @@ func Encode(m *Map, maxValue int) (Encoded, error) {
 }
 
 // fitChunk encodes the longest run of partitions from start whose encoding fits in maxValue.
-func fitChunk(parts [][]string, start, maxValue int) (int, []byte, error) {
+func fitChunk(parts []Entry, start, maxValue int) (int, []byte, error) {
 	// Estimate from the size of one entry, then shrink until it fits.
 	one, err := json.Marshal(parts[start : start+1])
 	if err != nil {
@@ -201,7 +290,7 @@ func AttachChunks(m *Map, chunks [][]byte) error {
 		return fmt.Errorf("%w: map epoch %d has %d of its %d chunks", ErrCorrupt, m.Epoch, len(chunks), m.Chunks)
 	}
 	for i, c := range chunks {
-		var part [][]string
+		var part []Entry
 		if err := json.Unmarshal(c, &part); err != nil {
 			return fmt.Errorf("%w: map epoch %d chunk %d: %v", ErrCorrupt, m.Epoch, i, err)
 		}
@@ -211,21 +300,27 @@ func AttachChunks(m *Map, chunks [][]byte) error {
 }
 
 // Validate checks the invariants every reader relies on: one entry per partition, at least
-// one holder each, distinct holders, every holder in the node table.
+// one holder each, distinct holders, every holder and pending node in the node table.
 func (m *Map) Validate(partitionCount int) error {
 	if len(m.Partitions) != partitionCount {
 		return fmt.Errorf("%w: map epoch %d has %d partitions, the cluster has %d", ErrCorrupt, m.Epoch, len(m.Partitions), partitionCount)
 	}
-	for i, holders := range m.Partitions {
-		if len(holders) == 0 {
+	for i := range m.Partitions {
+		e := &m.Partitions[i]
+		if len(e.Holders) == 0 {
 			return fmt.Errorf("%w: map epoch %d: partition-%d has no holder", ErrCorrupt, m.Epoch, i)
 		}
-		for j, h := range holders {
+		for j, h := range e.Holders {
 			if _, ok := m.Nodes[h]; !ok {
 				return fmt.Errorf("%w: map epoch %d: partition-%d holder %q is not in the node table", ErrCorrupt, m.Epoch, i, h)
 			}
-			if slices.Contains(holders[:j], h) {
+			if slices.Contains(e.Holders[:j], h) {
 				return fmt.Errorf("%w: map epoch %d: partition-%d lists %q twice", ErrCorrupt, m.Epoch, i, h)
+			}
+		}
+		for _, p := range e.Pending {
+			if _, ok := m.Nodes[p.Node]; !ok || slices.Contains(e.Holders, p.Node) {
+				return fmt.Errorf("%w: map epoch %d: partition-%d pending node %q is unknown or already a holder", ErrCorrupt, m.Epoch, i, p.Node)
 			}
 		}
 	}

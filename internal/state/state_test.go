@@ -14,9 +14,9 @@ func bigMap(partitions, nodes int) *Map {
 		m.Nodes[id] = Node{ID: id, IP: "127.0.0.1:1"}
 	}
 	for p := 0; p < partitions; p++ {
-		m.Partitions = append(m.Partitions, []string{
+		m.Partitions = append(m.Partitions, Entry{Holders: []string{
 			fmt.Sprintf("node-%d", p%nodes), fmt.Sprintf("node-%d", (p+1)%nodes), fmt.Sprintf("node-%d", (p+2)%nodes),
-		})
+		}, PrimaryEpoch: 3})
 	}
 	return m
 }
@@ -89,9 +89,11 @@ func TestValidate(t *testing.T) {
 	}{
 		{"ok", func(*Map) {}, ""},
 		{"wrong count", func(m *Map) { m.Partitions = m.Partitions[:3] }, "has 3 partitions"},
-		{"no holder", func(m *Map) { m.Partitions[1] = nil }, "partition-1 has no holder"},
-		{"unknown node", func(m *Map) { m.Partitions[2][1] = "ghost" }, `"ghost" is not in the node table`},
-		{"twice", func(m *Map) { m.Partitions[0] = []string{"node-0", "node-0"} }, "lists \"node-0\" twice"},
+		{"no holder", func(m *Map) { m.Partitions[1].Holders = nil }, "partition-1 has no holder"},
+		{"unknown node", func(m *Map) { m.Partitions[2].Holders[1] = "ghost" }, `"ghost" is not in the node table`},
+		{"twice", func(m *Map) { m.Partitions[0].Holders = []string{"node-0", "node-0"} }, "lists \"node-0\" twice"},
+		{"pending holder", func(m *Map) { m.Partitions[0].Pending = []Pending{{Node: "node-0"}} }, "already a holder"},
+		{"pending unknown", func(m *Map) { m.Partitions[0].Pending = []Pending{{Node: "ghost"}} }, "unknown"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -165,7 +165,7 @@ func BenchmarkCommitToCallback(b *testing.B) {
 		raw += time.Since(start)
 
 		m.Epoch++
-		m.Partitions[0] = []string{"node-1", []string{"node-a", "node-b"}[i%2]}
+		m.Partitions[0] = state.Entry{Holders: []string{"node-1", []string{"node-a", "node-b"}[i%2]}, PrimaryEpoch: 1}
 		head, err := json.Marshal(m)
 		if err != nil {
 			b.Fatal(err)

@@ -179,7 +179,12 @@ func (tc *testCluster) converged() error {
 		return errors.New("no live node")
 	}
 	holders := min(len(want), tc.replication())
-	for i, h := range first.raw.Partitions {
+	for i := range first.raw.Partitions {
+		e := &first.raw.Partitions[i]
+		h := e.Holders
+		if len(e.Pending) > 0 || e.Target != nil {
+			return fmt.Errorf("partition-%d is still moving: holders %v, pending %v", i, h, e.Pending)
+		}
 		if len(h) != holders {
 			return fmt.Errorf("partition-%d has holders %v, want %d", i, h, holders)
 		}

@@ -33,8 +33,9 @@ type ClusterKit struct {
 	log    *zap.Logger
 	schema keys.Schema
 
-	snap  atomic.Pointer[snapshot]
-	hooks atomic.Pointer[[]PartitionChangeHook]
+	snap       atomic.Pointer[snapshot]
+	hooks      atomic.Pointer[[]PartitionChangeHook]
+	eventHooks atomic.Pointer[[]EventHook]
 	// changed is closed and replaced every time a new map is applied.
 	changed atomic.Pointer[chan struct{}]
 
@@ -44,6 +45,13 @@ type ClusterKit struct {
 	// to be held: the last keepalive answer plus the TTL, less a safety margin.
 	leaseDeadline atomic.Int64
 	leader        atomic.Bool
+	// fenced is set while the lease deadline has passed without a renewal: the node then claims
+	// no primary role. renewed wakes the fencing goroutine on every renewal.
+	fenced  atomic.Bool
+	renewed chan struct{}
+	metrics *metrics
+	// acks carries handoff acknowledgements to the writer goroutine.
+	acks chan ackReq
 	// enqueued is the epoch of the last map whose hook events were handed to the dispatcher.
 	enqueued atomic.Uint64
 
@@ -82,16 +90,23 @@ func NewClusterKit(opts Options) (*ClusterKit, error) {
 	if err := o.validate(); err != nil {
 		return nil, err
 	}
+	m, err := newMetrics(o.Registerer, o.HandoffTimeout)
+	if err != nil {
+		return nil, fmt.Errorf("%w: Registerer: %v", ErrInvalidOptions, err)
+	}
 	ck := &ClusterKit{
 		opts:         o,
 		log:          o.Logger.Named("clusterkit").With(zap.String("node_id", o.NodeID)),
 		base:         time.Now(),
 		leaving:      make(chan struct{}),
 		campaignDone: make(chan struct{}),
+		renewed:      make(chan struct{}, 1),
+		metrics:      m,
+		acks:         make(chan ackReq, 1024),
 	}
 	ch := make(chan struct{})
 	ck.changed.Store(&ch)
-	ck.dispatch = newDispatcher(ck.log.Named("hooks"), o.MaxConcurrentHooks, ck.currentHooks)
+	ck.dispatch = newDispatcher(ck.log.Named("hooks"), o.MaxConcurrentHooks, ck.deliver)
 	return ck, nil
 }
 
@@ -149,9 +164,11 @@ func (ck *ClusterKit) StartContext(ctx context.Context) (err error) {
 	ck.mu.Lock()
 	ck.session = reg
 	ck.mu.Unlock()
-	ck.wg.Add(2)
+	ck.wg.Add(4)
 	go func() { defer ck.wg.Done(); ck.runMembership(reg) }()
 	go func() { defer ck.wg.Done(); ck.watchMap(initial) }()
+	go func() { defer ck.wg.Done(); ck.writeAcks() }()
+	go func() { defer ck.wg.Done(); ck.runFence() }()
 
 	if err := ck.waitListed(ctx); err != nil {
 		return err
@@ -399,6 +416,14 @@ func (ck *ClusterKit) shutdown(mode stopMode) {
 		ck.mu.Lock()
 		reg := ck.session
 		ck.mu.Unlock()
+		if reg != nil && mode == stopLeave {
+			// Say "leaving" before the record goes, so that the leader tells a Stop from a crash.
+			ctx, cancel := context.WithTimeout(context.Background(), min(time.Second, max(0, time.Until(deadline))))
+			if err := ck.setState(ctx, reg, state.NodeLeaving); err != nil {
+				ck.log.Warn("marking the node as leaving failed", zap.Error(err))
+			}
+			cancel()
+		}
 		if reg != nil && mode != stopCrash {
 			reg.revoke(ck.client, time.Until(deadline))
 		}
@@ -440,13 +465,6 @@ func (ck *ClusterKit) OnPartitionChange(hook func(partitionID string, copyFromNo
 	}
 	hooks = append(hooks, hook)
 	ck.hooks.Store(&hooks)
-}
-
-func (ck *ClusterKit) currentHooks() []PartitionChangeHook {
-	if p := ck.hooks.Load(); p != nil {
-		return *p
-	}
-	return nil
 }
 
 // GetMyNodeID returns this node's ID.
@@ -504,15 +522,46 @@ func (ck *ClusterKit) GetNodes(partition *Partition) []Node {
 	return s.holders[i]
 }
 
-// IsPrimary reports whether this node is the current primary of partition.
+// IsPrimary reports whether this node is the current primary of partition. It is false while
+// the node is self-fenced: when its lease deadline has passed without a renewal (etcd out of
+// reach), another node may already have been made primary.
 func (ck *ClusterKit) IsPrimary(partition *Partition) bool {
 	s := ck.snap.Load()
-	if s == nil {
+	if s == nil || ck.fenced.Load() {
 		return false
 	}
 	i := s.lookup(partition)
 	return i >= 0 && s.partitions[i].PrimaryNode == ck.opts.NodeID
 }
+
+// IsPrimaryAt reports whether this node is still the primary of partition with the given
+// primary epoch: the cheap check before acting on a write stamped with that epoch. It is false
+// once another node has become primary (the epoch grew), and while the node is self-fenced.
+func (ck *ClusterKit) IsPrimaryAt(partition *Partition, primaryEpoch uint64) bool {
+	s := ck.snap.Load()
+	if s == nil || ck.fenced.Load() {
+		return false
+	}
+	i := s.lookup(partition)
+	return i >= 0 && s.partitions[i].PrimaryNode == ck.opts.NodeID && s.partitions[i].PrimaryEpoch == primaryEpoch
+}
+
+// PrimaryEpoch returns the current primary epoch of partition, 0 when unknown. A replica
+// refuses writes stamped with an epoch lower than this: they come from a deposed primary.
+func (ck *ClusterKit) PrimaryEpoch(partition *Partition) uint64 {
+	s := ck.snap.Load()
+	if s == nil {
+		return 0
+	}
+	if i := s.lookup(partition); i >= 0 {
+		return s.partitions[i].PrimaryEpoch
+	}
+	return 0
+}
+
+// IsFenced reports whether the node has stopped claiming primary roles because it could not
+// renew its lease in time.
+func (ck *ClusterKit) IsFenced() bool { return ck.fenced.Load() }
 
 // IsReplica reports whether this node is currently a replica (a holder but not the primary) of
 // partition.
@@ -566,4 +615,35 @@ func tlsHint(endpoints []string, tlsConfig *tls.Config) string {
 		}
 	}
 	return " (check the endpoints, EtcdTLS and credentials)"
+}
+
+// Drain hands every partition of this node over to the others and then leaves: the node is
+// marked draining, is given nothing new, and keeps serving until each successor has copied its
+// partitions (handoff), so no partition ever has fewer holders than before. Drain blocks until
+// the node holds nothing and has stopped (it calls Stop), or ctx ends; on ctx's end the node keeps
+// running, still draining, and the error says so. With no other node to take over, Drain waits
+// for one.
+func (ck *ClusterKit) Drain(ctx context.Context) error {
+	ck.mu.Lock()
+	reg, started, stopped := ck.session, ck.started, ck.stopped
+	ck.mu.Unlock()
+	if !started || stopped || reg == nil {
+		return ErrNotStarted
+	}
+	if err := ck.setState(ctx, reg, state.NodeDraining); err != nil {
+		return fmt.Errorf("clusterkit: mark node draining: %w", err)
+	}
+	ck.log.Info("draining")
+	for {
+		ch := *ck.changed.Load()
+		if s := ck.snap.Load(); s != nil && !s.involves(ck.opts.NodeID) {
+			break
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("clusterkit: drain not finished: %w", ctx.Err())
+		}
+	}
+	return ck.Stop()
 }

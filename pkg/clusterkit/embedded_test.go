@@ -59,9 +59,9 @@ func TestEmbeddedBootstrapJoinAndHTTP(t *testing.T) {
 	if ck2.opts.ClusterName != "default" {
 		t.Fatalf("joined node's cluster name %q, want default", ck2.opts.ClusterName)
 	}
-	waitFor(t, 10*time.Second, "both nodes hold the 2-node map", func() error {
+	waitFor(t, 10*time.Second, "both nodes hold the 2-node map, handoffs done", func() error {
 		for _, ck := range []*ClusterKit{ck1, ck2} {
-			if s := ck.snap.Load(); s == nil || len(s.nodeIDs) != 2 {
+			if s := ck.snap.Load(); s == nil || len(s.nodeIDs) != 2 || pendingCount(s.raw) > 0 {
 				return io.EOF
 			}
 		}

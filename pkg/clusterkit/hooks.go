@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/clusterkit-go/clusterkit/internal/state"
 )
 
 // PartitionChangeHook is called for every (partition, new holder) of every map change, on every
@@ -16,57 +18,92 @@ import (
 // partitions filters with copyToNode.ID == ck.GetMyNodeID().
 type PartitionChangeHook func(partitionID string, copyFromNodes []*Node, copyToNode *Node)
 
-// hookEvent is one (partition, new holder) of a map change.
+// hookEvent is one job for the hooks: a (partition, new holder) for the OnPartitionChange
+// hooks, or an Event of this node for the OnEvent hooks.
 type hookEvent struct {
 	partition int
 	id        string
 	from      []*Node
 	to        *Node
 	epoch     uint64
+	// since is set when to is asked to copy the partition in (a handoff): the map epoch that
+	// asked, which the acknowledgement names.
+	since uint64
+	// event is set for an OnEvent job.
+	event *Event
 }
 
-// diffHolders lists the hook events from old to next: for every partition, every holder of next
-// that old did not list, with old's holders that are still live in next as sources.
+// diffHolders lists the OnPartitionChange calls from old to next: every node newly asked to
+// copy a partition in (pending), with the current holders as sources, and every node that newly
+// holds a partition without a handoff (a new cluster, or a partition whose holders all died),
+// with the previous holders still live as sources.
 func diffHolders(old, next *snapshot) []hookEvent {
 	var events []hookEvent
-	for i, holders := range next.raw.Partitions {
-		var before []string
+	for i := range next.raw.Partitions {
+		e := &next.raw.Partitions[i]
+		var before *state.Entry
 		if old != nil {
-			before = old.raw.Partitions[i]
+			before = &old.raw.Partitions[i]
 		}
 		var from []*Node
 		fromDone := false
-		for j, id := range holders {
-			if slices.Contains(before, id) {
-				continue
-			}
+		sources := func() []*Node {
 			if !fromDone {
-				for _, b := range before {
-					if n, ok := next.nodes[b]; ok {
-						from = append(from, n)
-					}
-				}
+				from = sourcesOf(before, next)
 				fromDone = true
 			}
-			events = append(events, hookEvent{
-				partition: i,
-				id:        next.partitions[i].ID,
-				from:      from,
-				to:        &next.holders[i][j],
-				epoch:     next.epoch,
-			})
+			return from
+		}
+		for _, pd := range e.Pending {
+			if before != nil {
+				if was, ok := before.PendingFor(pd.Node); ok && was.Since == pd.Since {
+					continue // asked before
+				}
+			}
+			holders := make([]*Node, len(next.holders[i]))
+			for k := range next.holders[i] {
+				holders[k] = &next.holders[i][k]
+			}
+			events = append(events, hookEvent{partition: i, id: next.partitions[i].ID, from: holders,
+				to: next.nodes[pd.Node], epoch: next.epoch, since: pd.Since})
+		}
+		for j, id := range e.Holders {
+			if before != nil {
+				if slices.Contains(before.Holders, id) {
+					continue
+				}
+				if _, ok := before.PendingFor(id); ok {
+					continue // its hook ran when it was asked to copy
+				}
+			}
+			events = append(events, hookEvent{partition: i, id: next.partitions[i].ID, from: sources(),
+				to: &next.holders[i][j], epoch: next.epoch})
 		}
 	}
 	return events
+}
+
+// sourcesOf returns the holders before the change that are still live.
+func sourcesOf(before *state.Entry, next *snapshot) []*Node {
+	var out []*Node
+	if before == nil {
+		return out
+	}
+	for _, b := range before.Holders {
+		if n, ok := next.nodes[b]; ok {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 // dispatcher runs hook events on a bounded pool of goroutines. Events of one partition run one
 // at a time, in map order; events of different partitions run concurrently, at most max at once.
 // Enqueueing never blocks, so a slow hook never holds up the map watch or the lookups.
 type dispatcher struct {
-	log   *zap.Logger
-	max   int
-	hooks func() []PartitionChangeHook
+	log     *zap.Logger
+	max     int
+	deliver func(hookEvent)
 
 	mu      sync.Mutex
 	pending map[int][]hookEvent
@@ -78,11 +115,11 @@ type dispatcher struct {
 	idle    *sync.Cond
 }
 
-func newDispatcher(log *zap.Logger, max int, hooks func() []PartitionChangeHook) *dispatcher {
+func newDispatcher(log *zap.Logger, max int, deliver func(hookEvent)) *dispatcher {
 	d := &dispatcher{
 		log:     log,
 		max:     max,
-		hooks:   hooks,
+		deliver: deliver,
 		pending: make(map[int][]hookEvent),
 		busy:    make(map[int]bool),
 	}
@@ -126,9 +163,7 @@ func (d *dispatcher) pump() {
 }
 
 func (d *dispatcher) run(ev hookEvent) {
-	for _, h := range d.hooks() {
-		d.call(h, ev)
-	}
+	d.deliver(ev)
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.running--
@@ -142,16 +177,22 @@ func (d *dispatcher) run(ev hookEvent) {
 	}
 }
 
-// call runs one hook, recovering and logging a panic so that it cannot kill the node.
-func (d *dispatcher) call(h PartitionChangeHook, ev hookEvent) {
+// callHook runs one hook, recovering and logging a panic so that it cannot kill the node. It
+// reports whether the hook returned normally.
+func callHook(log *zap.Logger, ev hookEvent, call func()) (ok bool) {
 	defer func() {
 		if r := recover(); r != nil {
-			d.log.Error("partition change hook panicked",
-				zap.String("partition", ev.id), zap.String("copy_to", ev.to.ID), zap.Uint64("epoch", ev.epoch),
+			to := ""
+			if ev.to != nil {
+				to = ev.to.ID
+			}
+			log.Error("hook panicked", zap.String("partition", ev.id), zap.String("copy_to", to), zap.Uint64("epoch", ev.epoch),
 				zap.String("panic", fmt.Sprint(r)), zap.ByteString("stack", debug.Stack()))
+			ok = false
 		}
 	}()
-	h(ev.id, ev.from, ev.to)
+	call()
+	return true
 }
 
 // close drops pending events and waits up to timeout for running hooks. It reports how many

@@ -46,8 +46,23 @@ type clusterBody struct {
 	Epoch        uint64                `json:"epoch"`
 	Leader       string                `json:"leader"`
 	UpdatedAt    time.Time             `json:"updated_at"`
+	Cause        state.Cause           `json:"cause"`
 	Nodes        map[string]*Node      `json:"nodes"`
 	PartitionMap map[string]*Partition `json:"partition_map"`
+	Handoffs     []handoffStatus       `json:"handoffs"`
+}
+
+// handoffStatus is one pending copy in GET /cluster.
+type handoffStatus struct {
+	Partition string    `json:"partition"`
+	Node      string    `json:"node"`
+	From      []string  `json:"from"`
+	Since     uint64    `json:"since_epoch"`
+	Started   time.Time `json:"started"`
+	Attempt   int       `json:"attempt"`
+	// Age is how long the copy had been running when the map was published.
+	Age     string `json:"age"`
+	Overdue bool   `json:"overdue"`
 }
 
 // joinInfo is the body of GET /cluster/join: what a node started with JoinAddr needs.
@@ -152,6 +167,19 @@ func (s *snapshot) encoded(ck *ClusterKit) *encodedCluster {
 		}
 		for i := range s.partitions {
 			body.Cluster.PartitionMap[s.partitions[i].ID] = &s.partitions[i]
+		}
+		body.Cluster.Cause = s.raw.Cause
+		body.Cluster.Handoffs = []handoffStatus{}
+		for i := range s.raw.Partitions {
+			e := &s.raw.Partitions[i]
+			for _, pd := range e.Pending {
+				age := s.updatedAt.Sub(pd.Started)
+				body.Cluster.Handoffs = append(body.Cluster.Handoffs, handoffStatus{
+					Partition: s.partitions[i].ID, Node: pd.Node, From: e.Holders, Since: pd.Since,
+					Started: pd.Started, Attempt: pd.Attempt, Age: age.Round(time.Millisecond).String(),
+					Overdue: pd.Attempt > 1,
+				})
+			}
 		}
 		b, err := json.Marshal(body)
 		if err != nil {

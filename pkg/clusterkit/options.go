@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
@@ -25,6 +26,8 @@ const (
 	DefaultShutdownTimeout    = 10 * time.Second
 	DefaultMaxConcurrentHooks = 50
 	DefaultEtcdDialTimeout    = 5 * time.Second
+	DefaultHandoffTimeout     = 2 * time.Minute
+	DefaultCoalesceWindow     = 100 * time.Millisecond
 
 	// MaxPartitionCount bounds PartitionCount; larger maps are stored in chunks, and placement
 	// stays within milliseconds up to this size.
@@ -92,6 +95,22 @@ type Options struct {
 	ShutdownTimeout time.Duration
 	// MaxConcurrentHooks is how many partition-change hooks run at once. Default 50.
 	MaxConcurrentHooks int
+	// HandoffTimeout is how long a node may take to copy a partition in (its OnPartitionChange
+	// hooks for that partition to return). A copy not acknowledged by then is logged, counted
+	// (clusterkit_handoff_retries_total), shown in /cluster and asked again; the current holders
+	// keep serving meanwhile. Default 2 minutes.
+	HandoffTimeout time.Duration
+	// CrashGracePeriod is how long a crashed node keeps its places: its primaries are promoted
+	// elsewhere at once, but its replicas are not copied elsewhere until the period ends, and a
+	// node that comes back under the same NodeID within it gets them back, catching up from the
+	// current holders. Default 0: copies are made elsewhere at once.
+	CrashGracePeriod time.Duration
+	// CoalesceWindow groups membership changes: a change within this long of the last published
+	// map waits until the window ends, so that 20 nodes starting together make a few maps, not
+	// 20. A change after a quiet period is published at once. Default 100ms.
+	CoalesceWindow time.Duration
+	// Registerer receives the node's Prometheus metrics. Default none.
+	Registerer prometheus.Registerer
 
 	// EtcdEndpoints are the client URLs of an existing etcd cluster to use.
 	EtcdEndpoints []string
@@ -169,6 +188,12 @@ func (o Options) withDefaults() Options {
 	if o.EtcdDialTimeout == 0 {
 		o.EtcdDialTimeout = DefaultEtcdDialTimeout
 	}
+	if o.HandoffTimeout == 0 {
+		o.HandoffTimeout = DefaultHandoffTimeout
+	}
+	if o.CoalesceWindow == 0 {
+		o.CoalesceWindow = DefaultCoalesceWindow
+	}
 	if o.DataDir == "" && o.NodeID != "" {
 		o.DataDir = filepath.Join(os.TempDir(), "clusterkit", o.NodeID)
 	}
@@ -225,7 +250,8 @@ func (o *Options) validate() error {
 	if o.LeaseTTL < 2*time.Second || o.LeaseTTL%time.Second != 0 {
 		return bad("LeaseTTL", "%v must be whole seconds, at least 2s (etcd leases count seconds)", o.LeaseTTL)
 	}
-	for name, d := range map[string]time.Duration{"StartTimeout": o.StartTimeout, "ShutdownTimeout": o.ShutdownTimeout, "EtcdDialTimeout": o.EtcdDialTimeout} {
+	for name, d := range map[string]time.Duration{"StartTimeout": o.StartTimeout, "ShutdownTimeout": o.ShutdownTimeout,
+		"EtcdDialTimeout": o.EtcdDialTimeout, "HandoffTimeout": o.HandoffTimeout, "CrashGracePeriod": o.CrashGracePeriod, "CoalesceWindow": o.CoalesceWindow} {
 		if d < 0 {
 			return bad(name, "%v is negative", d)
 		}

@@ -55,24 +55,31 @@ func newSnapshot(m *state.Map, revision int64) *snapshot {
 	slices.Sort(s.nodeIDs)
 	// One backing array for every holder slice keeps the map compact.
 	total := 0
-	for _, h := range m.Partitions {
-		total += len(h)
+	for i := range m.Partitions {
+		total += len(m.Partitions[i].Holders)
 	}
 	backing := make([]Node, 0, total)
-	for i, ids := range m.Partitions {
+	for i := range m.Partitions {
+		e := &m.Partitions[i]
 		start := len(backing)
-		for _, id := range ids {
+		for _, id := range e.Holders {
 			backing = append(backing, *s.nodes[id])
 		}
 		hs := backing[start:len(backing):len(backing)]
 		s.holders[i] = hs
 		s.primaries[i] = &hs[0]
-		s.partitions[i] = Partition{
+		p := Partition{
 			ID:           PartitionID(i),
-			PrimaryNode:  ids[0],
-			ReplicaNodes: ids[1:len(ids):len(ids)],
+			PrimaryNode:  e.Holders[0],
+			ReplicaNodes: e.Holders[1:len(e.Holders):len(e.Holders)],
+			PrimaryEpoch: e.PrimaryEpoch,
+			Epoch:        m.Epoch,
 			index:        i,
 		}
+		for _, pd := range e.Pending {
+			p.PendingNodes = append(p.PendingNodes, pd.Node)
+		}
+		s.partitions[i] = p
 	}
 	return s
 }
@@ -91,4 +98,14 @@ func (s *snapshot) lookup(p *Partition) int {
 		return -1
 	}
 	return i
+}
+
+// involves reports whether node holds or is copying any partition in s.
+func (s *snapshot) involves(node string) bool {
+	for i := range s.raw.Partitions {
+		if roleIn(&s.raw.Partitions[i], node) != RoleNone {
+			return true
+		}
+	}
+	return false
 }

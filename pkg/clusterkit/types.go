@@ -30,6 +30,15 @@ type Partition struct {
 	PrimaryNode string `json:"primary_node"`
 	// ReplicaNodes are the IDs of the other holders, in order.
 	ReplicaNodes []string `json:"replica_nodes"`
+	// PrimaryEpoch is the map epoch at which PrimaryNode became primary. It grows every time the
+	// primary changes: stamp writes with it, and have replicas refuse writes stamped with an
+	// older one (see IsPrimaryAt).
+	PrimaryEpoch uint64 `json:"primary_epoch"`
+	// Epoch is the epoch of the map this value comes from.
+	Epoch uint64 `json:"epoch"`
+	// PendingNodes are nodes copying the partition in. They are not routed to: they become
+	// holders in a later map, once their copy is acknowledged.
+	PendingNodes []string `json:"pending_nodes,omitempty"`
 
 	index int
 }

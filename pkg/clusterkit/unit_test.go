@@ -138,7 +138,10 @@ func TestOptionsValidation(t *testing.T) {
 }
 
 func testMap(epoch uint64, nodes []string, parts ...[]string) *state.Map {
-	m := &state.Map{Epoch: epoch, Nodes: map[string]state.Node{}, Partitions: parts}
+	m := &state.Map{Epoch: epoch, Nodes: map[string]state.Node{}}
+	for _, h := range parts {
+		m.Partitions = append(m.Partitions, state.Entry{Holders: h, PrimaryEpoch: epoch})
+	}
 	for _, n := range nodes {
 		m.Nodes[n] = state.Node{ID: n, IP: "127.0.0.1:1"}
 	}
@@ -260,7 +263,9 @@ func TestDispatcher(t *testing.T) {
 			panic("boom")
 		}
 	}
-	d := newDispatcher(zap.NewNop(), max, func() []PartitionChangeHook { return []PartitionChangeHook{hook} })
+	d := newDispatcher(zap.NewNop(), max, func(ev hookEvent) {
+		callHook(zap.NewNop(), ev, func() { hook(ev.id, ev.from, ev.to) })
+	})
 	var events []hookEvent
 	for epoch := uint64(1); epoch <= 3; epoch++ {
 		for p := 0; p < 10; p++ {

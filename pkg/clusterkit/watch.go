@@ -101,8 +101,9 @@ func (ck *ClusterKit) apply(m *state.Map, rev int64, fire bool) {
 	s := newSnapshot(m, rev)
 	ck.snap.Store(s)
 	if fire {
-		ck.dispatch.enqueue(diffHolders(old, s))
+		ck.dispatch.enqueue(append(diffHolders(old, s), diffRoles(old, s, ck.opts.NodeID)...))
 	}
+	ck.metrics.epoch.Set(float64(m.Epoch))
 	ck.enqueued.Store(m.Epoch)
 	next := make(chan struct{})
 	prev := ck.changed.Swap(&next)

@@ -1,0 +1,63 @@
+package clusterkit
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/clusterkit-go/clusterkit/internal/state"
+)
+
+// metrics are the node's Prometheus metrics; a nil registerer leaves them unregistered (they
+// are still updated, at no cost worth measuring).
+type metrics struct {
+	epoch            prometheus.Gauge
+	handoffsPending  prometheus.Gauge
+	handoffsOverdue  prometheus.Gauge
+	handoffRetries   prometheus.Counter
+	rebalanceSeconds prometheus.Histogram
+	fenced           prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer, handoffTimeout time.Duration) (*metrics, error) {
+	m := &metrics{
+		epoch: prometheus.NewGauge(prometheus.GaugeOpts{Name: "clusterkit_map_epoch",
+			Help: "Epoch of the partition map this node holds."}),
+		handoffsPending: prometheus.NewGauge(prometheus.GaugeOpts{Name: "clusterkit_handoffs_pending",
+			Help: "Partition copies waiting for an acknowledgement in the last map this node published as leader."}),
+		handoffsOverdue: prometheus.NewGauge(prometheus.GaugeOpts{Name: "clusterkit_handoffs_overdue",
+			Help: "Pending copies that have been asked again after HandoffTimeout at least once."}),
+		handoffRetries: prometheus.NewCounter(prometheus.CounterOpts{Name: "clusterkit_handoff_retries_total",
+			Help: "Copies asked again because they did not finish within HandoffTimeout."}),
+		rebalanceSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "clusterkit_rebalance_duration_seconds",
+			Help: "Time to compute and publish a partition map.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
+		fenced: prometheus.NewGauge(prometheus.GaugeOpts{Name: "clusterkit_self_fenced",
+			Help: "1 while the node could not renew its lease in time and claims no primary role."}),
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{m.epoch, m.handoffsPending, m.handoffsOverdue, m.handoffRetries, m.rebalanceSeconds, m.fenced} {
+			if err := reg.Register(c); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return m, nil
+}
+
+func (m *metrics) observePublish(next *state.Map, took time.Duration) {
+	m.rebalanceSeconds.Observe(took.Seconds())
+	pending, overdue := 0, 0
+	for i := range next.Partitions {
+		for _, p := range next.Partitions[i].Pending {
+			pending++
+			if p.Attempt > 1 {
+				overdue++
+			}
+			if p.Since == next.Epoch && p.Attempt > 1 {
+				m.handoffRetries.Inc()
+			}
+		}
+	}
+	m.handoffsPending.Set(float64(pending))
+	m.handoffsOverdue.Set(float64(overdue))
+}
