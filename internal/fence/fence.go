@@ -25,49 +25,101 @@ var ErrNotLeader = errors.New("fence: not the leader")
 
 // Term is one period of leadership. It is safe for concurrent use.
 type Term struct {
-	ctx      context.Context
-	cancel   context.CancelCauseFunc
-	election *concurrency.Election
-	client   *clientv3.Client
-	key      string
-	rev      int64
-	done     chan struct{}
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	client *clientv3.Client
+	key    string
+	rev    int64
+	done   chan struct{}
 }
 
 // Campaign blocks until the session leads the election under prefix, and returns its Term. It
-// returns an error when ctx is cancelled or the session ends first. deadline reports the latest
-// time until which the session's lease is known to be held; it may be nil.
+// returns an error when ctx is cancelled or the session ends first; it then leaves its candidate
+// key in place (it goes with the session's lease) rather than deleting it with a context that
+// could block while etcd is unreachable. deadline reports the latest time until which the
+// session's lease is known to be held; it may be nil.
+//
+// Candidates' keys are <prefix>/<lease id in hex> with the candidate's value, attached to its
+// lease, as concurrency.Election writes them: the oldest key leads.
 func Campaign(ctx context.Context, s *concurrency.Session, prefix, value string, deadline func() time.Time) (*Term, error) {
-	// Campaign itself must give up when the session ends, or it could wait forever for the
-	// deletion of other candidates' keys while our own key is already gone.
+	// Campaign must give up when the session ends, or it could wait forever for the deletion of
+	// older candidates' keys while its own key is already gone.
 	cctx, stop := mergeDone(ctx, s.Done())
 	defer stop()
-	e := concurrency.NewElection(s, prefix)
-	if err := e.Campaign(cctx, value); err != nil {
+	client := s.Client()
+	key := fmt.Sprintf("%s/%x", prefix, s.Lease())
+	resp, err := client.Txn(cctx).
+		If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
+		Then(clientv3.OpPut(key, value, clientv3.WithLease(s.Lease()))).
+		Else(clientv3.OpGet(key)).Commit()
+	if err != nil {
 		return nil, fmt.Errorf("campaign: %w", err)
 	}
-	client := s.Client()
+	rev := resp.Header.Revision
+	if !resp.Succeeded {
+		kv := resp.Responses[0].GetResponseRange().Kvs[0]
+		rev = kv.CreateRevision
+		if string(kv.Value) != value {
+			if _, err := client.Put(cctx, key, value, clientv3.WithIgnoreLease()); err != nil {
+				return nil, fmt.Errorf("campaign: %w", err)
+			}
+		}
+	}
+	if err := waitOlder(cctx, client, prefix+"/", rev); err != nil {
+		return nil, fmt.Errorf("campaign: %w", err)
+	}
 	// Verify that the key we won with still exists: the session may have expired while
-	// Campaign was waiting.
-	resp, err := client.Get(cctx, e.Key())
+	// waiting.
+	get, err := client.Get(cctx, key)
 	if err != nil {
 		return nil, fmt.Errorf("campaign: read leader key: %w", err)
 	}
-	if len(resp.Kvs) == 0 || resp.Kvs[0].CreateRevision != e.Rev() {
-		return nil, fmt.Errorf("campaign: leader key %s vanished: %w", e.Key(), ErrNotLeader)
+	if len(get.Kvs) == 0 || get.Kvs[0].CreateRevision != rev {
+		return nil, fmt.Errorf("campaign: leader key %s vanished: %w", key, ErrNotLeader)
 	}
 	tctx, cancel := context.WithCancelCause(ctx)
 	t := &Term{
-		ctx:      tctx,
-		cancel:   cancel,
-		election: e,
-		client:   client,
-		key:      e.Key(),
-		rev:      e.Rev(),
-		done:     make(chan struct{}),
+		ctx:    tctx,
+		cancel: cancel,
+		client: client,
+		key:    key,
+		rev:    rev,
+		done:   make(chan struct{}),
 	}
-	go t.watch(s, resp.Header.Revision+1, deadline)
+	go t.watch(s, get.Header.Revision+1, deadline)
 	return t, nil
+}
+
+// waitOlder waits until no key under prefix was created before rev.
+func waitOlder(ctx context.Context, client *clientv3.Client, prefix string, rev int64) error {
+	for {
+		opts := append(clientv3.WithLastCreate(), clientv3.WithMaxCreateRev(rev-1))
+		resp, err := client.Get(ctx, prefix, opts...)
+		if err != nil {
+			return err
+		}
+		if len(resp.Kvs) == 0 {
+			return nil
+		}
+		older := string(resp.Kvs[0].Key)
+		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+		wch := client.Watch(wctx, older, clientv3.WithRev(resp.Header.Revision+1))
+		deleted := false
+		for wr := range wch {
+			for _, ev := range wr.Events {
+				if ev.Type == clientv3.EventTypeDelete {
+					deleted = true
+				}
+			}
+			if deleted || wr.Err() != nil {
+				break
+			}
+		}
+		cancel()
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+	}
 }
 
 // mergeDone returns a context cancelled when ctx is or when done closes.
@@ -204,5 +256,6 @@ func (t *Term) End(resign bool, timeout time.Duration) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	return t.election.Resign(ctx)
+	_, err := t.client.Txn(ctx).If(t.Guard()).Then(clientv3.OpDelete(t.key)).Commit()
+	return err
 }
