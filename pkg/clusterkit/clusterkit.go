@@ -527,7 +527,7 @@ func (ck *ClusterKit) GetNodes(partition *Partition) []Node {
 // reach), another node may already have been made primary.
 func (ck *ClusterKit) IsPrimary(partition *Partition) bool {
 	s := ck.snap.Load()
-	if s == nil || ck.fenced.Load() {
+	if s == nil || ck.selfFenced() {
 		return false
 	}
 	i := s.lookup(partition)
@@ -539,7 +539,7 @@ func (ck *ClusterKit) IsPrimary(partition *Partition) bool {
 // once another node has become primary (the epoch grew), and while the node is self-fenced.
 func (ck *ClusterKit) IsPrimaryAt(partition *Partition, primaryEpoch uint64) bool {
 	s := ck.snap.Load()
-	if s == nil || ck.fenced.Load() {
+	if s == nil || ck.selfFenced() {
 		return false
 	}
 	i := s.lookup(partition)
@@ -561,7 +561,14 @@ func (ck *ClusterKit) PrimaryEpoch(partition *Partition) uint64 {
 
 // IsFenced reports whether the node has stopped claiming primary roles because it could not
 // renew its lease in time.
-func (ck *ClusterKit) IsFenced() bool { return ck.fenced.Load() }
+func (ck *ClusterKit) IsFenced() bool { return ck.selfFenced() }
+
+// selfFenced reads the monotonic clock rather than only the flag the fencing goroutine sets:
+// a process resumed after a long pause (SIGSTOP, a VM freeze) must not answer from the flag
+// before that goroutine has run.
+func (ck *ClusterKit) selfFenced() bool {
+	return ck.fenced.Load() || int64(time.Since(ck.base)) >= ck.leaseDeadline.Load()
+}
 
 // IsReplica reports whether this node is currently a replica (a holder but not the primary) of
 // partition.

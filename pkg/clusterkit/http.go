@@ -85,6 +85,8 @@ type encodedCluster struct {
 //	GET /cluster       the cluster's nodes and partition map, with an ETag derived from the epoch
 //	GET /cluster/join  the etcd endpoints and cluster name, for nodes started with JoinAddr
 //	GET /health        200 when the node is registered and holds a map, 503 otherwise
+//	GET /cluster/claims the partitions this node claims to lead right now, with their primary
+//	                   epochs (none while it is self-fenced), for operators and invariant checks
 //
 // Start serves it on HTTPAddr; it can also be mounted on another server. Every other method is
 // refused with 405: nothing in this API changes the cluster.
@@ -93,6 +95,7 @@ func (ck *ClusterKit) Handler() http.Handler {
 	mux.HandleFunc("/cluster", ck.handleCluster)
 	mux.HandleFunc("/cluster/join", ck.handleJoin)
 	mux.HandleFunc("/health", ck.handleHealth)
+	mux.HandleFunc("/cluster/claims", ck.handleClaims)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			w.Header().Set("Allow", "GET, HEAD")
@@ -214,11 +217,12 @@ type healthResponse struct {
 	Epoch         uint64 `json:"epoch"`
 	Leader        string `json:"leader"`
 	IsLeader      bool   `json:"is_leader"`
+	Fenced        bool   `json:"fenced"`
 	LeaseDeadline string `json:"lease_valid_for"`
 }
 
 func (ck *ClusterKit) handleHealth(w http.ResponseWriter, r *http.Request) {
-	h := healthResponse{Status: "ok", NodeID: ck.opts.NodeID, Epoch: ck.Epoch(), Leader: ck.Leader(), IsLeader: ck.IsLeader()}
+	h := healthResponse{Status: "ok", NodeID: ck.opts.NodeID, Epoch: ck.Epoch(), Leader: ck.Leader(), IsLeader: ck.IsLeader(), Fenced: ck.selfFenced()}
 	left := time.Until(ck.deadline())
 	h.LeaseDeadline = left.Round(time.Millisecond).String()
 	code := http.StatusOK
@@ -275,4 +279,27 @@ func getJoinInfo(ctx context.Context, url string) (*joinInfo, error) {
 		return nil, fmt.Errorf("GET %s: answer lacks etcd endpoints or cluster name", url)
 	}
 	return &info, nil
+}
+
+// claimsResponse is the body of GET /cluster/claims.
+type claimsResponse struct {
+	NodeID string `json:"node_id"`
+	Epoch  uint64 `json:"epoch"`
+	Fenced bool   `json:"fenced"`
+	// Primaries maps each partition this node claims to lead to its primary epoch.
+	Primaries map[string]uint64 `json:"primaries"`
+}
+
+func (ck *ClusterKit) handleClaims(w http.ResponseWriter, r *http.Request) {
+	out := claimsResponse{NodeID: ck.opts.NodeID, Fenced: ck.selfFenced(), Primaries: map[string]uint64{}}
+	if s := ck.snap.Load(); s != nil {
+		out.Epoch = s.epoch
+		for i := range s.partitions {
+			p := &s.partitions[i]
+			if ck.IsPrimaryAt(p, p.PrimaryEpoch) {
+				out.Primaries[p.ID] = p.PrimaryEpoch
+			}
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
 }

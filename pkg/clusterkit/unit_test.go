@@ -207,6 +207,7 @@ func TestSnapshotLookups(t *testing.T) {
 	if _, err := ck.GetPartition("x"); !errors.Is(err, ErrNoPartitionMap) {
 		t.Fatalf("before a map: %v", err)
 	}
+	ck.leaseDeadline.Store(int64(time.Hour)) // as if the lease had just been renewed
 	ck.snap.Store(newSnapshot(testMap(1, []string{"a", "b", "c"}, []string{"a", "b", "c"}, []string{"b", "c"}), 1))
 	p0 := &Partition{ID: "partition-0"}
 	if got := ck.GetPrimary(p0); got == nil || got.ID != "a" {
@@ -222,9 +223,15 @@ func TestSnapshotLookups(t *testing.T) {
 		t.Fatalf("nodes: %v", got)
 	}
 	p1 := &Partition{ID: "partition-1"}
-	if !ck.IsPrimary(p1) || ck.IsReplica(p1) {
-		t.Fatal("b should be primary of partition-1")
+	if !ck.IsPrimary(p1) || ck.IsReplica(p1) || !ck.IsPrimaryAt(p1, 1) || ck.IsPrimaryAt(p1, 0) {
+		t.Fatal("b should be primary of partition-1 at primary epoch 1")
 	}
+	// Past the lease deadline the node claims nothing, even before the fencing goroutine ran.
+	ck.leaseDeadline.Store(0)
+	if ck.IsPrimary(p1) || ck.IsPrimaryAt(p1, 1) || !ck.IsFenced() {
+		t.Fatal("a node past its lease deadline claims a primary role")
+	}
+	ck.leaseDeadline.Store(int64(time.Hour))
 	for _, bad := range []*Partition{nil, {ID: "partition-2"}, {ID: "partition-01"}, {ID: "p-1"}} {
 		if ck.GetPrimary(bad) != nil || ck.IsPrimary(bad) || ck.GetNodes(bad) != nil {
 			t.Fatalf("unknown partition %v answered", bad)
