@@ -34,8 +34,14 @@
 //   - Lookups take no lock and allocate nothing; they are safe for concurrent use.
 //   - Hooks run on a bounded pool, never on the watch; a panicking hook is logged, not fatal.
 //
-// Not guaranteed (yet): the map switches as soon as it is published, so a new holder may be
-// routed to before its hook has copied the data; IsPrimary follows the last map received and
-// does not turn false by itself when etcd is unreachable; with the embedded default, the
-// bootstrap node hosts the only etcd member, so the cluster stops changing while it is down.
+//   - Handoff without a gap: a node that must copy a partition in is listed as pending and
+//     not routed to until its OnPartitionChange hooks have returned and it has acknowledged.
+//   - A crashed primary is replaced at once by a surviving holder; every change of primary
+//     raises the partition's PrimaryEpoch, the fencing token checked by IsPrimaryAt.
+//   - A node that cannot renew its lease claims no primary role from its lease deadline on.
+//
+// Not guaranteed: with the embedded default, the bootstrap node hosts the only etcd member, so
+// the cluster stops changing while it is down (nodes keep their last map; once their leases
+// cannot be renewed they fence themselves). Use EtcdEndpoints with a 3- or 5-member etcd for a
+// cluster that survives any one node.
 package clusterkit
