@@ -231,3 +231,17 @@ func (tc *testCluster) settleHooks() {
 		ck.dispatch.waitIdle()
 	}
 }
+
+// pickVictim returns a node of node-1..node-4 that does not lead, and another node to observe
+// the cluster from.
+func (tc *testCluster) pickVictim() (string, *ClusterKit) {
+	victim := "node-2"
+	if tc.nodes[victim].IsLeader() {
+		victim = "node-3"
+	}
+	obs := tc.nodes["node-1"]
+	if obs.GetMyNodeID() == victim {
+		obs = tc.nodes["node-4"]
+	}
+	return victim, obs
+}

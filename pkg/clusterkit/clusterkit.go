@@ -480,15 +480,25 @@ func (ck *ClusterKit) GetPartition(key string) (*Partition, error) {
 	return &s.partitions[s.mod.of(keyHash(key))], nil
 }
 
-// GetPrimary returns the current primary of partition, or nil when there is no map or the
-// partition is unknown. The result is shared and must not be modified.
-func (ck *ClusterKit) GetPrimary(partition *Partition) *Node {
+// find returns the current snapshot and partition's index in it, or nil when there is no map
+// or the partition is unknown.
+func (ck *ClusterKit) find(partition *Partition) (*snapshot, int) {
 	s := ck.snap.Load()
 	if s == nil {
-		return nil
+		return nil, -1
 	}
 	i := s.lookup(partition)
 	if i < 0 {
+		return nil, -1
+	}
+	return s, i
+}
+
+// GetPrimary returns the current primary of partition, or nil when there is no map or the
+// partition is unknown. The result is shared and must not be modified.
+func (ck *ClusterKit) GetPrimary(partition *Partition) *Node {
+	s, i := ck.find(partition)
+	if s == nil {
 		return nil
 	}
 	return s.primaries[i]
@@ -497,12 +507,8 @@ func (ck *ClusterKit) GetPrimary(partition *Partition) *Node {
 // GetReplicas returns the current replicas of partition (its holders but the primary). The
 // result is shared and must not be modified.
 func (ck *ClusterKit) GetReplicas(partition *Partition) []Node {
-	s := ck.snap.Load()
+	s, i := ck.find(partition)
 	if s == nil {
-		return nil
-	}
-	i := s.lookup(partition)
-	if i < 0 {
 		return nil
 	}
 	return s.holders[i][1:]
@@ -511,12 +517,8 @@ func (ck *ClusterKit) GetReplicas(partition *Partition) []Node {
 // GetNodes returns all current holders of partition, primary first. The result is shared and
 // must not be modified.
 func (ck *ClusterKit) GetNodes(partition *Partition) []Node {
-	s := ck.snap.Load()
+	s, i := ck.find(partition)
 	if s == nil {
-		return nil
-	}
-	i := s.lookup(partition)
-	if i < 0 {
 		return nil
 	}
 	return s.holders[i]
@@ -526,34 +528,23 @@ func (ck *ClusterKit) GetNodes(partition *Partition) []Node {
 // the node is self-fenced: when its lease deadline has passed without a renewal (etcd out of
 // reach), another node may already have been made primary.
 func (ck *ClusterKit) IsPrimary(partition *Partition) bool {
-	s := ck.snap.Load()
-	if s == nil || ck.selfFenced() {
-		return false
-	}
-	i := s.lookup(partition)
-	return i >= 0 && s.partitions[i].PrimaryNode == ck.opts.NodeID
+	s, i := ck.find(partition)
+	return s != nil && s.partitions[i].PrimaryNode == ck.opts.NodeID && !ck.selfFenced()
 }
 
 // IsPrimaryAt reports whether this node is still the primary of partition with the given
 // primary epoch: the cheap check before acting on a write stamped with that epoch. It is false
 // once another node has become primary (the epoch grew), and while the node is self-fenced.
 func (ck *ClusterKit) IsPrimaryAt(partition *Partition, primaryEpoch uint64) bool {
-	s := ck.snap.Load()
-	if s == nil || ck.selfFenced() {
-		return false
-	}
-	i := s.lookup(partition)
-	return i >= 0 && s.partitions[i].PrimaryNode == ck.opts.NodeID && s.partitions[i].PrimaryEpoch == primaryEpoch
+	s, i := ck.find(partition)
+	return s != nil && s.partitions[i].PrimaryNode == ck.opts.NodeID && s.partitions[i].PrimaryEpoch == primaryEpoch &&
+		!ck.selfFenced()
 }
 
 // PrimaryEpoch returns the current primary epoch of partition, 0 when unknown. A replica
 // refuses writes stamped with an epoch lower than this: they come from a deposed primary.
 func (ck *ClusterKit) PrimaryEpoch(partition *Partition) uint64 {
-	s := ck.snap.Load()
-	if s == nil {
-		return 0
-	}
-	if i := s.lookup(partition); i >= 0 {
+	if s, i := ck.find(partition); s != nil {
 		return s.partitions[i].PrimaryEpoch
 	}
 	return 0
@@ -573,12 +564,8 @@ func (ck *ClusterKit) selfFenced() bool {
 // IsReplica reports whether this node is currently a replica (a holder but not the primary) of
 // partition.
 func (ck *ClusterKit) IsReplica(partition *Partition) bool {
-	s := ck.snap.Load()
+	s, i := ck.find(partition)
 	if s == nil {
-		return false
-	}
-	i := s.lookup(partition)
-	if i < 0 {
 		return false
 	}
 	for _, id := range s.partitions[i].ReplicaNodes {

@@ -131,14 +131,7 @@ func TestCrashPromotesReplicaAtOnce(t *testing.T) {
 		tc.start(fmt.Sprintf("node-%d", i))
 	}
 	tc.waitConverged(10 * time.Second)
-	victim := "node-2"
-	if tc.nodes[victim].IsLeader() {
-		victim = "node-3"
-	}
-	obs := tc.nodes["node-1"]
-	if obs.GetMyNodeID() == victim {
-		obs = tc.nodes["node-4"]
-	}
+	victim, obs := tc.pickVictim()
 	before := obs.snap.Load()
 	watch := follow(t, obs)
 	tc.crash(victim)
@@ -402,14 +395,7 @@ func TestCrashGracePeriod(t *testing.T) {
 		tc.start(fmt.Sprintf("node-%d", i))
 	}
 	tc.waitConverged(10 * time.Second)
-	victim := "node-2"
-	if tc.nodes[victim].IsLeader() {
-		victim = "node-3"
-	}
-	obs := tc.nodes["node-1"]
-	if obs.GetMyNodeID() == victim {
-		obs = tc.nodes["node-4"]
-	}
+	victim, obs := tc.pickVictim()
 	before := obs.snap.Load().raw
 	watch := follow(t, obs)
 	tc.crash(victim)
