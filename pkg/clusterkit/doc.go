@@ -26,26 +26,18 @@
 //
 // Guarantees:
 //
-//   - Key -> partition is md5-based and fixed (see DESIGN.md's golden vectors); every client can
+//   - Key -> partition is md5-based and fixed (golden vectors in the tests and the README); every client can
 //     compute it.
-//
 //   - Each partition has min(N, ReplicationFactor) distinct live holders after every published
 //     map; a lost node's partitions are given to others even when N <= ReplicationFactor.
-//
 //   - The map epoch only grows; a node never goes back to an older map.
-//
 //   - A deposed leader's write is refused by etcd.
-//
 //   - Lookups take no lock and allocate nothing; they are safe for concurrent use.
-//
 //   - Hooks run on a bounded pool, never on the watch; a panicking hook is logged, not fatal.
-//
 //   - Handoff without a gap: a node that must copy a partition in is listed as pending and
 //     not routed to until its OnPartitionChange hooks have returned and it has acknowledged.
-//
 //   - A crashed primary is replaced at once by a surviving holder; every change of primary
 //     raises the partition's PrimaryEpoch, the fencing token checked by IsPrimaryAt.
-//
 //   - A node that cannot renew its lease claims no primary role from its lease deadline on.
 //
 // Not guaranteed: with the embedded default, the bootstrap node hosts the only etcd member, so

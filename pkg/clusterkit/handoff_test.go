@@ -513,3 +513,60 @@ func TestSelfFencingWhenEtcdIsGone(t *testing.T) {
 		t.Logf("stop without etcd took %v", time.Since(start))
 	}
 }
+
+// A leader killed in the middle of a handoff: the next leader picks the pending copies up from
+// the map and the acknowledgements in etcd, and completes them.
+func TestLeaderCrashDuringHandoff(t *testing.T) {
+	tc := newTestCluster(t, Options{})
+	tc.start("node-1")
+	tc.start("node-2")
+	tc.start("node-3")
+	tc.waitConverged(10 * time.Second)
+	release := make(chan struct{})
+	var copying atomic.Int32
+	ck4, err := NewClusterKit(tc.options("node-4"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ck4.OnPartitionChange(func(id string, from []*Node, to *Node) {
+		if to.ID == "node-4" {
+			copying.Add(1)
+			<-release
+		}
+	})
+	if err := ck4.Start(); err != nil {
+		t.Fatal(err)
+	}
+	tc.mu.Lock()
+	tc.nodes["node-4"] = ck4
+	tc.mu.Unlock()
+	waitFor(t, 10*time.Second, "node-4 copying", func() error {
+		if copying.Load() == 0 {
+			return errors.New("no copy started")
+		}
+		return nil
+	})
+	var leader string
+	for _, ck := range tc.live() {
+		if ck.IsLeader() {
+			leader = ck.GetMyNodeID()
+		}
+	}
+	if leader == "node-4" {
+		t.Skip("the joiner leads; nothing to test")
+	}
+	tc.crash(leader)
+	waitFor(t, 10*time.Second, "a new leader", func() error {
+		for _, ck := range tc.live() {
+			if ck.IsLeader() {
+				return nil
+			}
+		}
+		return errors.New("none")
+	})
+	close(release)
+	tc.waitConverged(15 * time.Second)
+	if s := ck4.snap.Load(); s.leader == leader || !s.involves("node-4") {
+		t.Fatalf("handoff not completed by the new leader (map by %s)", s.leader)
+	}
+}
