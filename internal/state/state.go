@@ -171,7 +171,7 @@ type Map struct {
 	// partitions' targets are kept for them, but they hold nothing.
 	Absent map[string]Absent `json:"absent,omitempty"`
 	// Partitions[i] is partition-i. Empty in the stored head of a chunked map.
-	Partitions []Entry `json:"partitions,omitempty"`
+	Partitions Entries `json:"partitions,omitempty"`
 	// Chunks is the number of chunk keys holding Partitions, 0 when they are inline.
 	Chunks int `json:"chunks,omitempty"`
 }
@@ -290,7 +290,7 @@ func AttachChunks(m *Map, chunks [][]byte) error {
 		return fmt.Errorf("%w: map epoch %d has %d of its %d chunks", ErrCorrupt, m.Epoch, len(chunks), m.Chunks)
 	}
 	for i, c := range chunks {
-		var part []Entry
+		var part Entries
 		if err := json.Unmarshal(c, &part); err != nil {
 			return fmt.Errorf("%w: map epoch %d chunk %d: %v", ErrCorrupt, m.Epoch, i, err)
 		}

@@ -1,6 +1,7 @@
 package state
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -123,5 +124,43 @@ func TestConfigDiffers(t *testing.T) {
 	b.ReplicationFactor = 2
 	if s, ours, theirs := a.Differs(b); s != "ReplicationFactor" || ours != 3 || theirs != 2 {
 		t.Fatalf("got %q %v %v", s, ours, theirs)
+	}
+}
+
+// The fast decoder and encoding/json agree on every shape, and the fast one declines what it
+// does not handle rather than misreading it.
+func TestEntriesDecode(t *testing.T) {
+	tests := []string{
+		`[]`,
+		`[{"holders":["a","b"],"primary_epoch":3}]`,
+		`[{"holders":["a"],"primary_epoch":1},{"holders":["b","a","c"],"primary_epoch":12}]`,
+		`[{"holders":["a","b"],"primary_epoch":3,"pending":[{"node":"c","since":4,"started":"2026-01-01T00:00:00Z","attempt":1}],"target":["c","b"]}]`,
+		`[{"holders":["a\"b"],"primary_epoch":3}]`,
+		`[ {"holders": ["a"], "primary_epoch": 3} ]`,
+		`[{"primary_epoch":3,"holders":["a"]}]`,
+	}
+	for _, in := range tests {
+		var fast Entries
+		if err := json.Unmarshal([]byte(in), &fast); err != nil {
+			t.Fatalf("%s: %v", in, err)
+		}
+		var plain []Entry
+		if err := json.Unmarshal([]byte(in), &plain); err != nil {
+			t.Fatalf("%s: %v", in, err)
+		}
+		if len(fast) != len(plain) {
+			t.Fatalf("%s: %d entries, want %d", in, len(fast), len(plain))
+		}
+		for i := range plain {
+			if !fast[i].equal(&plain[i]) {
+				t.Fatalf("%s: entry %d = %+v, want %+v", in, i, fast[i], plain[i])
+			}
+		}
+	}
+	for _, bad := range []string{`[{"holders":["a"],"primary_epoch":x}]`, `[{"holders":["a"]`, `{}`} {
+		var es Entries
+		if err := json.Unmarshal([]byte(bad), &es); err == nil {
+			t.Fatalf("%s decoded", bad)
+		}
 	}
 }
