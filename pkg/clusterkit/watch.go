@@ -101,7 +101,7 @@ func (ck *ClusterKit) apply(m *state.Map, rev int64, fire bool) {
 	s := newSnapshot(m, rev)
 	ck.snap.Store(s)
 	if fire {
-		ck.dispatch.enqueue(append(diffHolders(old, s), diffRoles(old, s, ck.opts.NodeID)...))
+		ck.dispatch.enqueue(ck.hookJobs(old, s))
 	}
 	ck.metrics.epoch.Set(float64(m.Epoch))
 	ck.enqueued.Store(m.Epoch)
@@ -109,4 +109,21 @@ func (ck *ClusterKit) apply(m *state.Map, rev int64, fire bool) {
 	prev := ck.changed.Swap(&next)
 	close(*prev)
 	ck.log.Debug("applied partition map", zap.Uint64("epoch", m.Epoch), zap.String("leader", m.Leader))
+}
+
+// hookJobs lists the jobs a map change gives the hooks: the OnPartitionChange calls when such
+// hooks are registered (and always this node's own copies, which must be acknowledged), and this
+// node's Events when OnEvent hooks are registered. Nothing is queued for nobody.
+func (ck *ClusterKit) hookJobs(old, s *snapshot) []hookEvent {
+	var jobs []hookEvent
+	seed := ck.hooks.Load() != nil
+	for _, ev := range diffHolders(old, s) {
+		if seed || ev.since > 0 && ev.to.ID == ck.opts.NodeID {
+			jobs = append(jobs, ev)
+		}
+	}
+	if ck.eventHooks.Load() != nil {
+		jobs = append(jobs, diffRoles(old, s, ck.opts.NodeID)...)
+	}
+	return jobs
 }
