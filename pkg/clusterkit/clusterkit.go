@@ -421,6 +421,10 @@ func (ck *ClusterKit) shutdown(mode stopMode) {
 			ctx, cancel := context.WithTimeout(context.Background(), min(time.Second, max(0, time.Until(deadline))))
 			if err := ck.setState(ctx, reg, state.NodeLeaving); err != nil {
 				ck.log.Warn("marking the node as leaving failed", zap.Error(err))
+			} else {
+				// Revoke once the cluster has moved on: the map without this node is on the
+				// critical path, the revocation is not, and it only adds etcd work before it.
+				ck.waitUnlisted(ctx)
 			}
 			cancel()
 		}
@@ -640,4 +644,21 @@ func (ck *ClusterKit) Drain(ctx context.Context) error {
 		}
 	}
 	return ck.Stop()
+}
+
+// waitUnlisted blocks until the map this node holds no longer lists it, or ctx ends.
+func (ck *ClusterKit) waitUnlisted(ctx context.Context) {
+	for {
+		ch := *ck.changed.Load()
+		if s := ck.snap.Load(); s == nil {
+			return
+		} else if _, ok := s.nodes[ck.opts.NodeID]; !ok {
+			return
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return
+		}
+	}
 }
