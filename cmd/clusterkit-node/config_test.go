@@ -1,0 +1,368 @@
+package main
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"flag"
+	"math/big"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/clusterkit-go/clusterkit/pkg/clusterkit"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// env is a fake environment for parseConfig.
+type env map[string]string
+
+func (e env) lookup(name string) (string, bool) {
+	v, ok := e[name]
+	return v, ok
+}
+
+// minimal is the smallest valid environment.
+func minimal(extra env) env {
+	e := env{"NODE_ID": "node-1", "HTTP_PORT": "8080"}
+	for k, v := range extra {
+		e[k] = v
+	}
+	return e
+}
+
+func TestParseConfig(t *testing.T) {
+	dir := t.TempDir()
+	caFile, certFile, keyFile := writeTLSFiles(t, dir)
+	garbage := filepath.Join(dir, "garbage.pem")
+	if err := os.WriteFile(garbage, []byte("not a certificate"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	tests := []struct {
+		name string
+		env  env
+		args []string
+		// check inspects a valid configuration; wantErr lists what the error must mention.
+		check   func(t *testing.T, c *config)
+		wantErr []string
+	}{
+		{
+			name: "minimal, as in the Docker section",
+			env:  minimal(nil),
+			check: func(t *testing.T, c *config) {
+				o := c.opts
+				if o.NodeID != "node-1" || o.HTTPAddr != ":8080" {
+					t.Errorf("NodeID %q HTTPAddr %q, want node-1 and :8080", o.NodeID, o.HTTPAddr)
+				}
+				if o.DataDir != "" || o.PartitionCount != 0 || o.LeaseTTL != 0 || o.EtcdTLS != nil || o.EtcdEndpoints != nil {
+					t.Errorf("unset settings are not left to the Options defaults: %+v", o)
+				}
+				if c.drain || c.logLevel != zapcore.InfoLevel {
+					t.Errorf("drain %v, log level %v; want false, info", c.drain, c.logLevel)
+				}
+			},
+		},
+		{
+			name: "every setting from the environment",
+			env: env{
+				"NODE_ID": "node-2", "HTTP_ADDR": "127.0.0.1:9000", "ADVERTISE_ADDR": "node-2:9000",
+				"JOIN_ADDR": "node-1:8080", "DATA_DIR": "/data", "CLUSTER_NAME": "orders",
+				"PARTITION_COUNT": "32", "REPLICATION_FACTOR": "2", "LEASE_TTL": "5s",
+				"ETCD_ENDPOINTS": " http://a:2379, http://b:2379 ", "ETCD_USERNAME": "ck", "ETCD_PASSWORD": "secret",
+				"ETCD_CA_FILE": caFile, "ETCD_CERT_FILE": certFile, "ETCD_KEY_FILE": keyFile,
+				"ZONE": "eu-1a", "HANDOFF_TIMEOUT": "30s", "CRASH_GRACE_PERIOD": "1m", "LOG_LEVEL": "debug",
+				"DRAIN_ON_SIGTERM": "true",
+			},
+			check: func(t *testing.T, c *config) {
+				o := c.opts
+				got := []any{o.NodeID, o.HTTPAddr, o.AdvertiseAddr, o.JoinAddr, o.DataDir, o.ClusterName,
+					o.PartitionCount, o.ReplicationFactor, o.LeaseTTL, o.EtcdUsername, o.EtcdPassword, o.Zone,
+					o.HandoffTimeout, o.CrashGracePeriod, c.logLevel, c.drain}
+				want := []any{"node-2", "127.0.0.1:9000", "node-2:9000", "node-1:8080", "/data", "orders",
+					32, 2, 5 * time.Second, "ck", "secret", "eu-1a",
+					30 * time.Second, time.Minute, zapcore.DebugLevel, true}
+				if !slices.Equal(got, want) {
+					t.Errorf("got  %v\nwant %v", got, want)
+				}
+				if !slices.Equal(o.EtcdEndpoints, []string{"http://a:2379", "http://b:2379"}) {
+					t.Errorf("EtcdEndpoints %q", o.EtcdEndpoints)
+				}
+				if o.EtcdTLS == nil || o.EtcdTLS.RootCAs == nil || len(o.EtcdTLS.Certificates) != 1 {
+					t.Errorf("EtcdTLS %+v: want the CA and one client certificate", o.EtcdTLS)
+				}
+			},
+		},
+		{
+			name: "flags override the environment",
+			env:  minimal(env{"LEASE_TTL": "10s", "DRAIN_ON_SIGTERM": "true", "ETCD_ENDPOINTS": "http://env:2379"}),
+			args: []string{"-node-id", "node-9", "-lease-ttl", "3s", "-drain=false", "-etcd-endpoints", "http://flag:2379"},
+			check: func(t *testing.T, c *config) {
+				if c.opts.NodeID != "node-9" || c.opts.LeaseTTL != 3*time.Second || c.drain ||
+					!slices.Equal(c.opts.EtcdEndpoints, []string{"http://flag:2379"}) {
+					t.Errorf("flags did not win: %+v drain=%v", c.opts, c.drain)
+				}
+			},
+		},
+		{
+			name: "-drain alone",
+			env:  minimal(nil),
+			args: []string{"-drain"},
+			check: func(t *testing.T, c *config) {
+				if !c.drain {
+					t.Error("-drain did not turn draining on")
+				}
+			},
+		},
+		{
+			name: "an HTTP_ADDR flag beats an HTTP_PORT variable",
+			env:  minimal(nil),
+			args: []string{"-http-addr", "127.0.0.1:7000"},
+			check: func(t *testing.T, c *config) {
+				if c.opts.HTTPAddr != "127.0.0.1:7000" {
+					t.Errorf("HTTPAddr %q", c.opts.HTTPAddr)
+				}
+			},
+		},
+		{
+			name: "an empty variable counts as unset",
+			env:  minimal(env{"DATA_DIR": "", "JOIN_ADDR": ""}),
+			check: func(t *testing.T, c *config) {
+				if c.opts.DataDir != "" || c.opts.JoinAddr != "" {
+					t.Errorf("DataDir %q JoinAddr %q", c.opts.DataDir, c.opts.JoinAddr)
+				}
+			},
+		},
+		{
+			name:    "nothing set: both required settings are named",
+			env:     env{},
+			wantErr: []string{"NODE_ID: required", "HTTP_PORT or HTTP_ADDR: required"},
+		},
+		{
+			name:    "HTTP_PORT and HTTP_ADDR contradict each other",
+			env:     minimal(env{"HTTP_ADDR": ":9000"}),
+			wantErr: []string{"HTTP_ADDR: set either HTTP_ADDR or HTTP_PORT"},
+		},
+		{
+			name:    "port out of range",
+			env:     minimal(env{"HTTP_PORT": "70000"}),
+			wantErr: []string{`HTTP_PORT: "70000" is not a port number`},
+		},
+		{
+			name: "every malformed number, duration and boolean is named",
+			env: minimal(env{"PARTITION_COUNT": "many", "REPLICATION_FACTOR": "0", "LEASE_TTL": "2",
+				"HANDOFF_TIMEOUT": "0s", "CRASH_GRACE_PERIOD": "soon", "DRAIN_ON_SIGTERM": "yes please", "LOG_LEVEL": "loud"}),
+			wantErr: []string{
+				`PARTITION_COUNT: "many" is not an integer`,
+				"REPLICATION_FACTOR: 0 is not positive",
+				`LEASE_TTL: "2" is not a duration`,
+				"HANDOFF_TIMEOUT: 0s is not positive",
+				`CRASH_GRACE_PERIOD: "soon" is not a duration`,
+				`DRAIN_ON_SIGTERM: "yes please" is not a boolean`,
+				`LOG_LEVEL: "loud" is not a log level`,
+			},
+		},
+		{
+			name:    "a malformed flag is named as the flag",
+			env:     minimal(nil),
+			args:    []string{"-partition-count", "x"},
+			wantErr: []string{`-partition-count: "x" is not an integer`},
+		},
+		{
+			name:    "empty endpoint",
+			env:     minimal(env{"ETCD_ENDPOINTS": "http://a:2379,,http://b:2379"}),
+			wantErr: []string{"ETCD_ENDPOINTS: ", "empty endpoint"},
+		},
+		{
+			name:    "missing TLS files",
+			env:     minimal(env{"ETCD_CA_FILE": filepath.Join(dir, "none.pem"), "ETCD_CERT_FILE": filepath.Join(dir, "none.crt"), "ETCD_KEY_FILE": keyFile}),
+			wantErr: []string{"ETCD_CA_FILE: open ", "ETCD_CERT_FILE: stat ", "no such file"},
+		},
+		{
+			name:    "a CA file without a certificate",
+			env:     minimal(env{"ETCD_CA_FILE": garbage}),
+			wantErr: []string{"ETCD_CA_FILE: " + garbage + " holds no PEM certificate"},
+		},
+		{
+			name:    "a client certificate without its key",
+			env:     minimal(env{"ETCD_CERT_FILE": certFile}),
+			wantErr: []string{"ETCD_KEY_FILE: required with ETCD_CERT_FILE"},
+		},
+		{
+			name:    "a key that does not match the certificate",
+			env:     minimal(env{"ETCD_CERT_FILE": certFile, "ETCD_KEY_FILE": garbage}),
+			wantErr: []string{"ETCD_CERT_FILE and ETCD_KEY_FILE: "},
+		},
+		{
+			name:    "unknown flag",
+			env:     minimal(nil),
+			args:    []string{"-nodeid", "x"},
+			wantErr: []string{"command line: flag provided but not defined: -nodeid"},
+		},
+		{
+			name:    "positional argument",
+			env:     minimal(nil),
+			args:    []string{"node-1"},
+			wantErr: []string{`command line: unexpected argument "node-1"`},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := parseConfig(tt.env.lookup, tt.args)
+			if tt.wantErr != nil {
+				if err == nil {
+					t.Fatalf("no error; want one mentioning %q", tt.wantErr)
+				}
+				for _, want := range tt.wantErr {
+					if !strings.Contains(err.Error(), want) {
+						t.Errorf("error %q does not mention %q", err, want)
+					}
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			tt.check(t, c)
+		})
+	}
+}
+
+// The Options checks stay in clusterkit.NewClusterKit; their errors are prefixed with the
+// setting to change, as the user gave it.
+func TestExplainOptionsErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		env  env
+		args []string
+		want string
+	}{
+		{"lease TTL in fractions of a second", minimal(env{"LEASE_TTL": "1500ms"}), nil, "LEASE_TTL: clusterkit: invalid options: LeaseTTL"},
+		{"the flag is named when the flag was given", minimal(nil), []string{"-lease-ttl", "1s"}, "-lease-ttl: clusterkit: invalid options: LeaseTTL"},
+		{"too many partitions", minimal(env{"PARTITION_COUNT": "70000"}), nil, "PARTITION_COUNT: clusterkit: invalid options: PartitionCount"},
+		{"bad node ID", env{"NODE_ID": "a/b", "HTTP_ADDR": ":8080"}, nil, "NODE_ID: clusterkit: invalid options: NodeID"},
+		{"bad HTTP address", env{"NODE_ID": "a", "HTTP_ADDR": "8080"}, nil, "HTTP_ADDR: clusterkit: invalid options: HTTPAddr"},
+		{"endpoints and join address", minimal(env{"ETCD_ENDPOINTS": "http://a:2379", "JOIN_ADDR": "b:8080"}), nil,
+			"ETCD_ENDPOINTS, JOIN_ADDR: clusterkit: invalid options"},
+		{"password without user", minimal(env{"ETCD_PASSWORD": "x"}), nil, "ETCD_USERNAME, ETCD_PASSWORD: clusterkit: invalid options"},
+		{"negative grace period", minimal(env{"CRASH_GRACE_PERIOD": "-1s"}), nil, "CRASH_GRACE_PERIOD: clusterkit: invalid options: CrashGracePeriod"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := parseConfig(tt.env.lookup, tt.args)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = clusterkit.NewClusterKit(c.opts)
+			if !errors.Is(err, clusterkit.ErrInvalidOptions) {
+				t.Fatalf("NewClusterKit: %v; want an ErrInvalidOptions", err)
+			}
+			got := c.explain(err)
+			if !strings.HasPrefix(got.Error(), tt.want) || !errors.Is(got, clusterkit.ErrInvalidOptions) {
+				t.Errorf("explained as %q; want the prefix %q, still wrapping ErrInvalidOptions", got, tt.want)
+			}
+		})
+	}
+
+	c, err := parseConfig(minimal(env{"PARTITION_COUNT": "32"}).lookup, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mismatch := &clusterkit.ConfigMismatchError{Setting: "PartitionCount", Local: 32, Cluster: 64}
+	if got := c.explain(mismatch).Error(); !strings.HasPrefix(got, "PARTITION_COUNT: clusterkit: PartitionCount is 32 here") {
+		t.Errorf("config mismatch explained as %q", got)
+	}
+}
+
+// run exits with status 2 and names the setting before it starts anything; -h exits with 0.
+func TestRunExitStatus(t *testing.T) {
+	tests := []struct {
+		name       string
+		env        env
+		args       []string
+		wantStatus int
+		wantStderr string
+	}{
+		{"missing settings", env{}, nil, exitConfig, "NODE_ID: required"},
+		{"invalid option", minimal(env{"LEASE_TTL": "1s"}), nil, exitConfig, "LEASE_TTL: clusterkit: invalid options: LeaseTTL"},
+		{"help", env{}, []string{"-h"}, exitOK, "DRAIN_ON_SIGTERM     -drain"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			if got := run(tt.args, tt.env.lookup, &stdout, &stderr); got != tt.wantStatus {
+				t.Errorf("status %d, want %d; stderr:\n%s", got, tt.wantStatus, &stderr)
+			}
+			if !strings.Contains(stderr.String(), tt.wantStderr) {
+				t.Errorf("stderr lacks %q:\n%s", tt.wantStderr, &stderr)
+			}
+			if stdout.Len() != 0 {
+				t.Errorf("stdout: %q; want nothing (only the ready line goes there)", &stdout)
+			}
+		})
+	}
+	if _, err := parseConfig(env{}.lookup, []string{"-help"}); !errors.Is(err, flag.ErrHelp) {
+		t.Errorf("-help: %v, want flag.ErrHelp", err)
+	}
+}
+
+// writeTLSFiles writes a self-signed CA and a client certificate and key signed by it.
+func writeTLSFiles(t *testing.T, dir string) (caFile, certFile, keyFile string) {
+	t.Helper()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	caTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour),
+		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true, IsCA: true,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "client"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, caTmpl, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caFile, certFile, keyFile = filepath.Join(dir, "ca.pem"), filepath.Join(dir, "client.crt"), filepath.Join(dir, "client.key")
+	for path, block := range map[string]*pem.Block{
+		caFile:   {Type: "CERTIFICATE", Bytes: caDER},
+		certFile: {Type: "CERTIFICATE", Bytes: der},
+		keyFile:  {Type: "EC PRIVATE KEY", Bytes: keyDER},
+	} {
+		if err := os.WriteFile(path, pem.EncodeToMemory(block), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return caFile, certFile, keyFile
+}

@@ -1,0 +1,911 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"maps"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+const (
+	// failoverTTL is the nodes' LEASE_TTL.
+	failoverTTL = 2 * time.Second
+	// crashTrials is how many times a primary is killed and restarted: each node once, one twice.
+	crashTrials = 5
+	// pauseFor is how long a node is stopped with SIGSTOP: its lease expires meanwhile.
+	pauseFor = failoverTTL + 2*time.Second
+	// claimsEvery is the invariant checker's sampling period.
+	claimsEvery = 20 * time.Millisecond
+	// drainingNode leaves with DRAIN_ON_SIGTERM=true at the end of the test.
+	drainingNode = "node-4"
+)
+
+// Four clusterkit-node processes share an etcd process. A primary killed with SIGKILL has its
+// partitions taken over by the survivors within the lease TTL plus one second; a node stopped
+// with SIGSTOP for longer than its TTL loses its partitions meanwhile and claims none of them
+// once it resumes, then rejoins; and throughout, no two nodes ever claim the same partition at
+// the same primary epoch (sampled from every live node's GET /cluster/claims every 20ms).
+func TestFailover(t *testing.T) {
+	began := time.Now()
+	bin := buildNodeBinary(t)
+	etcd := startPlainEtcdProcess(t)
+	t.Logf("built clusterkit-node (race: %v) and started etcd %s in %v", raceEnabled, etcd.Version, time.Since(began).Round(time.Millisecond))
+
+	c := newFailoverCluster(t, bin, etcd.URL)
+	began = time.Now()
+	for i := 1; i <= 4; i++ {
+		c.launch(t, fmt.Sprintf("node-%d", i))
+	}
+	for _, n := range c.nodes {
+		n.waitReady(t)
+	}
+	c.waitStable(t, 30*time.Second)
+	t.Logf("4 nodes ready and agreeing in %v", time.Since(began).Round(time.Millisecond))
+
+	checker := startClaimChecker(c)
+	defer func() {
+		checker.stop()
+		k := checker
+		t.Logf("invariant: %d sampling rounds, %d claims answers, %d violations", k.rounds, k.samples, len(k.violations))
+		if k.overlapRounds > 0 {
+			t.Logf("in %d rounds two or more nodes claimed one partition at differing primary epochs (a map reaches the nodes at slightly different times); at most %d: %s",
+				k.overlapRounds, k.maxClaimers, k.maxClaimersWhat)
+		} else {
+			t.Logf("no round saw two nodes claim one partition, even at differing primary epochs")
+		}
+		if k.samples == 0 {
+			t.Error("the invariant checker got no answer at all")
+		}
+		for i, v := range k.violations {
+			if i == 10 {
+				t.Errorf("... and %d more violations", len(k.violations)-10)
+				break
+			}
+			t.Errorf("invariant violated: %s", v)
+		}
+	}()
+
+	if !t.Run("crash", func(t *testing.T) { testCrashedPrimary(t, c) }) {
+		return
+	}
+	if !t.Run("pause", func(t *testing.T) { testPausedPrimary(t, c) }) {
+		return
+	}
+	t.Run("leave", func(t *testing.T) { testLeave(t, c) })
+}
+
+// testCrashedPrimary kills the node with the most primaries, measures how long the survivors
+// take to show a live primary for every partition, and restarts the node with its DATA_DIR.
+func testCrashedPrimary(t *testing.T, c *failoverCluster) {
+	var took []time.Duration
+	killed := map[string]bool{}
+	for trial := 1; trial <= crashTrials; trial++ {
+		view := c.waitStable(t, 30*time.Second)
+		victim := c.mostPrimaries(view, killed)
+		killed[victim.id] = true
+		var survivors []*nodeProcess
+		for _, n := range c.nodes {
+			if n != victim {
+				survivors = append(survivors, n)
+			}
+		}
+		killedAt := time.Now()
+		victim.kill(t)
+		d, after := c.waitNewPrimaries(t, killedAt, survivors, victim.id)
+		took = append(took, d)
+		t.Logf("trial %d: killed %s (primary of %d partitions, leader: %v) at epoch %d; every survivor shows live primaries for all %d partitions after %v (epoch %d, leader %s)",
+			trial, victim.id, primariesOf(view, victim.id), view.Cluster.Leader == victim.id, view.Cluster.Epoch,
+			partitionCount, d.Round(time.Millisecond), after.Cluster.Epoch, after.Cluster.Leader)
+		if limit := failoverTTL + time.Second; d > limit {
+			t.Errorf("trial %d: new primaries after %v, more than the lease TTL + 1s (%v)", trial, d.Round(time.Millisecond), limit)
+		}
+		victim.launch(t)
+		victim.waitReady(t)
+	}
+	sorted := slices.Clone(took)
+	slices.Sort(sorted)
+	t.Logf("crash to new primaries over %d trials (LEASE_TTL %v): %v; p50 %v, max %v",
+		len(took), failoverTTL, roundAll(took), sorted[len(sorted)/2].Round(time.Millisecond), sorted[len(sorted)-1].Round(time.Millisecond))
+}
+
+// testPausedPrimary stops the leader (a primary too) with SIGSTOP for longer than its lease TTL.
+// Its lease expires and the others promote new primaries at higher primary epochs while it is
+// stopped, but not before its own lease deadline; after SIGCONT it must not claim any of the
+// partitions it held, and it rejoins under a new lease.
+func testPausedPrimary(t *testing.T, c *failoverCluster) {
+	view := c.waitStable(t, 30*time.Second)
+	victim := c.byID(view.Cluster.Leader)
+	if victim == nil || primariesOf(view, victim.id) == 0 {
+		victim = c.mostPrimaries(view, nil)
+	}
+	httpc := &http.Client{Timeout: time.Second, Transport: &http.Transport{}}
+	defer httpc.CloseIdleConnections()
+	var held claimsAnswer
+	if err := fetchJSON(httpc, victim.addr, "/cluster/claims", &held); err != nil {
+		t.Fatal(err)
+	}
+	if held.Fenced || len(held.Primaries) == 0 {
+		t.Fatalf("%s before the pause: fenced %v, primaries %v; want unfenced with some primaries", victim.id, held.Fenced, held.Primaries)
+	}
+	// The lease deadline as the node knows it: the request's send time plus what the node says
+	// is left is never later than the node's own deadline.
+	var health struct {
+		ValidFor string `json:"lease_valid_for"`
+		IsLeader bool   `json:"is_leader"`
+	}
+	asked := time.Now()
+	if err := fetchJSON(httpc, victim.addr, "/health", &health); err != nil {
+		t.Fatal(err)
+	}
+	validFor, err := time.ParseDuration(health.ValidFor)
+	if err != nil {
+		t.Fatalf("/health lease_valid_for %q: %v", health.ValidFor, err)
+	}
+	deadline := asked.Add(validFor)
+
+	victim.pause(t)
+	stopped := time.Now()
+	var survivors []*nodeProcess
+	for _, n := range c.nodes {
+		if n != victim {
+			survivors = append(survivors, n)
+		}
+	}
+	// While it is stopped: every survivor must come to show another primary, at a higher primary
+	// epoch, for every partition the paused node held.
+	var promoted time.Time
+	var promotedView *clusterMap
+	for time.Since(stopped) < pauseFor {
+		if promoted.IsZero() {
+			if v, err := c.promotedAway(survivors, victim.id, held.Primaries); err == nil {
+				promoted, promotedView = time.Now(), v
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if promoted.IsZero() {
+		if _, err := c.promotedAway(survivors, victim.id, held.Primaries); err != nil {
+			t.Errorf("no new primaries for %s's partitions while it was stopped for %v: %v", victim.id, pauseFor, err)
+		}
+	}
+	victim.resume(t)
+	resumed := time.Now()
+
+	// Right after SIGCONT: poll its claims until it has rejoined. No answer may claim a
+	// partition at the primary epoch it held before the pause: others lead those now.
+	type answer struct {
+		at     time.Duration
+		fenced bool
+		epoch  uint64
+		stale  []string
+	}
+	var answers []answer
+	var unfenced time.Duration
+	for time.Since(resumed) < 10*time.Second {
+		var a claimsAnswer
+		if err := fetchJSON(httpc, victim.addr, "/cluster/claims", &a); err != nil {
+			time.Sleep(5 * time.Millisecond)
+			continue
+		}
+		ans := answer{at: time.Since(resumed), fenced: a.Fenced, epoch: a.Epoch}
+		for p, e := range a.Primaries {
+			if held.Primaries[p] == e {
+				ans.stale = append(ans.stale, fmt.Sprintf("%s@%d", p, e))
+			}
+		}
+		slices.Sort(ans.stale)
+		answers = append(answers, ans)
+		if !a.Fenced && unfenced == 0 {
+			unfenced = ans.at
+		}
+		if !a.Fenced && promotedView != nil && a.Epoch >= promotedView.Cluster.Epoch && len(ans.stale) == 0 {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if len(answers) == 0 {
+		t.Fatalf("%s never answered GET /cluster/claims within 10s of SIGCONT", victim.id)
+	}
+	stale := 0
+	for _, a := range answers {
+		if len(a.stale) > 0 {
+			stale++
+			if stale <= 5 {
+				t.Errorf("%v after SIGCONT, %s (fenced %v, map epoch %d) claims partitions at the primary epochs it held before the pause: %v",
+					a.at.Round(time.Millisecond), victim.id, a.fenced, a.epoch, a.stale)
+			}
+		}
+	}
+	first := answers[0]
+	t.Logf("paused %s (leader: %v, primary of %d partitions) for %v; its lease deadline was %v after SIGSTOP",
+		victim.id, health.IsLeader, len(held.Primaries), pauseFor, deadline.Sub(stopped).Round(time.Millisecond))
+	if !promoted.IsZero() {
+		t.Logf("survivors showed new primaries (epoch %d) for all its partitions %v after SIGSTOP, %v after its lease deadline",
+			promotedView.Cluster.Epoch, promoted.Sub(stopped).Round(time.Millisecond), promoted.Sub(deadline).Round(time.Millisecond))
+		if !promoted.After(deadline) {
+			t.Errorf("new primaries were shown %v before %s's own lease deadline: both could act as primary", deadline.Sub(promoted), victim.id)
+		}
+	}
+	t.Logf("after SIGCONT: first claims answer at +%v with fenced=%v (%v past its lease deadline), %d answers, %d with stale claims; unfenced again at +%v",
+		first.at.Round(time.Millisecond), first.fenced, resumed.Add(first.at).Sub(deadline).Round(time.Millisecond), len(answers), stale, unfenced.Round(time.Millisecond))
+
+	waitFor(t, 10*time.Second, victim.id+" back in every node's map, healthy", func() error {
+		// 200: registered under a live lease, holding a map.
+		var h struct{}
+		if err := fetchJSON(httpc, victim.addr, "/health", &h); err != nil {
+			return err
+		}
+		for _, n := range c.nodes {
+			var v clusterMap
+			if err := fetchJSON(httpc, n.addr, "/cluster", &v); err != nil {
+				return fmt.Errorf("%s: %w", n.id, err)
+			}
+			if _, ok := v.Cluster.Nodes[victim.id]; !ok {
+				return fmt.Errorf("%s's map (epoch %d) does not list %s", n.id, v.Cluster.Epoch, victim.id)
+			}
+		}
+		return nil
+	})
+	t.Logf("%s rejoined %v after SIGCONT", victim.id, time.Since(resumed).Round(time.Millisecond))
+	c.waitStable(t, 30*time.Second)
+}
+
+// testLeave ends the cluster gracefully: the draining node hands its partitions over and exits
+// with status 0, then the others leave on SIGTERM.
+func testLeave(t *testing.T, c *failoverCluster) {
+	c.waitStable(t, 30*time.Second)
+	drained := c.byID(drainingNode)
+	began := time.Now()
+	if code := drained.terminate(t, drainTimeoutBound); code != 0 {
+		t.Errorf("%s exited with status %d after draining, want 0", drained.id, code)
+	}
+	t.Logf("%s drained and exited in %v", drained.id, time.Since(began).Round(time.Millisecond))
+	if !strings.Contains(readLog(drained.logPath), `"msg":"draining"`) {
+		t.Errorf("%s left without draining (DRAIN_ON_SIGTERM=true)", drained.id)
+	}
+	c.waitStable(t, 10*time.Second)
+	for _, n := range c.nodes {
+		if n == drained {
+			continue
+		}
+		if code := n.terminate(t, 20*time.Second); code != 0 {
+			t.Errorf("%s exited with status %d on SIGTERM, want 0", n.id, code)
+		}
+	}
+	for _, n := range c.nodes {
+		if last := tail(readLog(n.logPath), 1); !strings.Contains(last, `"msg":"node stopped"`) {
+			t.Errorf("%s did not end its log with a clean stop; log ends:\n%s", n.id, tail(readLog(n.logPath), 10))
+		}
+	}
+}
+
+// drainTimeoutBound bounds a drain on SIGTERM: the command gives up after 60s.
+const drainTimeoutBound = 70 * time.Second
+
+// failoverCluster is the node processes of one test.
+type failoverCluster struct {
+	bin     string
+	etcdURL string
+	name    string
+	dir     string
+	nodes   []*nodeProcess
+	httpc   *http.Client
+}
+
+func newFailoverCluster(t *testing.T, bin, etcdURL string) *failoverCluster {
+	c := &failoverCluster{
+		bin: bin, etcdURL: etcdURL, name: "failover-" + randomHex(t), dir: t.TempDir(),
+		httpc: &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{}},
+	}
+	t.Cleanup(func() {
+		for _, n := range c.nodes {
+			n.kill(t)
+		}
+		c.httpc.CloseIdleConnections()
+		for _, n := range c.nodes {
+			log := readLog(n.logPath)
+			if strings.Contains(log, "WARNING: DATA RACE") {
+				t.Errorf("%s: the race detector reported a data race:\n%s", n.id, log)
+			} else if t.Failed() {
+				t.Logf("%s log (%s), last lines:\n%s", n.id, n.logPath, tail(log, 25))
+			}
+		}
+	})
+	return c
+}
+
+// launch starts a new node process; waitReady waits for it.
+func (c *failoverCluster) launch(t *testing.T, id string) *nodeProcess {
+	t.Helper()
+	n := &nodeProcess{
+		id:      id,
+		addr:    fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+		bin:     c.bin,
+		logPath: filepath.Join(c.dir, id+".log"),
+	}
+	n.env = []string{
+		"NODE_ID=" + id,
+		"HTTP_ADDR=" + n.addr,
+		"ETCD_ENDPOINTS=" + c.etcdURL,
+		"CLUSTER_NAME=" + c.name,
+		"LEASE_TTL=" + failoverTTL.String(),
+		"PARTITION_COUNT=" + strconv.Itoa(partitionCount),
+		"REPLICATION_FACTOR=" + strconv.Itoa(replicationFactor),
+		"DATA_DIR=" + filepath.Join(c.dir, id),
+		"LOG_LEVEL=info",
+		"DRAIN_ON_SIGTERM=" + strconv.FormatBool(id == drainingNode),
+	}
+	c.nodes = append(c.nodes, n)
+	n.launch(t)
+	return n
+}
+
+func (c *failoverCluster) byID(id string) *nodeProcess {
+	for _, n := range c.nodes {
+		if n.id == id {
+			return n
+		}
+	}
+	return nil
+}
+
+// running returns the nodes whose process runs (paused ones included).
+func (c *failoverCluster) running() []*nodeProcess {
+	var out []*nodeProcess
+	for _, n := range c.nodes {
+		if n.state.Load() != stateExited {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// waitStable waits until every running node is healthy and serves the same map, which lists
+// exactly the running nodes, places every partition on min(N, 3) of them and has no copy in
+// progress. It returns that map.
+func (c *failoverCluster) waitStable(t *testing.T, timeout time.Duration) *clusterMap {
+	t.Helper()
+	var agreed *clusterMap
+	waitFor(t, timeout, "stable cluster", func() error {
+		nodes := c.running()
+		var ids []string
+		for _, n := range nodes {
+			ids = append(ids, n.id)
+		}
+		slices.Sort(ids)
+		holders := min(len(ids), replicationFactor)
+		agreed = nil
+		for _, n := range nodes {
+			var h struct {
+				Fenced bool `json:"fenced"`
+			}
+			if err := fetchJSON(c.httpc, n.addr, "/health", &h); err != nil {
+				return fmt.Errorf("%s: %w", n.id, err)
+			}
+			var v clusterMap
+			if err := fetchJSON(c.httpc, n.addr, "/cluster", &v); err != nil {
+				return fmt.Errorf("%s: %w", n.id, err)
+			}
+			if agreed != nil && v.Cluster.Epoch != agreed.Cluster.Epoch {
+				return fmt.Errorf("%s serves epoch %d, another node %d", n.id, v.Cluster.Epoch, agreed.Cluster.Epoch)
+			}
+			if got := slices.Sorted(maps.Keys(v.Cluster.Nodes)); !slices.Equal(got, ids) {
+				return fmt.Errorf("%s lists %v, want %v", n.id, got, ids)
+			}
+			if len(v.Cluster.Handoffs) > 0 {
+				return fmt.Errorf("%s: %d copies in progress", n.id, len(v.Cluster.Handoffs))
+			}
+			if len(v.Cluster.PartitionMap) != partitionCount {
+				return fmt.Errorf("%s lists %d partitions", n.id, len(v.Cluster.PartitionMap))
+			}
+			for pid, p := range v.Cluster.PartitionMap {
+				all := append([]string{p.PrimaryNode}, p.ReplicaNodes...)
+				slices.Sort(all)
+				if len(slices.Compact(all)) != holders || len(p.PendingNodes) > 0 {
+					return fmt.Errorf("%s: %s is held by %s+%v (pending %v)", n.id, pid, p.PrimaryNode, p.ReplicaNodes, p.PendingNodes)
+				}
+				for _, h := range all {
+					if !slices.Contains(ids, h) {
+						return fmt.Errorf("%s: %s is held by %s, not a running node", n.id, pid, h)
+					}
+				}
+			}
+			agreed = &v
+		}
+		return nil
+	})
+	return agreed
+}
+
+// mostPrimaries returns the node that is the primary of the most partitions in view; of equals,
+// one not in avoid.
+func (c *failoverCluster) mostPrimaries(view *clusterMap, avoid map[string]bool) *nodeProcess {
+	var best *nodeProcess
+	for _, n := range c.running() {
+		if best == nil {
+			best = n
+			continue
+		}
+		if d := primariesOf(view, n.id) - primariesOf(view, best.id); d > 0 || d == 0 && avoid[best.id] && !avoid[n.id] {
+			best = n
+		}
+	}
+	return best
+}
+
+func primariesOf(view *clusterMap, id string) int {
+	count := 0
+	for _, p := range view.Cluster.PartitionMap {
+		if p.PrimaryNode == id {
+			count++
+		}
+	}
+	return count
+}
+
+// waitNewPrimaries polls the survivors until each of them shows a primary among the survivors
+// for every partition, and returns the time from since to the end of that round of polling.
+func (c *failoverCluster) waitNewPrimaries(t *testing.T, since time.Time, survivors []*nodeProcess, gone string) (time.Duration, *clusterMap) {
+	t.Helper()
+	live := map[string]bool{}
+	for _, n := range survivors {
+		live[n.id] = true
+	}
+	var lastErr error
+	for time.Since(since) < 15*time.Second {
+		var last *clusterMap
+		lastErr = nil
+		for _, n := range survivors {
+			var v clusterMap
+			if err := fetchJSON(c.httpc, n.addr, "/cluster", &v); err != nil {
+				lastErr = fmt.Errorf("%s: %w", n.id, err)
+				break
+			}
+			for pid, p := range v.Cluster.PartitionMap {
+				if !live[p.PrimaryNode] {
+					lastErr = fmt.Errorf("%s shows %s as primary of %s (epoch %d)", n.id, p.PrimaryNode, pid, v.Cluster.Epoch)
+					break
+				}
+			}
+			if lastErr != nil {
+				break
+			}
+			last = &v
+		}
+		if lastErr == nil {
+			return time.Since(since), last
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatalf("no survivor-only primaries 15s after %s was killed: %v", gone, lastErr)
+	return 0, nil
+}
+
+// promotedAway reports nil when every survivor shows, for each partition of held, a primary
+// other than gone at a primary epoch above the one in held. It returns one survivor's map.
+func (c *failoverCluster) promotedAway(survivors []*nodeProcess, gone string, held map[string]uint64) (*clusterMap, error) {
+	var last *clusterMap
+	for _, n := range survivors {
+		var v clusterMap
+		if err := fetchJSON(c.httpc, n.addr, "/cluster", &v); err != nil {
+			return nil, fmt.Errorf("%s: %w", n.id, err)
+		}
+		for pid, epoch := range held {
+			p := v.Cluster.PartitionMap[pid]
+			if p.PrimaryNode == gone || p.PrimaryEpoch <= epoch {
+				return nil, fmt.Errorf("%s shows %s as primary of %s at primary epoch %d (held at %d)", n.id, p.PrimaryNode, pid, p.PrimaryEpoch, epoch)
+			}
+		}
+		last = &v
+	}
+	return last, nil
+}
+
+// Node process states.
+const (
+	stateRunning int32 = iota
+	statePaused
+	stateExited
+)
+
+// nodeProcess is one clusterkit-node; it is started again under the same ID, address and
+// DATA_DIR after a kill. Its stderr (the JSON log of every life) goes to logPath.
+type nodeProcess struct {
+	id, addr string
+	bin      string
+	env      []string
+	logPath  string
+
+	cmd    *exec.Cmd
+	stdout *readyWriter
+	exited chan struct{}
+	status int // exit status, set when exited is closed
+	// state is read by the invariant checker: it samples running nodes only.
+	state atomic.Int32
+}
+
+// launch starts the process; it does not wait for it to be ready.
+func (n *nodeProcess) launch(t *testing.T) {
+	t.Helper()
+	logFile, err := os.OpenFile(n.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(n.bin)
+	cmd.Env = append(os.Environ(), n.env...)
+	n.stdout = &readyWriter{ready: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = n.stdout, logFile
+	cmd.SysProcAttr = killWithParent()
+	if err := cmd.Start(); err != nil {
+		logFile.Close()
+		t.Fatalf("start %s: %v", n.id, err)
+	}
+	exited := make(chan struct{})
+	n.cmd, n.exited = cmd, exited
+	n.state.Store(stateRunning)
+	go func() {
+		err := cmd.Wait()
+		logFile.Close()
+		n.status = cmd.ProcessState.ExitCode()
+		if err != nil && n.status == 0 {
+			n.status = -1
+		}
+		n.state.Store(stateExited)
+		close(exited)
+	}()
+}
+
+// waitReady waits for the "ready <id> <addr>" line.
+func (n *nodeProcess) waitReady(t *testing.T) {
+	t.Helper()
+	select {
+	case <-n.stdout.ready:
+	case <-n.exited:
+		t.Fatalf("%s exited with status %d before it was ready; log:\n%s", n.id, n.status, tail(readLog(n.logPath), 30))
+	case <-time.After(30 * time.Second):
+		t.Fatalf("%s not ready after 30s; log:\n%s", n.id, tail(readLog(n.logPath), 30))
+	}
+	if got, want := n.stdout.line(), fmt.Sprintf("ready %s %s", n.id, n.addr); got != want {
+		t.Errorf("%s printed %q, want %q", n.id, got, want)
+	}
+}
+
+// kill sends SIGKILL (to a paused process too) and waits for the process to be gone.
+func (n *nodeProcess) kill(t *testing.T) {
+	t.Helper()
+	if n.cmd == nil {
+		return
+	}
+	select {
+	case <-n.exited:
+		return
+	default:
+	}
+	n.state.Store(stateExited)
+	n.cmd.Process.Signal(syscall.SIGKILL)
+	select {
+	case <-n.exited:
+	case <-time.After(10 * time.Second):
+		t.Errorf("%s still running 10s after SIGKILL", n.id)
+	}
+}
+
+// terminate sends SIGTERM and returns the exit status.
+func (n *nodeProcess) terminate(t *testing.T, within time.Duration) int {
+	t.Helper()
+	n.state.Store(stateExited)
+	n.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-n.exited:
+		return n.status
+	case <-time.After(within):
+		t.Fatalf("%s still running %v after SIGTERM; log:\n%s", n.id, within, tail(readLog(n.logPath), 20))
+		return -1
+	}
+}
+
+func (n *nodeProcess) pause(t *testing.T) {
+	t.Helper()
+	n.state.Store(statePaused)
+	if err := n.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatalf("SIGSTOP %s: %v", n.id, err)
+	}
+}
+
+func (n *nodeProcess) resume(t *testing.T) {
+	t.Helper()
+	if err := n.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatalf("SIGCONT %s: %v", n.id, err)
+	}
+	n.state.Store(stateRunning)
+}
+
+// readyWriter is a process's stdout; ready is closed at its first "ready " line.
+type readyWriter struct {
+	mu    sync.Mutex
+	buf   bytes.Buffer
+	ready chan struct{}
+	found string
+}
+
+func (w *readyWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf.Write(p)
+	if w.found != "" {
+		return len(p), nil
+	}
+	s := w.buf.String()
+	if end := strings.LastIndexByte(s, '\n'); end >= 0 {
+		for _, l := range strings.Split(s[:end], "\n") {
+			if strings.HasPrefix(l, "ready ") {
+				w.found = l
+				close(w.ready)
+				break
+			}
+		}
+	}
+	return len(p), nil
+}
+
+func (w *readyWriter) line() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.found
+}
+
+// claimChecker samples GET /cluster/claims of every running node every claimsEvery and records
+// a violation when two nodes claim the same partition at the same primary epoch in one round.
+// Its results may be read once stop has returned.
+type claimChecker struct {
+	c      *failoverCluster
+	httpc  *http.Client
+	start  time.Time
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	rounds, samples int
+	violations      []string
+	// maxClaimers is the most nodes that claimed one partition in one round, overlapRounds how
+	// many rounds had a partition with more than one claimer (at differing epochs: a map change
+	// reaches the nodes at slightly different times).
+	maxClaimers     int
+	maxClaimersWhat string
+	overlapRounds   int
+}
+
+func startClaimChecker(c *failoverCluster) *claimChecker {
+	ctx, cancel := context.WithCancel(context.Background())
+	k := &claimChecker{
+		c:      c,
+		httpc:  &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 2}},
+		start:  time.Now(),
+		cancel: cancel,
+		done:   make(chan struct{}),
+	}
+	go k.run(ctx)
+	return k
+}
+
+func (k *claimChecker) stop() {
+	k.cancel()
+	<-k.done
+	k.httpc.CloseIdleConnections()
+}
+
+func (k *claimChecker) run(ctx context.Context) {
+	defer close(k.done)
+	ticker := time.NewTicker(claimsEvery)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		}
+		var nodes []*nodeProcess
+		for _, n := range k.c.nodes {
+			if n.state.Load() == stateRunning {
+				nodes = append(nodes, n)
+			}
+		}
+		answers := make([]*claimsAnswer, len(nodes))
+		var wg sync.WaitGroup
+		for i, n := range nodes {
+			wg.Go(func() {
+				rctx, cancel := context.WithTimeout(ctx, time.Second)
+				defer cancel()
+				var a claimsAnswer
+				if fetchJSONContext(rctx, k.httpc, n.addr, "/cluster/claims", &a) == nil {
+					answers[i] = &a
+				}
+			})
+		}
+		wg.Wait()
+		if ctx.Err() != nil {
+			return
+		}
+		k.check(answers)
+	}
+}
+
+// check evaluates one round of answers.
+func (k *claimChecker) check(answers []*claimsAnswer) {
+	k.rounds++
+	at := time.Since(k.start).Round(time.Millisecond)
+	claimers := map[string]map[string]uint64{} // partition -> node -> primary epoch
+	for _, a := range answers {
+		if a == nil {
+			continue
+		}
+		k.samples++
+		for p, e := range a.Primaries {
+			if claimers[p] == nil {
+				claimers[p] = map[string]uint64{}
+			}
+			claimers[p][a.NodeID] = e
+		}
+	}
+	overlap := false
+	for _, p := range slices.Sorted(maps.Keys(claimers)) {
+		byNode := claimers[p]
+		if len(byNode) < 2 {
+			continue
+		}
+		overlap = true
+		byEpoch := map[uint64][]string{}
+		for _, node := range slices.Sorted(maps.Keys(byNode)) {
+			byEpoch[byNode[node]] = append(byEpoch[byNode[node]], node)
+		}
+		for e, nodes := range byEpoch {
+			if len(nodes) > 1 {
+				k.violations = append(k.violations, fmt.Sprintf("at +%v %v all claim %s at primary epoch %d", at, nodes, p, e))
+			}
+		}
+		if len(byNode) > k.maxClaimers {
+			k.maxClaimers = len(byNode)
+			k.maxClaimersWhat = fmt.Sprintf("%s claimed by %v at +%v", p, byNode, at)
+		}
+	}
+	if overlap {
+		k.overlapRounds++
+	}
+}
+
+// clusterMap is the part of GET /cluster the failover test reads.
+type clusterMap struct {
+	Cluster struct {
+		Epoch        uint64                     `json:"epoch"`
+		Leader       string                     `json:"leader"`
+		Nodes        map[string]json.RawMessage `json:"nodes"`
+		PartitionMap map[string]struct {
+			PrimaryNode  string   `json:"primary_node"`
+			ReplicaNodes []string `json:"replica_nodes"`
+			PrimaryEpoch uint64   `json:"primary_epoch"`
+			PendingNodes []string `json:"pending_nodes"`
+		} `json:"partition_map"`
+		Handoffs []json.RawMessage `json:"handoffs"`
+	} `json:"cluster"`
+}
+
+// claimsAnswer is the body of GET /cluster/claims.
+type claimsAnswer struct {
+	NodeID    string            `json:"node_id"`
+	Epoch     uint64            `json:"epoch"`
+	Fenced    bool              `json:"fenced"`
+	Primaries map[string]uint64 `json:"primaries"`
+}
+
+func fetchJSON(httpc *http.Client, addr, path string, v any) error {
+	return fetchJSONContext(context.Background(), httpc, addr, path, v)
+}
+
+// fetchJSONContext GETs path from the node at addr and decodes a 200 answer into v.
+func fetchJSONContext(ctx context.Context, httpc *http.Client, addr, path string, v any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+path, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := httpc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s: %s", path, resp.Status, bytes.TrimSpace(body))
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		return fmt.Errorf("GET %s: %w", path, err)
+	}
+	return nil
+}
+
+// buildNodeBinary builds cmd/clusterkit-node into the test's temporary directory, with the race
+// detector when the test runs with it.
+func buildNodeBinary(t *testing.T) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "clusterkit-node")
+	args := []string{"build", "-o", path}
+	if raceEnabled {
+		args = append(args, "-race")
+	}
+	args = append(args, "github.com/clusterkit-go/clusterkit/cmd/clusterkit-node")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	if out, err := exec.CommandContext(ctx, "go", args...).CombinedOutput(); err != nil {
+		t.Fatalf("go %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return path
+}
+
+// startPlainEtcdProcess starts a single-member etcd serving clients over plain HTTP on
+// 127.0.0.1, from the same binary as startEtcdProcess, and waits until it answers.
+func startPlainEtcdProcess(t *testing.T) *etcdProcess {
+	t.Helper()
+	bin := etcdBinary(t)
+	major, minor := etcdVersion(t, bin)
+	dir := t.TempDir()
+	var lastErr error
+	for attempt := 1; attempt <= 3; attempt++ {
+		clientPort, peerPort := freePort(t), freePort(t)
+		for clientPort == peerPort {
+			peerPort = freePort(t)
+		}
+		e := &etcdProcess{
+			URL:     fmt.Sprintf("http://127.0.0.1:%d", clientPort),
+			Version: fmt.Sprintf("%d.%d", major, minor),
+			logPath: filepath.Join(dir, fmt.Sprintf("etcd-%d.log", attempt)),
+		}
+		peerURL := fmt.Sprintf("http://127.0.0.1:%d", peerPort)
+		args := []string{
+			"--name", "plain",
+			"--data-dir", filepath.Join(dir, fmt.Sprintf("data-%d", attempt)),
+			"--listen-client-urls", e.URL,
+			"--advertise-client-urls", e.URL,
+			"--listen-peer-urls", peerURL,
+			"--initial-advertise-peer-urls", peerURL,
+			"--initial-cluster", "plain=" + peerURL,
+			"--initial-cluster-state", "new",
+			"--logger", "zap",
+		}
+		if major > 3 || major == 3 && minor >= 5 {
+			args = append(args, "--unsafe-no-fsync")
+		}
+		err := e.run(t, bin, args)
+		if err == nil {
+			return e
+		}
+		lastErr = err
+		if !strings.Contains(readLog(e.logPath), "address already in use") {
+			break
+		}
+	}
+	t.Fatal(lastErr)
+	return nil
+}
+
+func roundAll(ds []time.Duration) []time.Duration {
+	out := make([]time.Duration, len(ds))
+	for i, d := range ds {
+		out[i] = d.Round(time.Millisecond)
+	}
+	return out
+}
