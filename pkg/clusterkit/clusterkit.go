@@ -47,8 +47,12 @@ type ClusterKit struct {
 	leader        atomic.Bool
 	// fenced is set while the lease deadline has passed without a renewal: the node then claims
 	// no primary role. renewed wakes the fencing goroutine on every renewal.
-	fenced  atomic.Bool
-	renewed chan struct{}
+	fenced atomic.Bool
+	// fenceHold is set from a lost lease until the map has been read again.
+	fenceHold atomic.Bool
+	renewed   chan struct{}
+	// applyMu serialises apply between the map watch and catchUp.
+	applyMu sync.Mutex
 	metrics *metrics
 	// acks carries handoff acknowledgements to the writer goroutine.
 	acks chan ackReq
@@ -562,7 +566,7 @@ func (ck *ClusterKit) IsFenced() bool { return ck.selfFenced() }
 // a process resumed after a long pause (SIGSTOP, a VM freeze) must not answer from the flag
 // before that goroutine has run.
 func (ck *ClusterKit) selfFenced() bool {
-	return ck.fenced.Load() || int64(time.Since(ck.base)) >= ck.leaseDeadline.Load()
+	return ck.fenced.Load() || ck.fenceHold.Load() || int64(time.Since(ck.base)) >= ck.leaseDeadline.Load()
 }
 
 // IsReplica reports whether this node is currently a replica (a holder but not the primary) of

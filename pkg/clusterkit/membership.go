@@ -103,21 +103,41 @@ func (ck *ClusterKit) register(ctx context.Context) (*registration, error) {
 		revokeNew()
 		return nil, fmt.Errorf("clusterkit: election session: %w", err)
 	}
-	ka, err := ck.client.KeepAlive(kctx, grant.ID)
-	if err != nil {
-		cancel()
-		revokeNew()
-		return nil, fmt.Errorf("clusterkit: lease keepalive: %w", err)
-	}
 	reg := &registration{lease: grant.ID, self: self, session: session, cancel: cancel, done: make(chan struct{})}
 	ck.extendDeadline(granted, grant.TTL)
 	go func() {
 		defer close(reg.done)
-		for resp := range ka {
-			ck.extendDeadline(time.Now(), resp.TTL)
-		}
+		ck.trackDeadline(kctx, grant.ID)
 	}()
 	return reg, nil
+}
+
+// trackDeadline renews the lease every third of the TTL with its own keepalive, so that it knows
+// when each renewal was sent: etcd extends the lease when the request arrives, at the earliest
+// when it was sent, so the send time plus the TTL never outlives the lease in etcd, however late
+// the answer comes. (The session keeps its own keepalive stream; etcd accepts both.) It returns
+// when ctx ends or the lease is gone.
+func (ck *ClusterKit) trackDeadline(ctx context.Context, lease clientv3.LeaseID) {
+	every := ck.opts.LeaseTTL / 3
+	ticker := time.NewTicker(every)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		}
+		sent := time.Now()
+		rctx, cancel := context.WithTimeout(ctx, ck.opts.LeaseTTL)
+		resp, err := ck.client.KeepAliveOnce(rctx, lease)
+		cancel()
+		switch {
+		case errors.Is(err, rpctypes.ErrLeaseNotFound):
+			return
+		case err == nil:
+			ck.extendDeadline(sent, resp.TTL)
+		}
+	}
 }
 
 // extendDeadline records that the lease was renewed, at the latest at sent, for ttl seconds. A
@@ -206,6 +226,9 @@ func (ck *ClusterKit) runMembership(reg *registration) {
 		default:
 		}
 		ck.log.Warn("lease lost, registering again")
+		// Claim nothing until a map read after the new registration is applied: the map held
+		// now may predate the loss, and others may lead its partitions at newer epochs.
+		ck.fenceHold.Store(true)
 		reg.cancel()
 		<-reg.done
 		backoff := 100 * time.Millisecond
@@ -219,6 +242,7 @@ func (ck *ClusterKit) runMembership(reg *registration) {
 				ck.mu.Unlock()
 				reg = next
 				ck.log.Info("registered again")
+				ck.catchUp()
 				break
 			}
 			ck.log.Warn("register again failed", zap.Error(err), zap.Duration("retry_in", backoff))
@@ -273,6 +297,30 @@ func (ck *ClusterKit) campaign(reg *registration) {
 			ck.log.Warn("leadership ended", zap.Error(err))
 		} else {
 			ck.log.Info("leadership ended")
+		}
+	}
+}
+
+// catchUp reads and applies the current map, then lifts the hold put on primary claims when
+// the lease was lost. It retries until it succeeds or the node stops.
+func (ck *ClusterKit) catchUp() {
+	for backoff := 50 * time.Millisecond; ; backoff = min(2*backoff, time.Second) {
+		ctx, cancel := context.WithTimeout(ck.runCtx, ck.opts.LeaseTTL)
+		r, err := state.ReadMap(ctx, ck.client, ck.schema, 0)
+		cancel()
+		if err == nil {
+			if r.Map != nil {
+				ck.apply(r.Map, r.ModRevision, true)
+			}
+			ck.fenceHold.Store(false)
+			ck.log.Info("caught up with the map after registering again", zap.Uint64("epoch", ck.Epoch()))
+			return
+		}
+		ck.log.Warn("reading the map after registering again failed", zap.Error(err))
+		select {
+		case <-ck.runCtx.Done():
+			return
+		case <-time.After(backoff):
 		}
 	}
 }

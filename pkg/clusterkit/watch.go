@@ -90,6 +90,8 @@ func (ck *ClusterKit) reread(ctx context.Context, rev int64, fromEmpty bool) int
 // apply makes m the node's map if it is newer than the one it holds, and schedules the hook
 // events of the difference when fire is set.
 func (ck *ClusterKit) apply(m *state.Map, rev int64, fire bool) {
+	ck.applyMu.Lock()
+	defer ck.applyMu.Unlock()
 	old := ck.snap.Load()
 	if old != nil && m.Epoch <= old.epoch {
 		return // never go back to an older map
