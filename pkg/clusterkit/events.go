@@ -162,6 +162,10 @@ func (ck *ClusterKit) deliver(ev hookEvent) {
 	}
 }
 
+// maxAckBatch is the most acknowledgements written in one transaction: etcd's default limit of
+// operations per transaction is 128.
+const maxAckBatch = 128
+
 // ackReq is an acknowledgement to write.
 type ackReq struct {
 	partition int
@@ -180,7 +184,7 @@ func (ck *ClusterKit) writeAcks() {
 			batch = append(batch, a)
 		}
 	more:
-		for len(batch) < 100 {
+		for len(batch) < maxAckBatch {
 			select {
 			case a := <-ck.acks:
 				batch = append(batch, a)
