@@ -64,34 +64,7 @@ func TestJoinHandsOffWithoutGap(t *testing.T) {
 	tc.waitConverged(10 * time.Second)
 	watch := follow(t, tc.nodes["node-1"])
 
-	release := make(chan struct{})
-	var copying atomic.Int32
-	ck4, err := NewClusterKit(tc.options("node-4"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ck4.OnPartitionChange(func(id string, from []*Node, to *Node) {
-		if to.ID != "node-4" {
-			return
-		}
-		if len(from) == 0 {
-			t.Errorf("%s: asked to copy with no source", id)
-		}
-		copying.Add(1)
-		<-release
-	})
-	if err := ck4.Start(); err != nil {
-		t.Fatal(err)
-	}
-	tc.mu.Lock()
-	tc.nodes["node-4"] = ck4
-	tc.mu.Unlock()
-	waitFor(t, 10*time.Second, "node-4 copying", func() error {
-		if copying.Load() == 0 {
-			return errors.New("no copy started")
-		}
-		return nil
-	})
+	ck4, copying, release := tc.startCopyingJoiner("node-4")
 	// While node-4 copies, no lookup on any node routes to it.
 	for _, ck := range tc.live() {
 		for i := 0; i < 16; i++ {
@@ -522,30 +495,7 @@ func TestLeaderCrashDuringHandoff(t *testing.T) {
 	tc.start("node-2")
 	tc.start("node-3")
 	tc.waitConverged(10 * time.Second)
-	release := make(chan struct{})
-	var copying atomic.Int32
-	ck4, err := NewClusterKit(tc.options("node-4"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ck4.OnPartitionChange(func(id string, from []*Node, to *Node) {
-		if to.ID == "node-4" {
-			copying.Add(1)
-			<-release
-		}
-	})
-	if err := ck4.Start(); err != nil {
-		t.Fatal(err)
-	}
-	tc.mu.Lock()
-	tc.nodes["node-4"] = ck4
-	tc.mu.Unlock()
-	waitFor(t, 10*time.Second, "node-4 copying", func() error {
-		if copying.Load() == 0 {
-			return errors.New("no copy started")
-		}
-		return nil
-	})
+	ck4, _, release := tc.startCopyingJoiner("node-4")
 	var leader string
 	for _, ck := range tc.live() {
 		if ck.IsLeader() {
@@ -569,4 +519,40 @@ func TestLeaderCrashDuringHandoff(t *testing.T) {
 	if s := ck4.snap.Load(); s.leader == leader || !s.involves("node-4") {
 		t.Fatalf("handoff not completed by the new leader (map by %s)", s.leader)
 	}
+}
+
+// startCopyingJoiner starts node id with a hook that blocks every copy it is asked to make until
+// release is closed, and returns once a copy has started. copying counts the copies asked.
+func (tc *testCluster) startCopyingJoiner(id string) (ck *ClusterKit, copying *atomic.Int32, release chan struct{}) {
+	t := tc.t
+	t.Helper()
+	release = make(chan struct{})
+	copying = new(atomic.Int32)
+	ck, err := NewClusterKit(tc.options(id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ck.OnPartitionChange(func(partitionID string, from []*Node, to *Node) {
+		if to.ID != id {
+			return
+		}
+		if len(from) == 0 {
+			t.Errorf("%s: asked to copy with no source", partitionID)
+		}
+		copying.Add(1)
+		<-release
+	})
+	if err := ck.Start(); err != nil {
+		t.Fatal(err)
+	}
+	tc.mu.Lock()
+	tc.nodes[id] = ck
+	tc.mu.Unlock()
+	waitFor(t, 10*time.Second, id+" copying", func() error {
+		if copying.Load() == 0 {
+			return errors.New("no copy started")
+		}
+		return nil
+	})
+	return ck, copying, release
 }
