@@ -94,7 +94,7 @@ func NewClusterKit(opts Options) (*ClusterKit, error) {
 	if err := o.validate(); err != nil {
 		return nil, err
 	}
-	m, err := newMetrics(o.Registerer, o.HandoffTimeout)
+	m, err := newMetrics(o.Registerer)
 	if err != nil {
 		return nil, fmt.Errorf("%w: Registerer: %v", ErrInvalidOptions, err)
 	}

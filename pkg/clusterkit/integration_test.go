@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Nodes that join one by one form one cluster: one leader, one map on every node, every
@@ -308,5 +310,34 @@ func TestLostLeaseReRegisters(t *testing.T) {
 	leader.mu.Unlock()
 	if again == lease {
 		t.Fatal("node did not register under a new lease")
+	}
+}
+
+// The node's metrics go to the registerer it was given.
+func TestMetricsRegistered(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	tc := newTestCluster(t, Options{Registerer: reg})
+	ck := tc.start("node-1")
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, f := range families {
+		for _, m := range f.GetMetric() {
+			switch {
+			case m.GetGauge() != nil:
+				got[f.GetName()] = m.GetGauge().GetValue()
+			case m.GetHistogram() != nil:
+				got[f.GetName()] = float64(m.GetHistogram().GetSampleCount())
+			}
+		}
+	}
+	if got["clusterkit_map_epoch"] != float64(ck.Epoch()) || got["clusterkit_rebalance_duration_seconds"] < 1 {
+		t.Fatalf("metrics: %v (epoch %d)", got, ck.Epoch())
+	}
+	// A second node on the same registry is refused with a clear error, not a panic.
+	if _, err := NewClusterKit(tc.options("node-2", func(o *Options) { o.Registerer = reg })); !errors.Is(err, ErrInvalidOptions) {
+		t.Fatalf("duplicate registration: %v", err)
 	}
 }

@@ -19,7 +19,7 @@ type metrics struct {
 	fenced           prometheus.Gauge
 }
 
-func newMetrics(reg prometheus.Registerer, handoffTimeout time.Duration) (*metrics, error) {
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		epoch: prometheus.NewGauge(prometheus.GaugeOpts{Name: "clusterkit_map_epoch",
 			Help: "Epoch of the partition map this node holds."}),
