@@ -153,7 +153,7 @@ func TestKVStoreCluster(t *testing.T) {
 		byID[n.id] = n
 	}
 	var state *clusterState
-	waitFor(t, 10*time.Second, "all three nodes hold the same map", func() error {
+	waitFor(t, 10*time.Second, "all three nodes hold the same settled map", func() error {
 		var epochs []uint64
 		for _, n := range nodes {
 			c, err := getCluster(n.addr)
@@ -162,6 +162,9 @@ func TestKVStoreCluster(t *testing.T) {
 			}
 			if err := c.check("node-1", "node-2", "node-3"); err != nil {
 				return err
+			}
+			if len(c.Cluster.Handoffs) > 0 {
+				return fmt.Errorf("%s: %d handoffs in progress", n.id, len(c.Cluster.Handoffs))
 			}
 			epochs = append(epochs, c.Cluster.Epoch)
 			state = c
@@ -237,6 +240,8 @@ type clusterState struct {
 			PrimaryNode  string   `json:"primary_node"`
 			ReplicaNodes []string `json:"replica_nodes"`
 		} `json:"partition_map"`
+		// Handoffs are copies in progress; the map settles when there are none.
+		Handoffs []json.RawMessage `json:"handoffs"`
 	} `json:"cluster"`
 	HashConfig struct {
 		Algorithm string `json:"algorithm"`
