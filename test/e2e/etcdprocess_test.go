@@ -87,14 +87,27 @@ type etcdProcess struct {
 }
 
 // startEtcdProcess starts a single-member etcd with TLS on the client port and waits until it
-// answers. A free port taken by someone else between choosing it and etcd binding it is
-// retried with new ports.
-func startEtcdProcess(t *testing.T) *etcdProcess {
+// answers.
+func startEtcdProcess(t *testing.T) *etcdProcess { return launchEtcd(t, true) }
+
+// startPlainEtcdProcess starts a single-member etcd serving clients over plain HTTP.
+func startPlainEtcdProcess(t *testing.T) *etcdProcess { return launchEtcd(t, false) }
+
+// launchEtcd starts a single-member etcd on 127.0.0.1, with or without TLS on the client port,
+// and waits until it answers. A free port taken by someone else between choosing it and etcd
+// binding it is retried with new ports.
+func launchEtcd(t *testing.T, withTLS bool) *etcdProcess {
 	t.Helper()
 	bin := etcdBinary(t)
 	major, minor := etcdVersion(t, bin)
 	dir := t.TempDir()
-	ca, certFile, keyFile := writeCerts(t, dir)
+	scheme := "http"
+	var ca *x509.CertPool
+	var certFile, keyFile string
+	if withTLS {
+		scheme = "https"
+		ca, certFile, keyFile = writeCerts(t, dir)
+	}
 	var lastErr error
 	for attempt := 1; attempt <= 3; attempt++ {
 		clientPort, peerPort := freePort(t), freePort(t)
@@ -102,7 +115,7 @@ func startEtcdProcess(t *testing.T) *etcdProcess {
 			peerPort = freePort(t)
 		}
 		e := &etcdProcess{
-			URL:     fmt.Sprintf("https://127.0.0.1:%d", clientPort),
+			URL:     fmt.Sprintf("%s://127.0.0.1:%d", scheme, clientPort),
 			CA:      ca,
 			Version: fmt.Sprintf("%d.%d", major, minor),
 			logPath: filepath.Join(dir, fmt.Sprintf("etcd-%d.log", attempt)),
@@ -117,13 +130,14 @@ func startEtcdProcess(t *testing.T) *etcdProcess {
 			"--initial-advertise-peer-urls", peerURL,
 			"--initial-cluster", "external=" + peerURL,
 			"--initial-cluster-state", "new",
-			"--cert-file", certFile,
-			"--key-file", keyFile,
-			// No --trusted-ca-file: etcd 3.5 and later then demand a client certificate even
-			// with --client-cert-auth=false, and the nodes authenticate with a password.
 			"--logger", "zap",
 			// The lowest bcrypt cost: the test authenticates often and needs no strong hashes.
 			"--bcrypt-cost", "4",
+		}
+		if withTLS {
+			// No --trusted-ca-file: etcd 3.5 and later then demand a client certificate even
+			// with --client-cert-auth=false, and the nodes authenticate with a password.
+			args = append(args, "--cert-file", certFile, "--key-file", keyFile)
 		}
 		// etcd 3.4 (Debian's) has no --unsafe-no-fsync; a test etcd never survives a machine crash.
 		if major > 3 || major == 3 && minor >= 5 {

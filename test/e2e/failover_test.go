@@ -856,52 +856,6 @@ func buildNodeBinary(t *testing.T) string {
 	return path
 }
 
-// startPlainEtcdProcess starts a single-member etcd serving clients over plain HTTP on
-// 127.0.0.1, from the same binary as startEtcdProcess, and waits until it answers.
-func startPlainEtcdProcess(t *testing.T) *etcdProcess {
-	t.Helper()
-	bin := etcdBinary(t)
-	major, minor := etcdVersion(t, bin)
-	dir := t.TempDir()
-	var lastErr error
-	for attempt := 1; attempt <= 3; attempt++ {
-		clientPort, peerPort := freePort(t), freePort(t)
-		for clientPort == peerPort {
-			peerPort = freePort(t)
-		}
-		e := &etcdProcess{
-			URL:     fmt.Sprintf("http://127.0.0.1:%d", clientPort),
-			Version: fmt.Sprintf("%d.%d", major, minor),
-			logPath: filepath.Join(dir, fmt.Sprintf("etcd-%d.log", attempt)),
-		}
-		peerURL := fmt.Sprintf("http://127.0.0.1:%d", peerPort)
-		args := []string{
-			"--name", "plain",
-			"--data-dir", filepath.Join(dir, fmt.Sprintf("data-%d", attempt)),
-			"--listen-client-urls", e.URL,
-			"--advertise-client-urls", e.URL,
-			"--listen-peer-urls", peerURL,
-			"--initial-advertise-peer-urls", peerURL,
-			"--initial-cluster", "plain=" + peerURL,
-			"--initial-cluster-state", "new",
-			"--logger", "zap",
-		}
-		if major > 3 || major == 3 && minor >= 5 {
-			args = append(args, "--unsafe-no-fsync")
-		}
-		err := e.run(t, bin, args)
-		if err == nil {
-			return e
-		}
-		lastErr = err
-		if !strings.Contains(readLog(e.logPath), "address already in use") {
-			break
-		}
-	}
-	t.Fatal(lastErr)
-	return nil
-}
-
 func roundAll(ds []time.Duration) []time.Duration {
 	out := make([]time.Duration, len(ds))
 	for i, d := range ds {
