@@ -232,16 +232,22 @@ func (tc *testCluster) settleHooks() {
 	}
 }
 
-// pickVictim returns a node of node-1..node-4 that does not lead, and another node to observe
-// the cluster from.
+// pickVictim returns node-2 or node-3, whichever does not lead, and node-1 to observe the
+// cluster from.
 func (tc *testCluster) pickVictim() (string, *ClusterKit) {
 	victim := "node-2"
 	if tc.nodes[victim].IsLeader() {
 		victim = "node-3"
 	}
-	obs := tc.nodes["node-1"]
-	if obs.GetMyNodeID() == victim {
-		obs = tc.nodes["node-4"]
+	return victim, tc.nodes["node-1"]
+}
+
+// leader returns the live node that leads, or nil.
+func (tc *testCluster) leader() *ClusterKit {
+	for _, ck := range tc.live() {
+		if ck.IsLeader() {
+			return ck
+		}
 	}
-	return victim, obs
+	return nil
 }

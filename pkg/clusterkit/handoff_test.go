@@ -329,10 +329,7 @@ func TestDrainNeverUnderReplicates(t *testing.T) {
 		tc.start(fmt.Sprintf("node-%d", i))
 	}
 	tc.waitConverged(10 * time.Second)
-	victim := "node-2"
-	if tc.nodes[victim].IsLeader() {
-		victim = "node-3"
-	}
+	victim, _ := tc.pickVictim()
 	watchers := []*mapLog{}
 	for _, ck := range tc.live() {
 		if ck.GetMyNodeID() != victim {
@@ -496,12 +493,7 @@ func TestLeaderCrashDuringHandoff(t *testing.T) {
 	tc.start("node-3")
 	tc.waitConverged(10 * time.Second)
 	ck4, _, release := tc.startCopyingJoiner("node-4")
-	var leader string
-	for _, ck := range tc.live() {
-		if ck.IsLeader() {
-			leader = ck.GetMyNodeID()
-		}
-	}
+	leader := tc.leader().GetMyNodeID()
 	if leader == "node-4" {
 		t.Skip("the joiner leads; nothing to test")
 	}

@@ -68,10 +68,7 @@ func TestCrashMovesAfterTTL(t *testing.T) {
 		tc.start(fmt.Sprintf("node-%d", i))
 	}
 	tc.waitConverged(10 * time.Second)
-	victim := "node-2"
-	if tc.nodes[victim].IsLeader() {
-		victim = "node-3"
-	}
+	victim, _ := tc.pickVictim()
 	tc.crash(victim)
 	start := time.Now()
 	tc.waitConverged(2*time.Second + 5*time.Second)
@@ -85,12 +82,7 @@ func TestLeaderCrashElectsNewLeader(t *testing.T) {
 	tc.start("node-2")
 	tc.start("node-3")
 	tc.waitConverged(10 * time.Second)
-	var leader string
-	for _, ck := range tc.live() {
-		if ck.IsLeader() {
-			leader = ck.GetMyNodeID()
-		}
-	}
+	leader := tc.leader().GetMyNodeID()
 	epoch := tc.live()[0].Epoch()
 	tc.crash(leader)
 	tc.waitConverged(10 * time.Second)
@@ -283,12 +275,7 @@ func TestLostLeaseReRegisters(t *testing.T) {
 	tc.start("node-2")
 	tc.start("node-3")
 	tc.waitConverged(10 * time.Second)
-	var leader *ClusterKit
-	for _, ck := range tc.live() {
-		if ck.IsLeader() {
-			leader = ck
-		}
-	}
+	leader := tc.leader()
 	leader.mu.Lock()
 	lease := leader.session.lease
 	leader.mu.Unlock()
