@@ -10,11 +10,16 @@ import (
 	"encoding/pem"
 	"errors"
 	"flag"
+	"fmt"
 	"math/big"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -365,4 +370,150 @@ func writeTLSFiles(t *testing.T, dir string) (caFile, certFile, keyFile string) 
 		}
 	}
 	return caFile, certFile, keyFile
+}
+
+// JOIN_ADDR naming the node itself makes it the bootstrap node, so that the replicas of a
+// StatefulSet can share one template whose JOIN_ADDR names pod 0.
+func TestSelfJoinBootstraps(t *testing.T) {
+	const pod0 = "clusterkit-0.clusterkit-headless.prod.svc.cluster.local:8080"
+	tests := []struct {
+		name string
+		env  env
+		// wantJoin is the JoinAddr the node starts with: "" means it bootstraps.
+		wantJoin string
+	}{
+		{"pod 0 of the StatefulSet", env{"NODE_ID": "clusterkit-0", "HTTP_PORT": "8080", "ADVERTISE_ADDR": pod0, "JOIN_ADDR": pod0}, ""},
+		{"pod 1 joins pod 0", env{"NODE_ID": "clusterkit-1", "HTTP_PORT": "8080",
+			"ADVERTISE_ADDR": "clusterkit-1.clusterkit-headless.prod.svc.cluster.local:8080", "JOIN_ADDR": pod0}, pod0},
+		{"host names ignore case and a trailing dot", env{"NODE_ID": "n", "HTTP_PORT": "8080",
+			"ADVERTISE_ADDR": "Node-1.Example.:8080", "JOIN_ADDR": "node-1.example:8080"}, ""},
+		{"same host, other port", env{"NODE_ID": "n", "HTTP_PORT": "8081", "ADVERTISE_ADDR": "node-1:8081", "JOIN_ADDR": "node-1:8080"}, "node-1:8080"},
+		{"a different name for the same machine is not recognised", env{"NODE_ID": "n", "HTTP_PORT": "8080",
+			"ADVERTISE_ADDR": "node-1:8080", "JOIN_ADDR": "node-1.local:8080"}, "node-1.local:8080"},
+		{"no ADVERTISE_ADDR: the HTTP port on 127.0.0.1", env{"NODE_ID": "n", "HTTP_PORT": "8080", "JOIN_ADDR": "localhost:8080"}, ""},
+		{"no ADVERTISE_ADDR: another local port joins", env{"NODE_ID": "n", "HTTP_PORT": "8081", "JOIN_ADDR": "127.0.0.1:8080"}, "127.0.0.1:8080"},
+		{"HTTP_ADDR with a host", env{"NODE_ID": "n", "HTTP_ADDR": "10.1.2.3:9000", "JOIN_ADDR": "10.1.2.3:9000"}, ""},
+		{"IPv6 loopback", env{"NODE_ID": "n", "HTTP_ADDR": "[::1]:9000", "JOIN_ADDR": "127.0.0.1:9000"}, ""},
+		{"port 0: own address unknown", env{"NODE_ID": "n", "HTTP_ADDR": "127.0.0.1:0", "JOIN_ADDR": "127.0.0.1:0"}, "127.0.0.1:0"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := parseConfig(tt.env.lookup, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.opts.JoinAddr != tt.wantJoin {
+				t.Errorf("JoinAddr %q, want %q", c.opts.JoinAddr, tt.wantJoin)
+			}
+			if bootstrap := tt.wantJoin == ""; bootstrap != (c.selfJoin != "") || bootstrap && c.selfJoin != tt.env["JOIN_ADDR"] {
+				t.Errorf("selfJoin %q; bootstrapping: %v", c.selfJoin, bootstrap)
+			}
+		})
+	}
+
+	// With etcd endpoints, a self JOIN_ADDR is not dropped: the contradiction is reported.
+	c, err := parseConfig(env{"NODE_ID": "n", "HTTP_PORT": "8080", "ADVERTISE_ADDR": "n:8080", "JOIN_ADDR": "n:8080",
+		"ETCD_ENDPOINTS": "http://etcd:2379"}.lookup, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := clusterkit.NewClusterKit(c.opts); err == nil || !strings.HasPrefix(c.explain(err).Error(), "ETCD_ENDPOINTS, JOIN_ADDR: ") {
+		t.Errorf("self JOIN_ADDR with ETCD_ENDPOINTS: %v; want the contradiction named", err)
+	}
+	// An invalid JOIN_ADDR is never mistaken for the node itself.
+	c, err = parseConfig(env{"NODE_ID": "n", "HTTP_PORT": "8080", "JOIN_ADDR": "8080"}.lookup, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := clusterkit.NewClusterKit(c.opts); err == nil || !strings.HasPrefix(c.explain(err).Error(), "JOIN_ADDR: ") {
+		t.Errorf("JOIN_ADDR 8080: %v; want it named as invalid", err)
+	}
+}
+
+// -healthcheck probes GET /health on the configured port and exits 0 only on a 200 answer.
+func TestHealthCheck(t *testing.T) {
+	var status atomic.Int32
+	status.Store(http.StatusOK)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/health" {
+			http.NotFound(w, r)
+			return
+		}
+		w.WriteHeader(int(status.Load()))
+		fmt.Fprintf(w, `{"status":%q}`, http.StatusText(int(status.Load())))
+	})}
+	go srv.Serve(l)
+	defer srv.Close()
+	port := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+	closed := freeTCPPort(t)
+
+	tests := []struct {
+		name       string
+		env        env
+		args       []string
+		status     int
+		wantStatus int
+		wantOut    string
+	}{
+		// NODE_ID is not needed: the probe reads only the address settings.
+		{"healthy, HTTP_PORT", env{"HTTP_PORT": port}, []string{"-healthcheck"}, http.StatusOK, exitOK, `{"status":"OK"}`},
+		{"healthy, HTTP_ADDR flag", env{"NODE_ID": "n"}, []string{"-healthcheck", "-http-addr", "127.0.0.1:" + port}, http.StatusOK, exitOK, `"OK"`},
+		{"unhealthy", env{"HTTP_PORT": port}, []string{"-healthcheck"}, http.StatusServiceUnavailable, exitFailed, "503 Service Unavailable"},
+		{"nothing listening", env{"HTTP_PORT": closed}, []string{"-healthcheck"}, http.StatusOK, exitFailed, "connection refused"},
+		{"no address", env{}, []string{"-healthcheck"}, http.StatusOK, exitConfig, "HTTP_PORT or HTTP_ADDR: required"},
+		{"port 0", env{"HTTP_PORT": "0"}, []string{"-healthcheck"}, http.StatusOK, exitConfig, "port is 0"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			status.Store(int32(tt.status))
+			var stdout, stderr bytes.Buffer
+			if got := run(tt.args, tt.env.lookup, &stdout, &stderr); got != tt.wantStatus {
+				t.Errorf("status %d, want %d; stderr: %s", got, tt.wantStatus, &stderr)
+			}
+			if out := stdout.String() + stderr.String(); !strings.Contains(out, tt.wantOut) {
+				t.Errorf("output %q lacks %q", out, tt.wantOut)
+			}
+		})
+	}
+}
+
+// freeTCPPort returns a port on 127.0.0.1 that nothing listens on a moment later.
+func freeTCPPort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+}
+
+// The package comment lists every setting with its flag: it is the reference the deployment
+// files are checked against.
+func TestDocListsEverySetting(t *testing.T) {
+	src, err := os.ReadFile("main.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, _, _ := strings.Cut(string(src), "\npackage main")
+	for _, s := range settings {
+		flagCol := "(no flag)"
+		if s.flag != "" {
+			flagCol = "-" + s.flag
+		}
+		found := false
+		for _, line := range strings.Split(doc, "\n") {
+			if f := strings.Fields(strings.TrimPrefix(line, "//")); len(f) >= 2 && f[0] == s.env &&
+				(f[1] == flagCol || flagCol == "(no flag)" && f[1] == "(no") {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("the package comment lacks a line for %s %s", s.env, flagCol)
+		}
+	}
 }

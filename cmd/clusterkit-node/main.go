@@ -12,7 +12,8 @@
 //	HTTP_ADDR           -http-addr           HTTP API host:port (one of the two is required)
 //	ADVERTISE_ADDR      -advertise-addr      the HTTP address with 127.0.0.1 for an empty host;
 //	                                         set it when peers run on other machines or containers
-//	JOIN_ADDR           -join-addr           none; HTTP address of any node of the cluster
+//	JOIN_ADDR           -join-addr           none; HTTP address of any node of the cluster; this
+//	                                         node's own address makes it the bootstrap node
 //	DATA_DIR            -data-dir            <temp dir>/clusterkit/<NODE_ID>; in a container, a
 //	                                         volume (the original README used /data)
 //	CLUSTER_NAME        -cluster-name        "default", or the joined node's cluster
@@ -35,6 +36,18 @@
 // cluster. Any ETCD_*_FILE setting turns TLS on for the etcd connection. An empty variable counts
 // as unset.
 //
+// Bootstrap by self-join: when JOIN_ADDR names this node's own advertise address (ADVERTISE_ADDR,
+// or else the HTTP address with 127.0.0.1 for an empty or unspecified host), and ETCD_ENDPOINTS
+// is unset, the node ignores JOIN_ADDR and bootstraps: it starts the embedded etcd. Host names
+// compare without case and without a trailing dot; all loopback hosts (localhost, 127.0.0.0/8,
+// ::1) count as one. This lets every replica of a Kubernetes StatefulSet share one template,
+// JOIN_ADDR naming pod 0: pod 0 bootstraps and the others join it.
+//
+// Health probe: clusterkit-node -healthcheck asks GET /health of the node configured by the same
+// HTTP_PORT or HTTP_ADDR (on 127.0.0.1 for an empty or unspecified host) and exits with status 0
+// when it answers 200, else 1. It needs no shell or curl, so a container image without them can
+// run it as its HEALTHCHECK; every other setting is ignored.
+//
 // A missing or invalid setting is reported on stderr, naming the variable or flag, and the
 // command exits with status 2; every problem is listed at once. The node logs JSON (zap's
 // production format) to stderr. Once Start has returned it prints one line on stdout:
@@ -48,6 +61,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -55,6 +69,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"strconv"
@@ -89,6 +105,9 @@ func run(args []string, lookupEnv func(string) (string, bool), stdout, stderr io
 		printUsage(stderr)
 		return exitOK
 	}
+	if errors.Is(err, errHealthCheck) {
+		return healthCheck(lookupEnv, args, stdout, stderr)
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "clusterkit-node: invalid settings:\n  %s\nRun clusterkit-node -h for the list of settings.\n",
 			strings.ReplaceAll(err.Error(), "\n", "\n  "))
@@ -109,6 +128,9 @@ func run(args []string, lookupEnv func(string) (string, bool), stdout, stderr io
 		return exitConfig
 	}
 	log = log.Named("main").With(zap.String("node_id", cfg.opts.NodeID))
+	if cfg.selfJoin != "" {
+		log.Info("JOIN_ADDR names this node: bootstrapping with an embedded etcd", zap.String("join_addr", cfg.selfJoin))
+	}
 
 	// Signals are caught from here on: one that arrives during Start aborts it.
 	sigs := make(chan os.Signal, 2)
@@ -174,6 +196,8 @@ type config struct {
 	opts     clusterkit.Options
 	drain    bool
 	logLevel zapcore.Level
+	// selfJoin is the JOIN_ADDR that named this node itself (see sameAddr), "" otherwise.
+	selfJoin string
 	// names maps an Options field to the setting it came from, as the user gave it (the
 	// variable or the flag), so that errors of NewClusterKit name what to change.
 	names map[string]string
@@ -213,6 +237,12 @@ var (
 	sDrain             = &setting{env: "DRAIN_ON_SIGTERM", flag: "drain", isBool: true, help: "hand partitions over before leaving on SIGTERM"}
 )
 
+// healthCheckFlag selects the health probe mode; it has no variable.
+const healthCheckFlag = "healthcheck"
+
+// errHealthCheck is how parseConfig says that -healthcheck was given.
+var errHealthCheck = errors.New("health check requested")
+
 // settings lists every setting, in the order of the usage text.
 var settings = []*setting{
 	sNodeID, sHTTPPort, sHTTPAddr, sAdvertiseAddr, sJoinAddr, sDataDir, sClusterName,
@@ -222,6 +252,7 @@ var settings = []*setting{
 
 func printUsage(w io.Writer) {
 	fmt.Fprintln(w, "Usage: clusterkit-node [flags]")
+	fmt.Fprintln(w, "       clusterkit-node -healthcheck   (GET /health of the node on HTTP_PORT or HTTP_ADDR)")
 	fmt.Fprintln(w, "Every setting is an environment variable; its flag, when given, overrides it.")
 	for _, s := range settings {
 		f := "(no flag)"
@@ -321,25 +352,12 @@ func (p *parser) boolean(s *setting) bool {
 // gave it; the Options themselves are checked by clusterkit.NewClusterKit (see config.explain).
 // It returns flag.ErrHelp for -h.
 func parseConfig(lookupEnv func(string) (string, bool), args []string) (*config, error) {
-	fs := flag.NewFlagSet("clusterkit-node", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	for _, s := range settings {
-		switch {
-		case s.flag == "":
-		case s.isBool:
-			fs.Bool(s.flag, false, s.help)
-		default:
-			fs.String(s.flag, "", s.help)
-		}
+	fs, err := parseFlags(args)
+	if err != nil {
+		return nil, err
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil, err
-		}
-		return nil, fmt.Errorf("command line: %v", err)
-	}
-	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("command line: unexpected argument %q (settings are flags or environment variables)", fs.Arg(0))
+	if f := fs.Lookup(healthCheckFlag); f.Value.String() == "true" {
+		return nil, errHealthCheck
 	}
 	p := &parser{lookupEnv: lookupEnv, flags: map[string]string{}, names: map[string]string{}}
 	fs.Visit(func(f *flag.Flag) { p.flags[f.Name] = f.Value.String() })
@@ -372,6 +390,12 @@ func parseConfig(lookupEnv func(string) (string, bool), args []string) (*config,
 			o.EtcdEndpoints = append(o.EtcdEndpoints, ep)
 		}
 	}
+	// A node told to join itself is the one the others join: it bootstraps. With etcd
+	// endpoints, JOIN_ADDR stays set so that NewClusterKit reports the contradiction.
+	if o.JoinAddr != "" && len(o.EtcdEndpoints) == 0 && sameAddr(o.JoinAddr, ownAddr(o.AdvertiseAddr, o.HTTPAddr)) {
+		cfg.selfJoin, o.JoinAddr = o.JoinAddr, ""
+		delete(p.names, sJoinAddr.field)
+	}
 	o.EtcdUsername = p.str(sEtcdUsername)
 	o.EtcdPassword = p.str(sEtcdPassword)
 	o.EtcdTLS = p.etcdTLS()
@@ -388,6 +412,32 @@ func parseConfig(lookupEnv func(string) (string, bool), args []string) (*config,
 		return nil, err
 	}
 	return cfg, nil
+}
+
+// parseFlags parses the command line: a flag for each setting that has one, and -healthcheck.
+func parseFlags(args []string) (*flag.FlagSet, error) {
+	fs := flag.NewFlagSet("clusterkit-node", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Bool(healthCheckFlag, false, "probe GET /health of the node on HTTP_PORT or HTTP_ADDR")
+	for _, s := range settings {
+		switch {
+		case s.flag == "":
+		case s.isBool:
+			fs.Bool(s.flag, false, s.help)
+		default:
+			fs.String(s.flag, "", s.help)
+		}
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("command line: %v", err)
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("command line: unexpected argument %q (settings are flags or environment variables)", fs.Arg(0))
+	}
+	return fs, nil
 }
 
 // httpAddr returns the HTTP listen address from HTTP_ADDR or HTTP_PORT. A flag beats a variable;
@@ -507,4 +557,96 @@ func (c *config) nameOf(field string) string {
 		}
 	}
 	return ""
+}
+
+// ownAddr is the address this node advertises: advertise when set, else the HTTP address with
+// 127.0.0.1 for an empty or unspecified host, as clusterkit does. It is "" when that is not known
+// before listening (port 0) or the HTTP address is malformed.
+func ownAddr(advertise, httpAddr string) string {
+	if advertise != "" {
+		return advertise
+	}
+	host, port, err := net.SplitHostPort(httpAddr)
+	if err != nil || port == "0" {
+		return ""
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// sameAddr reports whether the host:port addresses a and b name the same listener: equal ports
+// and equal hosts, ignoring case and a trailing dot, every loopback host being the same.
+func sameAddr(a, b string) bool {
+	ha, pa, errA := net.SplitHostPort(a)
+	hb, pb, errB := net.SplitHostPort(b)
+	if errA != nil || errB != nil || pa != pb {
+		return false
+	}
+	ha, hb = canonicalHost(ha), canonicalHost(hb)
+	return ha != "" && ha == hb
+}
+
+// canonicalHost lower-cases host, drops a trailing dot and maps every loopback host to one name.
+func canonicalHost(host string) string {
+	host = strings.TrimSuffix(strings.ToLower(host), ".")
+	if host == "localhost" {
+		return "loopback"
+	}
+	if ip := net.ParseIP(host); ip != nil {
+		if ip.IsLoopback() {
+			return "loopback"
+		}
+		return ip.String()
+	}
+	return host
+}
+
+// healthCheckTimeout bounds the -healthcheck request: a container runtime kills a probe that
+// runs longer than its own timeout anyway, and a hung node must read as unhealthy.
+const healthCheckTimeout = 3 * time.Second
+
+// healthCheck is the -healthcheck mode: GET /health of the node configured by HTTP_PORT or
+// HTTP_ADDR. It returns exitOK for a 200 answer, exitFailed for any other answer or none, and
+// exitConfig when the address settings are missing or invalid.
+func healthCheck(lookupEnv func(string) (string, bool), args []string, stdout, stderr io.Writer) int {
+	fs, err := parseFlags(args)
+	if err != nil {
+		fmt.Fprintf(stderr, "clusterkit-node -healthcheck: %v\n", err)
+		return exitConfig
+	}
+	p := &parser{lookupEnv: lookupEnv, flags: map[string]string{}, names: map[string]string{}}
+	fs.Visit(func(f *flag.Flag) { p.flags[f.Name] = f.Value.String() })
+	addr := ownAddr("", p.httpAddr())
+	if err := errors.Join(p.errs...); err != nil {
+		fmt.Fprintf(stderr, "clusterkit-node -healthcheck: invalid settings:\n  %s\n", strings.ReplaceAll(err.Error(), "\n", "\n  "))
+		return exitConfig
+	}
+	if addr == "" {
+		fmt.Fprintln(stderr, "clusterkit-node -healthcheck: the HTTP port is 0 (chosen at start), so there is no address to probe")
+		return exitConfig
+	}
+	url := "http://" + addr + "/health"
+	ctx, cancel := context.WithTimeout(context.Background(), healthCheckTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		fmt.Fprintf(stderr, "clusterkit-node -healthcheck: %v\n", err)
+		return exitConfig
+	}
+	httpc := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := httpc.Do(req)
+	if err != nil {
+		fmt.Fprintf(stderr, "clusterkit-node -healthcheck: GET %s: %v\n", url, err)
+		return exitFailed
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if resp.StatusCode != http.StatusOK {
+		fmt.Fprintf(stderr, "clusterkit-node -healthcheck: GET %s: %s: %s\n", url, resp.Status, bytes.TrimSpace(body))
+		return exitFailed
+	}
+	fmt.Fprintf(stdout, "%s\n", bytes.TrimSpace(body))
+	return exitOK
 }
