@@ -1,0 +1,36 @@
+# syntax=docker/dockerfile:1
+# The ClusterKit node (cmd/clusterkit-node), configured by environment variables.
+#   docker build -t clusterkit-node .
+#   docker run -e NODE_ID=node-1 -p 8080:8080 -v node-1-data:/data clusterkit-node
+# See deploy/README.md for the settings, docker-compose.yml and the Kubernetes manifests.
+
+FROM golang:1.26.8-bookworm AS build
+WORKDIR /src
+# Modules first: this layer is reused as long as go.mod and go.sum do not change.
+COPY go.mod go.sum ./
+RUN go mod download
+COPY cmd/ cmd/
+COPY internal/ internal/
+COPY pkg/ pkg/
+# A static binary: the runtime image has no C library.
+RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/clusterkit-node ./cmd/clusterkit-node \
+ && mkdir -p /out/data
+
+# distroless/static: CA certificates, /etc/passwd with the nonroot user (65532), no shell.
+FROM gcr.io/distroless/static-debian12:nonroot
+COPY --from=build /out/clusterkit-node /usr/local/bin/clusterkit-node
+# A new named volume takes the owner of the image's directory: the node can write its data.
+COPY --from=build --chown=65532:65532 /out/data /data
+USER 65532:65532
+ENV HTTP_PORT=8080 \
+    DATA_DIR=/data
+VOLUME ["/data"]
+# The HTTP API, then the embedded etcd's client (HTTP port + 10000) and peer (+ 20000) ports.
+# The embedded etcd has no authentication: publish only 8080, never the other two.
+EXPOSE 8080 18080 28080
+# No shell in the image: the binary probes its own GET /health.
+HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["/usr/local/bin/clusterkit-node", "-healthcheck"]
+# SIGTERM: leave the cluster gracefully (or drain first with DRAIN_ON_SIGTERM=true).
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["/usr/local/bin/clusterkit-node"]

@@ -1,0 +1,212 @@
+package lint
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// root is the repository root, seen from this package's directory.
+const root = "../.."
+
+// fixture is what every test reads once: the node's rules and the image.
+func fixture(t *testing.T) (*Node, *Image) {
+	t.Helper()
+	node, err := ReadNode(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, errs := CheckDockerfile(repoBuildContext(), node)
+	if len(errs) > 0 {
+		t.Fatalf("the repository's Dockerfile: %v", errs)
+	}
+	return node, img
+}
+
+func repoBuildContext() BuildContext {
+	return BuildContext{Root: root, Dockerfile: filepath.Join(root, "Dockerfile"), Ignore: filepath.Join(root, ".dockerignore")}
+}
+
+// The node's rules are read from its source: a change there changes what the files must say.
+func TestReadNode(t *testing.T) {
+	node, _ := fixture(t)
+	for _, s := range []string{"NODE_ID", "HTTP_PORT", "JOIN_ADDR", "ADVERTISE_ADDR", "DATA_DIR", "ETCD_ENDPOINTS", "DRAIN_ON_SIGTERM"} {
+		if !node.Settings[s] {
+			t.Errorf("setting %s not found in %s", s, NodeCommand)
+		}
+	}
+	if c, p := node.EtcdPorts(8080); c != 18080 || p != 28080 {
+		t.Errorf("embedded etcd ports of 8080: %d and %d, want 18080 and 28080", c, p)
+	}
+	if node.HealthCheckFlag != "-healthcheck" || node.DrainTimeout <= 0 {
+		t.Errorf("health check flag %q, drain timeout %v", node.HealthCheckFlag, node.DrainTimeout)
+	}
+}
+
+func TestDockerfile(t *testing.T) {
+	node, img := fixture(t)
+	if img.Env["HTTP_PORT"] != "8080" || img.Env["DATA_DIR"] != "/data" || img.Entrypoint[0] != "/usr/local/bin/clusterkit-node" {
+		t.Errorf("image %+v", img)
+	}
+	src := readFile(t, filepath.Join(root, "Dockerfile"))
+	ignore := readFile(t, filepath.Join(root, ".dockerignore"))
+	tests := []struct {
+		name          string
+		old, new      string
+		ignoreOld     string
+		ignoreNew     string
+		wantErrSubstr string
+	}{
+		{name: "unpinned builder", old: "FROM golang:1.26.8-bookworm AS build", new: "FROM golang AS build", wantErrSubstr: "FROM golang: no tag"},
+		{name: "latest runtime", old: "static-debian12:nonroot", new: "static-debian12:latest", wantErrSubstr: "tag latest"},
+		{name: "builder on another Go", old: "golang:1.26.8-bookworm", new: "golang:1.25-bookworm", wantErrSubstr: "go.mod says go 1.26"},
+		{name: "root user", old: "USER 65532:65532", new: "USER root", wantErrSubstr: `USER "root"`},
+		{name: "no user", old: "USER 65532:65532\n", new: "", wantErrSubstr: `USER ""`},
+		{name: "etcd peer port not exposed", old: "EXPOSE 8080 18080 28080", new: "EXPOSE 8080 18080", wantErrSubstr: "want [8080 18080 28080]"},
+		{name: "ports of another HTTP port", old: "HTTP_PORT=8080", new: "HTTP_PORT=9090", wantErrSubstr: "want [9090 19090 29090]"},
+		{name: "no volume", old: `VOLUME ["/data"]`, new: `VOLUME ["/var/data"]`, wantErrSubstr: "no VOLUME for DATA_DIR /data"},
+		{name: "shell health check", old: `CMD ["/usr/local/bin/clusterkit-node", "-healthcheck"]`, new: "CMD curl -f localhost:8080/health", wantErrSubstr: "HEALTHCHECK"},
+		{name: "stop signal", old: "STOPSIGNAL SIGTERM", new: "STOPSIGNAL SIGKILL", wantErrSubstr: `STOPSIGNAL "SIGKILL"`},
+		{name: "shell entrypoint", old: `ENTRYPOINT ["/usr/local/bin/clusterkit-node"]`, new: "ENTRYPOINT /usr/local/bin/clusterkit-node", wantErrSubstr: "shell form"},
+		{name: "cgo", old: "CGO_ENABLED=0 go build", new: "go build", wantErrSubstr: "CGO_ENABLED=0"},
+		{name: "wrong package", old: "./cmd/clusterkit-node \\", new: "./cmd/clusterkit-server \\", wantErrSubstr: "no RUN go build"},
+		{name: "binary copied elsewhere", old: "/out/clusterkit-node /usr/local/bin/clusterkit-node", new: "/out/clusterkit-node /usr/bin/clusterkit-node", wantErrSubstr: "ENTRYPOINT /usr/local/bin/clusterkit-node is not the binary"},
+		{name: "a source directory not copied", old: "COPY internal/ internal/\n", new: "", wantErrSubstr: "no COPY brings in"},
+		{name: "COPY of a missing path", old: "COPY pkg/ pkg/", new: "COPY pkg/ pkg/\nCOPY vendor/ vendor/", wantErrSubstr: "COPY vendor/: not in the repository"},
+		{name: "a source directory ignored", ignoreOld: "!internal\n", ignoreNew: "", wantErrSubstr: "left out of the build context"},
+		{name: "go.sum ignored", ignoreOld: "**/testdata", ignoreNew: "**/testdata\ngo.sum", wantErrSubstr: "go.sum"},
+		{name: "stage name casing (BuildKit rule)", old: "AS build", new: "as build", wantErrSubstr: "FromAsCasing"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			bc := BuildContext{Root: root, Dockerfile: filepath.Join(dir, "Dockerfile"), Ignore: filepath.Join(dir, ".dockerignore")}
+			writeFile(t, bc.Dockerfile, replaceOnce(t, src, tt.old, tt.new))
+			writeFile(t, bc.Ignore, replaceOnce(t, ignore, tt.ignoreOld, tt.ignoreNew))
+			_, errs := CheckDockerfile(bc, node)
+			expectError(t, errs, tt.wantErrSubstr)
+		})
+	}
+}
+
+func TestCompose(t *testing.T) {
+	node, img := fixture(t)
+	for _, f := range []string{"docker-compose.yml", "docker-compose.external-etcd.yml"} {
+		p, err := LoadCompose(context.Background(), filepath.Join(root, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range CheckCompose(f, p, root, img, node) {
+			t.Error(e)
+		}
+		units := ComposeUnits(p, root, img)
+		nodes := 0
+		for _, u := range units {
+			if u.Node {
+				nodes++
+			}
+		}
+		if nodes != 3 {
+			t.Errorf("%s: %d node services, want 3", f, nodes)
+		}
+	}
+
+	abs, err := filepath.Abs(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name          string
+		file          string
+		old, new      string
+		wantErrSubstr string
+	}{
+		{name: "not the compose schema", old: "  restart: unless-stopped", new: "  restart: unless-stopped\n  restarts: 3", wantErrSubstr: "restarts"},
+		{name: "undefined volume", old: "  node-3-data: {}\n", new: "", wantErrSubstr: "node-3-data"},
+		{name: "typo in a variable", old: "      JOIN_ADDR: node-1:8080\n      DATA_DIR: /data\n    ports:\n      - \"8081", new: "      JOIN_ADRR: node-1:8080\n      DATA_DIR: /data\n    ports:\n      - \"8081", wantErrSubstr: "JOIN_ADRR is not a setting"},
+		{name: "join a service that does not exist", old: "      JOIN_ADDR: node-1:8080\n      DATA_DIR: /data\n    ports:\n      - \"8081", new: "      JOIN_ADDR: node-0:8080\n      DATA_DIR: /data\n    ports:\n      - \"8081", wantErrSubstr: "JOIN_ADDR node-0:8080 names no unit"},
+		{name: "join the wrong port", old: "      JOIN_ADDR: node-1:8080\n      DATA_DIR: /data\n    ports:\n      - \"8081", new: "      JOIN_ADDR: node-1:18080\n      DATA_DIR: /data\n    ports:\n      - \"8081", wantErrSubstr: "is not the HTTP port of node-1"},
+		{name: "join a joiner", old: "      JOIN_ADDR: node-1:8080\n      DATA_DIR: /data\n    ports:\n      - \"8082", new: "      JOIN_ADDR: node-2:8080\n      DATA_DIR: /data\n    ports:\n      - \"8082", wantErrSubstr: "which joins another node itself"},
+		{name: "two bootstrap nodes", old: "      JOIN_ADDR: node-1:8080\n      DATA_DIR: /data\n    ports:\n      - \"8082", new: "      DATA_DIR: /data\n    ports:\n      - \"8082", wantErrSubstr: "form separate clusters"},
+		{name: "no advertise address", old: "      ADVERTISE_ADDR: node-2:8080\n", new: "", wantErrSubstr: "ADVERTISE_ADDR is not set"},
+		{name: "advertise another service", old: "      ADVERTISE_ADDR: node-2:8080\n", new: "      ADVERTISE_ADDR: node-3:8080\n", wantErrSubstr: "does not name this unit"},
+		{name: "advertise a loopback address", old: "      ADVERTISE_ADDR: node-2:8080\n", new: "      ADVERTISE_ADDR: 127.0.0.1:8080\n", wantErrSubstr: "does not name this unit"},
+		{name: "duplicate node ID", old: "      NODE_ID: node-3\n", new: "      NODE_ID: node-2\n", wantErrSubstr: `NODE_ID "node-2" is also the ID of node-2`},
+		{name: "data dir not on the volume", old: "      - node-2-data:/data\n", new: "      - node-2-data:/var/lib/node\n", wantErrSubstr: "only on the image's anonymous volume"},
+		{name: "shared data volume", old: "      - node-2-data:/data\n", new: "      - node-1-data:/data\n", wantErrSubstr: "two nodes would share"},
+		{name: "etcd port published", old: "      - \"8082:8080\"\n", new: "      - \"8082:8080\"\n      - \"18082:18080\"\n", wantErrSubstr: "publishes the embedded etcd's port 18080"},
+		{name: "host port taken twice", old: "      - \"8082:8080\"\n", new: "      - \"8081:8080\"\n", wantErrSubstr: "publishes host port 8081, as node-2 does"},
+		{name: "no wait for the bootstrap node", old: "    depends_on:\n      node-1:\n        condition: service_healthy\n\n  node-3", new: "\n  node-3", wantErrSubstr: "needs node-1 at start"},
+		{name: "wait only for start", old: "        condition: service_healthy\n\n  node-3", new: "        condition: service_started\n\n  node-3", wantErrSubstr: "condition service_healthy"},
+		{name: "shell health check", old: `    test: ["CMD", "/usr/local/bin/clusterkit-node", "-healthcheck"]`, new: `    test: curl -f http://localhost:8080/health`, wantErrSubstr: "healthcheck test"},
+		{name: "value from the host", old: "      NODE_ID: node-3\n", new: "      NODE_ID: node-3\n      ZONE:\n", wantErrSubstr: "ZONE has no value"},
+		{name: "drain longer than the grace period", old: "      NODE_ID: node-3\n", new: "      NODE_ID: node-3\n      DRAIN_ON_SIGTERM: \"true\"\n", wantErrSubstr: "killed mid-drain"},
+		{name: "both endpoints and join", file: "docker-compose.external-etcd.yml", old: "      ETCD_ENDPOINTS: http://etcd:2379\n      DATA_DIR: /data\n    ports:\n      - \"8082", new: "      ETCD_ENDPOINTS: http://etcd:2379\n      JOIN_ADDR: node-1:8080\n      DATA_DIR: /data\n    ports:\n      - \"8082", wantErrSubstr: "both JOIN_ADDR and ETCD_ENDPOINTS"},
+		{name: "endpoint of no service", file: "docker-compose.external-etcd.yml", old: "      ETCD_ENDPOINTS: http://etcd:2379\n      DATA_DIR: /data\n    ports:\n      - \"8082", new: "      ETCD_ENDPOINTS: http://etcd-1:2379\n      DATA_DIR: /data\n    ports:\n      - \"8082", wantErrSubstr: "http://etcd-1:2379 names no unit"},
+		{name: "endpoint on the peer port", file: "docker-compose.external-etcd.yml", old: "      ETCD_ENDPOINTS: http://etcd:2379\n      DATA_DIR: /data\n    ports:\n      - \"8082", new: "      ETCD_ENDPOINTS: http://etcd:2380\n      DATA_DIR: /data\n    ports:\n      - \"8082", wantErrSubstr: "serves no etcd on port 2380"},
+		{name: "etcd advertises another name", file: "docker-compose.external-etcd.yml", old: "--advertise-client-urls=http://etcd:2379", new: "--advertise-client-urls=http://localhost:2379", wantErrSubstr: "is not among etcd's --advertise-client-urls"},
+		{name: "etcd image unpinned", file: "docker-compose.external-etcd.yml", old: "etcd:v3.7.3", new: "etcd:latest", wantErrSubstr: "tag latest"},
+		{name: "etcd data not on a volume", file: "docker-compose.external-etcd.yml", old: "--data-dir=/var/lib/etcd/data", new: "--data-dir=/etcd-data", wantErrSubstr: "is not on a volume"},
+		{name: "no wait for etcd", file: "docker-compose.external-etcd.yml", old: "  depends_on:\n    etcd:\n      condition: service_healthy\n", new: "", wantErrSubstr: "needs etcd at start"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.file == "" {
+				tt.file = "docker-compose.yml"
+			}
+			src := readFile(t, filepath.Join(root, tt.file))
+			// The copy lives elsewhere: its build context must still be the repository.
+			src = strings.ReplaceAll(src, "    context: .\n", "    context: "+abs+"\n")
+			path := filepath.Join(t.TempDir(), tt.file)
+			writeFile(t, path, replaceOnce(t, src, tt.old, tt.new))
+			p, err := LoadCompose(context.Background(), path)
+			if err != nil {
+				expectError(t, []error{err}, tt.wantErrSubstr)
+				return
+			}
+			expectError(t, CheckCompose(tt.file, p, root, img, node), tt.wantErrSubstr)
+		})
+	}
+}
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// replaceOnce replaces old, which must occur in s, by new; an empty old leaves s as it is.
+func replaceOnce(t *testing.T, s, old, new string) string {
+	t.Helper()
+	if old == "" {
+		return s
+	}
+	if !strings.Contains(s, old) {
+		t.Fatalf("the file no longer contains %q: update the test", old)
+	}
+	return strings.Replace(s, old, new, 1)
+}
+
+// expectError fails unless one of errs mentions want.
+func expectError(t *testing.T, errs []error, want string) {
+	t.Helper()
+	for _, err := range errs {
+		if strings.Contains(err.Error(), want) {
+			t.Logf("found: %v", err)
+			return
+		}
+	}
+	t.Errorf("no error mentions %q; got %d: %v", want, len(errs), errs)
+}

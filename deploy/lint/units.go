@@ -1,0 +1,199 @@
+package lint
+
+import (
+	"fmt"
+	"maps"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// Unit is one container a deployment file runs, as the other containers see it: a compose
+// service or a StatefulSet pod, or a Service that names other units.
+type Unit struct {
+	Name string `json:"name"`
+	// Node is true for a container of the node image.
+	Node bool `json:"node"`
+	// Hostnames are the names other containers reach the unit at.
+	Hostnames []string `json:"hostnames"`
+	// Ports are the ports the unit serves; for a node, its HTTP port.
+	Ports []int `json:"ports"`
+	// Env is the container's environment: the image's ENV overlaid by the file's settings,
+	// with Kubernetes $(VAR) references expanded.
+	Env map[string]string `json:"env"`
+	// Helpers are variables of Env that only feed $(VAR) references of other variables.
+	Helpers []string `json:"helpers,omitempty"`
+	// Mounts are the container paths that persistent volumes are mounted at.
+	Mounts []string `json:"mounts"`
+	// DependsOn are the units started before this one (compose's depends_on).
+	DependsOn []string `json:"depends_on,omitempty"`
+}
+
+// httpPort is the port a node's HTTP API listens on, from HTTP_PORT or HTTP_ADDR.
+func (u *Unit) httpPort() (int, error) {
+	if a := u.Env["HTTP_ADDR"]; a != "" {
+		if u.Env["HTTP_PORT"] != "" {
+			return 0, fmt.Errorf("both HTTP_PORT and HTTP_ADDR are set (the node refuses that)")
+		}
+		_, p, err := splitHostPort(a)
+		return p, err
+	}
+	p, err := strconv.Atoi(u.Env["HTTP_PORT"])
+	if err != nil || p <= 0 || p > 65535 {
+		return 0, fmt.Errorf("HTTP_PORT %q is not a port number", u.Env["HTTP_PORT"])
+	}
+	return p, nil
+}
+
+// embedded reports whether a node starts the embedded etcd: it has no etcd endpoints and joins
+// nobody but itself.
+func (u *Unit) embedded() bool {
+	return u.Env["ETCD_ENDPOINTS"] == "" && (u.Env["JOIN_ADDR"] == "" || sameHostPort(u.Env["JOIN_ADDR"], u.Env["ADVERTISE_ADDR"]))
+}
+
+// sameHostPort compares host:port addresses as the node does to recognise itself in JOIN_ADDR:
+// hosts without case and trailing dot. (A container's own name is never a loopback address, so
+// the node's loopback rule does not matter here.)
+func sameHostPort(a, b string) bool {
+	ha, pa, errA := splitHostPort(a)
+	hb, pb, errB := splitHostPort(b)
+	return errA == nil && errB == nil && pa == pb && strings.EqualFold(strings.TrimSuffix(ha, "."), strings.TrimSuffix(hb, "."))
+}
+
+// CheckUnits checks that the units of one file form a cluster: every variable is one the node
+// reads, node IDs are unique, advertise addresses name the unit itself, JOIN_ADDR names a node
+// that starts the embedded etcd, etcd endpoints name a unit serving that port, at most one node
+// bootstraps, and DATA_DIR is on a persistent volume.
+func CheckUnits(file string, units []Unit, node *Node) []error {
+	var errs []error
+	fail := func(u *Unit, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s: %s", file, u.Name, fmt.Sprintf(format, args...)))
+	}
+	byHost := map[string]*Unit{}
+	for i := range units {
+		for _, h := range units[i].Hostnames {
+			byHost[strings.ToLower(h)] = &units[i]
+		}
+	}
+	ids := map[string]string{}
+	var bootstraps []string
+	nodes := 0
+	for i := range units {
+		u := &units[i]
+		if !u.Node {
+			continue
+		}
+		nodes++
+		for _, k := range slices.Sorted(maps.Keys(u.Env)) {
+			if !node.Settings[k] && !slices.Contains(u.Helpers, k) {
+				fail(u, "%s is not a setting of %s (a typo?)", k, NodeCommand)
+			}
+		}
+		id := u.Env["NODE_ID"]
+		switch {
+		case id == "":
+			fail(u, "NODE_ID is not set")
+		case ids[id] != "":
+			fail(u, "NODE_ID %q is also the ID of %s", id, ids[id])
+		default:
+			ids[id] = u.Name
+		}
+		port, err := u.httpPort()
+		if err != nil {
+			fail(u, "%v", err)
+			continue
+		}
+		adv := u.Env["ADVERTISE_ADDR"]
+		if adv == "" {
+			fail(u, "ADVERTISE_ADDR is not set: the node would advertise 127.0.0.1, which other containers cannot reach")
+		} else if host, p, err := splitHostPort(adv); err != nil {
+			fail(u, "ADVERTISE_ADDR: %v", err)
+		} else if byHost[strings.ToLower(strings.TrimSuffix(host, "."))] != u || p != port {
+			fail(u, "ADVERTISE_ADDR %s does not name this unit (%v) at its HTTP port %d", adv, u.Hostnames, port)
+		}
+		join, endpoints := u.Env["JOIN_ADDR"], u.Env["ETCD_ENDPOINTS"]
+		if join != "" && endpoints != "" {
+			fail(u, "both JOIN_ADDR and ETCD_ENDPOINTS are set (the node refuses that)")
+		}
+		if join != "" {
+			errs = append(errs, checkJoin(file, u, join, byHost)...)
+		}
+		for _, ep := range strings.Split(endpoints, ",") {
+			if ep = strings.TrimSpace(ep); ep != "" {
+				if err := checkEndpoint(ep, byHost, node); err != nil {
+					fail(u, "ETCD_ENDPOINTS: %v", err)
+				}
+			}
+		}
+		if u.embedded() {
+			bootstraps = append(bootstraps, u.Name)
+		}
+		if dir := u.Env["DATA_DIR"]; dir == "" {
+			fail(u, "DATA_DIR is not set: the node's data would be lost with the container")
+		} else if !slices.Contains(u.Mounts, dir) {
+			fail(u, "DATA_DIR %s is not on a persistent volume (mounts: %v)", dir, u.Mounts)
+		}
+	}
+	if nodes == 0 {
+		errs = append(errs, fmt.Errorf("%s: no node of the image runs here", file))
+	}
+	if len(bootstraps) > 1 {
+		errs = append(errs, fmt.Errorf("%s: %v each start an embedded etcd: they would form separate clusters", file, bootstraps))
+	}
+	return errs
+}
+
+// checkJoin checks that JOIN_ADDR names a node that bootstraps, at its HTTP port.
+func checkJoin(file string, u *Unit, join string, byHost map[string]*Unit) []error {
+	fail := func(format string, args ...any) []error {
+		return []error{fmt.Errorf("%s: %s: JOIN_ADDR %s %s", file, u.Name, join, fmt.Sprintf(format, args...))}
+	}
+	host, p, err := splitHostPort(join)
+	if err != nil {
+		return fail("is invalid: %v", err)
+	}
+	t := byHost[strings.ToLower(strings.TrimSuffix(host, "."))]
+	switch {
+	case t == nil:
+		return fail("names no unit of this file")
+	case !t.Node:
+		return fail("names %s, which is not a node", t.Name)
+	}
+	if tp, err := t.httpPort(); err != nil || tp != p {
+		return fail("is not the HTTP port of %s", t.Name)
+	}
+	if t == u {
+		if !sameHostPort(join, u.Env["ADVERTISE_ADDR"]) {
+			return fail("names this unit under another name than ADVERTISE_ADDR %s: the node would not recognise itself and wait for itself", u.Env["ADVERTISE_ADDR"])
+		}
+		return nil
+	}
+	if !t.embedded() {
+		return fail("names %s, which joins another node itself: join the node that starts the embedded etcd", t.Name)
+	}
+	return nil
+}
+
+// checkEndpoint checks that an etcd endpoint names a unit that serves its port.
+func checkEndpoint(ep string, byHost map[string]*Unit, node *Node) error {
+	parsed, err := url.Parse(ep)
+	if err != nil || parsed.Scheme != "http" && parsed.Scheme != "https" || parsed.Port() == "" {
+		return fmt.Errorf("%q is not an http(s)://host:port URL", ep)
+	}
+	t := byHost[strings.ToLower(strings.TrimSuffix(parsed.Hostname(), "."))]
+	if t == nil {
+		return fmt.Errorf("%s names no unit of this file", ep)
+	}
+	p, _ := strconv.Atoi(parsed.Port())
+	ports := t.Ports
+	if t.Node {
+		hp, _ := t.httpPort()
+		client, _ := node.EtcdPorts(hp)
+		ports = []int{client}
+	}
+	if !slices.Contains(ports, p) {
+		return fmt.Errorf("%s: %s serves no etcd on port %d (ports %v)", ep, t.Name, p, ports)
+	}
+	return nil
+}
