@@ -169,6 +169,12 @@ func placementErrors(m Map, nodes []Node, cfg Config) []string {
 	r := min(cfg.ReplicationFactor, len(nodes))
 	zones := zoneOf(nodes)
 	lo, hi := spreadBounds(nodes, r)
+	var mustUse []string
+	for z, l := range lo {
+		if l > 0 {
+			mustUse = append(mustUse, z)
+		}
+	}
 	for p, hs := range m {
 		if len(hs) != r {
 			add("partition %d has %d holders %v, want %d", p, len(hs), hs, r)
@@ -183,9 +189,16 @@ func placementErrors(m Map, nodes []Node, cfg Config) []string {
 			}
 			count[zones[h]]++
 		}
-		for z := range lo {
-			if count[z] < lo[z] || count[z] > hi[z] {
-				add("partition %d has %d holders in %s, want %d..%d (%v)", p, count[z], z, lo[z], hi[z], hs)
+		// Zones that hold none of p can break only a lower bound: check those zones alone, not
+		// every zone for every partition.
+		for z, c := range count {
+			if c < lo[z] || c > hi[z] {
+				add("partition %d has %d holders in %s, want %d..%d (%v)", p, c, z, lo[z], hi[z], hs)
+			}
+		}
+		for _, z := range mustUse {
+			if count[z] == 0 {
+				add("partition %d has no holder in %s, want %d..%d (%v)", p, z, lo[z], hi[z], hs)
 			}
 		}
 	}

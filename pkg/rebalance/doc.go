@@ -27,11 +27,15 @@
 //     ceil(P/N) partitions (with R capped at N);
 //   - a join (N → N+1) copies exactly floor(P·R/(N+1)) replicas, all to the new node, each taken
 //     from a node above its new target; nothing moves between two old nodes. The new node takes
-//     floor(P/(N+1)) primary roles, mostly from nodes above their new primary target; a role taken
-//     from a node that is not costs a chain of role swaps. The property tests hold each join to
-//     1.05 × floor(P/(N+1)) primary moves when that is at least 20; below, where 5% is less than one
-//     move and a sparse cluster may need a chain of several swaps, they hold the total over all such
-//     joins to 1.05 × the sum of the minima;
+//     floor(P/(N+1)) primary roles, each with one of the replicas it receives, from a node above
+//     its new primary target: which replicas move, and which nodes keep the +1 of a share that
+//     does not divide evenly, are chosen so that the roles travel with the copies. Every cell of
+//     the benchmark grid below (a fresh placement, then a join) moves exactly floor(P/(N+1))
+//     roles. After a history of joins and leaves whose shares divide evenly there may be no such
+//     choice (no copied partition is led by a node above its target); a role then costs a chain of
+//     role swaps, taken as short as the search finds. The property tests hold such joins to
+//     1.05 × floor(P/(N+1)) when that is at least 20 and, below, where 5% is less than one move,
+//     the total over all of them to 1.05 × the sum of the floors;
 //   - a leave or crash of node x copies exactly x's replicas, each to a node below its new target
 //     that is allowed to hold the partition; where x was primary, one of the partition's surviving
 //     holders (which have the data) becomes primary, and primary balance is restored by swapping

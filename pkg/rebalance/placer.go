@@ -36,11 +36,15 @@ type placer struct {
 	pcount, pquota []int  // primaries per node, and the target
 	pfloor         []int  // the integer part of each node's fair primary share
 	pfrac          []bool // whether that share has a fractional part (pquota may be pfloor+1)
+	pfast          bool   // no replica target caps a primary share
+	weight         int64  // total weight of the live nodes
 
 	holdings  [][]int32 // partitions each tracked node holds, possibly some it handed on since
 	tracked   []bool    // holdings[n] is built and added to
 	prims     [][]int32 // partitions each node is primary of; may hold stale entries
 	pdist     []int     // primaryDistances, nil when stale
+	proot     []int32   // the source each node's distance was measured from
+	claimed   []int     // excess primaries spoken for by roles taken further along a chain
 	pdistRuns int       // how many times primaryDistances ran in this call
 	cursor    []int     // where shedOne's next scan of each node's holdings starts, -1: not yet
 	bestSeen  []int     // the best shedScore a full scan of each node's holdings found
@@ -450,6 +454,7 @@ func (s *placer) primaryQuotas() {
 			break
 		}
 	}
+	s.pfast, s.weight = fast, W
 	if fast {
 		for i, n := range s.nodes {
 			sh[i] = ratioShare(uint64(P), uint64(n.weight), uint64(W))
@@ -758,6 +763,7 @@ func (s *placer) shedExcess() (pending []int32) {
 		s.cursor[n], s.bestSeen[n] = -1, primaryScore
 	}
 	s.shedWithPrimary(under)
+	s.shedNearestRoles(over, under)
 	for _, i := range over {
 		for s.load[i] > s.quota[i] {
 			if !s.shedOne(i, under) {
@@ -805,7 +811,195 @@ func (s *placer) shedWithPrimary(under []int32) {
 			}
 		}
 	}
+	for _, j := range takers {
+		if s.load[j] < s.quota[j] && s.pcount[j] < s.pquota[j] {
+			s.shedWithMovedExtras(takers)
+			return
+		}
+	}
 }
+
+// shedWithMovedExtras finishes shedWithPrimary's work when too few partitions have both an
+// overloaded holder and a primary above its target. Which nodes get the +1s of the rounded shares is
+// a free choice among nodes whose fair share has a fractional part, so a node at its target that
+// holds such a +1 may pass it to a node one above its target only because it lacks the +1, and then
+// hand over a replica or a primary role itself. Balance and the number of copies stay the same; the
+// primary role travels with the replica instead of through a chain of role swaps.
+func (s *placer) shedWithMovedExtras(takers []int32) {
+	var pSpare []int32
+	rSpare := map[int32][]int32{}
+	for n := range s.nodes {
+		u := int32(n)
+		if s.pcount[u] > s.pquota[u] && s.pquota[u] == s.pfloor[u] && s.pfrac[u] {
+			pSpare = append(pSpare, u)
+		}
+		if s.load[u] > s.quota[u] && s.replicaExtra(u) == 0 {
+			c := s.extraClass(u)
+			rSpare[c] = append(rSpare[c], u)
+		}
+	}
+	// spare returns a node of list other than not that is above its target and lacks its +1,
+	// dropping from the front the nodes that no longer are.
+	spare := func(list *[]int32, not int32, valid func(int32) bool) int32 {
+		for len(*list) > 0 && !valid((*list)[0]) {
+			*list = (*list)[1:]
+		}
+		for _, u := range *list {
+			if u != not && valid(u) {
+				return u
+			}
+		}
+		return -1
+	}
+	pValid := func(u int32) bool { return s.pcount[u] > s.pquota[u] && s.pquota[u] == s.pfloor[u] }
+	rValid := func(u int32) bool { return s.load[u] > s.quota[u] && s.replicaExtra(u) == 0 }
+	want := 0
+	for _, j := range takers {
+		want += max(0, min(s.quota[j]-s.load[j], s.pquota[j]-s.pcount[j]))
+	}
+	for p := 0; p < s.parts && want > 0; p++ {
+		k := s.prim[p]
+		if k < 0 || s.touched(p) {
+			continue
+		}
+		// The primary side: k above its target, or at it with a +1 that a spare can take.
+		pFrom := int32(-1)
+		if s.pcount[k] <= s.pquota[k] {
+			if s.pcount[k] != s.pquota[k] || s.pquota[k] != s.pfloor[k]+1 || !s.pfrac[k] {
+				continue
+			}
+			if pFrom = spare(&pSpare, k, pValid); pFrom < 0 {
+				continue
+			}
+		}
+	slots:
+		for _, i := range s.slots[p*s.r : (p+1)*s.r] {
+			rFrom := int32(-1)
+			if s.load[i] <= s.quota[i] {
+				if s.load[i] != s.quota[i] || s.replicaExtra(i) != 1 || !s.replicaCanShrink(i) {
+					continue
+				}
+				list := rSpare[s.extraClass(i)]
+				rFrom = spare(&list, i, rValid)
+				rSpare[s.extraClass(i)] = list
+				if rFrom < 0 {
+					continue
+				}
+			}
+			for _, j := range takers {
+				if s.load[j] >= s.quota[j] || s.pcount[j] >= s.pquota[j] || !s.allowed(p, i, j) {
+					continue
+				}
+				if pFrom >= 0 {
+					s.pquota[k]--
+					s.pquota[pFrom]++
+				}
+				if rFrom >= 0 {
+					s.moveExtra(i, rFrom)
+				}
+				if p == s.trace {
+					s.note(p, "%s hands its replica to %s, which also takes the primary role from %s (the rounding of the shares is settled so that this balances both)",
+						s.id(i), s.id(j), s.id(k))
+				}
+				s.replace(p, i, j, true)
+				want--
+				break slots
+			}
+		}
+	}
+}
+
+// extraClass is the set of nodes among which the +1s of replica rounding can be exchanged: the nodes
+// of one zone (rounded at node level), or all the nodes alone in their zone (rounded at zone level).
+func (s *placer) extraClass(n int32) int32 {
+	if z := s.zoneOf[n]; len(s.zones[z].nodes) > 1 {
+		return z
+	}
+	return -1
+}
+
+// replicaExtra is 1 if node n's replica target is its share rounded up, 0 if rounded down, and -1 if
+// the share is whole (nothing to exchange).
+func (s *placer) replicaExtra(n int32) int {
+	z := s.zoneOf[n]
+	if len(s.zones[z].nodes) == 1 {
+		if !s.zfrac[z] {
+			return -1
+		}
+		return s.zquota[z] - s.zfloor[z]
+	}
+	if !s.rfrac[n] {
+		return -1
+	}
+	return s.quota[n] - s.rfloor[n]
+}
+
+// replicaCanShrink reports whether node n's replica target can lose its +1 without changing its
+// fair primary share: primary shares are capped by replica targets, so only when no cap binds.
+func (s *placer) replicaCanShrink(n int32) bool {
+	return s.pfast && mulLE(uint64(s.parts), uint64(s.nodes[n].weight), uint64(s.quota[n]-1), uint64(s.weight))
+}
+
+// moveExtra moves the +1 of replica rounding from node from to node to, of the same extraClass.
+func (s *placer) moveExtra(from, to int32) {
+	s.quota[from]--
+	s.quota[to]++
+	if s.extraClass(from) < 0 {
+		s.zquota[s.zoneOf[from]]--
+		s.zquota[s.zoneOf[to]]++
+	}
+}
+
+// shedNearestRoles serves receivers that still need primary roles after shedWithPrimary: each takes,
+// from all overloaded nodes at once, the partition whose primary is fewest role swaps away from a
+// node above its primary target, with its role. Choosing per overloaded node (as shedOne does) would
+// settle for the first node's nearest, which may be much further than another node's. The scans are
+// bounded by maxRoleScan slots; past that shedOne carries on.
+func (s *placer) shedNearestRoles(over, under []int32) {
+	budget := maxRoleScan
+	for budget > 0 {
+		j := int32(-1)
+		for _, u := range under {
+			if s.load[u] < s.quota[u] && s.pcount[u] < s.pquota[u] {
+				j = u
+				break
+			}
+		}
+		if j < 0 {
+			return
+		}
+		dist := s.primaryDistances()
+		best, from, bestScore := -1, int32(-1), primaryScore-len(s.nodes)
+		for _, i := range over {
+			if s.load[i] <= s.quota[i] {
+				continue
+			}
+			budget -= len(s.holdings[i])
+			for _, q := range s.holdings[i] {
+				p := int(q)
+				if !s.holds(p, i) || !s.allowed(p, i, j) {
+					continue
+				}
+				if sc := s.shedScore(p, i, dist); sc > bestScore {
+					best, from, bestScore = p, i, sc
+				}
+			}
+		}
+		if best < 0 {
+			return
+		}
+		k := s.prim[best]
+		if best == s.trace {
+			s.note(best, "%s hands its replica to %s, which takes the primary role from %s, the fewest role swaps (%d) away from a node above its primary target",
+				s.id(from), s.id(j), s.id(k), primaryScore-bestScore)
+		}
+		s.staleDistances(k)
+		s.replace(best, from, j, true)
+	}
+}
+
+// maxRoleScan bounds the slots shedNearestRoles reads in one call.
+const maxRoleScan = 1 << 20
 
 // shedOne moves one replica of overloaded node i to a node below target. Among i's partitions it
 // prefers, for a receiver that needs primaries, the one whose primary is fewest role swaps away from
@@ -900,10 +1094,15 @@ func (s *placer) shedScore(p int, i int32, dist []int) int {
 	return 0
 }
 
-// staleDistances is called when a hand-over takes the primary role from k. Recomputing the
+// staleDistances is called when a hand-over takes the primary role from k. If k was not above its
+// primary target, a chain of role swaps will later bring it one back from the source its distance
+// was measured from; that source's excess is then spoken for and stops counting. Recomputing the
 // distances costs a pass over all partitions, so that is done a bounded number of times per call;
-// after that k just stops counting as a source.
+// after that only k's own excess is tracked.
 func (s *placer) staleDistances(k int32) {
+	if s.pdist != nil && s.pdist[k] > 0 {
+		s.claimed[s.proot[k]]++
+	}
 	if s.pdistRuns < maxDistanceRuns && s.pdistRuns*len(s.slots) < maxDistanceWork {
 		s.pdist = nil
 	} else if s.pdist != nil && s.pcount[k]-1 <= s.pquota[k] && s.pdist[k] == 0 {
@@ -921,12 +1120,16 @@ const (
 // primaryDistances returns, per node, the fewest role swaps that bring it one more primary role
 // from a node above its primary target (0 for such a node, -1 if none can), by a breadth-first
 // search from those nodes: a role moves from the primary of a partition to another holder of it.
-// The result is cached until a hand-over takes a primary role.
+// A source whose excess earlier hand-overs have spoken for (claimed) does not count. proot records
+// the source each node was reached from. The result is cached until a hand-over takes a primary role.
 func (s *placer) primaryDistances() []int {
 	if s.pdist != nil {
 		return s.pdist
 	}
 	n := len(s.nodes)
+	if s.claimed == nil {
+		s.claimed, s.proot = make([]int, n), make([]int32, n)
+	}
 	first, next := make([]int32, n), make([]int32, s.parts)
 	for u := range first {
 		first[u] = -1
@@ -940,8 +1143,9 @@ func (s *placer) primaryDistances() []int {
 	var queue []int32
 	for u := range dist {
 		dist[u] = -1
-		if s.pcount[u] > s.pquota[u] {
+		if s.pcount[u]-s.claimed[u] > s.pquota[u] {
 			dist[u] = 0
+			s.proot[u] = int32(u)
 			queue = append(queue, int32(u))
 		}
 	}
@@ -951,6 +1155,7 @@ func (s *placer) primaryDistances() []int {
 			for _, h := range s.slots[int(p)*s.r : (int(p)+1)*s.r] {
 				if h >= 0 && dist[h] < 0 {
 					dist[h] = dist[u] + 1
+					s.proot[h] = s.proot[u]
 					queue = append(queue, h)
 				}
 			}
@@ -1046,27 +1251,38 @@ func (s *placer) augment(src int, srcNode int32) bool {
 	}
 	// expand offers node n's replicas: the free hops (replicas n received in this call to anyone,
 	// replicas n held before back to their other previous holders) or the costly ones.
+	// A costly hop offers first the partitions that nothing has touched in this call, so that a
+	// chain copies a partition already copied once only when it has no other way.
 	expand := func(n int32, costly bool, dst *[]int32) {
-		for _, q := range s.holdings[n] {
-			p := int(q)
-			if end >= 0 {
-				return
-			}
-			if !s.holds(p, n) || s.onPath(n, p) {
-				continue
-			}
-			received := !s.heldBefore(p, n)
-			switch {
-			case received && !costly:
-				offerAll(p, n, dst)
-			case !received && costly:
-				offerAll(p, n, dst)
-			case !received && !costly:
-				for _, id := range s.prev[p] {
-					if m, ok := s.index.get(id); ok && s.mark[m] != s.stamp && s.allowed(p, n, m) {
-						reach(p, n, m, dst)
-						if end >= 0 {
-							return
+		sweeps := 1
+		if costly {
+			sweeps = 2
+		}
+		for sweep := range sweeps {
+			for _, q := range s.holdings[n] {
+				p := int(q)
+				if end >= 0 {
+					return
+				}
+				if !s.holds(p, n) || s.onPath(n, p) {
+					continue
+				}
+				received := !s.heldBefore(p, n)
+				switch {
+				case received && !costly:
+					offerAll(p, n, dst)
+				case !received && costly:
+					if s.touched(p) == (sweep == 0) {
+						continue
+					}
+					offerAll(p, n, dst)
+				case !received && !costly:
+					for _, id := range s.prev[p] {
+						if m, ok := s.index.get(id); ok && s.mark[m] != s.stamp && s.allowed(p, n, m) {
+							reach(p, n, m, dst)
+							if end >= 0 {
+								return
+							}
 						}
 					}
 				}
