@@ -1,0 +1,438 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/clusterkit-go/clusterkit/internal/etcdtest"
+	"github.com/clusterkit-go/clusterkit/pkg/clusterkit"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		// etcd's server and client start these process-wide workers once and never stop them.
+		goleak.IgnoreTopFunction("go.opencensus.io/stats/view.(*worker).start"),
+		goleak.IgnoreAnyFunction("go.etcd.io/etcd/pkg/v3/logutil.(*MergeLogger).outputLoop"),
+	)
+}
+
+// testNode is one ClusterKit node with its store, served on a real listener.
+type testNode struct {
+	id   string
+	ck   *clusterkit.ClusterKit
+	st   *Store
+	addr string
+	srv  *http.Server
+	done chan struct{}
+}
+
+// stop closes the store, leaves the cluster and stops serving, in the order a program does.
+func (n *testNode) stop() {
+	n.st.Close()
+	n.ck.Stop()
+	n.srv.Close()
+	<-n.done
+}
+
+// testCluster runs nodes with stores in this process against one real etcd.
+type testCluster struct {
+	t     *testing.T
+	etcd  *etcdtest.Server
+	mode  Mode
+	httpc *http.Client
+	mu    sync.Mutex
+	nodes map[string]*testNode
+}
+
+func newTestCluster(t *testing.T, mode Mode) *testCluster {
+	c := &testCluster{
+		t: t, etcd: etcdtest.Start(t), mode: mode, nodes: map[string]*testNode{},
+		httpc: &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{}},
+	}
+	t.Cleanup(func() {
+		c.mu.Lock()
+		nodes := c.nodes
+		c.nodes = nil
+		c.mu.Unlock()
+		for _, n := range nodes {
+			n.stop()
+		}
+		c.httpc.CloseIdleConnections()
+	})
+	return c
+}
+
+func (c *testCluster) start(id string) *testNode {
+	c.t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	ck, err := clusterkit.NewClusterKit(clusterkit.Options{
+		NodeID: id, HTTPAddr: "127.0.0.1:0", EtcdClient: c.etcd.Client, ClusterName: strings.ReplaceAll(c.t.Name(), "/", "_"),
+		LeaseTTL: 2 * time.Second, PartitionCount: 16, DataDir: c.t.TempDir(),
+		Metadata: map[string]string{AddrKey: l.Addr().String()},
+	})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	n := &testNode{id: id, ck: ck, st: New(ck, Options{Replication: c.mode}), addr: l.Addr().String(), done: make(chan struct{})}
+	n.srv = &http.Server{Handler: n.st.Handler()}
+	go func() { defer close(n.done); n.srv.Serve(l) }()
+	if err := ck.Start(); err != nil {
+		n.stop()
+		c.t.Fatalf("start %s: %v", id, err)
+	}
+	c.mu.Lock()
+	c.nodes[id] = n
+	c.mu.Unlock()
+	return n
+}
+
+func (c *testCluster) stopNode(id string) {
+	c.mu.Lock()
+	n := c.nodes[id]
+	delete(c.nodes, id)
+	c.mu.Unlock()
+	n.stop()
+}
+
+func (c *testCluster) list() []*testNode {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []*testNode
+	for _, n := range c.nodes {
+		out = append(out, n)
+	}
+	return out
+}
+
+func (c *testCluster) any() *testNode { return c.list()[0] }
+
+// put writes through the partition's primary as a client would: it re-routes and retries
+// until the write is acknowledged.
+func (c *testCluster) put(key, value string) (Entry, error) {
+	var last error
+	for range 500 {
+		n := c.any()
+		p, err := n.ck.GetPartition(key)
+		if err == nil {
+			primary := n.ck.GetPrimary(p)
+			var e Entry
+			if last = Call(context.Background(), c.httpc, http.MethodPost, primary.Metadata[AddrKey], "/store/put", nil,
+				PutRequest{Key: key, Value: value}, &e); last == nil {
+				return e, nil
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return Entry{}, fmt.Errorf("put %s: %w", key, last)
+}
+
+// waitSettled waits until every node holds the same map and no copy is in progress.
+func (c *testCluster) waitSettled() {
+	c.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := c.settled()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("cluster not settled after 30s: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (c *testCluster) settled() error {
+	nodes := c.list()
+	var epoch uint64
+	for _, n := range nodes {
+		var v struct {
+			Cluster struct {
+				Epoch    uint64         `json:"epoch"`
+				Nodes    map[string]any `json:"nodes"`
+				Handoffs []any          `json:"handoffs"`
+			} `json:"cluster"`
+		}
+		if err := Call(context.Background(), c.httpc, http.MethodGet, n.ck.AdvertiseAddr(), "/cluster", nil, nil, &v); err != nil {
+			return err
+		}
+		if len(v.Cluster.Nodes) != len(nodes) || len(v.Cluster.Handoffs) > 0 {
+			return fmt.Errorf("%s lists %d nodes and %d copies in progress", n.id, len(v.Cluster.Nodes), len(v.Cluster.Handoffs))
+		}
+		if epoch != 0 && v.Cluster.Epoch != epoch {
+			return fmt.Errorf("%s at epoch %d, another node at %d", n.id, v.Cluster.Epoch, epoch)
+		}
+		epoch = v.Cluster.Epoch
+	}
+	return nil
+}
+
+// checkAll asserts that every key's primary serves its latest value and that every holder of
+// its partition stores that version.
+func (c *testCluster) checkAll(want map[string]Entry) {
+	c.t.Helper()
+	nodes := map[string]*testNode{}
+	for _, n := range c.list() {
+		nodes[n.id] = n
+	}
+	view := c.any().ck
+	bad := 0
+	for key, w := range want {
+		p, _ := view.GetPartition(key)
+		for i, h := range view.GetNodes(p) {
+			var got Entry
+			var err error
+			if i == 0 {
+				got, err = GetAt(context.Background(), c.httpc, h.Metadata[AddrKey], key, false)
+			} else {
+				got, err = GetAt(context.Background(), c.httpc, h.Metadata[AddrKey], key, true)
+			}
+			if err != nil || got != w {
+				if bad++; bad <= 10 {
+					c.t.Errorf("%s on %s (holder %d of %s): got %+v, %v; want %+v", key, h.ID, i, p.ID, got, err, w)
+				}
+			}
+		}
+	}
+	if bad > 0 {
+		c.t.Errorf("%d of %d copies wrong", bad, len(want))
+	}
+}
+
+// A node that joins during writes copies its partitions in from every holder while the writes
+// go on; afterwards every holder of every key has its last acknowledged version, and the
+// holders the newcomer replaced have dropped their copies.
+func TestJoinDuringWrites(t *testing.T) {
+	for _, mode := range []Mode{Sync, Async} {
+		t.Run(mode.String(), func(t *testing.T) {
+			c := newTestCluster(t, mode)
+			for _, id := range []string{"node-1", "node-2", "node-3"} {
+				c.start(id)
+			}
+			c.waitSettled()
+
+			want := map[string]Entry{}
+			var mu sync.Mutex
+			write := func(round int) {
+				for i := range 150 {
+					key := fmt.Sprintf("key-%d", i)
+					e, err := c.put(key, fmt.Sprintf("v%d-%d", round, i))
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					mu.Lock()
+					want[key] = e
+					mu.Unlock()
+				}
+			}
+			write(0)
+			// Keep writing while node-4 joins and copies its partitions in.
+			stop := make(chan struct{})
+			var wg sync.WaitGroup
+			wg.Go(func() {
+				for round := 1; round < 50; round++ {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					write(round)
+				}
+			})
+			joined := c.start("node-4")
+			c.waitSettled()
+			close(stop)
+			wg.Wait()
+			if mode == Async {
+				for _, n := range c.list() {
+					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+					if err := n.st.Flush(ctx); err != nil {
+						t.Fatalf("%s: %v", n.id, err)
+					}
+					cancel()
+				}
+			}
+			c.checkAll(want)
+
+			st := joined.st.Stats()
+			if st.PartitionsCopiedIn == 0 || st.KeysCopiedIn == 0 {
+				t.Errorf("node-4 copied in %d partitions, %d keys; want some of each", st.PartitionsCopiedIn, st.KeysCopiedIn)
+			}
+			released, keys, handedOver := int64(0), 0, int64(0)
+			for _, n := range c.list() {
+				s := n.st.Stats()
+				released += s.PartitionsReleased
+				keys += s.Keys
+				handedOver += s.HandedOver
+			}
+			t.Logf("writes handed over to a new primary: %d", handedOver)
+			if released == 0 {
+				t.Error("no node released a partition after node-4 joined")
+			}
+			// Each key is kept by exactly its three holders: copies handed away were dropped.
+			if keys != 3*len(want) {
+				t.Errorf("%d copies of %d keys stored, want %d", keys, len(want), 3*len(want))
+			}
+			t.Logf("node-4: %+v", st)
+		})
+	}
+}
+
+// When a primary leaves, a surviving holder is promoted at a higher primary epoch: it has every
+// acknowledged write, and the replicas refuse writes stamped with the old primary's epoch.
+func TestPrimaryLeavesAndStaleEpochIsRefused(t *testing.T) {
+	c := newTestCluster(t, Sync)
+	for _, id := range []string{"node-1", "node-2", "node-3", "node-4"} {
+		c.start(id)
+	}
+	c.waitSettled()
+	want := map[string]Entry{}
+	for i := range 100 {
+		key := fmt.Sprintf("key-%d", i)
+		e, err := c.put(key, fmt.Sprintf("v-%d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[key] = e
+	}
+
+	// Pick a key led by node-2, which leaves.
+	view := c.nodes["node-1"].ck
+	var key string
+	for k := range want {
+		if p, _ := view.GetPartition(k); view.GetPrimary(p).ID == "node-2" {
+			key = k
+			break
+		}
+	}
+	if key == "" {
+		t.Fatal("node-2 leads none of the keys")
+	}
+	old := want[key]
+	c.stopNode("node-2")
+	c.waitSettled()
+	c.checkAll(want)
+
+	p, _ := view.GetPartition(key)
+	if p.PrimaryEpoch <= old.Version.Epoch {
+		t.Fatalf("%s still at primary epoch %d after its primary left", p.ID, p.PrimaryEpoch)
+	}
+	// node-2's late write, stamped with its old epoch, reaches a current replica.
+	replica := c.nodes[view.GetReplicas(p)[0].ID]
+	late := ReplicateRequest{Partition: p.ID, PrimaryEpoch: old.Version.Epoch, MapEpoch: view.Epoch(), From: "node-2",
+		Entries: []Entry{{Key: key, Value: "late", Version: Version{Epoch: old.Version.Epoch, Seq: old.Version.Seq + 1}}}}
+	err := Call(context.Background(), c.httpc, http.MethodPost, replica.addr, "/store/replicate", nil, late, nil)
+	var apiErr *APIError
+	if !errors.As(err, &apiErr) || apiErr.Status != http.StatusConflict || !errors.Is(err, ErrStaleEpoch) {
+		t.Fatalf("stale write answered %v, want 409 stale_epoch", err)
+	}
+	if got, _ := replica.st.Local(key); got != want[key] {
+		t.Errorf("after the refused write the replica holds %+v, want %+v", got, want[key])
+	}
+	if replica.st.Stats().StaleEpochRefused == 0 {
+		t.Error("stale_epoch_refused not counted")
+	}
+
+	// The new primary adopts the old primary's undelivered writes: a key it has written since
+	// keeps its newer value, a key it lacks is stored and replicated under its own epoch.
+	primary := c.nodes[view.GetPrimary(p).ID]
+	if want[key], err = c.put(key, "newer"); err != nil {
+		t.Fatal(err)
+	}
+	var fresh string
+	for i := 0; fresh == ""; i++ {
+		if k := fmt.Sprintf("fresh-%d", i); func() bool { q, _ := view.GetPartition(k); return q.ID == p.ID }() {
+			fresh = k
+		}
+	}
+	late.Entries = append(late.Entries, Entry{Key: fresh, Value: "adopted", Version: Version{Epoch: old.Version.Epoch, Seq: 1}})
+	if err := Call(context.Background(), c.httpc, http.MethodPost, primary.addr, "/store/adopt", nil, late, nil); err != nil {
+		t.Fatalf("adopt on the new primary: %v", err)
+	}
+	for _, h := range view.GetNodes(p) {
+		n := c.nodes[h.ID]
+		if got, _ := n.st.Local(key); got != want[key] {
+			t.Errorf("after adoption %s holds %+v, want the newer %+v", h.ID, got, want[key])
+		}
+		if got, ok := n.st.Local(fresh); !ok || got.Value != "adopted" {
+			t.Errorf("after adoption %s holds %+v for %s, want the adopted value", h.ID, got, fresh)
+		}
+	}
+	if err := Call(context.Background(), c.httpc, http.MethodPost, replica.addr, "/store/adopt", nil, late, nil); !errors.Is(err, ErrNotPrimary) {
+		t.Errorf("adopt on a replica: %v, want not_primary", err)
+	}
+
+	// A replica refuses a primary write and names the primary.
+	var np *NotPrimaryError
+	if _, err := replica.st.Put(context.Background(), key, "x"); !errors.As(err, &np) || np.Primary != view.GetPrimary(p).ID {
+		t.Errorf("Put on a replica: %v, want a NotPrimaryError naming %s", err, view.GetPrimary(p).ID)
+	}
+	err = Call(context.Background(), c.httpc, http.MethodPost, replica.addr, "/store/put", nil, PutRequest{Key: key, Value: "x"}, nil)
+	if !errors.As(err, &apiErr) || apiErr.Status != http.StatusMisdirectedRequest || apiErr.Primary != view.GetPrimary(p).ID {
+		t.Errorf("POST /store/put on a replica answered %v, want 421 not_primary naming the primary", err)
+	}
+}
+
+// Malformed requests get 400 and a message naming the problem.
+func TestBadRequests(t *testing.T) {
+	c := newTestCluster(t, Sync)
+	n := c.start("node-1")
+	p, _ := n.ck.GetPartition("a")
+	tests := []struct {
+		name, method, path string
+		body               any
+		want               string
+	}{
+		{"put without key", http.MethodPost, "/store/put", map[string]string{"value": "v"}, "non-empty \"key\""},
+		{"put with unknown field", http.MethodPost, "/store/put", map[string]string{"key": "k", "vale": "v"}, "unknown field"},
+		{"get without key", http.MethodGet, "/store/get", nil, "non-empty key"},
+		{"export of an unknown partition", http.MethodGet, "/store/export?partition=partition-99&min_epoch=0", nil, "unknown partition"},
+		{"export without epoch", http.MethodGet, "/store/export?partition=partition-1", nil, "min_epoch"},
+		{"replicate a key of another partition", http.MethodPost, "/store/replicate",
+			ReplicateRequest{Partition: "partition-99", PrimaryEpoch: 1, Entries: []Entry{{Key: "a"}}}, "is not in partition-99"},
+		{"replicate without epoch", http.MethodPost, "/store/replicate", ReplicateRequest{Partition: p.ID, Entries: []Entry{{Key: "a"}}}, "primary_epoch"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := Call(context.Background(), c.httpc, tt.method, n.addr, tt.path, nil, tt.body, nil)
+			var apiErr *APIError
+			if !errors.As(err, &apiErr) || apiErr.Status != http.StatusBadRequest || !strings.Contains(apiErr.Message, tt.want) {
+				t.Errorf("answered %v, want 400 mentioning %q", err, tt.want)
+			}
+		})
+	}
+	if _, err := GetAt(context.Background(), c.httpc, n.addr, "never-written", false); !errors.Is(err, ErrNotFound) {
+		t.Errorf("get of a missing key: %v, want not_found", err)
+	}
+}
+
+func TestVersionOrder(t *testing.T) {
+	tests := []struct {
+		a, b Version
+		less bool
+	}{
+		{Version{1, 5}, Version{1, 6}, true},
+		{Version{1, 6}, Version{1, 5}, false},
+		{Version{1, 900}, Version{2, 1}, true}, // a newer primary wins whatever the counters
+		{Version{2, 1}, Version{1, 900}, false},
+		{Version{3, 3}, Version{3, 3}, false},
+	}
+	for _, tt := range tests {
+		if got := tt.a.Less(tt.b); got != tt.less {
+			t.Errorf("%v.Less(%v) = %v, want %v", tt.a, tt.b, got, tt.less)
+		}
+	}
+}
