@@ -21,6 +21,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/clusterkit-go/clusterkit/internal/keys"
+	"github.com/clusterkit-go/clusterkit/internal/partition"
 	"github.com/clusterkit-go/clusterkit/internal/state"
 	"github.com/clusterkit-go/clusterkit/pkg/embed"
 )
@@ -485,7 +486,7 @@ func (ck *ClusterKit) GetPartition(key string) (*Partition, error) {
 	if s == nil {
 		return nil, ErrNoPartitionMap
 	}
-	return &s.partitions[s.mod.of(keyHash(key))], nil
+	return &s.partitions[s.mod.Of(partition.Hash(key))], nil
 }
 
 // find returns the current snapshot and partition's index in it, or nil when there is no map

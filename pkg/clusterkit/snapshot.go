@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/clusterkit-go/clusterkit/internal/partition"
 	"github.com/clusterkit-go/clusterkit/internal/state"
 )
 
@@ -18,7 +19,7 @@ type snapshot struct {
 	revision int64
 
 	partitions []Partition
-	mod        modulo
+	mod        partition.Modulo
 	// holders[i] is partition i's nodes, primary first; primaries[i] points into it.
 	holders   [][]Node
 	primaries []*Node
@@ -41,7 +42,7 @@ func newSnapshot(m *state.Map, revision int64) *snapshot {
 		updatedAt:  m.UpdatedAt,
 		revision:   revision,
 		partitions: make([]Partition, len(m.Partitions)),
-		mod:        newModulo(len(m.Partitions)),
+		mod:        partition.NewModulo(len(m.Partitions)),
 		holders:    make([][]Node, len(m.Partitions)),
 		primaries:  make([]*Node, len(m.Partitions)),
 		nodes:      make(map[string]*Node, len(m.Nodes)),

@@ -12,42 +12,19 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/clusterkit-go/clusterkit/internal/partition"
 	"github.com/clusterkit-go/clusterkit/internal/state"
 )
 
-// The key -> partition hash is a wire contract: these vectors come from DESIGN.md.
+// The key -> partition hash is a wire contract (vectors from DESIGN.md); internal/partition
+// tests the hash itself, this tests that GetPartition follows it.
 func TestPartitionHashGoldenVectors(t *testing.T) {
-	tests := []struct {
-		key string
-		p64 string
-		p16 string
-	}{
-		{"user:123", "partition-48", "partition-0"},
-		{"order:100", "partition-46", "partition-14"},
-		{"product:abc", "partition-18", "partition-2"},
-		{"test-key", "partition-49", "partition-1"},
-	}
-	for _, tt := range tests {
-		if got := PartitionID(partitionIndex(tt.key, 64)); got != tt.p64 {
-			t.Errorf("%q with 64 partitions: got %s, want %s", tt.key, got, tt.p64)
+	ck, _ := lookupFixture(t)
+	for key, want := range map[string]string{"user:123": "partition-48", "order:100": "partition-46", "product:abc": "partition-18", "test-key": "partition-49"} {
+		p, err := ck.GetPartition(key)
+		if err != nil || p.ID != want || p.Index() != partition.Index(key, 64) {
+			t.Errorf("GetPartition(%q) = %v, %v; want %s", key, p, err, want)
 		}
-		if got := PartitionID(partitionIndex(tt.key, 16)); got != tt.p16 {
-			t.Errorf("%q with 16 partitions: got %s, want %s", tt.key, got, tt.p16)
-		}
-	}
-	// The division-free modulo of the lookup path agrees with %.
-	for _, d := range []int{1, 2, 3, 7, 16, 64, 1000, 4096, 65535, 65536} {
-		m := newModulo(d)
-		for _, x := range []uint32{0, 1, 2, 63, 64, 65, 1 << 31, 0xfffffffe, 0xffffffff, 123456789} {
-			if got, want := m.of(x), int(x%uint32(d)); got != want {
-				t.Fatalf("%d mod %d: got %d, want %d", x, d, got, want)
-			}
-		}
-	}
-	// Keys longer than the stack buffer hash the same way as short ones.
-	long := strings.Repeat("k", 1000)
-	if partitionIndex(long, 64) != partitionIndex(string([]byte(long)), 64) {
-		t.Fatal("long key hashed inconsistently")
 	}
 }
 
