@@ -20,6 +20,10 @@ const (
 	writeTimeout      = 30 * time.Second
 	idleTimeout       = 60 * time.Second
 	maxJoinInfoBytes  = 1 << 20
+	// maxClusterWait caps the long poll of GET /cluster?wait=.
+	maxClusterWait = 60 * time.Second
+	// fenceCheckEvery is how often a long poll checks that the node is not fenced.
+	fenceCheckEvery = time.Second
 )
 
 func newHTTPServer(h http.Handler) *http.Server {
@@ -82,7 +86,9 @@ type encodedCluster struct {
 
 // Handler returns the node's HTTP API, read-only:
 //
-//	GET /cluster       the cluster's nodes and partition map, with an ETag derived from the epoch
+//	GET /cluster       the cluster's nodes and partition map, with an ETag derived from the epoch;
+//	                   with ?wait=30s and If-None-Match: <tag>, a long poll that answers as soon as
+//	                   the node holds another map (200), or 304 after the wait (at most 60s)
 //	GET /cluster/join  the etcd endpoints and cluster name, for nodes started with JoinAddr
 //	GET /health        200 when the node is registered and holds a map, 503 otherwise
 //	GET /cluster/claims the partitions this node claims to lead right now, with their primary
@@ -123,15 +129,34 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 }
 
 func (ck *ClusterKit) handleCluster(w http.ResponseWriter, r *http.Request) {
+	wait, err := parseWait(r.URL.Query().Get("wait"))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	// The channel before the snapshot: a map applied in between closes it, so no change is
+	// missed while waiting.
+	changed := *ck.changed.Load()
 	s := ck.snap.Load()
 	if s == nil {
 		writeError(w, http.StatusServiceUnavailable, "no partition map yet")
 		return
 	}
 	enc := s.encoded(ck)
+	match := r.Header.Get("If-None-Match")
+	if wait > 0 && match != "" && etagMatches(match, enc.etag) {
+		next, code, msg := ck.waitNewMap(w, r, changed, enc.etag, wait)
+		if code != 0 {
+			writeError(w, code, msg)
+			return
+		}
+		if next != nil {
+			enc, match = next, ""
+		}
+	}
 	w.Header().Set("ETag", enc.etag)
 	w.Header().Set("Cache-Control", "no-cache")
-	if match := r.Header.Get("If-None-Match"); match != "" && etagMatches(match, enc.etag) {
+	if match != "" && etagMatches(match, enc.etag) {
 		w.WriteHeader(http.StatusNotModified)
 		return
 	}
@@ -140,6 +165,54 @@ func (ck *ClusterKit) handleCluster(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 	if r.Method == http.MethodGet {
 		w.Write(enc.body)
+	}
+}
+
+// parseWait parses the wait parameter of GET /cluster: a Go duration ("30s"), capped at
+// maxClusterWait; "" is no wait.
+func parseWait(v string) (time.Duration, error) {
+	if v == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("parameter wait=%q: want a duration such as 30s (at most %v)", v, maxClusterWait)
+	}
+	return min(d, maxClusterWait), nil
+}
+
+// waitNewMap is the long poll of GET /cluster?wait=: it blocks until the node holds a map
+// whose tag differs from etag (and returns it), wait passes or the client goes away (nil), or
+// the node stops or fences itself (an error status: its map may then be stale, so the client
+// should ask another node).
+func (ck *ClusterKit) waitNewMap(w http.ResponseWriter, r *http.Request, changed <-chan struct{}, etag string, wait time.Duration) (*encodedCluster, int, string) {
+	// The server's WriteTimeout counts from the request: extend it past the wait. A writer
+	// that cannot (the handler mounted on another server) keeps that server's timeout.
+	http.NewResponseController(w).SetWriteDeadline(time.Now().Add(wait + writeTimeout))
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	// A node cut off from etcd keeps its last map without knowing it is stale; it fences
+	// itself within its lease TTL, and the poll then sends the client elsewhere.
+	fence := time.NewTicker(fenceCheckEvery)
+	defer fence.Stop()
+	for {
+		if ck.selfFenced() {
+			return nil, http.StatusServiceUnavailable, "node is fenced (lease not renewed): its map may be stale"
+		}
+		select {
+		case <-changed:
+			changed = *ck.changed.Load()
+			if enc := ck.snap.Load().encoded(ck); enc.etag != etag {
+				return enc, 0, ""
+			}
+		case <-timer.C:
+			return nil, 0, ""
+		case <-r.Context().Done():
+			return nil, 0, ""
+		case <-ck.runCtx.Done():
+			return nil, http.StatusServiceUnavailable, "node is stopping"
+		case <-fence.C:
+		}
 	}
 }
 
