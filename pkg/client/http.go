@@ -1,0 +1,178 @@
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// maxClusterBody bounds a GET /cluster answer (a 65536-partition map is a few MiB).
+const maxClusterBody = 64 << 20
+
+// staleAnswerPause is how long the poll pauses after an answer that brought no newer map.
+const staleAnswerPause = time.Second
+
+// errNotModified is a 304: the node's map is still the one named by the tag sent.
+var errNotModified = errors.New("not modified")
+
+// fetch GETs the map of the node at addr. With a tag and a wait it is a long poll: it returns
+// errNotModified when the node's map is still that one after the wait.
+func (c *Client) fetch(ctx context.Context, addr, tag string, wait time.Duration) (*topology, error) {
+	url := "http://" + addr + "/cluster"
+	if tag != "" && wait > 0 {
+		url += "?wait=" + wait.String()
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	if tag != "" {
+		req.Header.Set("If-None-Match", tag)
+	}
+	resp, err := c.httpc.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxClusterBody))
+	if err != nil {
+		return nil, fmt.Errorf("GET %s: %w", url, err)
+	}
+	switch resp.StatusCode {
+	case http.StatusOK:
+	case http.StatusNotModified:
+		return nil, errNotModified
+	default:
+		return nil, fmt.Errorf("GET %s: %s: %s", url, resp.Status, strings.TrimSpace(string(body)))
+	}
+	var doc clusterDoc
+	if err := json.Unmarshal(body, &doc); err != nil {
+		return nil, fmt.Errorf("GET %s: not a ClusterKit node: %v", url, err)
+	}
+	t, err := doc.topology(resp.Header.Get("ETag"))
+	if err != nil {
+		return nil, fmt.Errorf("GET %s: %w", url, err)
+	}
+	if want := c.cfg.ClusterName; want != "" && t.clusterName != want {
+		return nil, fmt.Errorf("%w: ClusterName is %q but %s belongs to cluster %q", ErrInvalidConfig, want, addr, t.clusterName)
+	}
+	if old := c.topo.Load(); old != nil && old.clusterID != t.clusterID {
+		return nil, fmt.Errorf("GET %s: the node belongs to another cluster (id %s, this client follows %s)", url, t.clusterID, old.clusterID)
+	}
+	return t, nil
+}
+
+// firstHTTPRead reads the map from the seeds, in order, round after round until one answers or
+// ctx ends. It returns the address that answered.
+func (c *Client) firstHTTPRead(ctx context.Context) (string, error) {
+	backoff := minBackoff
+	lastErr := make([]error, len(c.cfg.Seeds))
+	for {
+		for i, addr := range c.cfg.Seeds {
+			rctx, cancel := context.WithTimeout(ctx, readTimeout)
+			t, err := c.fetch(rctx, addr, "", 0)
+			cancel()
+			if err == nil {
+				c.apply(t)
+				return addr, nil
+			}
+			if errors.Is(err, ErrUnsupportedHash) || errors.Is(err, ErrInvalidConfig) {
+				return "", err
+			}
+			lastErr[i] = err
+			if ctx.Err() != nil {
+				break
+			}
+		}
+		select {
+		case <-ctx.Done():
+			var b strings.Builder
+			for i, addr := range c.cfg.Seeds {
+				if lastErr[i] != nil {
+					fmt.Fprintf(&b, "; %s: %v", addr, lastErr[i])
+				}
+			}
+			return "", fmt.Errorf("clusterkit: no seed served the cluster map (%w)%s", ctx.Err(), b.String())
+		case <-time.After(backoff):
+			backoff = min(2*backoff, maxBackoff)
+		}
+	}
+}
+
+// followHTTP keeps the map fresh until ctx ends: it long-polls one node at a time, and moves to
+// the next seed or learned node when that one fails, with a backoff once all have failed.
+func (c *Client) followHTTP(ctx context.Context, addr string) {
+	tag := c.topo.Load().etag
+	failures := 0
+	backoff := minBackoff
+	for ctx.Err() == nil {
+		pctx, cancel := context.WithTimeout(ctx, c.wait+pollSlack)
+		c.pollMu.Lock()
+		c.pollAddr, c.pollCancel = addr, cancel
+		c.pollMu.Unlock()
+		t, err := c.fetch(pctx, addr, tag, c.wait)
+		c.pollMu.Lock()
+		c.pollAddr, c.pollCancel = "", nil
+		c.pollMu.Unlock()
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		switch {
+		case errors.Is(err, errNotModified):
+			failures, backoff = 0, minBackoff
+			continue
+		case err == nil:
+			failures, backoff = 0, minBackoff
+			// A node behind the client answers with an older map, which is not applied; its
+			// own tag is polled next, so that it answers only when it changes. A node that
+			// ignores the long poll answers at once every time: the pause bounds that loop.
+			tag = t.etag
+			if !c.apply(t) {
+				select {
+				case <-ctx.Done():
+				case <-time.After(staleAnswerPause):
+				}
+			}
+			continue
+		}
+		candidates := c.candidates()
+		c.log.Debug("topology poll failed, moving on", zap.String("addr", addr), zap.Error(err))
+		addr = next(candidates, addr)
+		tag = c.topo.Load().etag
+		if failures++; failures < len(candidates) {
+			continue
+		}
+		c.log.Warn("no node answered the topology poll", zap.Int("tried", failures), zap.Error(err))
+		failures = 0
+		select {
+		case <-ctx.Done():
+		case <-time.After(backoff):
+			backoff = min(2*backoff, maxBackoff)
+		}
+	}
+}
+
+// candidates are the addresses to poll: the seeds, then every node of the current map.
+func (c *Client) candidates() []string {
+	out := slices.Clone(c.cfg.Seeds)
+	for _, n := range c.topo.Load().nodes {
+		if !slices.Contains(out, n.Addr) {
+			out = append(out, n.Addr)
+		}
+	}
+	return out
+}
+
+// next returns the address after addr in list, wrapping around.
+func next(list []string, addr string) string {
+	return list[(slices.Index(list, addr)+1)%len(list)]
+}

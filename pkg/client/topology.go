@@ -1,0 +1,199 @@
+package client
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
+	"github.com/clusterkit-go/clusterkit/internal/partition"
+	"github.com/clusterkit-go/clusterkit/internal/state"
+)
+
+// Node is a member of the cluster as the client sees it. Values handed out by the client
+// share their Metadata map with its snapshot of the topology: do not modify it.
+type Node struct {
+	// ID is the node's unique name.
+	ID string
+	// Addr is the host:port of the node's ClusterKit HTTP API (the "ip" of GET /cluster).
+	Addr string
+	// Zone is the node's failure domain, if it has one.
+	Zone string
+	// Metadata is what the application published for the node, for example the address of
+	// its own data service.
+	Metadata map[string]string
+}
+
+// Route is where a key goes: its partition and the nodes that serve it.
+type Route struct {
+	// Partition is the partition's ID, "partition-<Index>".
+	Partition string
+	Index     int
+	// Epoch is the epoch of the map the route comes from.
+	Epoch uint64
+	// PrimaryEpoch is the map epoch at which the current primary took the role: the fencing
+	// token to stamp writes with (replicas refuse writes stamped with an older one).
+	PrimaryEpoch uint64
+	// Nodes are the partition's routable holders, primary first, then the replicas. Nodes
+	// still copying the partition in are never listed. It is shared with the client's
+	// snapshot: do not modify it.
+	Nodes []Node
+}
+
+// Primary returns the partition's primary: the first of Nodes.
+func (r Route) Primary() Node {
+	if len(r.Nodes) == 0 {
+		return Node{}
+	}
+	return r.Nodes[0]
+}
+
+// topology is one partition map, immutable once built: lookups read it through an atomic
+// pointer, without a lock.
+type topology struct {
+	clusterID string
+	// clusterName is known in both modes (GET /cluster says it; etcd mode is given it).
+	clusterName string
+	epoch       uint64
+	// etag is the tag GET /cluster served the map with; empty in etcd mode.
+	etag   string
+	mod    partition.Modulo
+	routes []Route
+	// nodes are sorted by ID.
+	nodes []Node
+}
+
+// entry is one partition as the sources describe it: holders, primary first.
+type entry struct {
+	holders      []string
+	primaryEpoch uint64
+}
+
+// checkHash refuses a hash configuration this client cannot follow.
+func checkHash(h state.HashConfig, partitions int) error {
+	if h.Algorithm != state.HashMD5 {
+		return fmt.Errorf("%w: the cluster hashes keys with %q; this client implements only %q", ErrUnsupportedHash, h.Algorithm, state.HashMD5)
+	}
+	if h.Format != state.PartitionFormat {
+		return fmt.Errorf("%w: the cluster names partitions %q; this client implements only %q", ErrUnsupportedHash, h.Format, state.PartitionFormat)
+	}
+	if h.Modulo <= 0 || h.Modulo != partitions {
+		return fmt.Errorf("%w: modulo %d for a map of %d partitions", ErrUnsupportedHash, h.Modulo, partitions)
+	}
+	return nil
+}
+
+// newTopology checks a map (every partition has holders, every holder is a known node with an
+// address, no node twice) and builds its routes. The caller has checked the hash.
+func newTopology(clusterID, clusterName string, epoch uint64, nodes map[string]Node, entries []entry) (*topology, error) {
+	t := &topology{
+		clusterID:   clusterID,
+		clusterName: clusterName,
+		epoch:       epoch,
+		mod:         partition.NewModulo(len(entries)),
+		routes:      make([]Route, len(entries)),
+	}
+	for id, n := range nodes {
+		if n.ID != id || n.Addr == "" {
+			return nil, fmt.Errorf("map epoch %d: node %q is listed as %q with address %q", epoch, id, n.ID, n.Addr)
+		}
+		t.nodes = append(t.nodes, n)
+	}
+	slices.SortFunc(t.nodes, func(a, b Node) int { return strings.Compare(a.ID, b.ID) })
+	total := 0
+	for _, e := range entries {
+		total += len(e.holders)
+	}
+	// One backing array for every route keeps the snapshot compact.
+	backing := make([]Node, 0, total)
+	for i, e := range entries {
+		if len(e.holders) == 0 {
+			return nil, fmt.Errorf("map epoch %d: partition-%d has no holder", epoch, i)
+		}
+		start := len(backing)
+		for j, id := range e.holders {
+			n, ok := nodes[id]
+			if !ok || slices.Contains(e.holders[:j], id) {
+				return nil, fmt.Errorf("map epoch %d: partition-%d holder %q is unknown or listed twice", epoch, i, id)
+			}
+			backing = append(backing, n)
+		}
+		t.routes[i] = Route{
+			Partition:    partition.ID(i),
+			Index:        i,
+			Epoch:        epoch,
+			PrimaryEpoch: e.primaryEpoch,
+			Nodes:        backing[start:len(backing):len(backing)],
+		}
+	}
+	return t, nil
+}
+
+// fromStateMap builds the topology of a map read from etcd.
+func fromStateMap(clusterName string, cfg *state.Config, m *state.Map) (*topology, error) {
+	if err := checkHash(cfg.Hash, cfg.PartitionCount); err != nil {
+		return nil, err
+	}
+	if err := m.Validate(cfg.PartitionCount); err != nil {
+		return nil, err
+	}
+	nodes := make(map[string]Node, len(m.Nodes))
+	for id, n := range m.Nodes {
+		nodes[id] = Node{ID: n.ID, Addr: n.IP, Zone: n.Zone, Metadata: maps.Clone(n.Metadata)}
+	}
+	entries := make([]entry, len(m.Partitions))
+	for i := range m.Partitions {
+		entries[i] = entry{holders: m.Partitions[i].Holders, primaryEpoch: m.Partitions[i].PrimaryEpoch}
+	}
+	return newTopology(cfg.ClusterID, clusterName, m.Epoch, nodes, entries)
+}
+
+// clusterDoc is the part of GET /cluster the client reads.
+type clusterDoc struct {
+	Cluster struct {
+		ID    string `json:"id"`
+		Name  string `json:"name"`
+		Epoch uint64 `json:"epoch"`
+		Nodes map[string]struct {
+			ID       string            `json:"id"`
+			IP       string            `json:"ip"`
+			Zone     string            `json:"zone"`
+			Metadata map[string]string `json:"metadata"`
+		} `json:"nodes"`
+		PartitionMap map[string]struct {
+			PrimaryNode  string   `json:"primary_node"`
+			ReplicaNodes []string `json:"replica_nodes"`
+			PrimaryEpoch uint64   `json:"primary_epoch"`
+		} `json:"partition_map"`
+	} `json:"cluster"`
+	HashConfig state.HashConfig `json:"hash_config"`
+}
+
+// topology builds the topology GET /cluster described.
+func (d *clusterDoc) topology(etag string) (*topology, error) {
+	c := &d.Cluster
+	if c.ID == "" || c.Epoch == 0 {
+		return nil, fmt.Errorf("not a ClusterKit map: cluster id %q, epoch %d", c.ID, c.Epoch)
+	}
+	if err := checkHash(d.HashConfig, len(c.PartitionMap)); err != nil {
+		return nil, err
+	}
+	nodes := make(map[string]Node, len(c.Nodes))
+	for id, n := range c.Nodes {
+		nodes[id] = Node{ID: n.ID, Addr: n.IP, Zone: n.Zone, Metadata: n.Metadata}
+	}
+	entries := make([]entry, len(c.PartitionMap))
+	for i := range entries {
+		p, ok := c.PartitionMap[partition.ID(i)]
+		if !ok {
+			return nil, fmt.Errorf("map epoch %d lacks %s", c.Epoch, partition.ID(i))
+		}
+		entries[i] = entry{holders: append([]string{p.PrimaryNode}, p.ReplicaNodes...), primaryEpoch: p.PrimaryEpoch}
+	}
+	t, err := newTopology(c.ID, c.Name, c.Epoch, nodes, entries)
+	if err != nil {
+		return nil, err
+	}
+	t.etag = etag
+	return t, nil
+}
