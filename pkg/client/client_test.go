@@ -37,6 +37,9 @@ func agree(c *Client, ck *clusterkit.ClusterKit, keys int) error {
 		if len(r.Nodes) != len(want) || r.Primary().ID != ck.GetPrimary(p).ID {
 			return fmt.Errorf("%q: client routes to %v, node to %v", key, r.Nodes, want)
 		}
+		if got := nodeIDs(r.Pending); !slices.Equal(got, p.PendingNodes) {
+			return fmt.Errorf("%q: pending %v on the client, %v on the node", key, got, p.PendingNodes)
+		}
 		for j, n := range want {
 			got := r.Nodes[j]
 			if got.ID != n.ID || got.Addr != n.IP || got.Zone != n.Zone || !maps.Equal(got.Metadata, n.Metadata) {
@@ -76,8 +79,38 @@ func TestRoutingAndTopologyFollowTheNodes(t *testing.T) {
 	}
 
 	// A join, then the node the HTTP client polls leaves: both clients follow each map well
-	// within the 20s wait of one poll, so they were told, not polling.
-	ck4 := tc.start("node-4")
+	// within the 20s wait of one poll, so they were told, not polling. The joiner's copies are
+	// held up first: the clients list it as pending, never as a holder, until they are done.
+	release := make(chan struct{})
+	ck4 := tc.start("node-4", func(ck *clusterkit.ClusterKit) {
+		ck.OnPartitionChange(func(_ string, _ []*clusterkit.Node, to *clusterkit.Node) {
+			if to.ID == "node-4" {
+				<-release
+			}
+		})
+	})
+	for _, c := range []*Client{viaHTTP, viaEtcd} {
+		waitFor(t, 5*time.Second, "client sees the joiner pending", func() error {
+			if err := agree(c, ck4, 2000); err != nil {
+				return err
+			}
+			pending := 0
+			for _, k := range partitionKeys {
+				r, _ := c.Route(k)
+				if slices.Contains(nodeIDs(r.Nodes), "node-4") {
+					return fmt.Errorf("%s routes to node-4 before its copy is done", r.Partition)
+				}
+				if slices.Contains(nodeIDs(r.Pending), "node-4") {
+					pending++
+				}
+			}
+			if pending == 0 {
+				return errors.New("node-4 is pending nowhere")
+			}
+			return nil
+		})
+	}
+	close(release)
 	tc.settled(10 * time.Second)
 	for _, c := range []*Client{viaHTTP, viaEtcd} {
 		waitFor(t, 5*time.Second, "client follows the join", func() error { return agree(c, ck4, 2000) })

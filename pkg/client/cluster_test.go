@@ -60,7 +60,8 @@ func newTestCluster(t *testing.T) *testCluster {
 	return tc
 }
 
-func (tc *testCluster) start(id string) *clusterkit.ClusterKit {
+// start starts a node; before is called before its Start (to register hooks).
+func (tc *testCluster) start(id string, before ...func(*clusterkit.ClusterKit)) *clusterkit.ClusterKit {
 	tc.t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -84,6 +85,9 @@ func (tc *testCluster) start(id string) *clusterkit.ClusterKit {
 	})
 	if err != nil {
 		tc.t.Fatal(err)
+	}
+	for _, f := range before {
+		f(ck)
 	}
 	if err := ck.Start(); err != nil {
 		ds.close()

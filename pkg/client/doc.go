@@ -28,8 +28,9 @@
 //   - Route computes md5(key)[0:4] as a big-endian uint32 modulo the partition count, the
 //     wire contract of the nodes (the same code: internal/partition). A cluster that publishes
 //     another hash in hash_config is refused with ErrUnsupportedHash rather than misrouted.
-//   - Routes list only a partition's serving holders, primary first: never a node still
-//     copying the partition in.
+//   - Route.Nodes lists only a partition's serving holders, primary first: never a node still
+//     copying the partition in. Those are in Route.Pending, for writes that must reach every
+//     future holder.
 //   - The client never goes back to an older map (nor follows a node of another cluster).
 //   - Route takes no lock and allocates nothing: the map is an immutable snapshot behind an
 //     atomic pointer. Every method is safe for concurrent use.

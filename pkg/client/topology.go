@@ -38,6 +38,10 @@ type Route struct {
 	// still copying the partition in are never listed. It is shared with the client's
 	// snapshot: do not modify it.
 	Nodes []Node
+	// Pending are nodes copying the partition in: not routable yet, but a write that must
+	// survive the handoff goes to them too (a node's copy may have been taken before the
+	// write). Shared with the client's snapshot: do not modify it.
+	Pending []Node
 }
 
 // Primary returns the partition's primary: the first of Nodes.
@@ -66,6 +70,7 @@ type topology struct {
 // entry is one partition as the sources describe it: holders, primary first.
 type entry struct {
 	holders      []string
+	pending      []string
 	primaryEpoch uint64
 }
 
@@ -102,7 +107,7 @@ func newTopology(clusterID, clusterName string, epoch uint64, nodes map[string]N
 	slices.SortFunc(t.nodes, func(a, b Node) int { return strings.Compare(a.ID, b.ID) })
 	total := 0
 	for _, e := range entries {
-		total += len(e.holders)
+		total += len(e.holders) + len(e.pending)
 	}
 	// One backing array for every route keeps the snapshot compact.
 	backing := make([]Node, 0, total)
@@ -118,12 +123,23 @@ func newTopology(clusterID, clusterName string, epoch uint64, nodes map[string]N
 			}
 			backing = append(backing, n)
 		}
+		held := len(backing)
+		for _, id := range e.pending {
+			n, ok := nodes[id]
+			if !ok || slices.Contains(e.holders, id) {
+				return nil, fmt.Errorf("map epoch %d: partition-%d pending node %q is unknown or a holder", epoch, i, id)
+			}
+			backing = append(backing, n)
+		}
 		t.routes[i] = Route{
 			Partition:    partition.ID(i),
 			Index:        i,
 			Epoch:        epoch,
 			PrimaryEpoch: e.primaryEpoch,
-			Nodes:        backing[start:len(backing):len(backing)],
+			Nodes:        backing[start:held:held],
+		}
+		if held < len(backing) {
+			t.routes[i].Pending = backing[held:len(backing):len(backing)]
 		}
 	}
 	return t, nil
@@ -143,7 +159,11 @@ func fromStateMap(clusterName string, cfg *state.Config, m *state.Map) (*topolog
 	}
 	entries := make([]entry, len(m.Partitions))
 	for i := range m.Partitions {
-		entries[i] = entry{holders: m.Partitions[i].Holders, primaryEpoch: m.Partitions[i].PrimaryEpoch}
+		e := &m.Partitions[i]
+		entries[i] = entry{holders: e.Holders, primaryEpoch: e.PrimaryEpoch}
+		for _, pd := range e.Pending {
+			entries[i].pending = append(entries[i].pending, pd.Node)
+		}
 	}
 	return newTopology(cfg.ClusterID, clusterName, m.Epoch, nodes, entries)
 }
@@ -163,6 +183,7 @@ type clusterDoc struct {
 		PartitionMap map[string]struct {
 			PrimaryNode  string   `json:"primary_node"`
 			ReplicaNodes []string `json:"replica_nodes"`
+			PendingNodes []string `json:"pending_nodes"`
 			PrimaryEpoch uint64   `json:"primary_epoch"`
 		} `json:"partition_map"`
 	} `json:"cluster"`
@@ -188,7 +209,7 @@ func (d *clusterDoc) topology(etag string) (*topology, error) {
 		if !ok {
 			return nil, fmt.Errorf("map epoch %d lacks %s", c.Epoch, partition.ID(i))
 		}
-		entries[i] = entry{holders: append([]string{p.PrimaryNode}, p.ReplicaNodes...), primaryEpoch: p.PrimaryEpoch}
+		entries[i] = entry{holders: append([]string{p.PrimaryNode}, p.ReplicaNodes...), pending: p.PendingNodes, primaryEpoch: p.PrimaryEpoch}
 	}
 	t, err := newTopology(c.ID, c.Name, c.Epoch, nodes, entries)
 	if err != nil {
