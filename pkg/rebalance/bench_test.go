@@ -201,6 +201,9 @@ func writeTable(path string) error {
 	if len(benchOrder) == 0 {
 		return fmt.Errorf("-update-doc: no BenchmarkPlacement result in this run (add -bench Placement)")
 	}
+	if len(variantRows) == 0 {
+		return fmt.Errorf("-update-doc: no BenchmarkPlacementVariants result in this run (add -bench Placement)")
+	}
 	src, err := os.ReadFile(path)
 	if err != nil {
 		return err
@@ -226,6 +229,20 @@ func writeTable(path string) error {
 			row.cell.P, row.cell.N, row.cell.R, row.algo, row.replicaMax, row.primaryMax,
 			row.moveJoin, row.moveLeave, row.primaryJoin,
 			float64(row.join.Nanoseconds())/1e6, float64(row.leave.Nanoseconds())/1e6, faster)
+	}
+	if len(variantRows) > 0 {
+		t.WriteString("//\n")
+		t.WriteString("// BenchmarkPlacementVariants, same run: P=65536, N=1000, R=3 with zones and weights (see its doc).\n")
+		t.WriteString("// replica-dev and primary-dev are the largest distance, in partitions, between a node's count and\n")
+		t.WriteString("// its fair share; move-join and move-leave are copies over the lower bound of the property tests;\n")
+		t.WriteString("// prim-join is primary roles moved over the joiner's primary share, rounded down.\n//\n")
+		fmt.Fprintf(&t, "//\t%-16s %11s %11s %10s %10s %9s %10s %10s %7s\n", "variant",
+			"replica-dev", "primary-dev", "move-join", "move-leave", "prim-join", "join-ms", "leave-ms", "vs-HRW")
+		for _, row := range variantRows {
+			fmt.Fprintf(&t, "//\t%-16s %11.2f %11.2f %10.2f %10.2f %9.2f %10.3f %10.3f %6.0fx\n",
+				row.name, row.replicaDev, row.primDev, row.moveJoin, row.moveLeave, row.primaryJoin,
+				float64(row.join.Nanoseconds())/1e6, float64(row.leave.Nanoseconds())/1e6, row.fasterThanRendezvous)
+		}
 	}
 	out := text[:i] + t.String() + text[j:]
 	return os.WriteFile(path, []byte(out), 0o644)

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"container/heap"
 	"fmt"
+	"math"
 	"math/big"
 	"slices"
 )
@@ -21,12 +22,17 @@ type placer struct {
 	loZones []int32 // zones that every partition must use at least lo times
 	zoneOf  []int32 // zone of each node
 	zoneHi  []int32 // hi of each zone, a compact copy for the hot loops
+	zoneCap []int32 // hi of each zone whose nodes cannot all hold one partition, else MaxInt32
 
 	slots []int32 // slots[p*r+k] is a holder of p, -1 if empty
 	old   []bool  // old[p*r+k]: that holder already held p in prev
 	prim  []int32 // primary of p, -1 while undecided
 	dirty []bool  // p's row differs from prev's (holders, their order, or primary)
+	short []int32 // partitions with a free slot after keepPrevious, in order
 	lost  []bool  // p's previous primary is gone: its role goes to a surviving holder
+	left  []bool  // a live node listed in prev[p] no longer holds p: it could take p back for free
+
+	prevNodes [][]int32 // previousHolders of each partition, nil until asked for
 
 	load, quota    []int  // replicas per node, and the target
 	rfloor         []int  // the integer part of each node's fair replica share
@@ -139,6 +145,11 @@ func newPlacer(prev Map, nodes []Node, cfg Config) (*placer, error) {
 			s.loZones = append(s.loZones, int32(i))
 		}
 		s.zoneHi = append(s.zoneHi, int32(z.hi))
+		zoneCap := int32(math.MaxInt32)
+		if z.hi < len(z.nodes) {
+			zoneCap = int32(z.hi)
+		}
+		s.zoneCap = append(s.zoneCap, zoneCap)
 	}
 	n := len(s.nodes)
 	s.load, s.quota = make([]int, n), make([]int, n)
@@ -180,7 +191,9 @@ func (s *placer) run() {
 }
 
 // keepPrevious copies the previous holders that are still usable: live, not repeated, within r and
-// within the zone spread rule. The previous primary stays primary if it is kept.
+// within the zone spread rule. The previous primary stays primary if it is kept. It reads every slot
+// of prev, which makes it the largest part of a call that changes little: one pass does the checks,
+// the counts and the list of partitions with free slots.
 func (s *placer) keepPrevious() {
 	r := s.r
 	s.slots = make([]int32, s.parts*r)
@@ -188,38 +201,52 @@ func (s *placer) keepPrevious() {
 	s.prim = make([]int32, s.parts)
 	s.dirty = make([]bool, s.parts)
 	s.lost = make([]bool, s.parts)
-	for i := range s.slots {
-		s.slots[i] = -1
-	}
+	s.left = make([]bool, s.parts)
 	for p := range s.parts {
 		s.prim[p] = -1
+		base, k := p*r, 0
+		row := s.slots[base : base+r]
 		if s.prev == nil {
+			for t := range row {
+				row[t] = -1
+			}
 			s.dirty[p] = true
+			s.short = append(s.short, int32(p))
 			continue
 		}
-		base, k := p*r, 0
 		for j, id := range s.prev[p] {
 			n, ok := s.index.lookup(id)
-			switch {
-			case !ok:
+			if !ok {
 				if p == s.trace {
 					s.note(p, "%s is not live: its slot is free", id)
 				}
-			case slices.Contains(s.slots[base:base+k], n):
+				continue
+			}
+			z := s.zoneOf[n]
+			repeated, same := false, int32(0)
+			for _, h := range row[:k] {
+				repeated = repeated || h == n
+				if s.zoneOf[h] == z {
+					same++
+				}
+			}
+			switch {
+			case repeated:
 				if p == s.trace {
 					s.note(p, "%s is listed twice: the second entry is dropped", id)
 				}
 			case k == r:
+				s.left[p] = true
 				if p == s.trace {
 					s.note(p, "%s dropped: the partition already has %d holders (replication factor %d, %d live nodes)", id, r, r, len(s.nodes))
 				}
-			case s.zoneFull(p, n):
-				z := s.zones[s.zoneOf[n]]
+			case same >= s.zoneCap[z]:
+				s.left[p] = true
 				if p == s.trace {
-					s.note(p, "%s dropped: zone %q already has %d holder(s) of this partition, the most the spread rule allows", id, z.name, z.hi)
+					s.note(p, "%s dropped: zone %q already has %d holder(s) of this partition, the most the spread rule allows", id, s.zones[z].name, s.zones[z].hi)
 				}
 			default:
-				s.slots[base+k] = n
+				row[k] = n
 				s.old[base+k] = true
 				k++
 				if j == 0 {
@@ -230,8 +257,11 @@ func (s *placer) keepPrevious() {
 				}
 			}
 		}
+		for t := k; t < r; t++ {
+			row[t] = -1
+		}
 		// Too few zones represented to meet the lower bounds: drop holders from zones above theirs.
-		for s.lowNeed(p, -1) > r-k {
+		for len(s.loZones) > 0 && s.lowNeed(p, -1) > r-k {
 			victim := -1
 			for t := k - 1; t >= 0; t-- {
 				z := s.zoneOf[s.slots[base+t]]
@@ -246,6 +276,7 @@ func (s *placer) keepPrevious() {
 			if s.prim[p] == n {
 				s.prim[p] = -1
 			}
+			s.left[p] = true
 			copy(s.slots[base+victim:base+k], s.slots[base+victim+1:base+k])
 			copy(s.old[base+victim:base+k], s.old[base+victim+1:base+k])
 			k--
@@ -254,21 +285,20 @@ func (s *placer) keepPrevious() {
 		if k != r || k != len(s.prev[p]) || s.prim[p] < 0 {
 			s.dirty[p] = true
 		}
+		if k < r {
+			s.short = append(s.short, int32(p))
+		}
+		for _, n := range row[:k] {
+			s.load[n]++
+		}
+		if n := s.prim[p]; n >= 0 {
+			s.pcount[n]++
+		}
 		if s.prim[p] < 0 && len(s.prev[p]) > 0 {
 			s.lost[p] = k > 0
 			if p == s.trace {
 				s.note(p, "previous primary %s is gone: a surviving holder will take the primary role", s.prev[p][0])
 			}
-		}
-	}
-	for _, n := range s.slots {
-		if n >= 0 {
-			s.load[n]++
-		}
-	}
-	for _, n := range s.prim {
-		if n >= 0 {
-			s.pcount[n]++
 		}
 	}
 }
@@ -277,8 +307,7 @@ func (s *placer) keepPrevious() {
 // allows. A zone whose every node may hold p needs no count: distinct holders are checked apart.
 func (s *placer) zoneFull(p int, n int32) bool {
 	z := s.zoneOf[n]
-	hi := int(s.zoneHi[z])
-	return hi < len(s.zones[z].nodes) && s.zoneCount(p, z, -1) >= hi
+	return s.zoneCap[z] != math.MaxInt32 && s.zoneCount(p, z, -1) >= int(s.zoneCap[z])
 }
 
 // zoneCount counts the holders of p in zone z, not counting node out.
@@ -471,25 +500,32 @@ func (s *placer) primaryQuotas() {
 	// bonus counts the partitions that lost their primary and that a node survives in; handy
 	// counts the partitions a node leads that a replica-overloaded node holds, whose role can
 	// travel with the replica a joiner takes.
-	bonus, handy := make([]int, len(s.nodes)), make([]int, len(s.nodes))
+	// Only whether a node has a handy role matters, and only for a node above the floor of its
+	// share, so the pass skips the other partitions after one load.
+	bonus, handy := make([]int, len(s.nodes)), make([]bool, len(s.nodes))
+	over := make([]bool, len(s.nodes))
 	overloaded := false
 	for n := range s.nodes {
-		overloaded = overloaded || s.load[n] > s.quota[n]
+		over[n] = s.load[n] > s.quota[n]
+		overloaded = overloaded || over[n]
 	}
-	for p := range s.parts {
+	for p, k := range s.prim {
 		holders := s.slots[p*s.r : (p+1)*s.r]
-		if k := s.prim[p]; k < 0 {
+		if k < 0 {
 			for _, h := range holders {
 				if h >= 0 {
 					bonus[h]++
 				}
 			}
-		} else if overloaded {
-			for _, h := range holders {
-				if h >= 0 && s.load[h] > s.quota[h] {
-					handy[k]++
-					break
-				}
+			continue
+		}
+		if !overloaded || handy[k] || int64(s.pcount[k]) <= sh[k].floor {
+			continue
+		}
+		for _, h := range holders {
+			if h >= 0 && over[h] {
+				handy[k] = true
+				break
 			}
 		}
 	}
@@ -500,7 +536,7 @@ func (s *placer) primaryQuotas() {
 	hash := make([]uint64, len(s.nodes))
 	for i := range s.nodes {
 		switch {
-		case int64(s.pcount[i]) > sh[i].floor && handy[i] == 0:
+		case int64(s.pcount[i]) > sh[i].floor && !handy[i]:
 			level[i] = 3
 		case int64(s.pcount[i]) > sh[i].floor:
 			level[i] = 2
@@ -581,6 +617,7 @@ func (s *placer) replace(p int, out, in int32, takePrimary bool) {
 	s.dirty[p] = true
 	for k := p * s.r; k < (p+1)*s.r; k++ {
 		if s.slots[k] == out {
+			s.left[p] = s.left[p] || s.old[k]
 			s.slots[k], s.old[k] = in, s.wasHolder(p, in)
 			break
 		}
@@ -662,7 +699,8 @@ func (s *placer) fillEmpty() (pending []int) {
 		heap.Init(h)
 	}
 	var skipped []int32
-	for p := range s.parts {
+	for _, p32 := range s.short {
+		p := int(p32)
 		for k := p * s.r; k < (p+1)*s.r; k++ {
 			if s.slots[k] >= 0 {
 				continue
@@ -1276,9 +1314,9 @@ func (s *placer) augment(src int, srcNode int32) bool {
 						continue
 					}
 					offerAll(p, n, dst)
-				case !received && !costly:
-					for _, id := range s.prev[p] {
-						if m, ok := s.index.get(id); ok && s.mark[m] != s.stamp && s.allowed(p, n, m) {
+				case !received && !costly && s.left[p]:
+					for _, m := range s.previousHolders(p) {
+						if s.mark[m] != s.stamp && s.allowed(p, n, m) {
 							reach(p, n, m, dst)
 							if end >= 0 {
 								return
@@ -1372,6 +1410,25 @@ func (s *placer) moveReplicaExtra(to int32) bool {
 		}
 	}
 	return false
+}
+
+// previousHolders returns the live nodes listed in prev[p], in prev's order, without repeats.
+// Searches ask for the same partitions many times, and a row of prev is a pointer away and its IDs
+// need a lookup each, so each row is converted once per call into node numbers.
+func (s *placer) previousHolders(p int) []int32 {
+	if s.prevNodes == nil {
+		s.prevNodes = make([][]int32, s.parts)
+	}
+	if s.prevNodes[p] == nil {
+		row := make([]int32, 0, len(s.prev[p]))
+		for _, id := range s.prev[p] {
+			if m, ok := s.index.lookup(id); ok && !slices.Contains(row, m) {
+				row = append(row, m)
+			}
+		}
+		s.prevNodes[p] = row
+	}
+	return s.prevNodes[p]
 }
 
 // wasHolder reports whether node n is listed in prev as a holder of p.
@@ -1662,6 +1719,9 @@ func (s *placer) applyRolePath(found, srcNode int32) {
 // prev's row itself, so a small change allocates little.
 func (s *placer) result() Map {
 	out := make(Map, s.parts)
+	if s.prev != nil {
+		copy(out, s.prev) // one bulk copy; the rows that changed are overwritten below
+	}
 	changed := 0
 	for _, d := range s.dirty {
 		if d {
@@ -1671,7 +1731,6 @@ func (s *placer) result() Map {
 	buf := make([]string, changed*s.r)
 	for p := range s.parts {
 		if !s.dirty[p] {
-			out[p] = s.prev[p]
 			continue
 		}
 		row := buf[:0:s.r]
