@@ -157,6 +157,16 @@ func within(got int, fair float64) bool {
 // placementErrors lists every way m breaks the guarantees for these nodes: shape, distinct live
 // holders, zone spread, replica and primary balance.
 func placementErrors(m Map, nodes []Node, cfg Config) []string {
+	return checkErrors(m, nodes, cfg, false)
+}
+
+// holderErrors is placementErrors without the primary balance, for placements whose holders are
+// listed in no particular order.
+func holderErrors(m Map, nodes []Node, cfg Config) []string {
+	return checkErrors(m, nodes, cfg, true)
+}
+
+func checkErrors(m Map, nodes []Node, cfg Config, holdersOnly bool) []string {
 	var errs []string
 	add := func(format string, args ...any) {
 		if len(errs) < 10 {
@@ -209,10 +219,12 @@ func placementErrors(m Map, nodes []Node, cfg Config) []string {
 			add("node %s holds %d replicas, fair share %.3f", n.ID, replicas[n.ID], fairR[n.ID])
 		}
 	}
-	fairP := fairPrimaries(nodes, cfg, replicas)
-	for _, n := range nodes {
-		if !within(primaries[n.ID], fairP[n.ID]) {
-			add("node %s is primary of %d, fair share %.3f", n.ID, primaries[n.ID], fairP[n.ID])
+	if !holdersOnly {
+		fairP := fairPrimaries(nodes, cfg, replicas)
+		for _, n := range nodes {
+			if !within(primaries[n.ID], fairP[n.ID]) {
+				add("node %s is primary of %d, fair share %.3f", n.ID, primaries[n.ID], fairP[n.ID])
+			}
 		}
 	}
 	return errs

@@ -101,18 +101,21 @@ func event(rng *rand.Rand, live []Node, serial *int, zones, weights bool, nz int
 }
 
 func TestPropertyEventSequence(t *testing.T) {
+	// Every variant is held to 2% over the sum of the per-step minima. The minimum of a step is
+	// minCopies when the placement reaches that quick bound, and exactMinCopies otherwise: with
+	// zones or weights the quick bound, which counts load changes only, is up to 2% below what
+	// any placement can reach.
 	tests := []struct {
 		name           string
 		zones, weights bool
-		maxRatio       float64 // total copies / sum of per-step minima
 		// With weights a node may have to hold every partition; a partition can then need two new
 		// holders in one step, so the once-per-step check applies to equal weights only.
 		oncePerStep bool
 	}{
-		{"equal weights", false, false, 1.02, true},
-		{"zones", true, false, 1.02, true},
-		{"weights", false, true, 1.02, false},
-		{"zones and weights", true, true, 1.05, false},
+		{"equal weights", false, false, true},
+		{"zones", true, false, true},
+		{"weights", false, true, false},
+		{"zones and weights", true, true, false},
 	}
 	for ti, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -129,7 +132,7 @@ func TestPropertyEventSequence(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				moved, minimum := 0, 0
+				moved, minimum, bound := 0, 0, 0
 				for step := range 200 {
 					var what string
 					next := live
@@ -153,14 +156,26 @@ func TestPropertyEventSequence(t *testing.T) {
 							t.Fatalf("seed %d step %d (%s): partition %d moved %d times: %v -> %v", seed, step, what, p, n, m[p], got[p])
 						}
 					}
-					moved += copies(moves)
-					minimum += minCopies(m, next, cfg)
+					n, quick := copies(moves), minCopies(m, next, cfg)
+					least := quick
+					if n > quick {
+						var best Map
+						least, best = exactMinCopies(m, got, next, cfg)
+						// The minimum is only as good as the placement that reaches it.
+						if errs := holderErrors(best, next, cfg); len(errs) > 0 || copies(Moves(m, best)) != least {
+							t.Fatalf("seed %d step %d: exactMinCopies found %d copies but its placement has %d: %v", seed, step, least, copies(Moves(m, best)), errs)
+						}
+					}
+					moved += n
+					minimum += least
+					bound += quick
 					m, live = got, next
 				}
 				ratio := float64(moved) / math.Max(1, float64(minimum))
-				t.Logf("seed %d P=%d R=%d: moved %d, minimum %d, ratio %.4f", seed, cfg.Partitions, cfg.ReplicationFactor, moved, minimum, ratio)
-				if ratio > tt.maxRatio {
-					t.Errorf("seed %d: moved %d replicas, %.3fx the minimum %d, want at most %.2fx", seed, moved, ratio, minimum, tt.maxRatio)
+				t.Logf("seed %d P=%d R=%d: moved %d, minimum %d, ratio %.4f (quick bound %d, ratio %.4f)",
+					seed, cfg.Partitions, cfg.ReplicationFactor, moved, minimum, ratio, bound, float64(moved)/math.Max(1, float64(bound)))
+				if ratio > 1.02 {
+					t.Errorf("seed %d: moved %d replicas, %.4fx the minimum %d, want at most 1.02x", seed, moved, ratio, minimum)
 				}
 			}
 		})
