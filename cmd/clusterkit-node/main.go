@@ -56,7 +56,8 @@
 //
 // SIGTERM or SIGINT stops the node gracefully (it leaves the cluster at once) and the command
 // exits with status 0. With DRAIN_ON_SIGTERM=true (or -drain) the node first hands every
-// partition over to the others, for at most 60s; a second signal gives up on draining. A failed
+// partition over to the others, for at most 60s; a second signal gives up on draining. The last
+// node of a cluster has nobody to hand over to: it leaves without draining. A failed
 // start or drain exits with status 1.
 package main
 
@@ -65,12 +66,14 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/signal"
 	"strconv"
@@ -163,6 +166,12 @@ func run(args []string, lookupEnv func(string) (string, bool), stdout, stderr io
 	sig := <-sigs
 	if !cfg.drain {
 		log.Info("signal received, leaving the cluster", zap.String("signal", sig.String()))
+		ck.Stop()
+		return exitOK
+	}
+	if others, err := otherNodes(ck); err == nil && others == 0 {
+		// Nobody could take the partitions over: a drain would only wait out its timeout.
+		log.Info("signal received, the last node of the cluster leaves without draining", zap.String("signal", sig.String()))
 		ck.Stop()
 		return exitOK
 	}
@@ -557,6 +566,29 @@ func (c *config) nameOf(field string) string {
 		}
 	}
 	return ""
+}
+
+// otherNodes counts the nodes other than this one in the partition map the node holds, as its
+// GET /cluster shows it.
+func otherNodes(ck *clusterkit.ClusterKit) (int, error) {
+	rec := httptest.NewRecorder()
+	ck.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/cluster", nil))
+	if rec.Code != http.StatusOK {
+		return 0, fmt.Errorf("GET /cluster: %d", rec.Code)
+	}
+	var body struct {
+		Cluster struct {
+			Nodes map[string]json.RawMessage `json:"nodes"`
+		} `json:"cluster"`
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil {
+		return 0, fmt.Errorf("GET /cluster: %w", err)
+	}
+	n := len(body.Cluster.Nodes)
+	if _, ok := body.Cluster.Nodes[ck.GetMyNodeID()]; ok {
+		n--
+	}
+	return n, nil
 }
 
 // ownAddr is the address this node advertises: advertise when set, else the HTTP address with

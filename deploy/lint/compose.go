@@ -92,6 +92,7 @@ func ComposeUnits(p *types.Project, root string, img *Image) []Unit {
 				u.Ports = append(u.Ports, n)
 			}
 		}
+		u.Command = s.Command
 		u.Ports = append(u.Ports, etcdCommandPorts(s.Command)...)
 		u.DependsOn = slices.Sorted(maps.Keys(s.DependsOn))
 		units = append(units, u)
@@ -231,50 +232,6 @@ func CheckCompose(file string, p *types.Project, root string, img *Image, node *
 			if d, ok := s.DependsOn[n]; !ok || d.Condition != types.ServiceConditionHealthy {
 				fail(u.Name, "needs %s at start: depend on it with condition service_healthy", n)
 			}
-		}
-	}
-	errs = append(errs, checkComposeEtcd(file, p, units)...)
-	return errs
-}
-
-// checkComposeEtcd checks that an etcd service advertises the client URLs the nodes use and
-// keeps its data on a volume.
-func checkComposeEtcd(file string, p *types.Project, units []Unit) []error {
-	var errs []error
-	for _, u := range units {
-		s := p.Services[u.Name]
-		if u.Node || !slices.ContainsFunc(s.Command, func(a string) bool { return strings.HasSuffix(a, "etcd") }) {
-			continue
-		}
-		advertised := map[string]bool{}
-		for _, a := range etcdFlagURLs(s.Command, "--advertise-client-urls") {
-			advertised[a.String()] = true
-		}
-		for _, n := range units {
-			for _, ep := range strings.Split(n.Env["ETCD_ENDPOINTS"], ",") {
-				ep = strings.TrimSpace(ep)
-				parsed, err := url.Parse(ep)
-				if ep == "" || err != nil || unitByHost(units, parsed.Hostname()) != u.Name {
-					continue
-				}
-				if !advertised[ep] {
-					errs = append(errs, fmt.Errorf("%s: %s: ETCD_ENDPOINTS %s is not among %s's --advertise-client-urls", file, n.Name, ep, u.Name))
-				}
-			}
-		}
-		var dataDir string
-		for i, a := range s.Command {
-			if v, ok := strings.CutPrefix(a, "--data-dir="); ok {
-				dataDir = v
-			} else if a == "--data-dir" && i+1 < len(s.Command) {
-				dataDir = s.Command[i+1]
-			}
-		}
-		onVolume := slices.ContainsFunc(u.Mounts, func(m string) bool {
-			return dataDir == m || strings.HasPrefix(dataDir, strings.TrimSuffix(m, "/")+"/")
-		})
-		if dataDir == "" || !onVolume {
-			errs = append(errs, fmt.Errorf("%s: %s: etcd --data-dir %q is not on a volume (mounts %v)", file, u.Name, dataDir, u.Mounts))
 		}
 	}
 	return errs

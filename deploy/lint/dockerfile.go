@@ -2,6 +2,7 @@ package lint
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -12,11 +13,14 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/moby/buildkit/client/llb"
+	"github.com/moby/buildkit/client/llb/sourceresolver"
+	"github.com/moby/buildkit/frontend/dockerfile/dockerfile2llb"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
-	"github.com/moby/buildkit/frontend/dockerfile/linter"
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
 	"github.com/moby/patternmatcher"
 	"github.com/moby/patternmatcher/ignorefile"
+	digest "github.com/opencontainers/go-digest"
 )
 
 // BuildContext is a Dockerfile and the build context it is built in.
@@ -42,8 +46,8 @@ type Image struct {
 	StopSignal string
 }
 
-// CheckDockerfile parses the Dockerfile with BuildKit's parser (running the linter rules it
-// applies while parsing) and checks it against the node: pinned base images, a static build of
+// CheckDockerfile parses the Dockerfile with BuildKit's parser, runs the checks of `docker build
+// --check` on it (buildCheck) and checks it against the node: pinned base images, a static build of
 // the node command from sources the context holds, a non-root user, the HTTP port and the
 // embedded etcd ports exposed, a volume for DATA_DIR, a health check that needs no shell, and
 // SIGTERM as the stop signal. It returns the image it describes and every problem found.
@@ -63,14 +67,14 @@ func CheckDockerfile(bc BuildContext, node *Node) (*Image, []error) {
 	for _, w := range res.Warnings {
 		fail("line %d: %s", w.Location.Start.Line, w.Short)
 	}
-	lint := linter.New(&linter.Config{Warn: func(rule, _, _, msg string, loc []parser.Range) {
-		line := 0
-		if len(loc) > 0 {
-			line = loc[0].Start.Line
-		}
-		fail("line %d: %s: %s", line, rule, msg)
-	}})
-	stages, _, err := instructions.Parse(res.AST, lint)
+	warnings, err := buildCheck(src)
+	if err != nil {
+		return nil, append(errs, fmt.Errorf("%s: %w", bc.Dockerfile, err))
+	}
+	for _, w := range warnings {
+		fail("%s", w)
+	}
+	stages, _, err := instructions.Parse(res.AST, nil)
 	if err != nil {
 		return nil, append(errs, fmt.Errorf("%s: %w", bc.Dockerfile, err))
 	}
@@ -226,6 +230,42 @@ func CheckDockerfile(bc BuildContext, node *Node) (*Image, []error) {
 		fail("STOPSIGNAL %q: want SIGTERM, on which the node leaves the cluster gracefully", img.StopSignal)
 	}
 	return img, errs
+}
+
+// buildCheck runs BuildKit's Dockerfile rules, those of `docker build --check`, and returns
+// their warnings. Base images are not pulled: each resolves to an empty linux/amd64 image, so
+// the rules that need an image's own configuration see none.
+func buildCheck(src []byte) ([]string, error) {
+	sm := llb.NewSourceMap(nil, "Dockerfile", "Dockerfile", src)
+	sm.Definition = &llb.Definition{}
+	res, err := dockerfile2llb.DockerfileLint(context.Background(), src, dockerfile2llb.ConvertOpt{
+		MetaResolver: offlineImages{},
+		SourceMap:    sm,
+	})
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, w := range res.Warnings {
+		line := int32(0)
+		if w.Location != nil && len(w.Location.Ranges) > 0 {
+			line = w.Location.Ranges[0].Start.Line
+		}
+		out = append(out, fmt.Sprintf("line %d: %s: %s", line, w.RuleName, w.Detail))
+	}
+	if res.Error != nil {
+		out = append(out, res.Error.Message)
+	}
+	return out, nil
+}
+
+// offlineImages resolves every image reference to an empty linux/amd64 image without a
+// registry.
+type offlineImages struct{}
+
+func (offlineImages) ResolveImageConfig(_ context.Context, ref string, _ sourceresolver.Opt) (string, digest.Digest, []byte, error) {
+	cfg := []byte(`{"architecture":"amd64","os":"linux","config":{}}`)
+	return ref, digest.FromBytes(cfg), cfg, nil
 }
 
 // unpinned says why an image reference is not pinned to a version, "" when it is.

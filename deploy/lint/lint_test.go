@@ -77,7 +77,11 @@ func TestDockerfile(t *testing.T) {
 		{name: "COPY of a missing path", old: "COPY pkg/ pkg/", new: "COPY pkg/ pkg/\nCOPY vendor/ vendor/", wantErrSubstr: "COPY vendor/: not in the repository"},
 		{name: "a source directory ignored", ignoreOld: "!internal\n", ignoreNew: "", wantErrSubstr: "left out of the build context"},
 		{name: "go.sum ignored", ignoreOld: "**/testdata", ignoreNew: "**/testdata\ngo.sum", wantErrSubstr: "go.sum"},
-		{name: "stage name casing (BuildKit rule)", old: "AS build", new: "as build", wantErrSubstr: "FromAsCasing"},
+		// Rules of `docker build --check`.
+		{name: "stage name casing", old: "AS build", new: "as build", wantErrSubstr: "FromAsCasing"},
+		{name: "legacy ENV format", old: "ENV HTTP_PORT=8080 \\\n    DATA_DIR=/data", new: "ENV HTTP_PORT 8080\nENV DATA_DIR=/data", wantErrSubstr: "LegacyKeyValueFormat"},
+		{name: "undefined variable", old: "VOLUME [\"/data\"]", new: "VOLUME [\"/data\"]\nWORKDIR $APP_HOME", wantErrSubstr: "UndefinedVar"},
+		{name: "duplicate stage name", old: "FROM gcr.io/distroless/static-debian12:nonroot", new: "FROM gcr.io/distroless/static-debian12:nonroot AS build", wantErrSubstr: "DuplicateStageName"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -209,4 +213,87 @@ func expectError(t *testing.T, errs []error, want string) {
 		}
 	}
 	t.Errorf("no error mentions %q; got %d: %v", want, len(errs), errs)
+}
+
+func TestManifests(t *testing.T) {
+	node, img := fixture(t)
+	for _, f := range []string{"clusterkit.yaml", "clusterkit-external-etcd.yaml"} {
+		m, err := LoadManifests(filepath.Join(root, "deploy", "k8s", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range CheckManifests(m, img, node) {
+			t.Error(e)
+		}
+		units, err := PodUnits(m, img)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, u := range units {
+			t.Logf("%s: %v %v", u.Name, u.Env, u.Hostnames[0])
+		}
+	}
+}
+
+func TestManifestsBroken(t *testing.T) {
+	node, img := fixture(t)
+	const embedded, external = "clusterkit.yaml", "clusterkit-external-etcd.yaml"
+	tests := []struct {
+		name          string
+		file          string
+		old, new      string
+		wantErrSubstr string
+	}{
+		{name: "unknown field", old: "  serviceName: clusterkit-headless", new: "  serviceName: clusterkit-headless\n  servicename: x", wantErrSubstr: `unknown field "spec.servicename"`},
+		{name: "field at the wrong level", old: "      terminationGracePeriodSeconds: 90", new: "      terminationGracePeriod: 90", wantErrSubstr: "unknown field"},
+		{name: "wrong type", old: "  replicas: 3", new: "  replicas: three", wantErrSubstr: "StatefulSet"},
+		{name: "duplicate field", old: "  replicas: 3", new: "  replicas: 3\n  replicas: 5", wantErrSubstr: "replicas"},
+		{name: "unused kind", old: "apiVersion: policy/v1\nkind: PodDisruptionBudget", new: "apiVersion: policy/v1beta1\nkind: PodDisruptionBudget", wantErrSubstr: `kind "PodDisruptionBudget" of "policy/v1beta1"`},
+		{name: "serviceName of no Service", old: "  serviceName: clusterkit-headless", new: "  serviceName: clusterkit-pods", wantErrSubstr: `serviceName "clusterkit-pods" names no Service`},
+		{name: "serviceName not headless", old: "  serviceName: clusterkit-headless", new: "  serviceName: clusterkit", wantErrSubstr: "is not a headless Service"},
+		{name: "advertise another pattern", old: "              value: $(NODE_ID).clusterkit-headless.$(POD_NAMESPACE).svc.cluster.local:8080", new: "              value: $(NODE_ID).clusterkit.$(POD_NAMESPACE).svc.cluster.local:8080", wantErrSubstr: "advertises"},
+		{name: "advertise the pod IP's port wrong", old: "svc.cluster.local:8080\n            # Pod 0", new: "svc.cluster.local:9090\n            # Pod 0", wantErrSubstr: "does not name this unit"},
+		{name: "join a pod that does not exist", old: "              value: clusterkit-0.clusterkit-headless", new: "              value: clusterkit-3.clusterkit-headless", wantErrSubstr: "names no unit"},
+		{name: "join through the client Service", old: "              value: clusterkit-0.clusterkit-headless.$(POD_NAMESPACE).svc.cluster.local:8080", new: "              value: clusterkit.$(POD_NAMESPACE).svc.cluster.local:8080", wantErrSubstr: "which is not a node"},
+		{name: "join with a short name", old: "              value: clusterkit-0.clusterkit-headless.$(POD_NAMESPACE).svc.cluster.local:8080", new: "              value: clusterkit-0.clusterkit-headless:8080", wantErrSubstr: "the node would not recognise itself"},
+		{name: "no join: every pod bootstraps", old: "            - name: JOIN_ADDR\n              value: clusterkit-0.clusterkit-headless.$(POD_NAMESPACE).svc.cluster.local:8080\n", new: "", wantErrSubstr: "form separate clusters"},
+		{name: "node ID not from the pod", old: "            - name: NODE_ID\n              valueFrom:\n                fieldRef:\n                  fieldPath: metadata.name", new: "            - name: NODE_ID\n              value: clusterkit", wantErrSubstr: "NODE_ID must come from the pod's name"},
+		{name: "unsupported value source", old: "                  fieldPath: metadata.namespace", new: "                  fieldPath: status.podIP", wantErrSubstr: "only values and fieldRef"},
+		{name: "typo in a variable", old: "            - name: DATA_DIR\n", new: "            - name: DATADIR\n", wantErrSubstr: "DATADIR is not a setting"},
+		{name: "DNS only once ready", old: "  publishNotReadyAddresses: true\n", new: "", wantErrSubstr: "publishNotReadyAddresses"},
+		{name: "data on the container's disk", old: "          volumeMounts:\n            - name: data\n              mountPath: /data", new: "          volumeMounts:\n            - name: data\n              mountPath: /var/lib/clusterkit", wantErrSubstr: "DATA_DIR /data is not on a persistent volume"},
+		{name: "probe of another path", old: "          readinessProbe:\n            httpGet:\n              path: /health", new: "          readinessProbe:\n            httpGet:\n              path: /healthz", wantErrSubstr: "readinessProbe: want httpGet /health"},
+		{name: "no liveness probe", old: "          livenessProbe:\n            httpGet:\n              path: /health\n              port: http\n            periodSeconds: 10\n            failureThreshold: 30\n", new: "", wantErrSubstr: "no livenessProbe"},
+		{name: "grace shorter than the drain", old: "terminationGracePeriodSeconds: 90", new: "terminationGracePeriodSeconds: 30", wantErrSubstr: "would be killed before it is done"},
+		{name: "root", old: "        runAsNonRoot: true\n", new: "", wantErrSubstr: "runAsNonRoot is not set"},
+		{name: "another user", old: "        runAsUser: 65532", new: "        runAsUser: 1000", wantErrSubstr: "is not the image's user 65532"},
+		{name: "no fsGroup", old: "        fsGroup: 65532\n", new: "", wantErrSubstr: "no fsGroup"},
+		{name: "http port mismatch", old: "            - name: http\n              containerPort: 8080", new: "            - name: http\n              containerPort: 8081", wantErrSubstr: "container port http is 8081"},
+		{name: "unpinned image", old: "image: clusterkit-node:0.1.0", new: "image: clusterkit-node", wantErrSubstr: "no tag"},
+		{name: "selector mismatch", old: "  selector:\n    matchLabels:\n      app.kubernetes.io/name: clusterkit\n  template:", new: "  selector:\n    matchLabels:\n      app: clusterkit\n  template:", wantErrSubstr: "selector does not match"},
+		{name: "no client Service", old: "  type: ClusterIP\n  selector:\n    app.kubernetes.io/name: clusterkit", new: "  type: ClusterIP\n  selector:\n    app.kubernetes.io/name: other", wantErrSubstr: "no Service (other than the headless one)"},
+		{name: "embedded etcd on a node port", old: "  type: ClusterIP\n  selector:\n    app.kubernetes.io/name: clusterkit\n  ports:\n    - name: http\n      port: 8080\n      targetPort: http", new: "  type: NodePort\n  selector:\n    app.kubernetes.io/name: clusterkit\n  ports:\n    - name: http\n      port: 8080\n      targetPort: http\n    - name: etcd\n      port: 18080\n      targetPort: etcd-client", wantErrSubstr: "exposes the embedded etcd"},
+		{name: "endpoint of no etcd pod", file: external, old: "2379,http://etcd-2.etcd.$(POD_NAMESPACE)", new: "2379,http://etcd-3.etcd.$(POD_NAMESPACE)", wantErrSubstr: "names no unit"},
+		{name: "endpoint on the peer port", file: external, old: "value: http://etcd-0.etcd.$(POD_NAMESPACE).svc.cluster.local:2379", new: "value: http://etcd-0.etcd.$(POD_NAMESPACE).svc.cluster.local:2380", wantErrSubstr: "ETCD_ENDPOINTS http://etcd-0.etcd.default.svc.cluster.local:2380 is not among etcd-0's"},
+		{name: "etcd advertises another name", file: external, old: "--advertise-client-urls=http://$(POD_NAME).etcd.", new: "--advertise-client-urls=http://$(POD_NAME).etcd-headless.", wantErrSubstr: "is not among etcd-0's --advertise-client-urls"},
+		{name: "etcd data not on its claim", file: external, old: "--data-dir=/var/lib/etcd/data", new: "--data-dir=/data", wantErrSubstr: "is not on a volume"},
+		{name: "etcd image unpinned", file: external, old: "etcd:v3.7.3", new: "etcd:latest", wantErrSubstr: "tag latest"},
+		{name: "endpoints and join", file: external, old: "            - name: DATA_DIR\n", new: "            - name: JOIN_ADDR\n              value: clusterkit-0.clusterkit-headless.$(POD_NAMESPACE).svc.cluster.local:8080\n            - name: DATA_DIR\n", wantErrSubstr: "both JOIN_ADDR and ETCD_ENDPOINTS"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.file == "" {
+				tt.file = embedded
+			}
+			src := readFile(t, filepath.Join(root, "deploy", "k8s", tt.file))
+			path := filepath.Join(t.TempDir(), tt.file)
+			writeFile(t, path, replaceOnce(t, src, tt.old, tt.new))
+			m, err := LoadManifests(path)
+			if err != nil {
+				expectError(t, []error{err}, tt.wantErrSubstr)
+				return
+			}
+			expectError(t, CheckManifests(m, img, node), tt.wantErrSubstr)
+		})
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"net/url"
+	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -24,6 +25,8 @@ type Unit struct {
 	Env map[string]string `json:"env"`
 	// Helpers are variables of Env that only feed $(VAR) references of other variables.
 	Helpers []string `json:"helpers,omitempty"`
+	// Command is the container's command line when the file sets one, with $(VAR) expanded.
+	Command []string `json:"command,omitempty"`
 	// Mounts are the container paths that persistent volumes are mounted at.
 	Mounts []string `json:"mounts"`
 	// DependsOn are the units started before this one (compose's depends_on).
@@ -135,6 +138,7 @@ func CheckUnits(file string, units []Unit, node *Node) []error {
 			fail(u, "DATA_DIR %s is not on a persistent volume (mounts: %v)", dir, u.Mounts)
 		}
 	}
+	errs = append(errs, checkEtcdUnits(file, units)...)
 	if nodes == 0 {
 		errs = append(errs, fmt.Errorf("%s: no node of the image runs here", file))
 	}
@@ -196,4 +200,46 @@ func checkEndpoint(ep string, byHost map[string]*Unit, node *Node) error {
 		return fmt.Errorf("%s: %s serves no etcd on port %d (ports %v)", ep, t.Name, p, ports)
 	}
 	return nil
+}
+
+// checkEtcdUnits checks that the units that run etcd advertise the client URLs the nodes use
+// and keep their data on a volume.
+func checkEtcdUnits(file string, units []Unit) []error {
+	var errs []error
+	for _, u := range units {
+		if u.Node || !slices.ContainsFunc(u.Command, func(a string) bool { return path.Base(a) == "etcd" }) {
+			continue
+		}
+		advertised := map[string]bool{}
+		for _, a := range etcdFlagURLs(u.Command, "--advertise-client-urls") {
+			advertised[a.String()] = true
+		}
+		for _, n := range units {
+			for _, ep := range strings.Split(n.Env["ETCD_ENDPOINTS"], ",") {
+				ep = strings.TrimSpace(ep)
+				parsed, err := url.Parse(ep)
+				if ep == "" || err != nil || unitByHost(units, parsed.Hostname()) != u.Name {
+					continue
+				}
+				if !advertised[ep] {
+					errs = append(errs, fmt.Errorf("%s: %s: ETCD_ENDPOINTS %s is not among %s's --advertise-client-urls", file, n.Name, ep, u.Name))
+				}
+			}
+		}
+		var dataDir string
+		for i, a := range u.Command {
+			if v, ok := strings.CutPrefix(a, "--data-dir="); ok {
+				dataDir = v
+			} else if a == "--data-dir" && i+1 < len(u.Command) {
+				dataDir = u.Command[i+1]
+			}
+		}
+		onVolume := slices.ContainsFunc(u.Mounts, func(m string) bool {
+			return dataDir == m || strings.HasPrefix(dataDir, strings.TrimSuffix(m, "/")+"/")
+		})
+		if dataDir == "" || !onVolume {
+			errs = append(errs, fmt.Errorf("%s: %s: etcd --data-dir %q is not on a volume (mounts %v)", file, u.Name, dataDir, u.Mounts))
+		}
+	}
+	return errs
 }

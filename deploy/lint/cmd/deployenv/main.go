@@ -3,8 +3,10 @@
 // expanded. The end-to-end tests read it to run the same configuration as processes.
 //
 //	deployenv -root ../.. ../../docker-compose.yml
+//	deployenv -root ../.. ../../deploy/k8s/clusterkit.yaml
 //
-// A compose file is recognised by its name (docker-compose*.yml or compose*.yaml). The exit status is 1 when the file cannot be loaded, 2
+// A compose file is recognised by its name (docker-compose*.yml or compose*.yaml); any other
+// file is read as Kubernetes manifests. The exit status is 1 when the file cannot be loaded, 2
 // for a usage error.
 package main
 
@@ -61,5 +63,9 @@ func load(root, file string) ([]lint.Unit, error) {
 		}
 		return lint.ComposeUnits(p, root, img), nil
 	}
-	return nil, fmt.Errorf("%s: not a compose file", file)
+	m, err := lint.LoadManifests(file)
+	if err != nil {
+		return nil, err
+	}
+	return lint.PodUnits(m, img)
 }
