@@ -304,12 +304,15 @@ type failoverCluster struct {
 	dir     string
 	nodes   []*nodeProcess
 	httpc   *http.Client
+	// partitions and replication are the cluster's PARTITION_COUNT and REPLICATION_FACTOR.
+	partitions, replication int
 }
 
 func newFailoverCluster(t *testing.T, bin, etcdURL string) *failoverCluster {
 	c := &failoverCluster{
 		bin: bin, etcdURL: etcdURL, name: "failover-" + randomHex(t), dir: t.TempDir(),
-		httpc: &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{}},
+		httpc:      &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{}},
+		partitions: partitionCount, replication: replicationFactor,
 	}
 	t.Cleanup(func() {
 		for _, n := range c.nodes {
@@ -375,7 +378,7 @@ func (c *failoverCluster) running() []*nodeProcess {
 }
 
 // waitStable waits until every running node is healthy and serves the same map, which lists
-// exactly the running nodes, places every partition on min(N, 3) of them and has no copy in
+// exactly the running nodes, places every partition on min(N, c.replication) of them and has no copy in
 // progress. It returns that map.
 func (c *failoverCluster) waitStable(t *testing.T, timeout time.Duration) *clusterMap {
 	t.Helper()
@@ -387,7 +390,7 @@ func (c *failoverCluster) waitStable(t *testing.T, timeout time.Duration) *clust
 			ids = append(ids, n.id)
 		}
 		slices.Sort(ids)
-		holders := min(len(ids), replicationFactor)
+		holders := min(len(ids), c.replication)
 		agreed = nil
 		for _, n := range nodes {
 			var h struct {
@@ -409,8 +412,8 @@ func (c *failoverCluster) waitStable(t *testing.T, timeout time.Duration) *clust
 			if len(v.Cluster.Handoffs) > 0 {
 				return fmt.Errorf("%s: %d copies in progress", n.id, len(v.Cluster.Handoffs))
 			}
-			if len(v.Cluster.PartitionMap) != partitionCount {
-				return fmt.Errorf("%s lists %d partitions", n.id, len(v.Cluster.PartitionMap))
+			if len(v.Cluster.PartitionMap) != c.partitions {
+				return fmt.Errorf("%s lists %d partitions, want %d", n.id, len(v.Cluster.PartitionMap), c.partitions)
 			}
 			for pid, p := range v.Cluster.PartitionMap {
 				all := append([]string{p.PrimaryNode}, p.ReplicaNodes...)

@@ -14,14 +14,16 @@ func TestMain(m *testing.M) {
 	)
 }
 
-// removeBuiltEtcdAfter runs the tests, then deletes the etcd binary they built (if any), which
-// outlives any single test because it is built once per test binary.
+// removeBuiltEtcdAfter runs the tests, then deletes the etcd and deployenv binaries they built
+// (if any), which outlive any single test because they are built once per test binary.
 type removeBuiltEtcdAfter struct{ m *testing.M }
 
 func (r removeBuiltEtcdAfter) Run() int {
 	code := r.m.Run()
-	if builtEtcd.dir != "" {
-		os.RemoveAll(builtEtcd.dir)
+	for _, dir := range []string{builtEtcd.dir, builtDeployEnv.dir} {
+		if dir != "" {
+			os.RemoveAll(dir)
+		}
 	}
 	return code
 }

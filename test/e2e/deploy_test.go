@@ -1,0 +1,339 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/clusterkit-go/clusterkit/pkg/clusterkit"
+)
+
+// repoRoot is the repository root, seen from this package's directory.
+const repoRoot = "../.."
+
+// The deployment files run as processes: the environment each container of docker-compose.yml,
+// of its external-etcd variant and of the Kubernetes StatefulSets' pods 0..2 gets (read by
+// deploy/lint's loader, the one CI checks the files with) is given to a clusterkit-node process
+// per container, the containers' host names mapped to 127.0.0.1 with distinct ports. The nodes
+// must form one cluster (all of them in every node's GET /cluster, one leader, a full map) and
+// stop cleanly on SIGTERM.
+func TestDeploymentFiles(t *testing.T) {
+	bin := buildNodeBinary(t)
+	files := []string{
+		"docker-compose.yml",
+		"docker-compose.external-etcd.yml",
+		"deploy/k8s/clusterkit.yaml",
+		"deploy/k8s/clusterkit-external-etcd.yaml",
+	}
+	for _, f := range files {
+		t.Run(f, func(t *testing.T) {
+			runDeployment(t, bin, f, deploymentUnits(t, f))
+		})
+	}
+}
+
+// deployUnit is one container of a deployment file, as deploy/lint's deployenv prints it.
+type deployUnit struct {
+	Name      string            `json:"name"`
+	Node      bool              `json:"node"`
+	Hostnames []string          `json:"hostnames"`
+	Ports     []int             `json:"ports"`
+	Env       map[string]string `json:"env"`
+	Helpers   []string          `json:"helpers"`
+	DependsOn []string          `json:"depends_on"`
+}
+
+// builtDeployEnv is deploy/lint's deployenv, built once per test binary; TestMain removes dir.
+var builtDeployEnv struct {
+	once      sync.Once
+	dir, path string
+	err       error
+}
+
+// deploymentUnits returns the containers of a deployment file (relative to the repository root)
+// with their environments.
+func deploymentUnits(t *testing.T, file string) []deployUnit {
+	t.Helper()
+	builtDeployEnv.once.Do(func() {
+		dir, err := os.MkdirTemp("", "clusterkit-e2e-deployenv-")
+		if err != nil {
+			builtDeployEnv.err = err
+			return
+		}
+		builtDeployEnv.dir = dir
+		path := filepath.Join(dir, "deployenv")
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, "go", "build", "-o", path, "./cmd/deployenv")
+		// A module of its own: its parsers stay out of the main module's dependencies.
+		cmd.Dir = filepath.Join(repoRoot, "deploy", "lint")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			builtDeployEnv.err = fmt.Errorf("go build deploy/lint/cmd/deployenv: %v\n%s", err, out)
+			return
+		}
+		builtDeployEnv.path = path
+	})
+	if builtDeployEnv.err != nil {
+		t.Fatal(builtDeployEnv.err)
+	}
+	out, err := exec.Command(builtDeployEnv.path, "-root", repoRoot, filepath.Join(repoRoot, file)).Output()
+	if err != nil {
+		var stderr []byte
+		if ee, ok := err.(*exec.ExitError); ok {
+			stderr = ee.Stderr
+		}
+		t.Fatalf("deployenv %s: %v\n%s", file, err, stderr)
+	}
+	var units []deployUnit
+	if err := json.Unmarshal(out, &units); err != nil {
+		t.Fatalf("deployenv %s: %v", file, err)
+	}
+	return units
+}
+
+// etcdClientPort is the port etcd serves clients on in the deployment files.
+const etcdClientPort = 2379
+
+// hostPort matches host:port words in environment values, URLs included.
+var hostPort = regexp.MustCompile(`[A-Za-z0-9][A-Za-z0-9.-]*:[0-9]+`)
+
+// runDeployment runs the node containers of one file as processes and checks the cluster they
+// form, then stops them.
+func runDeployment(t *testing.T, bin, file string, units []deployUnit) {
+	began := time.Now()
+	c := newFailoverCluster(t, bin, "")
+	// addrs maps every host:port a container is reached at to the 127.0.0.1 address that
+	// stands for it here.
+	addrs := map[string]string{}
+	var nodes []deployUnit
+	taken := map[int]bool{}
+	local := map[string]int{} // node unit -> its HTTP port here
+	needEtcd := false
+	for _, u := range units {
+		if !u.Node {
+			continue
+		}
+		nodes = append(nodes, u)
+		port := freeNodePort(t, taken)
+		local[u.Name] = port
+		for _, h := range u.Hostnames {
+			for _, p := range u.Ports {
+				addrs[net.JoinHostPort(h, strconv.Itoa(p))] = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+			}
+		}
+		needEtcd = needEtcd || u.Env["ETCD_ENDPOINTS"] != ""
+	}
+	if len(nodes) != 3 {
+		t.Fatalf("%s runs %d nodes, want 3", file, len(nodes))
+	}
+	if needEtcd {
+		// Every etcd container of the file is this one etcd process.
+		etcd := startPlainEtcdProcess(t)
+		for _, u := range units {
+			if !u.Node && slices.Contains(u.Ports, etcdClientPort) {
+				for _, h := range u.Hostnames {
+					addrs[net.JoinHostPort(h, strconv.Itoa(etcdClientPort))] = strings.TrimPrefix(etcd.URL, "http://")
+				}
+			}
+		}
+	}
+	known := map[string]bool{}
+	for _, u := range units {
+		for _, h := range u.Hostnames {
+			known[strings.ToLower(h)] = true
+		}
+	}
+
+	partitions, replication := clusterkit.DefaultPartitionCount, clusterkit.DefaultReplicationFactor
+	var bootstrap, joiners []*nodeProcess
+	for _, u := range nodes {
+		env, err := localEnv(u, local[u.Name], filepath.Join(c.dir, u.Name), addrs, known)
+		if err != nil {
+			t.Fatalf("%s: %s: %v", file, u.Name, err)
+		}
+		n := &nodeProcess{
+			id:      u.Env["NODE_ID"],
+			addr:    net.JoinHostPort("127.0.0.1", strconv.Itoa(local[u.Name])),
+			bin:     bin,
+			logPath: filepath.Join(c.dir, u.Name+".log"),
+		}
+		for _, k := range slices.Sorted(maps.Keys(env)) {
+			n.env = append(n.env, k+"="+env[k])
+		}
+		if v := env["PARTITION_COUNT"]; v != "" {
+			partitions, _ = strconv.Atoi(v)
+		}
+		if v := env["REPLICATION_FACTOR"]; v != "" {
+			replication, _ = strconv.Atoi(v)
+		}
+		t.Logf("%s as %s: %s", u.Name, n.addr, strings.Join(n.env, " "))
+		c.nodes = append(c.nodes, n)
+		if env["JOIN_ADDR"] == "" || env["JOIN_ADDR"] == env["ADVERTISE_ADDR"] {
+			bootstrap = append(bootstrap, n)
+		} else {
+			joiners = append(joiners, n)
+		}
+	}
+	c.partitions, c.replication = partitions, replication
+
+	// As compose's depends_on and the StatefulSet's ordered start do: what the others join
+	// first, healthy, then the rest together.
+	for _, group := range [][]*nodeProcess{bootstrap, joiners} {
+		for _, n := range group {
+			n.launch(t)
+		}
+		for _, n := range group {
+			n.waitReady(t)
+		}
+	}
+	for _, n := range bootstrap {
+		if envValue(n.env, "ETCD_ENDPOINTS") != "" {
+			continue
+		}
+		// The embedded etcd is where the image's EXPOSE and the Services put it.
+		var join struct {
+			Endpoints []string `json:"etcd_endpoints"`
+		}
+		if err := fetchJSON(c.httpc, n.addr, "/cluster/join", &join); err != nil {
+			t.Fatal(err)
+		}
+		_, port, _ := net.SplitHostPort(n.addr)
+		p, _ := strconv.Atoi(port)
+		if want := fmt.Sprintf("http://127.0.0.1:%d", p+10000); !slices.Equal(join.Endpoints, []string{want}) {
+			t.Errorf("%s: embedded etcd at %v, want %s (HTTP port + 10000)", n.id, join.Endpoints, want)
+		}
+	}
+	view := c.waitStable(t, 30*time.Second)
+	leader := view.Cluster.Leader
+	if c.byID(leader) == nil {
+		t.Fatalf("leader %q is none of the nodes", leader)
+	}
+	for _, n := range c.nodes {
+		var h struct {
+			Leader   string `json:"leader"`
+			IsLeader bool   `json:"is_leader"`
+		}
+		if err := fetchJSON(c.httpc, n.addr, "/health", &h); err != nil {
+			t.Fatal(err)
+		}
+		if h.Leader != leader || h.IsLeader != (n.id == leader) {
+			t.Errorf("%s: /health says leader %q (is_leader %v); the map says %s", n.id, h.Leader, h.IsLeader, leader)
+		}
+	}
+	t.Logf("%s: 3 nodes, leader %s, %d partitions on %d holders each at epoch %d, %v after the first start",
+		file, leader, c.partitions, min(3, c.replication), view.Cluster.Epoch, time.Since(began).Round(time.Millisecond))
+
+	// As `docker compose down` and a scale-down do: the joiners first (newest first), the
+	// node with the embedded etcd last.
+	stopped := time.Now()
+	order := slices.Concat(joiners, bootstrap)
+	slices.Reverse(order[:len(joiners)])
+	for i, n := range order {
+		if code := n.terminate(t, drainTimeoutBound); code != 0 {
+			t.Errorf("%s exited with status %d on SIGTERM, want 0", n.id, code)
+		}
+		log := readLog(n.logPath)
+		if last := tail(log, 1); !strings.Contains(last, `"msg":"node stopped"`) {
+			t.Errorf("%s did not end its log with a clean stop; log ends:\n%s", n.id, tail(log, 10))
+		}
+		if envValue(n.env, "DRAIN_ON_SIGTERM") == "true" {
+			want := `"msg":"draining"`
+			if i == len(order)-1 {
+				want = "leaves without draining"
+			}
+			if !strings.Contains(log, want) {
+				t.Errorf("%s (DRAIN_ON_SIGTERM=true, %d nodes left) did not log %q", n.id, len(order)-i, want)
+			}
+		}
+	}
+	t.Logf("%s: stopped in %v", file, time.Since(stopped).Round(time.Millisecond))
+}
+
+// localEnv turns a container's environment into the one of a process on 127.0.0.1: the HTTP
+// API on the given port of 127.0.0.1, DATA_DIR in dataDir, and every host:port of a container
+// replaced by the address that stands for it. A host name of the file left unmapped is an error.
+func localEnv(u deployUnit, port int, dataDir string, addrs map[string]string, known map[string]bool) (map[string]string, error) {
+	env := map[string]string{}
+	for k, v := range u.Env {
+		env[k] = v
+	}
+	if _, ok := env["DATA_DIR"]; !ok {
+		return nil, fmt.Errorf("no DATA_DIR")
+	}
+	env["DATA_DIR"] = dataDir
+	// HTTP_PORT listens on every interface: the tests listen on 127.0.0.1 only.
+	delete(env, "HTTP_PORT")
+	env["HTTP_ADDR"] = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	for k, v := range env {
+		if k == "HTTP_ADDR" || k == "DATA_DIR" {
+			continue
+		}
+		var unmapped []string
+		env[k] = hostPort.ReplaceAllStringFunc(v, func(hp string) string {
+			if a, ok := addrs[strings.ToLower(hp)]; ok {
+				return a
+			}
+			host, _, _ := net.SplitHostPort(hp)
+			if known[strings.ToLower(host)] {
+				unmapped = append(unmapped, hp)
+			}
+			return hp
+		})
+		if len(unmapped) > 0 {
+			return nil, fmt.Errorf("%s=%s: %v name containers of the file at ports they do not serve", k, v, unmapped)
+		}
+	}
+	return env, nil
+}
+
+// freeNodePort returns a port p such that p, p+10000 and p+20000 (the embedded etcd's client
+// and peer ports) are free on 127.0.0.1 and not in taken, and marks the three taken.
+func freeNodePort(t *testing.T, taken map[int]bool) int {
+	t.Helper()
+	for range 200 {
+		p := 20000 + rand.IntN(25000)
+		ports := []int{p, p + 10000, p + 20000}
+		if slices.ContainsFunc(ports, func(q int) bool { return taken[q] }) {
+			continue
+		}
+		free := true
+		for _, q := range ports {
+			l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(q)))
+			if err != nil {
+				free = false
+				break
+			}
+			l.Close()
+		}
+		if free {
+			for _, q := range ports {
+				taken[q] = true
+			}
+			return p
+		}
+	}
+	t.Fatal("no free port p with p+10000 and p+20000 free too")
+	return 0
+}
+
+func envValue(env []string, name string) string {
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, name+"="); ok {
+			return v
+		}
+	}
+	return ""
+}
