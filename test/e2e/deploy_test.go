@@ -38,11 +38,20 @@ func TestDeploymentFiles(t *testing.T) {
 		"deploy/k8s/clusterkit.yaml",
 		"deploy/k8s/clusterkit-external-etcd.yaml",
 	}
+	// The files are independent clusters: they run side by side, on ports of their own.
+	ports := &portSet{taken: map[int]bool{}}
 	for _, f := range files {
 		t.Run(f, func(t *testing.T) {
-			runDeployment(t, bin, f, deploymentUnits(t, f))
+			t.Parallel()
+			runDeployment(t, bin, f, deploymentUnits(t, f), ports)
 		})
 	}
+}
+
+// portSet is the ports handed out to the nodes of all files.
+type portSet struct {
+	mu    sync.Mutex
+	taken map[int]bool
 }
 
 // deployUnit is one container of a deployment file, as deploy/lint's deployenv prints it.
@@ -112,14 +121,13 @@ var hostPort = regexp.MustCompile(`[A-Za-z0-9][A-Za-z0-9.-]*:[0-9]+`)
 
 // runDeployment runs the node containers of one file as processes and checks the cluster they
 // form, then stops them.
-func runDeployment(t *testing.T, bin, file string, units []deployUnit) {
+func runDeployment(t *testing.T, bin, file string, units []deployUnit, ports *portSet) {
 	began := time.Now()
 	c := newFailoverCluster(t, bin, "")
 	// addrs maps every host:port a container is reached at to the 127.0.0.1 address that
 	// stands for it here.
 	addrs := map[string]string{}
 	var nodes []deployUnit
-	taken := map[int]bool{}
 	local := map[string]int{} // node unit -> its HTTP port here
 	needEtcd := false
 	for _, u := range units {
@@ -127,7 +135,7 @@ func runDeployment(t *testing.T, bin, file string, units []deployUnit) {
 			continue
 		}
 		nodes = append(nodes, u)
-		port := freeNodePort(t, taken)
+		port := ports.freeNodePort(t)
 		local[u.Name] = port
 		for _, h := range u.Hostnames {
 			for _, p := range u.Ports {
@@ -300,9 +308,12 @@ func localEnv(u deployUnit, port int, dataDir string, addrs map[string]string, k
 }
 
 // freeNodePort returns a port p such that p, p+10000 and p+20000 (the embedded etcd's client
-// and peer ports) are free on 127.0.0.1 and not in taken, and marks the three taken.
-func freeNodePort(t *testing.T, taken map[int]bool) int {
+// and peer ports) are free on 127.0.0.1 and not handed out before, and marks the three taken.
+func (s *portSet) freeNodePort(t *testing.T) int {
 	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	taken := s.taken
 	for range 200 {
 		p := 20000 + rand.IntN(25000)
 		ports := []int{p, p + 10000, p + 20000}
