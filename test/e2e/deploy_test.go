@@ -1,13 +1,11 @@
 package e2e
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"maps"
 	"math/rand/v2"
 	"net"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -65,40 +63,16 @@ type deployUnit struct {
 	DependsOn []string          `json:"depends_on"`
 }
 
-// builtDeployEnv is deploy/lint's deployenv, built once per test binary; TestMain removes dir.
-var builtDeployEnv struct {
-	once      sync.Once
-	dir, path string
-	err       error
-}
+// builtDeployEnv is deploy/lint's deployenv. deploy/lint is a module of its own: its parsers
+// stay out of the main module's dependencies.
+var builtDeployEnv builtTool
 
 // deploymentUnits returns the containers of a deployment file (relative to the repository root)
 // with their environments.
 func deploymentUnits(t *testing.T, file string) []deployUnit {
 	t.Helper()
-	builtDeployEnv.once.Do(func() {
-		dir, err := os.MkdirTemp("", "clusterkit-e2e-deployenv-")
-		if err != nil {
-			builtDeployEnv.err = err
-			return
-		}
-		builtDeployEnv.dir = dir
-		path := filepath.Join(dir, "deployenv")
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, "go", "build", "-o", path, "./cmd/deployenv")
-		// A module of its own: its parsers stay out of the main module's dependencies.
-		cmd.Dir = filepath.Join(repoRoot, "deploy", "lint")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			builtDeployEnv.err = fmt.Errorf("go build deploy/lint/cmd/deployenv: %v\n%s", err, out)
-			return
-		}
-		builtDeployEnv.path = path
-	})
-	if builtDeployEnv.err != nil {
-		t.Fatal(builtDeployEnv.err)
-	}
-	out, err := exec.Command(builtDeployEnv.path, "-root", repoRoot, filepath.Join(repoRoot, file)).Output()
+	deployenv := builtDeployEnv.get(t, filepath.Join(repoRoot, "deploy", "lint"), "./cmd/deployenv", "deployenv")
+	out, err := exec.Command(deployenv, "-root", repoRoot, filepath.Join(repoRoot, file)).Output()
 	if err != nil {
 		var stderr []byte
 		if ee, ok := err.(*exec.ExitError); ok {

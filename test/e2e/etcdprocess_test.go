@@ -27,12 +27,44 @@ import (
 )
 
 // builtEtcd is the etcd server built from this module's go.mod, once per test binary, when
-// CLUSTERKIT_ETCD_BIN does not name one. TestMain removes dir.
-var builtEtcd struct {
+// CLUSTERKIT_ETCD_BIN does not name one.
+var builtEtcd builtTool
+
+// builtTool is a program built once per test binary into a temporary directory, which TestMain
+// removes.
+type builtTool struct {
 	once sync.Once
 	dir  string
 	path string
 	err  error
+}
+
+// get builds the package pkg of the module in moduleDir as name, the first time, and returns
+// the binary's path.
+func (b *builtTool) get(t *testing.T, moduleDir, pkg, name string) string {
+	t.Helper()
+	b.once.Do(func() {
+		dir, err := os.MkdirTemp("", "clusterkit-e2e-"+name+"-")
+		if err != nil {
+			b.err = err
+			return
+		}
+		b.dir = dir
+		path := filepath.Join(dir, name)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, "go", "build", "-o", path, pkg)
+		cmd.Dir = moduleDir
+		if out, err := cmd.CombinedOutput(); err != nil {
+			b.err = fmt.Errorf("go build %s (in %s): %v\n%s", pkg, moduleDir, err, out)
+			return
+		}
+		b.path = path
+	})
+	if b.err != nil {
+		t.Fatal(b.err)
+	}
+	return b.path
 }
 
 // etcdBinary returns the etcd server to run: $CLUSTERKIT_ETCD_BIN, or else ./etcdserver built
@@ -42,25 +74,7 @@ func etcdBinary(t *testing.T) string {
 	if p := os.Getenv("CLUSTERKIT_ETCD_BIN"); p != "" {
 		return p
 	}
-	builtEtcd.once.Do(func() {
-		dir, err := os.MkdirTemp("", "clusterkit-e2e-etcd-")
-		if err != nil {
-			builtEtcd.err = err
-			return
-		}
-		builtEtcd.dir = dir
-		path := filepath.Join(dir, "etcd")
-		out, err := exec.Command("go", "build", "-o", path, "./etcdserver").CombinedOutput()
-		if err != nil {
-			builtEtcd.err = fmt.Errorf("go build ./etcdserver: %v\n%s", err, out)
-			return
-		}
-		builtEtcd.path = path
-	})
-	if builtEtcd.err != nil {
-		t.Fatal(builtEtcd.err)
-	}
-	return builtEtcd.path
+	return builtEtcd.get(t, ".", "./etcdserver", "etcd")
 }
 
 // etcdVersion returns the major and minor version that `etcd --version` reports.
