@@ -96,7 +96,6 @@ var hostPort = regexp.MustCompile(`[A-Za-z0-9][A-Za-z0-9.-]*:[0-9]+`)
 // runDeployment runs the node containers of one file as processes and checks the cluster they
 // form, then stops them.
 func runDeployment(t *testing.T, bin, file string, units []deployUnit, ports *portSet) {
-	began := time.Now()
 	c := newFailoverCluster(t, bin, "")
 	// addrs maps every host:port a container is reached at to the 127.0.0.1 address that
 	// stands for it here.
@@ -173,12 +172,17 @@ func runDeployment(t *testing.T, bin, file string, units []deployUnit, ports *po
 
 	// As compose's depends_on and the StatefulSet's ordered start do: what the others join
 	// first, healthy, then the rest together.
+	began := time.Now()
+	var readyAfter []time.Duration
 	for _, group := range [][]*nodeProcess{bootstrap, joiners} {
 		for _, n := range group {
 			n.launch(t)
 		}
 		for _, n := range group {
 			n.waitReady(t)
+		}
+		if len(group) > 0 {
+			readyAfter = append(readyAfter, time.Since(began).Round(time.Millisecond))
 		}
 	}
 	for _, n := range bootstrap {
@@ -215,8 +219,8 @@ func runDeployment(t *testing.T, bin, file string, units []deployUnit, ports *po
 			t.Errorf("%s: /health says leader %q (is_leader %v); the map says %s", n.id, h.Leader, h.IsLeader, leader)
 		}
 	}
-	t.Logf("%s: 3 nodes, leader %s, %d partitions on %d holders each at epoch %d, %v after the first start",
-		file, leader, c.partitions, min(3, c.replication), view.Cluster.Epoch, time.Since(began).Round(time.Millisecond))
+	t.Logf("%s: 3 nodes, leader %s, %d partitions on %d holders each at epoch %d; ready (bootstrap, joiners) %v and agreeing %v after the first start",
+		file, leader, c.partitions, min(3, c.replication), view.Cluster.Epoch, readyAfter, time.Since(began).Round(time.Millisecond))
 
 	// As `docker compose down` and a scale-down do: the joiners first (newest first), the
 	// node with the embedded etcd last.
