@@ -86,11 +86,10 @@ type hop struct {
 }
 
 func newPlacer(prev Map, nodes []Node, cfg Config) (*placer, error) {
-	if err := validate(nodes, cfg); err != nil {
+	sorted, err := validate(nodes, cfg)
+	if err != nil {
 		return nil, err
 	}
-	sorted := slices.Clone(nodes)
-	slices.SortFunc(sorted, func(a, b Node) int { return cmp.Compare(a.ID, b.ID) })
 
 	s := &placer{
 		parts: cfg.Partitions,
@@ -222,11 +221,14 @@ func (s *placer) keepPrevious() {
 				}
 				continue
 			}
+			// Holders in n's zone are counted only when the zone's cap can bind: without zones,
+			// every node is a zone of its own and can never be over.
 			z := s.zoneOf[n]
+			limited := s.zoneCap[z] != math.MaxInt32
 			repeated, same := false, int32(0)
 			for _, h := range row[:k] {
 				repeated = repeated || h == n
-				if s.zoneOf[h] == z {
+				if limited && s.zoneOf[h] == z {
 					same++
 				}
 			}

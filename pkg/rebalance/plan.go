@@ -35,7 +35,7 @@ type NodeLoad struct {
 // is safe for concurrent use; it costs one Compute. A Change that joins a live node or removes a node
 // that is not live is an error wrapping ErrInvalidNode.
 func Plan(prev Map, nodes []Node, cfg Config, ch Change) (Report, error) {
-	if err := validate(nodes, cfg); err != nil {
+	if _, err := validate(nodes, cfg); err != nil {
 		return Report{}, err
 	}
 	live := make(map[string]Node, len(nodes))

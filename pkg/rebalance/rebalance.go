@@ -129,32 +129,36 @@ func PrimaryMoves(prev, next Map) []Move {
 	return moves
 }
 
-func validate(nodes []Node, cfg Config) error {
+// validate checks the config and the nodes, and returns the nodes sorted by ID. Sorting finds
+// repeated IDs as neighbours, without a set of all IDs.
+func validate(nodes []Node, cfg Config) ([]Node, error) {
 	if cfg.Partitions < 1 {
-		return fmt.Errorf("%w: Partitions = %d, must be at least 1", ErrInvalidConfig, cfg.Partitions)
+		return nil, fmt.Errorf("%w: Partitions = %d, must be at least 1", ErrInvalidConfig, cfg.Partitions)
 	}
 	if cfg.ReplicationFactor < 1 {
-		return fmt.Errorf("%w: ReplicationFactor = %d, must be at least 1", ErrInvalidConfig, cfg.ReplicationFactor)
+		return nil, fmt.Errorf("%w: ReplicationFactor = %d, must be at least 1", ErrInvalidConfig, cfg.ReplicationFactor)
 	}
 	if int64(cfg.Partitions)*int64(cfg.ReplicationFactor) > MaxSlots {
-		return fmt.Errorf("%w: Partitions × ReplicationFactor = %d × %d, must be at most %d",
+		return nil, fmt.Errorf("%w: Partitions × ReplicationFactor = %d × %d, must be at most %d",
 			ErrInvalidConfig, cfg.Partitions, cfg.ReplicationFactor, MaxSlots)
 	}
 	if len(nodes) == 0 {
-		return ErrNoNodes
+		return nil, ErrNoNodes
 	}
-	seen := make(map[string]struct{}, len(nodes))
 	for _, n := range nodes {
 		if n.ID == "" {
-			return fmt.Errorf("%w: empty ID", ErrInvalidNode)
+			return nil, fmt.Errorf("%w: empty ID", ErrInvalidNode)
 		}
-		if _, dup := seen[n.ID]; dup {
-			return fmt.Errorf("%w: duplicate ID %q", ErrInvalidNode, n.ID)
-		}
-		seen[n.ID] = struct{}{}
 		if n.Weight < 0 || n.Weight > MaxWeight {
-			return fmt.Errorf("%w: node %q has weight %d, must be in [0, %d]", ErrInvalidNode, n.ID, n.Weight, MaxWeight)
+			return nil, fmt.Errorf("%w: node %q has weight %d, must be in [0, %d]", ErrInvalidNode, n.ID, n.Weight, MaxWeight)
 		}
 	}
-	return nil
+	sorted := slices.Clone(nodes)
+	slices.SortFunc(sorted, func(a, b Node) int { return strings.Compare(a.ID, b.ID) })
+	for i := 1; i < len(sorted); i++ {
+		if sorted[i].ID == sorted[i-1].ID {
+			return nil, fmt.Errorf("%w: duplicate ID %q", ErrInvalidNode, sorted[i].ID)
+		}
+	}
+	return sorted, nil
 }
