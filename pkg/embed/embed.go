@@ -1,4 +1,4 @@
-// Package embed starts an etcd member inside the current process, so that a ClusterKit node
+// Package embed starts etcd members inside the current process, so that a ClusterKit node
 // works with no etcd installed. It wraps go.etcd.io/etcd/server/v3/embed with the settings
 // ClusterKit needs: data in a given directory, automatic compaction, loopback-safe defaults and
 // ports that do not collide when several nodes run on one machine.
@@ -9,6 +9,14 @@
 //	if err != nil { ... }
 //	defer m.Close()
 //	client, err := clientv3.New(clientv3.Config{Endpoints: m.Endpoints()})
+//
+//	// On another machine: become the cluster's second member.
+//	m2, err := embed.Join(ctx, client, embed.Config{Name: "node-2", Dir: "/var/lib/clusterkit/node-2"})
+//
+// Start creates a new single-member cluster, or restarts the member whose data is in Dir (it then
+// rejoins its cluster as the same member). Join adds a member to a running cluster the safe way:
+// as a learner, which does not count towards the quorum, promoted to a voting member once it has
+// caught up with the leader. Remove takes a member out of its cluster for good.
 //
 // A member started here is a real etcd server: etcdctl can talk to it on its client URL.
 package embed
@@ -48,6 +56,13 @@ type Config struct {
 	CompactionRetention time.Duration
 	// StartTimeout bounds how long Start waits for the member to serve. Default 30 seconds.
 	StartTimeout time.Duration
+	// HeartbeatInterval is how often the raft leader heartbeats its followers. Default 100ms
+	// (etcd's default).
+	HeartbeatInterval time.Duration
+	// ElectionTimeout is how long a follower hears nothing from the leader before it calls an
+	// election: a crashed leader is replaced after about this long. Default 1s (etcd's default);
+	// at least 5 HeartbeatIntervals. All members of a cluster should use the same values.
+	ElectionTimeout time.Duration
 	// UnsafeNoFsync disables fsync. Only for tests: a crash can lose committed data.
 	UnsafeNoFsync bool
 	// Logger receives etcd's own log. Nil means silent.
@@ -61,13 +76,29 @@ var ErrInvalidConfig = errors.New("embed: invalid config")
 type Member struct {
 	closeOnce sync.Once
 	etcd      *embed.Etcd
+	dir       string
 	endpoints []string
 	peerURL   string
 }
 
 // Start starts a single-member etcd cluster in cfg.Dir, or restarts the member whose data is
-// already there, and blocks until it serves clients, ctx is cancelled, or cfg.StartTimeout passes.
+// already there (a member of a larger cluster rejoins it as the same member: its data names the
+// cluster's members, and the peer address must be the one it had), and blocks until it serves
+// clients, ctx is cancelled, or cfg.StartTimeout passes. A restarted member of a larger cluster
+// serves only once a quorum of its cluster's members runs.
 func Start(ctx context.Context, cfg Config) (*Member, error) {
+	ec, err := prepare(cfg)
+	if err != nil {
+		return nil, err
+	}
+	ec.InitialCluster = ec.Name + "=" + ec.AdvertisePeerUrls[0].String()
+	ec.ClusterState = embed.ClusterStateFlagNew
+	return run(ctx, ec, cfg.StartTimeout)
+}
+
+// prepare validates cfg, fills in its defaults, and returns the etcd configuration without its
+// initial cluster.
+func prepare(cfg Config) (*embed.Config, error) {
 	if cfg.Name == "" {
 		return nil, fmt.Errorf("%w: Name is empty", ErrInvalidConfig)
 	}
@@ -80,8 +111,15 @@ func Start(ctx context.Context, cfg Config) (*Member, error) {
 	if cfg.CompactionRetention < time.Second {
 		return nil, fmt.Errorf("%w: CompactionRetention %v is under 1s", ErrInvalidConfig, cfg.CompactionRetention)
 	}
-	if cfg.StartTimeout == 0 {
-		cfg.StartTimeout = 30 * time.Second
+	if cfg.HeartbeatInterval == 0 {
+		cfg.HeartbeatInterval = 100 * time.Millisecond
+	}
+	if cfg.ElectionTimeout == 0 {
+		cfg.ElectionTimeout = 10 * cfg.HeartbeatInterval
+	}
+	if cfg.HeartbeatInterval < time.Millisecond || cfg.ElectionTimeout < 5*cfg.HeartbeatInterval || cfg.ElectionTimeout > 50*time.Second {
+		return nil, fmt.Errorf("%w: ElectionTimeout %v must be at least 5 HeartbeatIntervals (%v) and at most 50s",
+			ErrInvalidConfig, cfg.ElectionTimeout, cfg.HeartbeatInterval)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
@@ -105,8 +143,8 @@ func Start(ctx context.Context, cfg Config) (*Member, error) {
 	ec.AdvertiseClientUrls = []url.URL{clientAdvertise}
 	ec.ListenPeerUrls = []url.URL{peerListen}
 	ec.AdvertisePeerUrls = []url.URL{peerAdvertise}
-	ec.InitialCluster = cfg.Name + "=" + peerAdvertise.String()
-	ec.ClusterState = embed.ClusterStateFlagNew
+	ec.TickMs = uint(cfg.HeartbeatInterval / time.Millisecond)
+	ec.ElectionMs = uint(cfg.ElectionTimeout / time.Millisecond)
 	ec.AutoCompactionMode = "periodic"
 	ec.AutoCompactionRetention = cfg.CompactionRetention.String()
 	ec.UnsafeNoFsync = cfg.UnsafeNoFsync
@@ -115,26 +153,33 @@ func Start(ctx context.Context, cfg Config) (*Member, error) {
 	// The member's metrics would be registered on the process-wide Prometheus registry; keep
 	// them off so that an application's own registry is not polluted.
 	ec.Metrics = "basic"
+	return ec, nil
+}
 
+// run starts etcd with ec and waits until it serves clients.
+func run(ctx context.Context, ec *embed.Config, timeout time.Duration) (*Member, error) {
+	if timeout == 0 {
+		timeout = 30 * time.Second
+	}
 	e, err := embed.StartEtcd(ec)
 	if err != nil {
-		return nil, fmt.Errorf("embed: start etcd in %s: %w", cfg.Dir, err)
+		return nil, fmt.Errorf("embed: start etcd in %s: %w", ec.Dir, err)
 	}
-	timer := time.NewTimer(cfg.StartTimeout)
+	timer := time.NewTimer(timeout)
 	defer timer.Stop()
 	select {
 	case <-e.Server.ReadyNotify():
 	case err := <-e.Err():
 		e.Close()
-		return nil, fmt.Errorf("embed: etcd in %s: %w", cfg.Dir, err)
+		return nil, fmt.Errorf("embed: etcd in %s: %w", ec.Dir, err)
 	case <-ctx.Done():
 		e.Close()
-		return nil, fmt.Errorf("embed: waiting for etcd: %w", ctx.Err())
+		return nil, fmt.Errorf("embed: waiting for etcd in %s (a restarted member serves once a quorum of its cluster runs): %w", ec.Dir, ctx.Err())
 	case <-timer.C:
 		e.Close()
-		return nil, fmt.Errorf("embed: etcd in %s not ready after %v", cfg.Dir, cfg.StartTimeout)
+		return nil, fmt.Errorf("embed: etcd in %s not ready after %v (a restarted member serves once a quorum of its cluster runs)", ec.Dir, timeout)
 	}
-	return &Member{etcd: e, endpoints: []string{clientAdvertise.String()}, peerURL: peerAdvertise.String()}, nil
+	return &Member{etcd: e, dir: ec.Dir, endpoints: []string{ec.AdvertiseClientUrls[0].String()}, peerURL: ec.AdvertisePeerUrls[0].String()}, nil
 }
 
 // resolve turns a host:port into a listen URL and an advertise URL, picking a free port for 0.
@@ -186,6 +231,9 @@ func (m *Member) Endpoints() []string { return append([]string(nil), m.endpoints
 
 // PeerURL is the member's advertised peer URL.
 func (m *Member) PeerURL() string { return m.peerURL }
+
+// ID is the member's etcd member ID, as etcdctl member list shows it (in hex).
+func (m *Member) ID() uint64 { return uint64(m.etcd.Server.MemberID()) }
 
 // Close stops the member and waits until it has released its ports and data directory.
 // It is safe to call more than once.

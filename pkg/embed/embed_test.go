@@ -3,18 +3,43 @@ package embed_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
 
 	"github.com/clusterkit-go/clusterkit/pkg/embed"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m, goleak.IgnoreTopFunction("go.opencensus.io/stats/view.(*worker).start"))
+	code := m.Run()
+	if code == 0 {
+		if err := findLeaks(10 * time.Second); err != nil {
+			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// findLeaks reports goroutines still running after timeout. A member's connections to other
+// members outlive its Close by up to etcd's peer read timeout (5s), because etcd's peer server
+// re-arms that deadline on every read; goleak's own retries give up sooner.
+func findLeaks(timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		err := goleak.Find(goleak.IgnoreTopFunction("go.opencensus.io/stats/view.(*worker).start"))
+		if err == nil || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 func TestInvalidConfig(t *testing.T) {
@@ -95,5 +120,196 @@ func TestFreePortsDoNotCollide(t *testing.T) {
 	defer b.Close()
 	if a.Endpoints()[0] == b.Endpoints()[0] || a.PeerURL() == b.PeerURL() {
 		t.Fatalf("collision: %v %v", a.Endpoints(), b.Endpoints())
+	}
+}
+
+// testTimes are shorter raft timings than etcd's defaults, so that elections after a stop are
+// quick; still ten heartbeats per election timeout, as etcd recommends.
+func testConfig(t *testing.T, name string) embed.Config {
+	if os.Getenv("EMBED_DEBUG") != "" {
+		return embed.Config{Name: name, Dir: t.TempDir(), UnsafeNoFsync: true, Logger: zaptest.NewLogger(t).Named(name), HeartbeatInterval: 50 * time.Millisecond, ElectionTimeout: 500 * time.Millisecond}
+	}
+	return embed.Config{Name: name, Dir: t.TempDir(), UnsafeNoFsync: true,
+		HeartbeatInterval: 50 * time.Millisecond, ElectionTimeout: 500 * time.Millisecond}
+}
+
+func newClient(t *testing.T, endpoints ...string) *clientv3.Client {
+	t.Helper()
+	c, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// voters returns the names of the voting members, and fails on any learner.
+func voters(t *testing.T, c *clientv3.Client) map[string]uint64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	list, err := c.MemberList(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]uint64{}
+	for _, m := range list.Members {
+		if m.IsLearner {
+			t.Errorf("member %s (%x) is still a learner", m.Name, m.ID)
+		}
+		out[m.Name] = m.ID
+	}
+	return out
+}
+
+// A running single member grows into a three-member cluster through Join (learner, then
+// promoted); the cluster keeps its data and its quorum when any one member stops; a member
+// restarted in its Dir rejoins as the same member and catches up with what it missed.
+func TestJoinPromoteAndRestartAsSameMember(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cfgs := map[string]embed.Config{"a": testConfig(t, "a"), "b": testConfig(t, "b"), "c": testConfig(t, "c")}
+	a, err := embed.Start(ctx, cfgs["a"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { a.Close() }()
+	ca := newClient(t, a.Endpoints()...)
+	if _, err := ca.Put(ctx, "k", "before"); err != nil {
+		t.Fatal(err)
+	}
+	members := map[string]*embed.Member{"a": a}
+	for _, name := range []string{"b", "c"} {
+		m, err := embed.Join(ctx, ca, cfgs[name])
+		if err != nil {
+			t.Fatalf("join %s: %v", name, err)
+		}
+		defer m.Close()
+		if !embed.HasData(cfgs[name].Dir) {
+			t.Errorf("%s: no data in %s", name, cfgs[name].Dir)
+		}
+		members[name] = m
+	}
+	ids := voters(t, ca)
+	if len(ids) != 3 {
+		t.Fatalf("members %v, want a, b and c", ids)
+	}
+	for name, m := range members {
+		if ids[name] != m.ID() {
+			t.Errorf("%s: member list says %x, member says %x", name, ids[name], m.ID())
+		}
+		// Each member serves the data written before it joined.
+		resp, err := newClient(t, m.Endpoints()...).Get(ctx, "k", clientv3.WithSerializable())
+		if err != nil || len(resp.Kvs) != 1 || string(resp.Kvs[0].Value) != "before" {
+			t.Errorf("%s: get k: %v %v", name, resp, err)
+		}
+	}
+
+	// Stop the first member: the other two still make a quorum.
+	idA, peerA := a.ID(), a.PeerURL()
+	a.Close()
+	cbc := newClient(t, append(members["b"].Endpoints(), members["c"].Endpoints()...)...)
+	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
+	_, err = cbc.Put(wctx, "k", "while-a-was-down")
+	wcancel()
+	if err != nil {
+		t.Fatalf("write with a down: %v", err)
+	}
+
+	// Restarted in its Dir on its peer address, a is the same member and catches up.
+	cfg := cfgs["a"]
+	cfg.PeerAddr = strings.TrimPrefix(peerA, "http://")
+	if a, err = embed.Start(ctx, cfg); err != nil {
+		t.Fatalf("restart a: %v", err)
+	}
+	if a.ID() != idA {
+		t.Errorf("restarted a is member %x, was %x", a.ID(), idA)
+	}
+	if ids := voters(t, cbc); len(ids) != 3 || ids["a"] != idA {
+		t.Errorf("after restart: members %v", ids)
+	}
+	waitFor(t, 10*time.Second, func() error {
+		resp, err := newClient(t, a.Endpoints()...).Get(ctx, "k", clientv3.WithSerializable())
+		if err != nil {
+			return err
+		}
+		if len(resp.Kvs) != 1 || string(resp.Kvs[0].Value) != "while-a-was-down" {
+			return fmt.Errorf("a serves %v", resp.Kvs)
+		}
+		return nil
+	})
+}
+
+// Remove takes a member out for good and deletes its data; it is refused, changing nothing,
+// when the cluster would be left without a running quorum, and for the last member.
+func TestRemove(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	a, err := embed.Start(ctx, testConfig(t, "a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	ca := newClient(t, a.Endpoints()...)
+	if err := a.Remove(ctx, ca); !errors.Is(err, embed.ErrLastMember) {
+		t.Fatalf("removing the only member: %v, want ErrLastMember", err)
+	}
+	cfgB, cfgC := testConfig(t, "b"), testConfig(t, "c")
+	b, err := embed.Join(ctx, ca, cfgB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	c, err := embed.Join(ctx, ca, cfgC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	all := newClient(t, a.Endpoints()[0], b.Endpoints()[0], c.Endpoints()[0])
+
+	// With c down, removing b would leave a alone out of two members: no quorum.
+	peerC := c.PeerURL()
+	c.Close()
+	rctx, rcancel := context.WithTimeout(ctx, 10*time.Second)
+	err = b.Remove(rctx, all)
+	rcancel()
+	if err == nil {
+		t.Fatal("removing b while c is down succeeded: the cluster has no quorum left")
+	}
+	t.Logf("removal refused as expected: %v", err)
+	if !embed.HasData(cfgB.Dir) || len(voters(t, all)) != 3 {
+		t.Fatal("a refused removal changed something")
+	}
+
+	cfgC.PeerAddr = strings.TrimPrefix(peerC, "http://")
+	if c, err = embed.Start(ctx, cfgC); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// etcd counts a member as active a few seconds after its connection is back.
+	waitFor(t, 20*time.Second, func() error { return b.Remove(ctx, all) })
+	if embed.HasData(cfgB.Dir) {
+		t.Error("b's data is still there after Remove")
+	}
+	if ids := voters(t, all); len(ids) != 2 || ids["b"] != 0 {
+		t.Errorf("after removing b: %v", ids)
+	}
+	if _, err := all.Put(ctx, "k", "v"); err != nil {
+		t.Errorf("write after removing b: %v", err)
+	}
+}
+
+func waitFor(t *testing.T, timeout time.Duration, check func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := check()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v: %v", timeout, err)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }

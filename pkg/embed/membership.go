@@ -1,0 +1,183 @@
+package embed
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/server/v3/embed"
+)
+
+// ErrLastMember is returned by Remove for the only voting member of a cluster: removing it would
+// leave no cluster at all.
+var ErrLastMember = errors.New("embed: the cluster's only voting member cannot be removed")
+
+// retryEvery is how often Join asks again to add a member while etcd says the cluster is not
+// healthy enough, or to promote a learner that is not yet in sync.
+const retryEvery = 100 * time.Millisecond
+
+// HasData reports whether dir holds a member's data (its write-ahead log): a member started
+// there restarts as the member it was, whatever its configuration says.
+func HasData(dir string) bool {
+	entries, err := os.ReadDir(filepath.Join(dir, "member", "wal"))
+	if err != nil {
+		return false
+	}
+	for _, e := range entries {
+		if strings.HasSuffix(e.Name(), ".wal") {
+			return true
+		}
+	}
+	return false
+}
+
+// Join adds a new member named cfg.Name to the etcd cluster that client talks to, and returns it
+// running and voting. The member is added as a learner (retrying while etcd refuses new members because a recent change has not
+// settled, which takes up to 5 seconds after another member joined; the learner does not count towards the quorum
+// while it copies the cluster's data, so the cluster stays available), started with the
+// cluster's current members, and promoted to a voting member once it has caught up, retrying
+// while etcd answers that the learner is not yet in sync. It blocks until then, ctx ends, or
+// cfg.StartTimeout passes for the start; on any error the learner is removed again and cfg.Dir
+// cleared, so that Join can simply be called again.
+//
+// cfg.Dir must not hold a member's data: restart an existing member with Start. etcd admits one
+// learner at a time, so concurrent Joins to one cluster must be serialised by the caller (the
+// second one fails otherwise). client must reach a quorum of the cluster; Join neither closes
+// it nor changes its endpoints.
+func Join(ctx context.Context, client *clientv3.Client, cfg Config) (*Member, error) {
+	if client == nil {
+		return nil, fmt.Errorf("%w: client is nil", ErrInvalidConfig)
+	}
+	if HasData(cfg.Dir) {
+		return nil, fmt.Errorf("%w: Dir %s already holds a member's data: restart it with Start", ErrInvalidConfig, cfg.Dir)
+	}
+	ec, err := prepare(cfg)
+	if err != nil {
+		return nil, err
+	}
+	peerURL := ec.AdvertisePeerUrls[0].String()
+	var added *clientv3.MemberAddResponse
+	for {
+		added, err = client.MemberAddAsLearner(ctx, []string{peerURL})
+		if err == nil {
+			break
+		}
+		// etcd refuses a new member until the one serving the request has been connected to a
+		// quorum for 5 seconds (its health interval), as it is just after another member joined.
+		if !errors.Is(err, rpctypes.ErrUnhealthy) {
+			return nil, fmt.Errorf("embed: add learner %s at %s: %w", cfg.Name, peerURL, err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("embed: add learner %s at %s: %w (%w)", cfg.Name, peerURL, err, ctx.Err())
+		case <-time.After(retryEvery):
+		}
+	}
+	id := added.Member.ID
+	var m *Member
+	undo := func(cause error) error {
+		if m != nil {
+			m.Close()
+		}
+		rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if _, err := client.MemberRemove(rctx, id); err != nil && !errors.Is(err, rpctypes.ErrMemberNotFound) {
+			cause = fmt.Errorf("%w (and removing the learner %x again failed: %v)", cause, id, err)
+		}
+		os.RemoveAll(ec.Dir)
+		return cause
+	}
+	// The initial cluster must list every member by its peer URLs; etcd matches them against the
+	// running cluster. Names matter only for this member.
+	var initial []string
+	for _, mem := range added.Members {
+		name := mem.Name
+		if mem.ID == id {
+			name = cfg.Name
+		} else if name == "" {
+			// Another member added but never started: only a caller that does not serialise
+			// its Joins gets here.
+			return nil, undo(fmt.Errorf("embed: member %x (%v) was added but never started: remove it first", mem.ID, mem.PeerURLs))
+		}
+		for _, u := range mem.PeerURLs {
+			initial = append(initial, name+"="+u)
+		}
+	}
+	ec.InitialCluster = strings.Join(initial, ",")
+	ec.ClusterState = embed.ClusterStateFlagExisting
+	m, err = run(ctx, ec, cfg.StartTimeout)
+	if err != nil {
+		return nil, undo(err)
+	}
+	for {
+		_, err := client.MemberPromote(ctx, id)
+		if err == nil {
+			return m, nil
+		}
+		if !errors.Is(err, rpctypes.ErrMemberLearnerNotReady) {
+			return nil, undo(fmt.Errorf("embed: promote learner %s (%x): %w", cfg.Name, id, err))
+		}
+		select {
+		case <-ctx.Done():
+			return nil, undo(fmt.Errorf("embed: learner %s (%x) did not catch up with the leader: %w", cfg.Name, id, ctx.Err()))
+		case <-time.After(retryEvery):
+		}
+	}
+}
+
+// Remove takes the member out of its cluster for good, through client (which must reach the
+// cluster's other members), then stops it and deletes its data directory, so that it can never
+// be started again as a member its cluster no longer knows. etcd refuses the removal when it
+// would leave fewer running members than a quorum (strict reconfiguration check), and Remove
+// refuses to remove the last voting member (ErrLastMember); the member then keeps running and
+// nothing has changed. Remove blocks until done or ctx ends.
+func (m *Member) Remove(ctx context.Context, client *clientv3.Client) error {
+	id := m.ID()
+	list, err := client.MemberList(ctx)
+	if err != nil {
+		return fmt.Errorf("embed: list members: %w", err)
+	}
+	others := 0
+	for _, mem := range list.Members {
+		if mem.ID != id && !mem.IsLearner {
+			others++
+		}
+	}
+	if others == 0 {
+		return ErrLastMember
+	}
+	if _, err := client.MemberRemove(ctx, id); err != nil && !errors.Is(err, rpctypes.ErrMemberNotFound) {
+		// The request may have been served by this very member, which stops serving the moment
+		// it applies its own removal: the answer is then lost, the removal not.
+		if gone, lerr := m.removedFrom(client); lerr != nil || !gone {
+			return fmt.Errorf("embed: remove member %x: %w", id, err)
+		}
+	}
+	m.Close()
+	if err := os.RemoveAll(m.dir); err != nil {
+		return fmt.Errorf("embed: member %x removed, but deleting its data failed: %w", id, err)
+	}
+	return nil
+}
+
+// removedFrom reports whether the member list no longer has m.
+func (m *Member) removedFrom(client *clientv3.Client) (bool, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	list, err := client.MemberList(ctx)
+	if err != nil {
+		return false, err
+	}
+	for _, mem := range list.Members {
+		if mem.ID == m.ID() {
+			return false, nil
+		}
+	}
+	return true, nil
+}
