@@ -265,6 +265,9 @@ func TestExplainOptionsErrors(t *testing.T) {
 			"ETCD_ENDPOINTS, JOIN_ADDR: clusterkit: invalid options"},
 		{"password without user", minimal(env{"ETCD_PASSWORD": "x"}), nil, "ETCD_USERNAME, ETCD_PASSWORD: clusterkit: invalid options"},
 		{"negative grace period", minimal(env{"CRASH_GRACE_PERIOD": "-1s"}), nil, "CRASH_GRACE_PERIOD: clusterkit: invalid options: CrashGracePeriod"},
+		{"even embedded member count", minimal(env{"EMBEDDED_MEMBERS": "2"}), nil, "EMBEDDED_MEMBERS: clusterkit: invalid options: EmbeddedMembers: 2 is not 1, 3 or 5"},
+		{"embedded members with external etcd", minimal(env{"EMBEDDED_MEMBERS": "3", "ETCD_ENDPOINTS": "http://a:2379"}), nil,
+			"EMBEDDED_MEMBERS: clusterkit: invalid options: EmbeddedMembers: applies to embedded etcd only"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -20,6 +20,9 @@
 //	PARTITION_COUNT     -partition-count     64; fixed when the cluster is created
 //	REPLICATION_FACTOR  -replication-factor  3; fixed when the cluster is created
 //	LEASE_TTL           -lease-ttl           10s; a Go duration in whole seconds, at least 2s
+//	EMBEDDED_MEMBERS    -embedded-members    3 for a new cluster on embedded etcd (1, 3 or 5):
+//	                                         how many nodes run an etcd member; the joined
+//	                                         cluster's value for a joining node
 //	ETCD_ENDPOINTS      -etcd-endpoints      none; comma-separated etcd client URLs
 //	ETCD_USERNAME       -etcd-username       none
 //	ETCD_PASSWORD       (no flag)            none; a flag would show in the process list
@@ -33,7 +36,9 @@
 //	DRAIN_ON_SIGTERM    -drain               false
 //
 // Without ETCD_ENDPOINTS and JOIN_ADDR the node starts an embedded etcd and bootstraps a new
-// cluster. Any ETCD_*_FILE setting turns TLS on for the etcd connection. An empty variable counts
+// cluster; the first EMBEDDED_MEMBERS nodes to join it with JOIN_ADDR also run etcd members, so
+// that the cluster survives the loss of any one of them (of any two with 5). A node restarted
+// with its DATA_DIR comes back as the member it was, even if the node at JOIN_ADDR is gone. Any ETCD_*_FILE setting turns TLS on for the etcd connection. An empty variable counts
 // as unset.
 //
 // Bootstrap by self-join: when JOIN_ADDR names this node's own advertise address (ADVERTISE_ADDR,
@@ -233,6 +238,7 @@ var (
 	sPartitionCount    = &setting{env: "PARTITION_COUNT", flag: "partition-count", field: "PartitionCount", help: "number of partitions (default 64)"}
 	sReplicationFactor = &setting{env: "REPLICATION_FACTOR", flag: "replication-factor", field: "ReplicationFactor", help: "holders per partition (default 3)"}
 	sLeaseTTL          = &setting{env: "LEASE_TTL", flag: "lease-ttl", field: "LeaseTTL", help: "lease time to live, whole seconds (default 10s)"}
+	sEmbeddedMembers   = &setting{env: "EMBEDDED_MEMBERS", flag: "embedded-members", field: "EmbeddedMembers", help: "nodes that run an embedded etcd member: 1, 3 or 5 (default 3)"}
 	sEtcdEndpoints     = &setting{env: "ETCD_ENDPOINTS", flag: "etcd-endpoints", field: "EtcdEndpoints", help: "comma-separated etcd client URLs"}
 	sEtcdUsername      = &setting{env: "ETCD_USERNAME", flag: "etcd-username", field: "EtcdUsername", help: "etcd user"}
 	sEtcdPassword      = &setting{env: "ETCD_PASSWORD", field: "EtcdPassword", help: "etcd password (environment only)"}
@@ -255,7 +261,7 @@ var errHealthCheck = errors.New("health check requested")
 // settings lists every setting, in the order of the usage text.
 var settings = []*setting{
 	sNodeID, sHTTPPort, sHTTPAddr, sAdvertiseAddr, sJoinAddr, sDataDir, sClusterName,
-	sPartitionCount, sReplicationFactor, sLeaseTTL, sEtcdEndpoints, sEtcdUsername, sEtcdPassword,
+	sPartitionCount, sReplicationFactor, sLeaseTTL, sEmbeddedMembers, sEtcdEndpoints, sEtcdUsername, sEtcdPassword,
 	sEtcdCAFile, sEtcdCertFile, sEtcdKeyFile, sZone, sHandoffTimeout, sCrashGracePeriod, sLogLevel, sDrain,
 }
 
@@ -386,6 +392,7 @@ func parseConfig(lookupEnv func(string) (string, bool), args []string) (*config,
 	o.PartitionCount = p.positive(sPartitionCount)
 	o.ReplicationFactor = p.positive(sReplicationFactor)
 	o.LeaseTTL = p.duration(sLeaseTTL, true)
+	o.EmbeddedMembers = p.positive(sEmbeddedMembers)
 	o.HandoffTimeout = p.duration(sHandoffTimeout, true)
 	o.CrashGracePeriod = p.duration(sCrashGracePeriod, false)
 	if v, name, ok := p.get(sEtcdEndpoints); ok {

@@ -8,6 +8,10 @@
 //	partitions                  the current partition map (or its manifest when chunked)
 //	partitions/<epoch>/<chunk>  chunks of a map too large for one value (epoch and chunk zero-padded)
 //	handoffs/<partition>/<id>   a node's acknowledgement that it copied a partition in
+//	etcd-members/<node-id>      the embedded etcd member a node runs (member ID and URLs), kept
+//	                            until the node is decommissioned
+//	etcd-members-lock/<lease>   the lock a node holds while it decides whether to become an
+//	                            embedded etcd member and, if so, joins (go.etcd.io/etcd/client/v3/concurrency)
 package keys
 
 import (
@@ -130,3 +134,13 @@ func (s Schema) ParseHandoff(key string) (int, string, bool) {
 	}
 	return p, id, true
 }
+
+// EtcdMembersPrefix is the prefix of the records of the nodes that run an embedded etcd member.
+func (s Schema) EtcdMembersPrefix() string { return s.prefix + "etcd-members/" }
+
+// EtcdMember is the key of the record of the embedded etcd member node id runs.
+func (s Schema) EtcdMember(id string) string { return s.prefix + "etcd-members/" + id }
+
+// EtcdMembersLock is the prefix of the mutex that serialises embedded member joins, as
+// concurrency.NewMutex takes it.
+func (s Schema) EtcdMembersLock() string { return s.prefix + "etcd-members-lock" }

@@ -32,7 +32,21 @@ type Config struct {
 	PartitionCount    int        `json:"partition_count"`
 	ReplicationFactor int        `json:"replication_factor"`
 	Hash              HashConfig `json:"hash"`
-	CreatedAt         time.Time  `json:"created_at"`
+	// EmbeddedMembers is how many nodes run an embedded etcd member: 1, 3 or 5 for a cluster
+	// created by a node with embedded etcd, 0 for a cluster on an external etcd.
+	EmbeddedMembers int       `json:"embedded_members,omitempty"`
+	CreatedAt       time.Time `json:"created_at"`
+}
+
+// EtcdMember records the embedded etcd member a node runs, under etcd-members/<node-id>, so that
+// an operator can tell which member to remove for which node.
+type EtcdMember struct {
+	NodeID string `json:"node_id"`
+	// MemberID is the etcd member ID in hex, as etcdctl member list prints it.
+	MemberID   string    `json:"member_id"`
+	PeerURLs   []string  `json:"peer_urls"`
+	ClientURLs []string  `json:"client_urls"`
+	JoinedAt   time.Time `json:"joined_at"`
 }
 
 // Differs names the first fixed setting in which c and other differ, and returns "" when

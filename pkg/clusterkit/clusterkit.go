@@ -1,6 +1,7 @@
 package clusterkit
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -12,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -155,6 +157,9 @@ func (ck *ClusterKit) StartContext(ctx context.Context) (err error) {
 	if err := ck.ensureConfig(ctx); err != nil {
 		return err
 	}
+	if err := ck.setUpEmbedded(ctx); err != nil {
+		return err
+	}
 	// Read the map before registering: the map that adds this node is then a change the watch
 	// sees, so the hooks registered before Start fire for the partitions the node gains.
 	initial, err := ck.readInitialMap(ctx)
@@ -204,54 +209,44 @@ func (ck *ClusterKit) listen() error {
 	return nil
 }
 
-// connect sets up the etcd client for the configured mode.
+// connect sets up the etcd client for the configured mode, starting the embedded member of a
+// bootstrap node, and of a member node that restarts with its DataDir.
 func (ck *ClusterKit) connect(ctx context.Context) error {
 	var endpoints []string
+	ls, err := ck.readLocalState()
+	if err != nil {
+		return err
+	}
 	switch ck.opts.mode() {
 	case etcdClient:
 		ck.client = ck.opts.EtcdClient
 	case etcdEndpoints:
 		endpoints = ck.opts.EtcdEndpoints
 	case etcdJoin:
-		info, err := fetchJoinInfo(ctx, ck.opts.JoinAddr)
+		if embed.HasData(ck.etcdDir()) {
+			// A member node restarting: its member knows its cluster, JoinAddr is not needed.
+			if err := ck.checkClusterName(ls.ClusterName, "the cluster remembered in DataDir"); err != nil {
+				return err
+			}
+			if err := ck.startMember(ctx, ls); err != nil {
+				return err
+			}
+			endpoints = union(ck.member.Endpoints(), ls.EtcdEndpoints)
+			break
+		}
+		name, eps, err := ck.joinEndpoints(ctx, ls)
 		if err != nil {
 			return err
 		}
-		if ck.opts.ClusterName == "" {
-			ck.opts.ClusterName = info.ClusterName
-		} else if ck.opts.ClusterName != info.ClusterName {
-			return fmt.Errorf("clusterkit: ClusterName is %q but the node at JoinAddr %s belongs to cluster %q",
-				ck.opts.ClusterName, ck.opts.JoinAddr, info.ClusterName)
+		if err := ck.checkClusterName(name, "the node at JoinAddr "+ck.opts.JoinAddr); err != nil {
+			return err
 		}
-		endpoints = info.EtcdEndpoints
+		endpoints = eps
 	case etcdEmbedded:
-		_, port, _ := net.SplitHostPort(ck.opts.HTTPAddr)
-		httpPort := 0
-		fmt.Sscan(port, &httpPort)
-		advHost, _, _ := net.SplitHostPort(ck.opts.AdvertiseAddr)
-		clientAddr := ck.opts.EmbeddedEtcdClientAddr
-		if clientAddr == "" {
-			clientAddr = embeddedAddr(ck.opts.HTTPAddr, advHost, httpPort, embeddedPortOffset)
+		if err := ck.startMember(ctx, ls); err != nil {
+			return err
 		}
-		peerAddr := ck.opts.EmbeddedEtcdPeerAddr
-		if peerAddr == "" {
-			peerAddr = embeddedAddr(ck.opts.HTTPAddr, advHost, httpPort, 2*embeddedPortOffset)
-		}
-		m, err := embed.Start(ctx, embed.Config{
-			Name:          ck.opts.NodeID,
-			Dir:           filepath.Join(ck.opts.DataDir, "etcd"),
-			ClientAddr:    clientAddr,
-			PeerAddr:      peerAddr,
-			AdvertiseHost: advHost,
-			UnsafeNoFsync: ck.opts.unsafeNoFsync,
-			Logger:        ck.log.Named("etcd").WithOptions(zap.IncreaseLevel(zap.WarnLevel)),
-			StartTimeout:  ck.opts.StartTimeout,
-		})
-		if err != nil {
-			return fmt.Errorf("clusterkit: embedded etcd: %w", err)
-		}
-		ck.member = m
-		endpoints = m.Endpoints()
+		endpoints = union(ck.member.Endpoints(), ls.EtcdEndpoints)
 	}
 	ck.schema = keys.New(ck.opts.ClusterName)
 	if ck.client == nil {
@@ -281,6 +276,53 @@ func (ck *ClusterKit) connect(ctx context.Context) error {
 	return nil
 }
 
+// checkClusterName adopts the cluster name learned from source, or checks it against
+// Options.ClusterName.
+func (ck *ClusterKit) checkClusterName(name, source string) error {
+	switch {
+	case name == "":
+		return fmt.Errorf("clusterkit: %s does not say which cluster it belongs to", source)
+	case ck.opts.ClusterName == "":
+		ck.opts.ClusterName = name
+	case ck.opts.ClusterName != name:
+		return fmt.Errorf("clusterkit: ClusterName is %q but %s belongs to cluster %q", ck.opts.ClusterName, source, name)
+	}
+	return nil
+}
+
+// joinEndpoints asks the node at JoinAddr for its cluster's name and etcd endpoints. When that
+// node does not answer within EtcdDialTimeout and DataDir remembers the endpoints of an earlier
+// life, those are used instead: a restarting node does not depend on the node it first joined.
+func (ck *ClusterKit) joinEndpoints(ctx context.Context, ls localState) (string, []string, error) {
+	if len(ls.EtcdEndpoints) == 0 || ls.ClusterName == "" {
+		info, err := fetchJoinInfo(ctx, ck.opts.JoinAddr)
+		if err != nil {
+			return "", nil, err
+		}
+		return info.ClusterName, info.EtcdEndpoints, nil
+	}
+	jctx, cancel := context.WithTimeout(ctx, ck.opts.EtcdDialTimeout)
+	info, err := fetchJoinInfo(jctx, ck.opts.JoinAddr)
+	cancel()
+	if err == nil {
+		return info.ClusterName, info.EtcdEndpoints, nil
+	}
+	ck.log.Warn("JoinAddr does not answer, using the etcd endpoints remembered in DataDir",
+		zap.String("join_addr", ck.opts.JoinAddr), zap.Strings("endpoints", ls.EtcdEndpoints), zap.Error(err))
+	return ls.ClusterName, ls.EtcdEndpoints, nil
+}
+
+// union returns the strings of a and b, each once, in order.
+func union(a, b []string) []string {
+	out := slices.Clone(a)
+	for _, s := range b {
+		if !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
 // ensureConfig creates the cluster's config, or checks the node's settings against it.
 func (ck *ClusterKit) ensureConfig(ctx context.Context) error {
 	local := state.Config{
@@ -289,6 +331,9 @@ func (ck *ClusterKit) ensureConfig(ctx context.Context) error {
 		ReplicationFactor: ck.opts.ReplicationFactor,
 		Hash:              state.HashConfig{Algorithm: state.HashMD5, Modulo: ck.opts.PartitionCount, Format: state.PartitionFormat},
 		CreatedAt:         time.Now().UTC(),
+	}
+	if ck.opts.mode() == etcdEmbedded {
+		local.EmbeddedMembers = cmp.Or(ck.opts.EmbeddedMembers, DefaultEmbeddedMembers)
 	}
 	b, err := json.Marshal(local)
 	if err != nil {
@@ -318,6 +363,10 @@ func (ck *ClusterKit) ensureConfig(ctx context.Context) error {
 	}
 	if setting, ours, theirs := local.Differs(stored); setting != "" {
 		return &ConfigMismatchError{Setting: setting, Local: ours, Cluster: theirs}
+	}
+	// A node that leaves EmbeddedMembers unset follows the cluster.
+	if n := ck.opts.EmbeddedMembers; n != 0 && n != stored.EmbeddedMembers {
+		return &ConfigMismatchError{Setting: "EmbeddedMembers", Local: n, Cluster: stored.EmbeddedMembers}
 	}
 	ck.config = stored
 	return nil

@@ -28,6 +28,7 @@ const (
 	DefaultEtcdDialTimeout    = 5 * time.Second
 	DefaultHandoffTimeout     = 2 * time.Minute
 	DefaultCoalesceWindow     = 100 * time.Millisecond
+	DefaultEmbeddedMembers    = 3
 
 	// MaxPartitionCount bounds PartitionCount; larger maps are stored in chunks, and placement
 	// stays within milliseconds up to this size.
@@ -45,8 +46,10 @@ const (
 //
 // etcd is chosen by the fields set: EtcdClient (a client the caller owns and closes),
 // EtcdEndpoints (an existing etcd cluster), JoinAddr (the etcd of the cluster that node belongs
-// to), or none of them: the node then starts an embedded single-member etcd and is the cluster's
-// bootstrap node.
+// to), or none of them: the node then starts an embedded etcd and is the cluster's bootstrap
+// node. In a cluster so created, the first EmbeddedMembers nodes (the bootstrap node included)
+// run an etcd member each and the others are etcd clients, so that the cluster survives the loss
+// of any minority of those nodes.
 type Options struct {
 	// NodeID names the node uniquely in the cluster. Required. No '/' or spaces.
 	NodeID string
@@ -130,14 +133,26 @@ type Options struct {
 	// loopback address (the embedded etcd has no authentication), else on all interfaces.
 	EmbeddedEtcdClientAddr string
 	// EmbeddedEtcdPeerAddr is the host:port the embedded etcd serves peers on. Default: the
-	// HTTPAddr port + 20000, on a host chosen as above.
+	// HTTPAddr port + 20000, on a host chosen as above. It is part of the member's identity: a
+	// member node must restart on the same peer address (with port 0, the one it picked first
+	// is remembered in DataDir).
 	EmbeddedEtcdPeerAddr string
+	// EmbeddedMembers is how many nodes of a cluster on embedded etcd run an etcd member: 1, 3
+	// or 5. The first nodes to join become members (learner first, then promoted), the others
+	// are clients of those members. A cluster survives the loss of (EmbeddedMembers-1)/2 of its
+	// member nodes. Fixed when the cluster is created and stored in its config; 0 means 3 for a
+	// new cluster and the cluster's value for a joining node. Only with embedded etcd (not with
+	// EtcdEndpoints or EtcdClient).
+	EmbeddedMembers int
 
 	// Logger receives the node's log. Nil means silent.
 	Logger *zap.Logger
 
 	// unsafeNoFsync makes the embedded etcd skip fsync: only tests set it.
 	unsafeNoFsync bool
+	// embeddedHeartbeat is the embedded etcd's raft heartbeat (election timeout: 10 times it);
+	// 0 means etcd's defaults (100ms, 1s). Only tests shorten it.
+	embeddedHeartbeat time.Duration
 }
 
 // etcdMode says where the node's etcd comes from.
@@ -278,6 +293,14 @@ func (o *Options) validate() error {
 	}
 	if (o.EtcdUsername == "") != (o.EtcdPassword == "") {
 		return bad("EtcdUsername/EtcdPassword", "set both or neither")
+	}
+	switch o.EmbeddedMembers {
+	case 0, 1, 3, 5:
+	default:
+		return bad("EmbeddedMembers", "%d is not 1, 3 or 5 (an etcd quorum needs an odd member count)", o.EmbeddedMembers)
+	}
+	if o.EmbeddedMembers != 0 && (o.EtcdClient != nil || len(o.EtcdEndpoints) > 0) {
+		return bad("EmbeddedMembers", "applies to embedded etcd only, not with EtcdEndpoints or EtcdClient")
 	}
 	for field, addr := range map[string]string{"EmbeddedEtcdClientAddr": o.EmbeddedEtcdClientAddr, "EmbeddedEtcdPeerAddr": o.EmbeddedEtcdPeerAddr} {
 		if addr != "" {

@@ -1,0 +1,200 @@
+package clusterkit
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/clusterkit-go/clusterkit/internal/state"
+)
+
+// haOptions are the options of an embedded-etcd node in these tests: short lease, short raft
+// timings (elections after a member stops take about half a second), no fsync.
+func haOptions(t *testing.T, id, joinAddr, dataDir string) Options {
+	return Options{NodeID: id, HTTPAddr: "127.0.0.1:0", JoinAddr: joinAddr, DataDir: dataDir,
+		LeaseTTL: 2 * time.Second, PartitionCount: 16, StartTimeout: 45 * time.Second,
+		unsafeNoFsync: true, embeddedHeartbeat: 50 * time.Millisecond}
+}
+
+func startHA(t *testing.T, o Options) *ClusterKit {
+	t.Helper()
+	ck, err := NewClusterKit(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ck.Start(); err != nil {
+		t.Fatalf("start %s: %v", o.NodeID, err)
+	}
+	return ck
+}
+
+// etcdMembers returns the etcd member list as name -> hex ID, failing on learners.
+func etcdMembers(t *testing.T, c *clientv3.Client) map[string]string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	list, err := c.MemberList(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, m := range list.Members {
+		if m.IsLearner {
+			t.Errorf("etcd member %s (%x) is still a learner", m.Name, m.ID)
+		}
+		out[m.Name] = strconv.FormatUint(m.ID, 16)
+	}
+	return out
+}
+
+// memberRecords returns the etcd-members/ records as node ID -> member ID.
+func memberRecords(t *testing.T, ck *ClusterKit) map[string]string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := ck.client.Get(ctx, ck.schema.EtcdMembersPrefix(), clientv3.WithPrefix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, kv := range resp.Kvs {
+		var rec state.EtcdMember
+		if err := json.Unmarshal(kv.Value, &rec); err != nil {
+			t.Fatalf("%s: %v", kv.Key, err)
+		}
+		out[rec.NodeID] = rec.MemberID
+	}
+	return out
+}
+
+// Five nodes on embedded etcd, four of them joining at once: exactly three become etcd members
+// (each added as a learner and promoted), the others are clients; every node knows all three
+// members' endpoints; the bootstrap node crashing leaves a cluster that publishes a map without
+// it; restarted with its DataDir it is the same etcd member and is listed again.
+func TestEmbeddedHA(t *testing.T) {
+	dirs := map[string]string{}
+	for i := 1; i <= 5; i++ {
+		dirs[fmt.Sprintf("node-%d", i)] = t.TempDir()
+	}
+	nodes := map[string]*ClusterKit{}
+	var mu sync.Mutex
+	defer func() {
+		stopAllAtOnce(nodes)
+	}()
+	began := time.Now()
+	nodes["node-1"] = startHA(t, haOptions(t, "node-1", "", dirs["node-1"]))
+	t.Logf("bootstrap node started in %v", time.Since(began).Round(time.Millisecond))
+	join := nodes["node-1"].AdvertiseAddr()
+	var wg sync.WaitGroup
+	for i := 2; i <= 5; i++ {
+		id := fmt.Sprintf("node-%d", i)
+		wg.Go(func() {
+			ck, err := NewClusterKit(haOptions(t, id, join, dirs[id]))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			err = ck.Start()
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				t.Errorf("start %s: %v", id, err)
+				ck.Stop()
+				return
+			}
+			nodes[id] = ck
+			t.Logf("%s started after %v (etcd member: %v)", id, time.Since(began).Round(time.Millisecond), ck.member != nil)
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+
+	members := etcdMembers(t, nodes["node-1"].client)
+	if len(members) != 3 || members["node-1"] == "" {
+		t.Fatalf("etcd members %v: want node-1 and two others", members)
+	}
+	if recs := memberRecords(t, nodes["node-1"]); !maps.Equal(recs, members) {
+		t.Errorf("etcd-members records %v, member list %v", recs, members)
+	}
+	for id, ck := range nodes {
+		_, isMember := members[id]
+		if (ck.member != nil) != isMember {
+			t.Errorf("%s: runs a member: %v, in the member list: %v", id, ck.member != nil, isMember)
+		}
+		waitFor(t, 10*time.Second, id+" knows every member's endpoint", func() error {
+			if n := len(ck.client.Endpoints()); n != 3 {
+				return fmt.Errorf("%d endpoints: %v", n, ck.client.Endpoints())
+			}
+			return nil
+		})
+		resp, body := httpGet(t, "http://"+ck.AdvertiseAddr()+"/cluster/join", nil)
+		var info joinInfo
+		if err := json.Unmarshal(body, &info); err != nil || len(info.EtcdEndpoints) != 3 {
+			t.Errorf("%s: GET /cluster/join: %s %s", id, resp.Status, body)
+		}
+	}
+	waitAgree(t, nodes, slices.Sorted(maps.Keys(nodes)))
+	t.Logf("5 nodes agree after %v", time.Since(began).Round(time.Millisecond))
+
+	// The bootstrap node crashes: the others carry on without it.
+	idBefore := members["node-1"]
+	crashed := time.Now()
+	nodes["node-1"].shutdown(stopCrash)
+	delete(nodes, "node-1")
+	waitAgree(t, nodes, []string{"node-2", "node-3", "node-4", "node-5"})
+	t.Logf("map without the crashed bootstrap node after %v", time.Since(crashed).Round(time.Millisecond))
+	began = time.Now()
+
+	// Back with its DataDir (and so its ports), it is the same member again.
+	nodes["node-1"] = startHA(t, haOptions(t, "node-1", "", dirs["node-1"]))
+	if got := strconv.FormatUint(nodes["node-1"].member.ID(), 16); got != idBefore {
+		t.Errorf("restarted node-1 runs member %s, was %s", got, idBefore)
+	}
+	if after := etcdMembers(t, nodes["node-2"].client); !maps.Equal(after, members) {
+		t.Errorf("members after the restart %v, before %v", after, members)
+	}
+	waitAgree(t, nodes, slices.Sorted(maps.Keys(nodes)))
+	t.Logf("node-1 restarted and listed again after %v", time.Since(began).Round(time.Millisecond))
+}
+
+// stopAllAtOnce crash-stops every node in parallel: one after another, each member would stop
+// only after etcd's request timeout (about 6s), for it lets its gRPC clients' streams end first.
+func stopAllAtOnce(nodes map[string]*ClusterKit) {
+	var wg sync.WaitGroup
+	for _, ck := range nodes {
+		wg.Go(func() { ck.shutdown(stopCrash) })
+	}
+	wg.Wait()
+}
+
+// waitAgree waits until every node holds the same map, listing exactly ids.
+func waitAgree(t *testing.T, nodes map[string]*ClusterKit, ids []string) {
+	t.Helper()
+	waitFor(t, 20*time.Second, fmt.Sprintf("a map of %v on every node", ids), func() error {
+		var epoch uint64
+		for id, ck := range nodes {
+			s := ck.snap.Load()
+			if s == nil {
+				return fmt.Errorf("%s has no map", id)
+			}
+			if got := slices.Sorted(maps.Keys(s.nodes)); !slices.Equal(got, ids) {
+				return fmt.Errorf("%s lists %v at epoch %d", id, got, s.epoch)
+			}
+			if epoch != 0 && s.epoch != epoch {
+				return fmt.Errorf("epochs differ: %d and %d", s.epoch, epoch)
+			}
+			epoch = s.epoch
+		}
+		return nil
+	})
+}

@@ -1,0 +1,254 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"net"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+)
+
+// Five clusterkit-node processes on embedded etcd, with no etcd installed: the bootstrap node and
+// the first two nodes to join run etcd members, the other two are clients. Killing the bootstrap
+// node with SIGKILL leaves a cluster that publishes a map without it and keeps serving; restarted
+// with its DATA_DIR it is the same etcd member and is listed again. With two of the three members
+// killed the cluster has no etcd quorum: every remaining process keeps running and serving its
+// last map, and nothing changes; once one member is back, map changes resume.
+func TestEmbeddedHA(t *testing.T) {
+	began := time.Now()
+	bin := buildNodeBinary(t)
+	c := newFailoverCluster(t, bin, "")
+	t.Logf("built clusterkit-node (race: %v) in %v", raceEnabled, time.Since(began).Round(time.Millisecond))
+
+	began = time.Now()
+	bootstrap := c.launchEmbedded(t, "node-1", "")
+	bootstrap.waitReady(t)
+	for i := 2; i <= 5; i++ {
+		c.launchEmbedded(t, fmt.Sprintf("node-%d", i), bootstrap.addr)
+	}
+	for _, n := range c.nodes {
+		n.waitReady(t)
+	}
+	view := c.waitStable(t, 30*time.Second)
+	t.Logf("5 nodes ready and agreeing in %v (epoch %d)", time.Since(began).Round(time.Millisecond), view.Cluster.Epoch)
+
+	etcd := c.etcdClient(t)
+	members := etcdMemberIDs(t, etcd)
+	if len(members) != 3 || members["node-1"] == 0 {
+		t.Fatalf("etcd members %v: want node-1 and two of the nodes that joined", members)
+	}
+	records := etcdMemberRecords(t, etcd)
+	for name, id := range members {
+		if records[name] != strconv.FormatUint(id, 16) {
+			t.Errorf("member %s is %x, its record under etcd-members/ says %q", name, id, records[name])
+		}
+	}
+	var others []*nodeProcess // the members other than the bootstrap node
+	for _, n := range c.nodes {
+		if _, ok := members[n.id]; ok && n != bootstrap {
+			others = append(others, n)
+		}
+	}
+	t.Logf("etcd members: %v", slices.Sorted(maps.Keys(members)))
+
+	// The bootstrap node dies: the other four publish a map without it and keep serving.
+	killed := time.Now()
+	bootstrap.kill(t)
+	view = c.waitStable(t, failoverTTL+15*time.Second)
+	t.Logf("bootstrap node killed: the other 4 serve a map without it after %v (epoch %d, leader %s)",
+		time.Since(killed).Round(time.Millisecond), view.Cluster.Epoch, view.Cluster.Leader)
+
+	// Back with its DATA_DIR, it is the same member and is listed again.
+	began = time.Now()
+	bootstrap.launch(t)
+	bootstrap.waitReady(t)
+	view = c.waitStable(t, 30*time.Second)
+	t.Logf("bootstrap node restarted and listed again after %v (epoch %d)", time.Since(began).Round(time.Millisecond), view.Cluster.Epoch)
+	if after := etcdMemberIDs(t, etcd); !maps.Equal(after, members) {
+		t.Errorf("etcd members after the restart %v, before %v", after, members)
+	}
+
+	// One more member dies: two of three still make a quorum.
+	killed = time.Now()
+	others[0].kill(t)
+	view = c.waitStable(t, failoverTTL+15*time.Second)
+	t.Logf("member %s killed: the other 4 serve a map without it after %v (epoch %d)",
+		others[0].id, time.Since(killed).Round(time.Millisecond), view.Cluster.Epoch)
+
+	// A second member of three dies: no quorum. Nothing may change, nothing may crash.
+	frozen := view.Cluster.Epoch
+	others[1].kill(t)
+	watchFor := failoverTTL + 3*time.Second
+	deadline := time.Now().Add(watchFor)
+	polls := 0
+	for time.Now().Before(deadline) {
+		for _, n := range c.running() {
+			var v clusterMap
+			if err := fetchJSON(c.httpc, n.addr, "/cluster", &v); err != nil {
+				t.Fatalf("without quorum, %s stopped serving /cluster: %v", n.id, err)
+			}
+			if v.Cluster.Epoch != frozen {
+				t.Fatalf("without quorum, %s serves epoch %d, the last map had %d", n.id, v.Cluster.Epoch, frozen)
+			}
+			polls++
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for _, n := range c.nodes {
+		if n == others[0] || n == others[1] {
+			continue
+		}
+		if n.state.Load() == stateExited {
+			t.Fatalf("%s exited without quorum (status %d)", n.id, n.status)
+		}
+		// Past its lease deadline a node claims no primary role: its lease may be gone.
+		var claims claimsAnswer
+		if err := fetchJSON(c.httpc, n.addr, "/cluster/claims", &claims); err != nil {
+			t.Fatal(err)
+		}
+		if !claims.Fenced || len(claims.Primaries) > 0 {
+			t.Errorf("%s without quorum for %v: fenced %v, claims %d primaries", n.id, watchFor, claims.Fenced, len(claims.Primaries))
+		}
+	}
+	t.Logf("no quorum for %v: %d answers of /cluster, all at epoch %d; every node fenced itself", watchFor, polls, frozen)
+
+	// The member killed first comes back: the quorum with it, and the cluster moves on. It was
+	// out of the map already, and the one killed last is still in it: the stable map that lists
+	// exactly the running nodes takes two changes, a join and a crash.
+	began = time.Now()
+	others[0].launch(t)
+	others[0].waitReady(t)
+	view = c.waitStable(t, failoverTTL+30*time.Second)
+	if view.Cluster.Epoch <= frozen {
+		t.Errorf("after the quorum came back: epoch %d, was %d", view.Cluster.Epoch, frozen)
+	}
+	t.Logf("member %s back: quorum restored, and a map with it and without %s (epoch %d) after %v",
+		others[0].id, others[1].id, view.Cluster.Epoch, time.Since(began).Round(time.Millisecond))
+}
+
+// launchEmbedded starts a node on embedded etcd: a bootstrap node without join, else one that
+// joins the node at join. Its HTTP port leaves room for the embedded etcd's ports (+10000 and
+// +20000).
+func (c *failoverCluster) launchEmbedded(t *testing.T, id, join string) *nodeProcess {
+	t.Helper()
+	n := &nodeProcess{
+		id:      id,
+		addr:    fmt.Sprintf("127.0.0.1:%d", embeddedFriendlyPort(t)),
+		bin:     c.bin,
+		logPath: filepath.Join(c.dir, id+".log"),
+	}
+	n.env = []string{
+		"NODE_ID=" + id,
+		"HTTP_ADDR=" + n.addr,
+		"LEASE_TTL=" + failoverTTL.String(),
+		"PARTITION_COUNT=" + strconv.Itoa(partitionCount),
+		"REPLICATION_FACTOR=" + strconv.Itoa(replicationFactor),
+		"DATA_DIR=" + filepath.Join(c.dir, id),
+		"LOG_LEVEL=info",
+	}
+	if join != "" {
+		n.env = append(n.env, "JOIN_ADDR="+join)
+	}
+	c.nodes = append(c.nodes, n)
+	n.launch(t)
+	return n
+}
+
+// embeddedFriendlyPort returns a free port p such that p+10000 and p+20000 are free too.
+func embeddedFriendlyPort(t *testing.T) int {
+	t.Helper()
+	for range 200 {
+		p := freePort(t)
+		if p+20000 > 65535 {
+			continue
+		}
+		free := true
+		for _, q := range []int{p + 10000, p + 20000} {
+			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", q))
+			if err != nil {
+				free = false
+				break
+			}
+			l.Close()
+		}
+		if free {
+			return p
+		}
+	}
+	t.Fatal("no free port p with p+10000 and p+20000 free")
+	return 0
+}
+
+// etcdClient connects to the embedded etcd members that a running node names in
+// GET /cluster/join.
+func (c *failoverCluster) etcdClient(t *testing.T) *clientv3.Client {
+	t.Helper()
+	var info struct {
+		EtcdEndpoints []string `json:"etcd_endpoints"`
+	}
+	waitFor(t, 10*time.Second, "every member's endpoint in /cluster/join", func() error {
+		if err := fetchJSON(c.httpc, c.running()[0].addr, "/cluster/join", &info); err != nil {
+			return err
+		}
+		if len(info.EtcdEndpoints) != 3 {
+			return fmt.Errorf("endpoints %v", info.EtcdEndpoints)
+		}
+		return nil
+	})
+	cl, err := clientv3.New(clientv3.Config{Endpoints: info.EtcdEndpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.Close() })
+	return cl
+}
+
+// etcdMemberIDs returns the voting members by name; a learner fails the test.
+func etcdMemberIDs(t *testing.T, cl *clientv3.Client) map[string]uint64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	list, err := cl.MemberList(ctx)
+	if err != nil {
+		t.Fatalf("etcd member list: %v", err)
+	}
+	out := map[string]uint64{}
+	for _, m := range list.Members {
+		if m.IsLearner {
+			t.Errorf("etcd member %s (%x) is still a learner", m.Name, m.ID)
+		}
+		out[m.Name] = m.ID
+	}
+	return out
+}
+
+// etcdMemberRecords returns /clusterkit/default/etcd-members/ as node ID -> member ID.
+func etcdMemberRecords(t *testing.T, cl *clientv3.Client) map[string]string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := cl.Get(ctx, "/clusterkit/default/etcd-members/", clientv3.WithPrefix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, kv := range resp.Kvs {
+		var rec struct {
+			NodeID   string `json:"node_id"`
+			MemberID string `json:"member_id"`
+		}
+		if err := json.Unmarshal(kv.Value, &rec); err != nil {
+			t.Fatalf("%s: %v", kv.Key, err)
+		}
+		out[rec.NodeID] = rec.MemberID
+	}
+	return out
+}
