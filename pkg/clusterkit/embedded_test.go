@@ -37,7 +37,8 @@ func httpGet(t *testing.T, url string, header map[string]string) (*http.Response
 // through JoinAddr; the HTTP API serves the cluster in the seed's shape with an epoch ETag.
 func TestEmbeddedBootstrapJoinAndHTTP(t *testing.T) {
 	dir1 := t.TempDir()
-	ck1, err := NewClusterKit(Options{NodeID: "node-1", HTTPAddr: "127.0.0.1:0", DataDir: dir1, LeaseTTL: 2 * time.Second, unsafeNoFsync: true})
+	// One etcd member: the joining nodes are its clients (ha_test.go covers three members).
+	ck1, err := NewClusterKit(Options{NodeID: "node-1", HTTPAddr: "127.0.0.1:0", DataDir: dir1, LeaseTTL: 2 * time.Second, EmbeddedMembers: 1, unsafeNoFsync: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,6 +57,9 @@ func TestEmbeddedBootstrapJoinAndHTTP(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ck2.Stop()
+	if ck2.member != nil {
+		t.Fatal("node-2 runs an etcd member in a cluster created with EmbeddedMembers 1")
+	}
 	if ck2.opts.ClusterName != "default" {
 		t.Fatalf("joined node's cluster name %q, want default", ck2.opts.ClusterName)
 	}
