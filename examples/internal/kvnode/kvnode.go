@@ -1,0 +1,151 @@
+// Package kvnode is the process skeleton the examples' servers share: flags, a ClusterKit node
+// whose data API address is published in its metadata, the store, the HTTP server, the "ready"
+// line and the graceful stop on SIGTERM.
+//
+// A server is started with its own ID and addresses; the first one (no -join) starts an
+// embedded etcd and creates the cluster, the others join through it:
+//
+//	server -id node-1 -addr 127.0.0.1:8080 -kv-addr 127.0.0.1:9080
+//	server -id node-2 -addr 127.0.0.1:8081 -kv-addr 127.0.0.1:9081 -join 127.0.0.1:8080
+//
+// Once the node has joined, the process prints one line on stdout, "ready <id> <addr>", where
+// addr is the ClusterKit HTTP address, and logs JSON to stderr. SIGTERM or SIGINT sends what the
+// replication queue holds (for up to 5s), leaves the cluster and exits with status 0.
+package kvnode
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/clusterkit-go/clusterkit/examples/internal/store"
+	"github.com/clusterkit-go/clusterkit/pkg/clusterkit"
+)
+
+// Config is a server's settings, from its flags.
+type Config struct {
+	ID, Addr, KVAddr, Join, DataDir string
+	LeaseTTL                        time.Duration
+	Partitions, Replication         int
+	LogLevel                        string
+}
+
+// RegisterFlags defines the servers' common flags on fs and returns the Config they fill.
+func RegisterFlags(fs *flag.FlagSet) *Config {
+	c := &Config{}
+	fs.StringVar(&c.ID, "id", "", "node ID (required)")
+	fs.StringVar(&c.Addr, "addr", "", "host:port of the node's ClusterKit HTTP API (required)")
+	fs.StringVar(&c.KVAddr, "kv-addr", "", "host:port of the node's data API (required)")
+	fs.StringVar(&c.Join, "join", "", "ClusterKit address of a node to join (default: start a new cluster with an embedded etcd)")
+	fs.StringVar(&c.DataDir, "data-dir", "", "directory for the embedded etcd and the node's identity (default <temp dir>/clusterkit/<id>)")
+	fs.DurationVar(&c.LeaseTTL, "lease-ttl", 0, "lease time to live: a crashed node is noticed after about this long (default 10s, at least 2s)")
+	fs.IntVar(&c.Partitions, "partitions", 0, "partition count, fixed when the cluster is created (default 64)")
+	fs.IntVar(&c.Replication, "replication", 0, "copies of each partition, fixed when the cluster is created (default 3)")
+	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	return c
+}
+
+// Node is a started server.
+type Node struct {
+	CK    *clusterkit.ClusterKit
+	Store *store.Store
+	// Mux serves the data API; add the example's own routes to it before Start returns.
+	Mux *http.ServeMux
+	Log *zap.Logger
+
+	srv    *http.Server
+	served chan error
+}
+
+// Run starts the node with the store in mode, lets routes add the example's own handlers to
+// the data API, prints the ready line, serves until SIGTERM or SIGINT, and stops.
+func Run(c *Config, mode store.Mode, routes func(*Node)) error {
+	var missing []string
+	for name, v := range map[string]string{"-id": c.ID, "-addr": c.Addr, "-kv-addr": c.KVAddr} {
+		if v == "" {
+			missing = append(missing, name)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("missing required flags: %v", missing)
+	}
+	level, err := zapcore.ParseLevel(c.LogLevel)
+	if err != nil {
+		return fmt.Errorf("-log-level: %w", err)
+	}
+	zc := zap.NewProductionConfig()
+	zc.Level = zap.NewAtomicLevelAt(level)
+	log, err := zc.Build()
+	if err != nil {
+		return err
+	}
+	defer log.Sync()
+
+	// The data API listens first: its address is published with the node.
+	l, err := net.Listen("tcp", c.KVAddr)
+	if err != nil {
+		return fmt.Errorf("-kv-addr: %w", err)
+	}
+	ck, err := clusterkit.NewClusterKit(clusterkit.Options{
+		NodeID: c.ID, HTTPAddr: c.Addr, JoinAddr: c.Join, DataDir: c.DataDir, LeaseTTL: c.LeaseTTL,
+		PartitionCount: c.Partitions, ReplicationFactor: c.Replication, Logger: log,
+		Metadata: map[string]string{store.AddrKey: l.Addr().String()},
+	})
+	if err != nil {
+		l.Close()
+		return err
+	}
+	n := &Node{
+		CK:     ck,
+		Store:  store.New(ck, store.Options{Replication: mode, Logger: log}),
+		Mux:    http.NewServeMux(),
+		Log:    log,
+		served: make(chan error, 1),
+	}
+	n.Mux.Handle("/store/", n.Store.Handler())
+	if routes != nil {
+		routes(n)
+	}
+	// The data API serves before Start: copies into this node start during Start, and the
+	// other nodes' replication reaches it as soon as it is listed.
+	n.srv = &http.Server{Handler: n.Mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() { n.served <- n.srv.Serve(l) }()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := ck.StartContext(ctx); err != nil {
+		n.stop()
+		return err
+	}
+	fmt.Printf("ready %s %s\n", c.ID, ck.AdvertiseAddr())
+	log.Info("serving", zap.String("kv_addr", l.Addr().String()), zap.String("replication", mode.String()))
+	<-ctx.Done()
+	log.Info("stopping")
+	n.stop()
+	return nil
+}
+
+// stop sends the replication queue, then closes the store, leaves the cluster and stops
+// serving.
+func (n *Node) stop() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := n.Store.Flush(ctx); err != nil {
+		n.Log.Warn("replication queue not sent", zap.Error(err))
+	}
+	n.Store.Close()
+	n.CK.Stop()
+	n.srv.Shutdown(ctx)
+	if err := <-n.served; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		n.Log.Warn("data API stopped", zap.Error(err))
+	}
+}

@@ -1,0 +1,117 @@
+// Package serverside_test runs the server-side example as real processes: the server built with
+// `go build`, node-1 with its embedded etcd, a node joining and another killed with SIGKILL
+// while a client writes and reads through any node.
+package serverside_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/clusterkit-go/clusterkit/examples/internal/proctest"
+	"github.com/clusterkit-go/clusterkit/examples/internal/report"
+	"github.com/clusterkit-go/clusterkit/examples/internal/store"
+	"github.com/clusterkit-go/clusterkit/examples/internal/workload"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// Every write acknowledged to the client, before, during and after a join and a SIGKILL of a
+// node in the middle of the writes, reads back with its latest acknowledged value, and no
+// operation fails: the nodes absorb the failover by retrying towards the new primary.
+func TestJoinAndKillDuringWrites(t *testing.T) {
+	bin := proctest.Build(t, "github.com/clusterkit-go/clusterkit/examples/server-side/server")
+	httpc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{}}
+	defer httpc.CloseIdleConnections()
+
+	seed := proctest.StartNode(t, bin, "node-1", "", "")
+	nodes := []*proctest.Node{seed}
+	for _, id := range []string{"node-2", "node-3", "node-4"} {
+		nodes = append(nodes, proctest.StartNode(t, bin, id, "", seed.Addr))
+	}
+	settle(t, httpc, seed.Addr, 4)
+
+	// The original README's request, to a node and read back through another.
+	body := `{"key":"test","value":"hello"}`
+	resp, err := httpc.Post("http://"+nodes[1].KVAddr+"/kv/set", "application/json", bytes.NewBufferString(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("POST /kv/set %s: %s %s", body, resp.Status, b)
+	}
+	resp, err = httpc.Get("http://" + nodes[2].KVAddr + "/kv/get?key=test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got store.Entry
+	err = json.NewDecoder(resp.Body).Decode(&got)
+	resp.Body.Close()
+	if err != nil || got.Value != "hello" {
+		t.Fatalf("GET /kv/get?key=test: %+v, %v; want hello", got, err)
+	}
+
+	// The client may send to node-5 before it exists: it then tries another node.
+	joinerKV := proctest.FreeAddr(t)
+	kv := &workload.AnyNode{Addrs: []string{nodes[0].KVAddr, nodes[1].KVAddr, nodes[2].KVAddr, nodes[3].KVAddr, joinerKV}, HTTP: httpc}
+	ctx, stopFeeding := context.WithCancel(context.Background())
+	done := make(chan *workload.Result, 1)
+	go func() {
+		done <- workload.Run(ctx, kv, workload.Config{Ops: 100000, Keys: 120, Prefix: "k-", Concurrency: 4,
+			Rate: 60, ReadEvery: 5, OpTimeout: 30 * time.Second, Seed: 1})
+	}()
+	time.Sleep(time.Second)
+	joiner := proctest.StartNode(t, bin, "node-5", joinerKV, seed.Addr)
+	time.Sleep(time.Second)
+	nodes[2].Kill(t) // node-3; never node-1, which runs the cluster's only etcd member
+	// Keep writing through the failover: the lease (2s) expires, node-3's partitions get new
+	// primaries and their lost copies are made again.
+	time.Sleep(4 * time.Second)
+	stopFeeding()
+	res := <-done
+	t.Logf("during the join and the kill:\n%s", res.Summary())
+	if res.Errors > 0 || res.StaleReads > 0 {
+		t.Errorf("%d operations failed and %d reads were stale", res.Errors, res.StaleReads)
+	}
+	if res.Writes < 100 {
+		t.Errorf("only %d writes acknowledged", res.Writes)
+	}
+
+	settle(t, httpc, seed.Addr, 4)
+	live := &workload.AnyNode{Addrs: []string{nodes[0].KVAddr, nodes[1].KVAddr, nodes[3].KVAddr, joiner.KVAddr}, HTTP: httpc}
+	checkCtx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if bad := workload.Check(checkCtx, live, res.State); len(bad) > 0 {
+		t.Errorf("%d of %d keys do not hold their last acknowledged value: %v", len(bad), len(res.State), bad)
+	}
+	st, err := store.StatsAt(checkCtx, httpc, joiner.KVAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.PartitionsCopiedIn == 0 || st.KeysCopiedIn == 0 || st.Primaries == 0 {
+		t.Errorf("node-5 copied in %d partitions and %d keys and leads %d: want some of each", st.PartitionsCopiedIn, st.KeysCopiedIn, st.Primaries)
+	}
+	// node-1 last: the others leave through its etcd.
+	for _, n := range []*proctest.Node{nodes[1], nodes[3], joiner, nodes[0]} {
+		if status := n.Stop(t, 20*time.Second); status != 0 {
+			t.Errorf("%s exited with status %d after SIGTERM", n.ID, status)
+		}
+	}
+}
+
+func settle(t *testing.T, httpc *http.Client, addr string, n int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := report.Settled(ctx, httpc, addr, n); err != nil {
+		t.Fatal(err)
+	}
+}
