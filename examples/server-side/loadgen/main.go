@@ -1,145 +1,23 @@
-// Command loadgen drives the server-side example's cluster as a plain HTTP client: each request
-// goes to one of the nodes it is given, at random, which routes it. run.sh uses its four
-// subcommands:
-//
-//	loadgen wait  -cluster 127.0.0.1:8080 -n 8          wait until the cluster has formed
-//	loadgen run   -nodes 127.0.0.1:9080,... -ops 1000   run operations, print throughput and latency
-//	loadgen check -nodes ... -state state.json          read back every acknowledged write
-//	loadgen stats -nodes node-1=127.0.0.1:9080,...      print each node's store counters
-//
-// run exits with status 1 if an operation failed or a read returned a stale value; check exits
-// with status 1 if a key does not hold its latest acknowledged value.
+// Command loadgen drives the server-side example's cluster as a plain HTTP client that knows
+// nothing of the cluster: each request goes to one of the nodes in -nodes, at random, which
+// routes it (another node is tried when one does not answer). Subcommands wait, run, check and
+// stats: see examples/internal/loadgen.
 package main
 
 import (
 	"context"
-	"flag"
-	"fmt"
 	"net/http"
 	"os"
-	"time"
 
+	"github.com/clusterkit-go/clusterkit/examples/internal/loadgen"
 	"github.com/clusterkit-go/clusterkit/examples/internal/report"
-	"github.com/clusterkit-go/clusterkit/examples/internal/store"
 	"github.com/clusterkit-go/clusterkit/examples/internal/workload"
 )
 
 func main() {
-	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: loadgen wait|run|check|stats [flags]")
-		os.Exit(2)
-	}
-	httpc := &http.Client{Timeout: 20 * time.Second}
-	fs := flag.NewFlagSet("loadgen "+os.Args[1], flag.ExitOnError)
-	nodes := fs.String("nodes", "", "data API addresses of the nodes, comma-separated (name=host:port or host:port)")
-	switch os.Args[1] {
-	case "wait":
-		ckAddr := fs.String("cluster", "", "ClusterKit HTTP address of a node")
-		n := fs.Int("n", 0, "number of nodes the cluster must list")
-		timeout := fs.Duration("timeout", time.Minute, "give up after this long")
-		since := fs.Int64("since", 0, "Unix time in milliseconds when the first node was started: the formation time is measured from it")
-		fs.Parse(os.Args[2:])
-		start := time.Now()
-		if *since > 0 {
-			start = time.UnixMilli(*since)
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), *timeout)
-		defer cancel()
-		c, err := report.Settled(ctx, httpc, *ckAddr, *n)
-		if err != nil {
-			fail(err)
-		}
-		took := fmt.Sprintf("settled after %v", time.Since(start).Round(time.Millisecond))
-		if *since > 0 {
-			took = fmt.Sprintf("formed %v after the first node was started", time.Since(start).Round(time.Millisecond))
-		}
-		fmt.Printf("cluster: %d nodes, %d partitions, map epoch %d, leader %s, no copy in progress; %s\n",
-			len(c.Cluster.Nodes), len(c.Cluster.PartitionMap), c.Cluster.Epoch, c.Cluster.Leader, took)
-	case "run":
-		var cfg workload.Config
-		fs.IntVar(&cfg.Ops, "ops", 1000, "operations")
-		fs.IntVar(&cfg.Keys, "keys", 200, "distinct keys")
-		fs.StringVar(&cfg.Prefix, "prefix", "key-", "key prefix")
-		fs.IntVar(&cfg.Concurrency, "concurrency", 8, "concurrent clients")
-		fs.Float64Var(&cfg.Rate, "rate", 0, "operations per second, all clients together (0: as fast as they go)")
-		fs.IntVar(&cfg.ReadEvery, "read-every", 5, "every n-th operation of a client is a read (0: writes only)")
-		fs.DurationVar(&cfg.OpTimeout, "op-timeout", 30*time.Second, "bound on one operation, retries included")
-		state := fs.String("state", "", "write the acknowledged values to this file, for check")
-		fs.Parse(os.Args[2:])
-		kv := anyNode(*nodes, httpc)
-		res := workload.Run(context.Background(), kv, cfg)
-		fmt.Println(res.Summary())
-		if *state != "" {
-			if err := workload.SaveState(*state, res.State); err != nil {
-				fail(err)
-			}
-		}
-		if res.Errors > 0 || res.StaleReads > 0 {
-			os.Exit(1)
-		}
-	case "check":
-		state := fs.String("state", "", "file written by run -state")
-		fs.Parse(os.Args[2:])
-		st, err := workload.LoadState(*state)
-		if err != nil {
-			fail(err)
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		defer cancel()
-		bad := workload.Check(ctx, anyNode(*nodes, httpc), st)
-		fmt.Printf("checked %d keys: %d hold their last acknowledged value, %d do not\n", len(st), len(st)-len(bad), len(bad))
-		for i, b := range bad {
-			if i == 10 {
-				fmt.Printf("  ... and %d more\n", len(bad)-10)
-				break
-			}
-			fmt.Println("  " + b)
-		}
-		if len(bad) > 0 {
-			os.Exit(1)
-		}
-	case "stats":
-		fs.Parse(os.Args[2:])
-		ns, err := report.ParseNodes(*nodes)
-		if err != nil {
-			fail(err)
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		report.WriteStats(ctx, os.Stdout, httpc, ns)
-		// The routing counters of the server-side example's nodes.
-		var sum map[string]int64
-		for _, n := range ns {
-			var st map[string]int64
-			if store.Call(ctx, httpc, http.MethodGet, n.KVAddr, "/kv/stats", nil, nil, &st) != nil {
-				continue
-			}
-			if sum == nil {
-				sum = map[string]int64{}
-			}
-			for k, v := range st {
-				sum[k] += v
-			}
-		}
-		if sum != nil {
-			fmt.Printf("client requests (nodes still running): %d served by the node that received them (the primary), %d forwarded to the primary, %d retries while a primary was unreachable or had just changed\n",
-				sum["served_as_primary"], sum["forwarded"], sum["retries"])
-		}
-	default:
-		fmt.Fprintf(os.Stderr, "unknown subcommand %q: want wait, run, check or stats\n", os.Args[1])
-		os.Exit(2)
-	}
-}
-
-func anyNode(nodes string, httpc *http.Client) *workload.AnyNode {
-	ns, err := report.ParseNodes(nodes)
-	if err != nil {
-		fail(err)
-	}
-	return &workload.AnyNode{Addrs: ns.Addrs(), HTTP: httpc}
-}
-
-func fail(err error) {
-	fmt.Fprintln(os.Stderr, "loadgen:", err)
-	os.Exit(1)
+	loadgen.Main(os.Args, loadgen.Client{
+		New: func(_ context.Context, nodes report.Nodes, httpc *http.Client) (workload.KV, func(), error) {
+			return &workload.AnyNode{Addrs: nodes.Addrs(), HTTP: httpc}, func() {}, nil
+		},
+	})
 }
