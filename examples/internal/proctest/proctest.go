@@ -194,3 +194,19 @@ func StartNode(t *testing.T, bin, id, kvAddr, join string, extra ...string) *Nod
 	n.Addr = ready[1]
 	return n
 }
+
+// Pause stops the process with SIGSTOP; Resume continues it.
+func (p *Process) Pause(t *testing.T) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatalf("SIGSTOP %s: %v", p.Name, err)
+	}
+}
+
+// Resume continues a paused process with SIGCONT.
+func (p *Process) Resume(t *testing.T) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatalf("SIGCONT %s: %v", p.Name, err)
+	}
+}
