@@ -499,11 +499,10 @@ func (s *placer) primaryQuotas() {
 			sh[i] = ratShare(x)
 		}
 	}
-	// bonus counts the partitions that lost their primary and that a node survives in; handy
-	// counts the partitions a node leads that a replica-overloaded node holds, whose role can
-	// travel with the replica a joiner takes.
-	// Only whether a node has a handy role matters, and only for a node above the floor of its
-	// share, so the pass skips the other partitions after one load.
+	// bonus counts the partitions that lost their primary and that a node survives in; handy says
+	// whether a node leads a partition that a replica-overloaded node holds, whose role can travel
+	// with the replica a joiner takes. handy matters only for a node above the floor of its share,
+	// so the pass skips the other partitions after one load.
 	bonus, handy := make([]int, len(s.nodes)), make([]bool, len(s.nodes))
 	over := make([]bool, len(s.nodes))
 	overloaded := false
