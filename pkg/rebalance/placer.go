@@ -805,7 +805,7 @@ func (s *placer) shedExcess() (pending []int32) {
 	s.shedNearestRoles(over, under)
 	for _, i := range over {
 		for s.load[i] > s.quota[i] {
-			if !s.shedOne(i, under) {
+			if !s.shedOne(i, under) && !s.shedInstead(i, under) {
 				pending = append(pending, i)
 				break
 			}
@@ -813,6 +813,43 @@ func (s *placer) shedExcess() (pending []int32) {
 	}
 	return pending
 }
+
+// shedInstead helps an overloaded node that has no partition a node below target may take (zones
+// forbid them all): when its excess is only the rounding of its share (it lacks the +1), a node
+// of its extraClass that has the +1 and is at its target takes over the excess and sheds one of its
+// own replicas instead. Balance is the same, and it costs one copy where a chain of hand-overs
+// from the first node costs two or more. It reports whether a replica moved.
+func (s *placer) shedInstead(i int32, under []int32) bool {
+	if s.load[i] != s.quota[i]+1 || s.replicaExtra(i) != 0 {
+		return false
+	}
+	c := s.extraClass(i)
+	var cands []int32
+	for n := range s.nodes {
+		u := int32(n)
+		if u != i && s.extraClass(u) == c && s.load[u] == s.quota[u] && s.replicaExtra(u) == 1 && s.replicaCanShrink(u) {
+			cands = append(cands, u)
+			if len(cands) == maxShedInstead {
+				break
+			}
+		}
+	}
+	if len(cands) == 0 {
+		return false
+	}
+	s.track(cands)
+	for _, u := range cands {
+		s.moveExtra(u, i)
+		if s.shedOne(u, under) {
+			return true
+		}
+		s.moveExtra(i, u)
+	}
+	return false
+}
+
+// maxShedInstead bounds the nodes shedInstead tries for one replica.
+const maxShedInstead = 64
 
 // shedWithPrimary lets nodes below both targets take, from overloaded holders, partitions whose
 // primary is above its primary target, together with the primary role: each such hand-over fixes a
