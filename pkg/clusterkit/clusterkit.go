@@ -68,8 +68,10 @@ type ClusterKit struct {
 	stopOnce sync.Once
 
 	// Set by Start and read-only after it.
-	client     *clientv3.Client
-	ownClient  bool
+	client    *clientv3.Client
+	ownClient bool
+	// member is the node's embedded etcd member, nil for a client node; guarded by mu once the
+	// node runs (a client node may become a member, a member may be decommissioned).
 	member     *embed.Member
 	httpServer *http.Server
 	listener   net.Listener
@@ -88,6 +90,8 @@ type ClusterKit struct {
 	campaignDone chan struct{}
 	// session is the current registration; guarded by mu.
 	session *registration
+	// decommissioned is set by Decommission: the node takes no etcd member place any more.
+	decommissioned atomic.Bool
 }
 
 // NewClusterKit validates opts, fills in the defaults of the zero fields and returns a node that
@@ -502,8 +506,8 @@ func (ck *ClusterKit) shutdown(mode stopMode) {
 		if ck.ownClient && ck.client != nil {
 			ck.client.Close()
 		}
-		if ck.member != nil {
-			ck.member.Close()
+		if m := ck.embeddedMember(); m != nil {
+			m.Close()
 		}
 		ck.log.Info("node stopped")
 	})

@@ -88,6 +88,13 @@ func urlPort(u string) int {
 	return p
 }
 
+// embeddedMember returns the node's etcd member, nil for a client node.
+func (ck *ClusterKit) embeddedMember() *embed.Member {
+	ck.mu.Lock()
+	defer ck.mu.Unlock()
+	return ck.member
+}
+
 // etcdDir is where the embedded etcd member keeps its data.
 func (ck *ClusterKit) etcdDir() string { return filepath.Join(ck.opts.DataDir, "etcd") }
 
@@ -207,9 +214,7 @@ func (ck *ClusterKit) joinAsMember(ctx context.Context) (bool, error) {
 // recordMember writes the record of this node's member under etcd-members/<node-id>, while
 // every guard holds. The record of an earlier life of the same member is kept as it is.
 func (ck *ClusterKit) recordMember(ctx context.Context, guards ...clientv3.Cmp) error {
-	ck.mu.Lock()
-	m := ck.member
-	ck.mu.Unlock()
+	m := ck.embeddedMember()
 	rec := state.EtcdMember{NodeID: ck.opts.NodeID, MemberID: strconv.FormatUint(m.ID(), 16),
 		PeerURLs: []string{m.PeerURL()}, ClientURLs: m.Endpoints(), JoinedAt: time.Now().UTC().Truncate(time.Millisecond)}
 	b, err := json.Marshal(rec)
@@ -261,8 +266,9 @@ func (ck *ClusterKit) setUpEmbedded(ctx context.Context) error {
 		if _, err := ck.syncEndpoints(ctx); err != nil {
 			return fmt.Errorf("clusterkit: list etcd members: %w", err)
 		}
-		ck.wg.Add(1)
+		ck.wg.Add(2)
 		go func() { defer ck.wg.Done(); ck.runEndpointSync() }()
+		go func() { defer ck.wg.Done(); ck.runMemberPlaces() }()
 	}
 	return ck.saveLocalState()
 }
@@ -314,5 +320,111 @@ func (ck *ClusterKit) runEndpointSync() {
 			ck.log.Debug("reading the etcd member list failed", zap.Error(err))
 		}
 		cancel()
+	}
+}
+
+// Decommission removes this node from its cluster for good. A node that runs an embedded etcd
+// member first removes that member from etcd, deletes its record under etcd-members/ and its etcd
+// data, and from then on is an etcd client; a client node of the cluster then takes the free
+// member place (learner, then promoted), so that the member count stays as configured while
+// enough nodes remain. Then the node drains (see Drain) and stops.
+//
+// etcd refuses the removal when the remaining members would not make a running quorum, and the
+// last member cannot be removed: Decommission then returns the error with nothing changed, and
+// the node keeps running as before. If ctx ends during the drain, the member is already removed
+// and the node keeps running, still draining, as an etcd client.
+//
+// Stop and Drain keep the member, because they also serve restarts (a rolling update, a
+// SIGTERM): a node restarted with its DataDir comes back as the same member. Only Decommission
+// says that the node is not coming back. It blocks until done or ctx ends.
+func (ck *ClusterKit) Decommission(ctx context.Context) error {
+	ck.mu.Lock()
+	started, stopped, m := ck.started, ck.stopped, ck.member
+	ck.mu.Unlock()
+	if !started || stopped {
+		return ErrNotStarted
+	}
+	if m != nil {
+		ck.decommissioned.Store(true)
+		// The client must reach the other members before this one goes.
+		if _, err := ck.syncEndpoints(ctx); err != nil {
+			ck.decommissioned.Store(false)
+			return fmt.Errorf("clusterkit: decommission: list etcd members: %w", err)
+		}
+		id := strconv.FormatUint(m.ID(), 16)
+		if err := m.Remove(ctx, ck.client); err != nil {
+			ck.decommissioned.Store(false)
+			return fmt.Errorf("clusterkit: decommission: remove etcd member %s: %w", id, err)
+		}
+		ck.mu.Lock()
+		ck.member = nil
+		ck.mu.Unlock()
+		ck.log.Info("etcd member removed", zap.String("member_id", id))
+		if _, err := ck.client.Delete(ctx, ck.schema.EtcdMember(ck.opts.NodeID)); err != nil {
+			ck.log.Warn("deleting the etcd member record failed", zap.Error(err))
+		}
+		if _, err := ck.syncEndpoints(ctx); err != nil {
+			ck.log.Warn("reading the etcd member list after the removal failed", zap.Error(err))
+		}
+		if err := ck.saveLocalState(); err != nil {
+			ck.log.Warn("updating DataDir after the removal failed", zap.Error(err))
+		}
+	}
+	return ck.Drain(ctx)
+}
+
+// runMemberPlaces lets a client node take a free etcd member place until Stop: when a member
+// record is deleted (a member node was decommissioned), and whenever the watch starts, it counts
+// the records and, if there are fewer than the cluster's EmbeddedMembers, tries to join as a
+// member (under the lock, which checks the etcd member list itself).
+func (ck *ClusterKit) runMemberPlaces() {
+	prefix := ck.schema.EtcdMembersPrefix()
+	for {
+		ck.fillMemberPlace()
+		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ck.runCtx))
+		for resp := range ck.client.Watch(wctx, prefix, clientv3.WithPrefix(), clientv3.WithFilterPut()) {
+			if resp.Err() != nil {
+				break
+			}
+			if len(resp.Events) > 0 {
+				ck.fillMemberPlace()
+			}
+		}
+		cancel()
+		select {
+		case <-ck.runCtx.Done():
+			return
+		case <-ck.leaving:
+			return
+		case <-time.After(ck.syncEvery()):
+		}
+	}
+}
+
+// fillMemberPlace joins as a member if a member place is free.
+func (ck *ClusterKit) fillMemberPlace() {
+	isMember := ck.embeddedMember() != nil
+	select {
+	case <-ck.leaving:
+		return
+	default:
+	}
+	if isMember || ck.decommissioned.Load() || ck.runCtx.Err() != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ck.runCtx, ck.opts.StartTimeout)
+	defer cancel()
+	resp, err := ck.client.Get(ctx, ck.schema.EtcdMembersPrefix(), clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil || int(resp.Count) >= ck.config.EmbeddedMembers {
+		return
+	}
+	joined, err := ck.joinAsMember(ctx)
+	switch {
+	case err != nil:
+		ck.log.Warn("taking a free etcd member place failed", zap.Error(err))
+	case joined:
+		if _, err := ck.syncEndpoints(ctx); err != nil {
+			ck.log.Warn("reading the etcd member list failed", zap.Error(err))
+		}
 	}
 }

@@ -1,7 +1,9 @@
 package clusterkit
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -10,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/clusterkit-go/clusterkit/pkg/embed"
 )
 
 func httpGet(t *testing.T, url string, header map[string]string) (*http.Response, []byte) {
@@ -139,6 +143,14 @@ func TestEmbeddedBootstrapJoinAndHTTP(t *testing.T) {
 		t.Fatalf("changed map: %s with ETag %q (old %q)", resp.Status, resp.Header.Get("ETag"), etag)
 	}
 	ck3.Stop()
+
+	// The only etcd member cannot leave: the node says so and keeps running.
+	dctx, dcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	err = ck1.Decommission(dctx)
+	dcancel()
+	if !errors.Is(err, embed.ErrLastMember) || ck1.embeddedMember() == nil {
+		t.Fatalf("decommissioning the only etcd member: %v, want ErrLastMember", err)
+	}
 
 	resp, body = httpGet(t, base+"/health", nil)
 	var health healthResponse

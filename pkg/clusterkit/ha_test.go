@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"sync"
@@ -14,13 +15,14 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/clusterkit-go/clusterkit/internal/state"
+	"github.com/clusterkit-go/clusterkit/pkg/embed"
 )
 
 // haOptions are the options of an embedded-etcd node in these tests: short lease, short raft
 // timings (elections after a member stops take about half a second), no fsync.
 func haOptions(t *testing.T, id, joinAddr, dataDir string) Options {
 	return Options{NodeID: id, HTTPAddr: "127.0.0.1:0", JoinAddr: joinAddr, DataDir: dataDir,
-		LeaseTTL: 2 * time.Second, PartitionCount: 16, StartTimeout: 45 * time.Second,
+		LeaseTTL: 2 * time.Second, PartitionCount: 16, StartTimeout: 45 * time.Second, EtcdDialTimeout: 2 * time.Second,
 		unsafeNoFsync: true, embeddedHeartbeat: 50 * time.Millisecond}
 }
 
@@ -78,7 +80,9 @@ func memberRecords(t *testing.T, ck *ClusterKit) map[string]string {
 // Five nodes on embedded etcd, four of them joining at once: exactly three become etcd members
 // (each added as a learner and promoted), the others are clients; every node knows all three
 // members' endpoints; the bootstrap node crashing leaves a cluster that publishes a map without
-// it; restarted with its DataDir it is the same etcd member and is listed again.
+// it, and a client node restarting meanwhile starts from the endpoints it remembers; restarted
+// with its DataDir the bootstrap node is the same etcd member and is listed again. A member node
+// decommissioned removes its etcd member and its data, and a client node takes its place.
 func TestEmbeddedHA(t *testing.T) {
 	dirs := map[string]string{}
 	for i := 1; i <= 5; i++ {
@@ -153,6 +157,20 @@ func TestEmbeddedHA(t *testing.T) {
 	delete(nodes, "node-1")
 	waitAgree(t, nodes, []string{"node-2", "node-3", "node-4", "node-5"})
 	t.Logf("map without the crashed bootstrap node after %v", time.Since(crashed).Round(time.Millisecond))
+
+	// A client node restarting with its DataDir while the node at its JoinAddr is down starts
+	// from the etcd endpoints it remembers.
+	var client string
+	for id := range nodes {
+		if _, ok := members[id]; !ok {
+			client = id
+		}
+	}
+	nodes[client].shutdown(stopCrash)
+	nodes[client] = startHA(t, haOptions(t, client, join, dirs[client]))
+	if nodes[client].member != nil {
+		t.Errorf("%s became an etcd member on its restart; the member places are taken", client)
+	}
 	began = time.Now()
 
 	// Back with its DataDir (and so its ports), it is the same member again.
@@ -165,6 +183,43 @@ func TestEmbeddedHA(t *testing.T) {
 	}
 	waitAgree(t, nodes, slices.Sorted(maps.Keys(nodes)))
 	t.Logf("node-1 restarted and listed again after %v", time.Since(began).Round(time.Millisecond))
+
+	// A member node leaves for good: its etcd member goes, a client node takes its place.
+	var leaving string
+	for id := range members {
+		if id != "node-1" {
+			leaving = id
+		}
+	}
+	began = time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := nodes[leaving].Decommission(ctx); err != nil {
+		t.Fatalf("decommission %s: %v", leaving, err)
+	}
+	delete(nodes, leaving)
+	t.Logf("%s decommissioned in %v", leaving, time.Since(began).Round(time.Millisecond))
+	if embed.HasData(filepath.Join(dirs[leaving], "etcd")) {
+		t.Errorf("%s still has etcd data", leaving)
+	}
+	waitAgree(t, nodes, slices.Sorted(maps.Keys(nodes)))
+	waitFor(t, 30*time.Second, "a client node in the free member place", func() error {
+		after := etcdMembers(t, nodes["node-1"].client)
+		if _, ok := after[leaving]; ok || len(after) != 3 {
+			return fmt.Errorf("members %v", after)
+		}
+		if recs := memberRecords(t, nodes["node-1"]); !maps.Equal(recs, after) {
+			return fmt.Errorf("records %v, members %v", recs, after)
+		}
+		for id, ck := range nodes {
+			if _, ok := after[id]; ok != (ck.embeddedMember() != nil) {
+				return fmt.Errorf("%s: member %v, in the list %v", id, ck.embeddedMember() != nil, ok)
+			}
+		}
+		return nil
+	})
+	t.Logf("members after the decommission: %v (%v after it began)", slices.Sorted(maps.Keys(etcdMembers(t, nodes["node-1"].client))),
+		time.Since(began).Round(time.Millisecond))
 }
 
 // stopAllAtOnce crash-stops every node in parallel: one after another, each member would stop

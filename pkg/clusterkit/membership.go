@@ -44,8 +44,8 @@ func (ck *ClusterKit) register(ctx context.Context) (*registration, error) {
 		Instance:  instance,
 		StartedAt: time.Now().UTC().Truncate(time.Millisecond),
 	}
-	if ck.member != nil {
-		self.EtcdEndpoints = ck.member.Endpoints()
+	if m := ck.embeddedMember(); m != nil {
+		self.EtcdEndpoints = m.Endpoints()
 	}
 	rec, err := json.Marshal(self)
 	if err != nil {

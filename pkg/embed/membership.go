@@ -22,6 +22,10 @@ var ErrLastMember = errors.New("embed: the cluster's only voting member cannot b
 // healthy enough, or to promote a learner that is not yet in sync.
 const retryEvery = 100 * time.Millisecond
 
+// healthInterval is etcd's: a member must have been connected to its peers this long before it
+// accepts a membership change, plus a margin.
+const healthInterval = 6 * time.Second
+
 // HasData reports whether dir holds a member's data (its write-ahead log): a member started
 // there restarts as the member it was, whatever its configuration says.
 func HasData(dir string) bool {
@@ -134,9 +138,10 @@ func Join(ctx context.Context, client *clientv3.Client, cfg Config) (*Member, er
 // Remove takes the member out of its cluster for good, through client (which must reach the
 // cluster's other members), then stops it and deletes its data directory, so that it can never
 // be started again as a member its cluster no longer knows. etcd refuses the removal when it
-// would leave fewer running members than a quorum (strict reconfiguration check), and Remove
-// refuses to remove the last voting member (ErrLastMember); the member then keeps running and
-// nothing has changed. Remove blocks until done or ctx ends.
+// would leave fewer running members than a quorum (strict reconfiguration check; Remove retries
+// for etcd's health interval, about 5s, since a member that has just rejoined counts as running
+// only after it), and Remove refuses to remove the last voting member (ErrLastMember); the
+// member then keeps running and nothing has changed. Remove blocks until done or ctx ends.
 func (m *Member) Remove(ctx context.Context, client *clientv3.Client) error {
 	id := m.ID()
 	list, err := client.MemberList(ctx)
@@ -152,11 +157,26 @@ func (m *Member) Remove(ctx context.Context, client *clientv3.Client) error {
 	if others == 0 {
 		return ErrLastMember
 	}
-	if _, err := client.MemberRemove(ctx, id); err != nil && !errors.Is(err, rpctypes.ErrMemberNotFound) {
+	// etcd also refuses while the member serving the request has not been connected to the
+	// others for its health interval (5s), as just after a member (re)joined: that passes.
+	settle := time.Now().Add(healthInterval)
+	for {
+		_, err := client.MemberRemove(ctx, id)
+		if err == nil || errors.Is(err, rpctypes.ErrMemberNotFound) {
+			break
+		}
 		// The request may have been served by this very member, which stops serving the moment
 		// it applies its own removal: the answer is then lost, the removal not.
-		if gone, lerr := m.removedFrom(client); lerr != nil || !gone {
+		if gone, lerr := m.removedFrom(client); lerr == nil && gone {
+			break
+		}
+		if !errors.Is(err, rpctypes.ErrUnhealthy) || time.Now().After(settle) {
 			return fmt.Errorf("embed: remove member %x: %w", id, err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("embed: remove member %x: %w (%w)", id, err, ctx.Err())
+		case <-time.After(retryEvery):
 		}
 	}
 	m.Close()
