@@ -134,6 +134,15 @@ func TestParseConfig(t *testing.T) {
 			},
 		},
 		{
+			name: "decommission and embedded members",
+			env:  minimal(env{"DECOMMISSION_ON_SIGTERM": "true", "EMBEDDED_MEMBERS": "5"}),
+			check: func(t *testing.T, c *config) {
+				if !c.decommission || c.drain || c.opts.EmbeddedMembers != 5 {
+					t.Errorf("decommission %v, drain %v, embedded members %d; want true, false, 5", c.decommission, c.drain, c.opts.EmbeddedMembers)
+				}
+			},
+		},
+		{
 			name: "an HTTP_ADDR flag beats an HTTP_PORT variable",
 			env:  minimal(nil),
 			args: []string{"-http-addr", "127.0.0.1:7000"},

@@ -34,6 +34,8 @@
 //	CRASH_GRACE_PERIOD  -crash-grace-period  0
 //	LOG_LEVEL           -log-level           info (debug, info, warn, error)
 //	DRAIN_ON_SIGTERM    -drain               false
+//	DECOMMISSION_ON_SIGTERM -decommission    false; SIGTERM then means "not coming back": the
+//	                                         node's etcd member is removed, then it drains
 //
 // Without ETCD_ENDPOINTS and JOIN_ADDR the node starts an embedded etcd and bootstraps a new
 // cluster; the first EMBEDDED_MEMBERS nodes to join it with JOIN_ADDR also run etcd members, so
@@ -62,8 +64,11 @@
 // SIGTERM or SIGINT stops the node gracefully (it leaves the cluster at once) and the command
 // exits with status 0. With DRAIN_ON_SIGTERM=true (or -drain) the node first hands every
 // partition over to the others, for at most 60s; a second signal gives up on draining. The last
-// node of a cluster has nobody to hand over to: it leaves without draining. A failed
-// start or drain exits with status 1.
+// node of a cluster has nobody to hand over to: it leaves without draining. With
+// DECOMMISSION_ON_SIGTERM=true (or -decommission) the node leaves for good: it removes its
+// embedded etcd member (refused, and the node just stops, when the other members would not
+// make a quorum), after which a client node takes the member place, then drains. A failed
+// start, drain or decommission exits with status 1.
 package main
 
 import (
@@ -169,7 +174,7 @@ func run(args []string, lookupEnv func(string) (string, bool), stdout, stderr io
 	fmt.Fprintf(stdout, "ready %s %s\n", cfg.opts.NodeID, ck.AdvertiseAddr())
 
 	sig := <-sigs
-	if !cfg.drain {
+	if !cfg.drain && !cfg.decommission {
 		log.Info("signal received, leaving the cluster", zap.String("signal", sig.String()))
 		ck.Stop()
 		return exitOK
@@ -180,7 +185,13 @@ func run(args []string, lookupEnv func(string) (string, bool), stdout, stderr io
 		ck.Stop()
 		return exitOK
 	}
-	log.Info("signal received, draining", zap.String("signal", sig.String()), zap.Duration("timeout", drainTimeout))
+	leave := ck.Drain
+	if cfg.decommission {
+		leave = ck.Decommission
+		log.Info("signal received, decommissioning", zap.String("signal", sig.String()), zap.Duration("timeout", drainTimeout))
+	} else {
+		log.Info("signal received, draining", zap.String("signal", sig.String()), zap.Duration("timeout", drainTimeout))
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
 	defer cancel()
 	// A second signal means: stop waiting for the hand-over.
@@ -194,7 +205,7 @@ func run(args []string, lookupEnv func(string) (string, bool), stdout, stderr io
 		case <-ctx.Done():
 		}
 	}()
-	err = ck.Drain(ctx)
+	err = leave(ctx)
 	cancel()
 	<-interrupted
 	if err != nil {
@@ -210,6 +221,8 @@ type config struct {
 	opts     clusterkit.Options
 	drain    bool
 	logLevel zapcore.Level
+	// decommission makes SIGTERM leave for good (Decommission): it implies draining.
+	decommission bool
 	// selfJoin is the JOIN_ADDR that named this node itself (see sameAddr), "" otherwise.
 	selfJoin string
 	// names maps an Options field to the setting it came from, as the user gave it (the
@@ -250,6 +263,7 @@ var (
 	sCrashGracePeriod  = &setting{env: "CRASH_GRACE_PERIOD", flag: "crash-grace-period", field: "CrashGracePeriod", help: "time a crashed node keeps its places (default 0)"}
 	sLogLevel          = &setting{env: "LOG_LEVEL", flag: "log-level", help: "debug, info, warn or error (default info)"}
 	sDrain             = &setting{env: "DRAIN_ON_SIGTERM", flag: "drain", isBool: true, help: "hand partitions over before leaving on SIGTERM"}
+	sDecommission      = &setting{env: "DECOMMISSION_ON_SIGTERM", flag: "decommission", isBool: true, help: "leave for good on SIGTERM: remove the node's etcd member, then drain"}
 )
 
 // healthCheckFlag selects the health probe mode; it has no variable.
@@ -262,7 +276,7 @@ var errHealthCheck = errors.New("health check requested")
 var settings = []*setting{
 	sNodeID, sHTTPPort, sHTTPAddr, sAdvertiseAddr, sJoinAddr, sDataDir, sClusterName,
 	sPartitionCount, sReplicationFactor, sLeaseTTL, sEmbeddedMembers, sEtcdEndpoints, sEtcdUsername, sEtcdPassword,
-	sEtcdCAFile, sEtcdCertFile, sEtcdKeyFile, sZone, sHandoffTimeout, sCrashGracePeriod, sLogLevel, sDrain,
+	sEtcdCAFile, sEtcdCertFile, sEtcdKeyFile, sZone, sHandoffTimeout, sCrashGracePeriod, sLogLevel, sDrain, sDecommission,
 }
 
 func printUsage(w io.Writer) {
@@ -416,6 +430,7 @@ func parseConfig(lookupEnv func(string) (string, bool), args []string) (*config,
 	o.EtcdPassword = p.str(sEtcdPassword)
 	o.EtcdTLS = p.etcdTLS()
 	cfg.drain = p.boolean(sDrain)
+	cfg.decommission = p.boolean(sDecommission)
 	cfg.logLevel = zapcore.InfoLevel
 	if v, name, ok := p.get(sLogLevel); ok {
 		l, err := zapcore.ParseLevel(strings.TrimSpace(v))

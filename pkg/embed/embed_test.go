@@ -163,9 +163,12 @@ func voters(t *testing.T, c *clientv3.Client) map[string]uint64 {
 }
 
 // A running single member grows into a three-member cluster through Join (learner, then
-// promoted); the cluster keeps its data and its quorum when any one member stops; a member
-// restarted in its Dir rejoins as the same member and catches up with what it missed.
-func TestJoinPromoteAndRestartAsSameMember(t *testing.T) {
+// promoted), serving the data written before; the cluster keeps its quorum when one member
+// stops; Remove then refuses, changing nothing, to remove a second member, since the cluster
+// would be left without a running quorum; the stopped member, restarted in its Dir, rejoins as the
+// same member and catches up; Remove then takes a member out for good and deletes its data. The
+// last member cannot be removed.
+func TestJoinRestartRemove(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cfgs := map[string]embed.Config{"a": testConfig(t, "a"), "b": testConfig(t, "b"), "c": testConfig(t, "c")}
@@ -175,6 +178,9 @@ func TestJoinPromoteAndRestartAsSameMember(t *testing.T) {
 	}
 	defer func() { a.Close() }()
 	ca := newClient(t, a.Endpoints()...)
+	if err := a.Remove(ctx, ca); !errors.Is(err, embed.ErrLastMember) {
+		t.Fatalf("removing the only member: %v, want ErrLastMember", err)
+	}
 	if _, err := ca.Put(ctx, "k", "before"); err != nil {
 		t.Fatal(err)
 	}
@@ -208,12 +214,25 @@ func TestJoinPromoteAndRestartAsSameMember(t *testing.T) {
 	// Stop the first member: the other two still make a quorum.
 	idA, peerA := a.ID(), a.PeerURL()
 	a.Close()
-	cbc := newClient(t, append(members["b"].Endpoints(), members["c"].Endpoints()...)...)
+	b, c := members["b"], members["c"]
+	cbc := newClient(t, b.Endpoints()[0], c.Endpoints()[0])
 	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
 	_, err = cbc.Put(wctx, "k", "while-a-was-down")
 	wcancel()
 	if err != nil {
 		t.Fatalf("write with a down: %v", err)
+	}
+
+	// With a down, removing b would leave c alone out of two members: no quorum.
+	rctx, rcancel := context.WithTimeout(ctx, 15*time.Second)
+	err = b.Remove(rctx, cbc)
+	rcancel()
+	if !errors.Is(err, embed.ErrQuorumAtRisk) {
+		t.Fatalf("removing b while a is down: %v, want ErrQuorumAtRisk", err)
+	}
+	t.Logf("removal refused as expected: %v", err)
+	if !embed.HasData(cfgs["b"].Dir) || len(voters(t, cbc)) != 3 {
+		t.Fatal("a refused removal changed something")
 	}
 
 	// Restarted in its Dir on its peer address, a is the same member and catches up.
@@ -238,57 +257,13 @@ func TestJoinPromoteAndRestartAsSameMember(t *testing.T) {
 		}
 		return nil
 	})
-}
 
-// Remove takes a member out for good and deletes its data; it is refused, changing nothing,
-// when the cluster would be left without a running quorum, and for the last member.
-func TestRemove(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	a, err := embed.Start(ctx, testConfig(t, "a"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	ca := newClient(t, a.Endpoints()...)
-	if err := a.Remove(ctx, ca); !errors.Is(err, embed.ErrLastMember) {
-		t.Fatalf("removing the only member: %v, want ErrLastMember", err)
-	}
-	cfgB, cfgC := testConfig(t, "b"), testConfig(t, "c")
-	b, err := embed.Join(ctx, ca, cfgB)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	c, err := embed.Join(ctx, ca, cfgC)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	// All three run: b can go.
 	all := newClient(t, a.Endpoints()[0], b.Endpoints()[0], c.Endpoints()[0])
-
-	// With c down, removing b would leave a alone out of two members: no quorum.
-	peerC := c.PeerURL()
-	c.Close()
-	rctx, rcancel := context.WithTimeout(ctx, 10*time.Second)
-	err = b.Remove(rctx, all)
-	rcancel()
-	if err == nil {
-		t.Fatal("removing b while c is down succeeded: the cluster has no quorum left")
+	if err := b.Remove(ctx, all); err != nil {
+		t.Fatalf("remove b: %v", err)
 	}
-	t.Logf("removal refused as expected: %v", err)
-	if !embed.HasData(cfgB.Dir) || len(voters(t, all)) != 3 {
-		t.Fatal("a refused removal changed something")
-	}
-
-	cfgC.PeerAddr = strings.TrimPrefix(peerC, "http://")
-	if c, err = embed.Start(ctx, cfgC); err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	// etcd counts a member as active a few seconds after its connection is back.
-	waitFor(t, 20*time.Second, func() error { return b.Remove(ctx, all) })
-	if embed.HasData(cfgB.Dir) {
+	if embed.HasData(cfgs["b"].Dir) {
 		t.Error("b's data is still there after Remove")
 	}
 	if ids := voters(t, all); len(ids) != 2 || ids["b"] != 0 {

@@ -18,6 +18,10 @@ import (
 // leave no cluster at all.
 var ErrLastMember = errors.New("embed: the cluster's only voting member cannot be removed")
 
+// ErrQuorumAtRisk is returned by Remove when too few of the other members answer: without the
+// member removed, they would not make a quorum.
+var ErrQuorumAtRisk = errors.New("embed: removing this member would leave the cluster without a running quorum")
+
 // retryEvery is how often Join asks again to add a member while etcd says the cluster is not
 // healthy enough, or to promote a learner that is not yet in sync.
 const retryEvery = 100 * time.Millisecond
@@ -140,22 +144,34 @@ func Join(ctx context.Context, client *clientv3.Client, cfg Config) (*Member, er
 // be started again as a member its cluster no longer knows. etcd refuses the removal when it
 // would leave fewer running members than a quorum (strict reconfiguration check; Remove retries
 // for etcd's health interval, about 5s, since a member that has just rejoined counts as running
-// only after it), and Remove refuses to remove the last voting member (ErrLastMember); the
-// member then keeps running and nothing has changed. Remove blocks until done or ctx ends.
+// only after it). Remove itself refuses when too few of the other members answer now
+// (ErrQuorumAtRisk) and for the last voting member (ErrLastMember). A refused removal changes
+// nothing: the member keeps running. Remove blocks until done or ctx ends.
 func (m *Member) Remove(ctx context.Context, client *clientv3.Client) error {
 	id := m.ID()
 	list, err := client.MemberList(ctx)
 	if err != nil {
 		return fmt.Errorf("embed: list members: %w", err)
 	}
-	others := 0
+	others, answering := 0, 0
+	var silent []string
 	for _, mem := range list.Members {
-		if mem.ID != id && !mem.IsLearner {
-			others++
+		if mem.ID == id || mem.IsLearner {
+			continue
+		}
+		others++
+		if answers(ctx, client, mem.ClientURLs) {
+			answering++
+		} else {
+			silent = append(silent, mem.Name)
 		}
 	}
 	if others == 0 {
 		return ErrLastMember
+	}
+	// etcd checks this too, but answers only "unhealthy cluster", which also means "wait".
+	if quorum := others/2 + 1; answering < quorum {
+		return fmt.Errorf("%w: %d of the other %d members answer (%v do not), %d needed", ErrQuorumAtRisk, answering, others, silent, quorum)
 	}
 	// etcd also refuses while the member serving the request has not been connected to the
 	// others for its health interval (5s), as just after a member (re)joined: that passes.
@@ -200,4 +216,17 @@ func (m *Member) removedFrom(client *clientv3.Client) (bool, error) {
 		}
 	}
 	return true, nil
+}
+
+// answers reports whether the member serves clients on one of urls.
+func answers(ctx context.Context, client *clientv3.Client, urls []string) bool {
+	for _, u := range urls {
+		sctx, cancel := context.WithTimeout(ctx, time.Second)
+		_, err := client.Status(sctx, u)
+		cancel()
+		if err == nil {
+			return true
+		}
+	}
+	return false
 }
