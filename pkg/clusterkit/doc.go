@@ -40,8 +40,20 @@
 //     raises the partition's PrimaryEpoch, the fencing token checked by IsPrimaryAt.
 //   - A node that cannot renew its lease claims no primary role from its lease deadline on.
 //
-// Not guaranteed: with the embedded default, the bootstrap node hosts the only etcd member, so
-// the cluster stops changing while it is down (nodes keep their last map; once their leases
-// cannot be renewed they fence themselves). Use EtcdEndpoints with a 3- or 5-member etcd for a
-// cluster that survives any one node.
+// Embedded etcd. A node started with neither JoinAddr nor etcd settings creates a cluster on an
+// etcd member embedded in it. The first Options.EmbeddedMembers nodes to join (3 by default; 1, 3
+// or 5) run an etcd member too: each is added as a learner, which does not count towards the
+// quorum while it copies the data, and promoted once it has caught up; joins are decided under a
+// lock in etcd, so that concurrent joins never exceed the count. The other nodes are clients of
+// those members. Every node keeps its client pointed at all members and remembers them in its
+// DataDir, so no node, the bootstrap node included, is needed by the others; a member node
+// restarted with its DataDir is the same member again. Decommission removes a member node for
+// good, and a client node takes its member place.
+//
+// Not guaranteed: the cluster survives the loss of (EmbeddedMembers-1)/2 member nodes at once
+// (none with 1 member). Without a quorum of members nothing changes: lookups keep answering from
+// the last map, every node stops claiming primary roles once its lease deadline passes, and a
+// node cannot start; once a quorum is back, the nodes renew or re-register and the map moves on.
+// A member lost for good is not replaced by itself: remove it with etcdctl member remove and
+// delete its record under etcd-members/, and a client node takes the place.
 package clusterkit
