@@ -87,8 +87,11 @@ func (s *Store) copyIn(id string, from []*clusterkit.Node) {
 			backoff = min(2*backoff, 500*time.Millisecond)
 		}
 	}
-	s.stats.partitionsCopiedIn.Add(1)
-	s.stats.keysCopiedIn.Add(int64(copied))
+	// A brand-new partition (no source) is not a migration.
+	if slices.ContainsFunc(from, func(n *clusterkit.Node) bool { return n.ID != s.me }) {
+		s.stats.partitionsCopiedIn.Add(1)
+		s.stats.keysCopiedIn.Add(int64(copied))
+	}
 	s.log.Debug("copied partition in", zap.String("partition", id), zap.Int("keys_changed", copied),
 		zap.Int("sources", len(from)), zap.Duration("took", time.Since(start)))
 }

@@ -59,7 +59,8 @@ type Stats struct {
 	// NotPrimaryRefused counts writes and reads refused because this node was not the primary.
 	NotPrimaryRefused int64 `json:"not_primary_refused"`
 
-	// PartitionsCopiedIn counts completed copies of a partition to this node.
+	// PartitionsCopiedIn counts completed copies of a partition to this node from at least one
+	// source (a brand-new partition has none).
 	PartitionsCopiedIn int64 `json:"partitions_copied_in"`
 	// KeysCopiedIn counts keys that a copy stored or updated here.
 	KeysCopiedIn int64 `json:"keys_copied_in"`
