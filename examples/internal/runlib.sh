@@ -1,5 +1,6 @@
 # Shared by the examples' run.sh (sourced, not run): starts a cluster of the example's server
-# processes on 127.0.0.1 (node-1 starts an embedded etcd, the others join it), runs 1000
+# processes on 127.0.0.1 (node-1 creates it on embedded etcd, the others join it; nodes 1 to 3
+# run the embedded etcd's three members, ClusterKit's default), runs 1000
 # operations, then 1000 more during which a node joins and another is killed with SIGKILL,
 # reads back every acknowledged write, and prints formation, replication, migration and
 # performance figures. Every process it starts is stopped when the script exits, on failure and
@@ -12,8 +13,8 @@
 #                the ClusterKit addresses of the running nodes (comma-separated)
 #   CHECK_MAY_FAIL  when set, a failed read-back is reported but does not fail the script
 # Settings from the environment: NODES (6 to 10, default 8), BASE_PORT (default 7100: node i
-# listens on BASE_PORT+i for ClusterKit and BASE_PORT+100+i for data; node-1's embedded etcd
-# on BASE_PORT+10001 and BASE_PORT+20001), LEASE_TTL (default 2s).
+# listens on BASE_PORT+i for ClusterKit and BASE_PORT+100+i for data; nodes 1 to 3 run etcd
+# on BASE_PORT+10000+i and BASE_PORT+20000+i), LEASE_TTL (default 2s).
 
 NODES=${NODES:-8}
 BASE_PORT=${BASE_PORT:-7100}
@@ -48,20 +49,23 @@ stop_all() {
 cleanup() {
 	local status=$?
 	trap - EXIT INT TERM
-	local others=() stopped i
+	local members=() others=() i
 	for i in "${!PIDS[@]}"; do
-		if [ "$i" != 1 ] && kill -0 "${PIDS[$i]}" 2>/dev/null; then
-			others+=("${PIDS[$i]}")
+		if kill -0 "${PIDS[$i]}" 2>/dev/null; then
+			if [ "$i" -le 3 ]; then
+				members+=("${PIDS[$i]}")
+			else
+				others+=("${PIDS[$i]}")
+			fi
 		fi
 	done
-	stopped=${#others[@]}
-	# The other nodes first: they leave the cluster through node-1's etcd.
-	if [ "$stopped" -gt 0 ]; then
+	# Nodes 1 to 3 run the embedded etcd's members: the others leave first, through them; then
+	# the members together, so that none waits for a quorum that is already gone.
+	if [ "${#others[@]}" -gt 0 ]; then
 		stop_all "${others[@]}"
 	fi
-	if [ -n "${PIDS[1]:-}" ] && kill -0 "${PIDS[1]}" 2>/dev/null; then
-		stop_all "${PIDS[1]}"
-		stopped=$((stopped + 1))
+	if [ "${#members[@]}" -gt 0 ]; then
+		stop_all "${members[@]}"
 	fi
 	if [ "$status" != 0 ] && [ -n "$WORK" ]; then
 		echo "FAILED (status $status); last log lines of each node:" >&2
@@ -70,7 +74,7 @@ cleanup() {
 			tail -n 5 "$WORK/$name.log" >&2 || true
 		done
 	fi
-	echo "stopped $stopped node processes; removed ${WORK:-nothing}"
+	echo "stopped $((${#members[@]} + ${#others[@]})) node processes; removed ${WORK:-nothing}"
 	[ -n "$WORK" ] && rm -rf "$WORK"
 	exit "$status"
 }
@@ -104,23 +108,20 @@ wait_ready() {
 	return 1
 }
 
-# node_list I...: the data API addresses of the nodes, as name=addr pairs.
-node_list() {
-	local out=() i
+# join_with FUNC I...: FUNC's output for each node number, comma-separated.
+join_with() {
+	local f=$1 out=() i
+	shift
 	for i in "$@"; do
-		out+=("node-$i=$(kv_addr "$i")")
+		out+=("$("$f" "$i")")
 	done
 	(IFS=,; echo "${out[*]}")
 }
-
-# ck_list I...: the ClusterKit addresses of the nodes.
-ck_list() {
-	local out=() i
-	for i in "$@"; do
-		out+=("$(ck_addr "$i")")
-	done
-	(IFS=,; echo "${out[*]}")
-}
+named_kv_addr() { echo "node-$1=$(kv_addr "$1")"; }
+# node_list I...: the data API addresses of the nodes, as name=addr pairs; ck_list I...: their
+# ClusterKit addresses.
+node_list() { join_with named_kv_addr "$@"; }
+ck_list() { join_with ck_addr "$@"; }
 
 run_example() {
 	if [ "$NODES" -lt 6 ] || [ "$NODES" -gt 10 ]; then
@@ -136,7 +137,7 @@ run_example() {
 	go build -o "$WORK/server" "$SERVER_PKG"
 	go build -o "$WORK/client" "$CLIENT_PKG"
 
-	echo "== starting $NODES nodes on 127.0.0.1 (lease TTL $LEASE_TTL; node-1 runs the embedded etcd)"
+	echo "== starting $NODES nodes on 127.0.0.1 (lease TTL $LEASE_TTL; nodes 1-3 run the embedded etcd members)"
 	local started i
 	started=$(date +%s%3N)
 	start_node 1
@@ -157,7 +158,8 @@ run_example() {
 	"$WORK/client" run -nodes "$(node_list $all)" $(client_args "$(ck_list $all)") \
 		-ops 1000 -concurrency 8 -prefix p1- -state "$WORK/p1.json"
 
-	# Not node-1: with the embedded default, node-1 runs the cluster's only etcd member.
+	# node-3 runs one of the three etcd members: the other two keep the quorum. Not node-1: the
+	# reports read the map from it.
 	echo
 	echo "== phase 2: 1000 operations at 100/s; node-$joiner joins after ~2.5s, node-$victim is killed (SIGKILL) after ~5s"
 	# shellcheck disable=SC2046,SC2086

@@ -3,7 +3,8 @@
 // line and the graceful stop on SIGTERM.
 //
 // A server is started with its own ID and addresses; the first one (no -join) starts an
-// embedded etcd and creates the cluster, the others join through it:
+// embedded etcd and creates the cluster, the others join through it (the first three run the
+// embedded etcd's members, ClusterKit's default, so that the cluster survives the loss of one):
 //
 //	server -id node-1 -addr 127.0.0.1:8080 -kv-addr 127.0.0.1:9080
 //	server -id node-2 -addr 127.0.0.1:8081 -kv-addr 127.0.0.1:9081 -join 127.0.0.1:8080

@@ -136,17 +136,23 @@ func (p *Process) Kill(t *testing.T) {
 	}
 }
 
-// Stop sends SIGTERM and returns the exit status; the test fails if the process is still
-// running after within.
-func (p *Process) Stop(t *testing.T, within time.Duration) int {
+// Stop sends SIGTERM to every process at once and waits for them; the test fails if one is
+// still running after within or exits with a status other than 0.
+func Stop(t *testing.T, within time.Duration, ps ...*Process) {
 	t.Helper()
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.exited:
-		return p.status
-	case <-time.After(within):
-		t.Fatalf("%s still running %v after SIGTERM; log:\n%s", p.Name, within, tail(p.Log(), 20))
-		return -1
+	for _, p := range ps {
+		p.cmd.Process.Signal(syscall.SIGTERM)
+	}
+	deadline := time.After(within)
+	for _, p := range ps {
+		select {
+		case <-p.exited:
+			if p.status != 0 {
+				t.Errorf("%s exited with status %d after SIGTERM; log:\n%s", p.Name, p.status, tail(p.Log(), 20))
+			}
+		case <-deadline:
+			t.Fatalf("%s still running %v after SIGTERM; log:\n%s", p.Name, within, tail(p.Log(), 20))
+		}
 	}
 }
 

@@ -35,8 +35,8 @@ func (s *Store) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /store/put", s.handlePut)
 	mux.HandleFunc("GET /store/get", s.handleGet)
-	mux.HandleFunc("POST /store/replicate", s.handleReplicate)
-	mux.HandleFunc("POST /store/adopt", s.handleAdopt)
+	mux.HandleFunc("POST /store/replicate", handleReplicate(s.Apply))
+	mux.HandleFunc("POST /store/adopt", handleReplicate(s.Adopt))
 	mux.HandleFunc("GET /store/export", s.handleExport)
 	mux.HandleFunc("GET /store/stats", func(w http.ResponseWriter, r *http.Request) { WriteJSON(w, http.StatusOK, s.Stats()) })
 	return mux
@@ -99,30 +99,21 @@ func (s *Store) handleGet(w http.ResponseWriter, r *http.Request) {
 	WriteJSON(w, http.StatusOK, e)
 }
 
-func (s *Store) handleReplicate(w http.ResponseWriter, r *http.Request) {
-	var req ReplicateRequest
-	if err := decode(w, r, &req); err != nil {
-		WriteError(w, err)
-		return
+// handleReplicate serves the endpoints that take a ReplicateRequest: /store/replicate (Apply)
+// and /store/adopt (Adopt).
+func handleReplicate(apply func(context.Context, ReplicateRequest) error) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var req ReplicateRequest
+		if err := decode(w, r, &req); err != nil {
+			WriteError(w, err)
+			return
+		}
+		if err := apply(r.Context(), req); err != nil {
+			WriteError(w, err)
+			return
+		}
+		WriteJSON(w, http.StatusOK, map[string]int{"entries": len(req.Entries)})
 	}
-	if err := s.Apply(r.Context(), req); err != nil {
-		WriteError(w, err)
-		return
-	}
-	WriteJSON(w, http.StatusOK, map[string]int{"entries": len(req.Entries)})
-}
-
-func (s *Store) handleAdopt(w http.ResponseWriter, r *http.Request) {
-	var req ReplicateRequest
-	if err := decode(w, r, &req); err != nil {
-		WriteError(w, err)
-		return
-	}
-	if err := s.Adopt(r.Context(), req); err != nil {
-		WriteError(w, err)
-		return
-	}
-	WriteJSON(w, http.StatusOK, map[string]int{"entries": len(req.Entries)})
 }
 
 func (s *Store) handleExport(w http.ResponseWriter, r *http.Request) {

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -109,11 +111,7 @@ func (c *testCluster) stopNode(id string) {
 func (c *testCluster) list() []*testNode {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	var out []*testNode
-	for _, n := range c.nodes {
-		out = append(out, n)
-	}
-	return out
+	return slices.Collect(maps.Values(c.nodes))
 }
 
 func (c *testCluster) any() *testNode { return c.list()[0] }
