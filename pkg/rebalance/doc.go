@@ -89,9 +89,9 @@
 //   - The primary-move bound of a join when a zone is at its cap (every partition already has as
 //     many holders there as the spread rule allows). The new node still takes its roles with its
 //     copies where it can, but the donors are then forced, and some give partitions they lead.
-//     Joining a node of weight 2 to zone-0 at P = 64 (and 4096), R = 3 moves 33 roles (2052) where
-//     the joiner's share is 25 (1638) with two zones and N = 3, and 16 (791) for 10 (682) with five
-//     zones and N = 10. Without such a cap the variants table below measures 1.00.
+//     Joining a node of weight 2 to zone-0 of five zones of two nodes each, at R = 3, moves 16
+//     roles where the joiner's share is 10 (P = 64) and 773 for 682 (P = 4096). Without such a
+//     cap the variants table below measures 1.00.
 //   - Primary balance when the holders of the partitions that lost their primary cannot pass a role
 //     on to a node below its primary target through role swaps among holders that have the data: the
 //     surviving holder then keeps the role. The tests have not produced such a case.

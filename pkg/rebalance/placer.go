@@ -55,6 +55,7 @@ type placer struct {
 	cursor    []int     // where shedOne's next scan of each node's holdings starts, -1: not yet
 	bestSeen  []int     // the best shedScore a full scan of each node's holdings found
 	underFrom int       // receivers before this index in shedExcess's list are at their target
+	over      []int32   // the nodes shedExcess found above their replica target
 
 	stamp  int32 // search marks
 	mark   []int32
@@ -773,6 +774,7 @@ func (s *placer) shedExcess() (pending []int32) {
 	slices.SortFunc(over, byGap)
 	slices.SortFunc(under, byGap)
 	s.track(over)
+	s.over = over
 	// The most constrained nodes shed first: a node that has few partitions a node below target
 	// may take (zones) must not find them taken by a node that could have given anything.
 	// The count looks at a bounded sample (a few times the excess, against the neediest receivers),
@@ -1093,6 +1095,9 @@ func (s *placer) shedOne(i int32, under []int32) bool {
 		}
 		var dist []int
 		want := 2
+		if s.otherOverloaded(i) {
+			want = 3 // see shedScore
+		}
 		if s.pcount[j] < s.pquota[j] {
 			dist = s.primaryDistances()
 			want = primaryScore
@@ -1105,7 +1110,10 @@ func (s *placer) shedOne(i int32, under []int32) bool {
 			s.cursor[i] = int(mix(s.nodes[i].hash^s.nodes[j].hash) % uint64(len(hs)))
 		}
 		want = min(want, s.bestSeen[i])
+		// A 3 only spares another overloaded node a lost role, so the search for one gives up
+		// after a few 2s: where 3s are scarce, scanning for them would cost more than they save.
 		best, bestScore, bestAt := -1, -1, 0
+		twos, full := 0, true
 		for t := range hs {
 			at := (s.cursor[i] + t) % len(hs)
 			p := int(hs[at])
@@ -1119,11 +1127,17 @@ func (s *placer) shedOne(i int32, under []int32) bool {
 					break
 				}
 			}
+			if want == 3 && sc == 2 {
+				if twos++; twos == maxTwos {
+					full = false
+					break
+				}
+			}
 		}
 		if best < 0 {
 			continue
 		}
-		if bestScore < want {
+		if bestScore < want && full {
 			s.bestSeen[i] = bestScore
 		}
 		s.cursor[i] = bestAt + 1
@@ -1146,6 +1160,20 @@ func (s *placer) shedOne(i int32, under []int32) bool {
 	return false
 }
 
+// maxTwos is how many partitions of score 2 shedOne passes over while looking for a 3.
+const maxTwos = 8
+
+// otherOverloaded reports whether a node other than i is still above its replica target, so that
+// a partition it leads can score 3 in shedScore; otherwise a scan need not look for one.
+func (s *placer) otherOverloaded(i int32) bool {
+	for _, o := range s.over {
+		if o != i && s.load[o] > s.quota[o] {
+			return true
+		}
+	}
+	return false
+}
+
 // primaryScore is the shedScore of a partition whose primary is above its primary target; each role
 // swap further away scores one less.
 const primaryScore = 1 << 30
@@ -1162,6 +1190,10 @@ func (s *placer) shedScore(p int, i int32, dist []int) int {
 	switch {
 	case dist != nil && k >= 0 && dist[k] >= 0:
 		return primaryScore - dist[k]
+	case k >= 0 && k != i && s.load[k] > s.quota[k]:
+		// k must shed replicas too, and cannot hand on p without its role: leave k the
+		// partitions that others lead.
+		return 3
 	case k != i:
 		return 2
 	case s.pcount[i] > s.pquota[i]:
