@@ -185,21 +185,30 @@ func runDeployment(t *testing.T, bin, file string, units []deployUnit, ports *po
 			readyAfter = append(readyAfter, time.Since(began).Round(time.Millisecond))
 		}
 	}
+	// The embedded etcd members are where the image's EXPOSE and the Services put them: each
+	// at its node's HTTP port + 10000, the bootstrap node's among them.
+	memberURL := func(n *nodeProcess) string {
+		_, port, _ := net.SplitHostPort(n.addr)
+		p, _ := strconv.Atoi(port)
+		return fmt.Sprintf("http://127.0.0.1:%d", p+10000)
+	}
 	for _, n := range bootstrap {
 		if envValue(n.env, "ETCD_ENDPOINTS") != "" {
 			continue
 		}
-		// The embedded etcd is where the image's EXPOSE and the Services put it.
 		var join struct {
 			Endpoints []string `json:"etcd_endpoints"`
 		}
 		if err := fetchJSON(c.httpc, n.addr, "/cluster/join", &join); err != nil {
 			t.Fatal(err)
 		}
-		_, port, _ := net.SplitHostPort(n.addr)
-		p, _ := strconv.Atoi(port)
-		if want := fmt.Sprintf("http://127.0.0.1:%d", p+10000); !slices.Equal(join.Endpoints, []string{want}) {
-			t.Errorf("%s: embedded etcd at %v, want %s (HTTP port + 10000)", n.id, join.Endpoints, want)
+		if want := memberURL(n); !slices.Contains(join.Endpoints, want) {
+			t.Errorf("%s: embedded etcd at %v, want %s (HTTP port + 10000) among them", n.id, join.Endpoints, want)
+		}
+		for _, ep := range join.Endpoints {
+			if !slices.ContainsFunc(c.nodes, func(m *nodeProcess) bool { return memberURL(m) == ep }) {
+				t.Errorf("%s: etcd member %s is at no node's HTTP port + 10000", n.id, ep)
+			}
 		}
 	}
 	view := c.waitStable(t, 30*time.Second)
