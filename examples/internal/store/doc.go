@@ -25,7 +25,10 @@
 //   - A node that is not the primary at the epoch it read, or is self-fenced, refuses Put with a
 //     *NotPrimaryError (HTTP 421) so that the caller re-routes.
 //   - A replica refuses a replicated write stamped with an older primary epoch than it knows for
-//     the partition (HTTP 409, ErrStaleEpoch): it comes from a deposed primary.
+//     the partition (HTTP 409, ErrStaleEpoch): it comes from a deposed primary. In Async mode a
+//     primary whose queued writes are refused so hands them to the partition's new primary,
+//     which adopts them (merging by version: an older write never replaces a newer one) and
+//     replicates them under its own epoch.
 //   - When the node is asked to hold a partition (OnPartitionChange), it fetches the partition
 //     from every copyFromNode and merges by version; the hook returns only when that is done,
 //     and ClusterKit keeps routing to the old holders until then. A Released event drops the copy.
@@ -36,6 +39,7 @@
 //	POST /store/put        {"key","value"}: primary write; 421 not_primary, 503 replication_failed
 //	GET  /store/get?key=k  read on the primary (421 not_primary); &local=1 reads this node's copy
 //	POST /store/replicate  ReplicateRequest from a primary; 409 stale_epoch, 421 not_holder
+//	POST /store/adopt      ReplicateRequest from a former primary, to the current one; 421 not_primary
 //	GET  /store/export?partition=p&min_epoch=e&node=id&addr=a   a partition's entries, for migration
 //	GET  /store/stats      Stats
 //
