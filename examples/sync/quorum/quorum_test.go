@@ -1,0 +1,188 @@
+package quorum
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/clusterkit-go/clusterkit/examples/internal/store"
+	"github.com/clusterkit-go/clusterkit/internal/etcdtest"
+	"github.com/clusterkit-go/clusterkit/pkg/client"
+	"github.com/clusterkit-go/clusterkit/pkg/clusterkit"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		// etcd's server and client start these process-wide workers once and never stop them.
+		goleak.IgnoreTopFunction("go.opencensus.io/stats/view.(*worker).start"),
+		goleak.IgnoreAnyFunction("go.etcd.io/etcd/pkg/v3/logutil.(*MergeLogger).outputLoop"),
+	)
+}
+
+// node is a ClusterKit node with the store and this package's endpoints on one data API.
+type node struct {
+	ck   *clusterkit.ClusterKit
+	st   *store.Store
+	srv  *http.Server
+	done chan struct{}
+}
+
+func (n *node) stop() {
+	n.st.Close()
+	n.ck.Stop()
+	n.srv.Close()
+	<-n.done
+}
+
+type cluster struct {
+	t     *testing.T
+	etcd  *etcdtest.Server
+	mu    sync.Mutex
+	nodes map[string]*node
+}
+
+func newCluster(t *testing.T) *cluster {
+	c := &cluster{t: t, etcd: etcdtest.Start(t), nodes: map[string]*node{}}
+	t.Cleanup(func() {
+		for _, n := range c.nodes {
+			n.stop()
+		}
+	})
+	return c
+}
+
+func (c *cluster) start(id string) *node {
+	c.t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	ck, err := clusterkit.NewClusterKit(clusterkit.Options{
+		NodeID: id, HTTPAddr: "127.0.0.1:0", EtcdClient: c.etcd.Client, ClusterName: "quorum",
+		PartitionCount: 16, LeaseTTL: 2 * time.Second, DataDir: c.t.TempDir(),
+		Metadata: map[string]string{store.AddrKey: l.Addr().String()},
+	})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	n := &node{ck: ck, st: store.New(ck, store.Options{}), done: make(chan struct{})}
+	mux := http.NewServeMux()
+	mux.Handle("/store/", n.st.Handler())
+	mux.Handle("/sync/", Handler(ck, n.st))
+	n.srv = &http.Server{Handler: mux}
+	go func() { defer close(n.done); n.srv.Serve(l) }()
+	if err := ck.Start(); err != nil {
+		n.srv.Close()
+		c.t.Fatalf("start %s: %v", id, err)
+	}
+	c.mu.Lock()
+	c.nodes[id] = n
+	c.mu.Unlock()
+	return n
+}
+
+func (c *cluster) stop(id string) {
+	c.mu.Lock()
+	n := c.nodes[id]
+	delete(c.nodes, id)
+	c.mu.Unlock()
+	n.stop()
+}
+
+// Writes acknowledged by a quorum survive a join (with its copies) and a leave in the middle
+// of the writes: afterwards every key reads back its last acknowledged value, from a majority
+// of its holders.
+func TestQuorumWritesSurviveJoinAndLeave(t *testing.T) {
+	c := newCluster(t)
+	first := c.start("node-1")
+	c.start("node-2")
+	c.start("node-3")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cl, err := client.New(ctx, client.Config{Seeds: []string{first.ck.AdvertiseAddr()}, ClusterName: "quorum"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	httpc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{}}
+	defer httpc.CloseIdleConnections()
+	kv := NewKV(cl, httpc, "test-client")
+
+	const writers, keysEach, rounds = 4, 25, 6
+	acked := make([]map[string]string, writers)
+	var wg sync.WaitGroup
+	progress := make(chan struct{}, writers*keysEach*rounds)
+	for w := 0; w < writers; w++ {
+		acked[w] = map[string]string{}
+		wg.Go(func() {
+			for r := 0; r < rounds; r++ {
+				for k := 0; k < keysEach; k++ {
+					key, value := fmt.Sprintf("w%d-k%d", w, k), fmt.Sprintf("v%d", r)
+					if err := kv.Set(ctx, key, value); err != nil {
+						t.Errorf("Set(%s): %v", key, err)
+						return
+					}
+					acked[w][key] = value
+					progress <- struct{}{}
+				}
+			}
+		})
+	}
+	// A join and a leave while the writes go on.
+	for i := 0; i < writers*keysEach; i++ {
+		<-progress
+	}
+	c.start("node-4")
+	for i := 0; i < writers*keysEach; i++ {
+		<-progress
+	}
+	c.stop("node-2")
+	wg.Wait()
+	kv.Close()
+	if t.Failed() {
+		return
+	}
+	for w := range acked {
+		for key, want := range acked[w] {
+			got, found, err := kv.Get(ctx, key)
+			if err != nil || !found || got != want {
+				t.Errorf("Get(%s) = %q, %v, %v; want %q", key, got, found, err, want)
+			}
+		}
+	}
+	t.Logf("%d keys, %d writes, %d rounds retried", writers*keysEach, writers*keysEach*rounds, kv.Retries.Load())
+}
+
+// A node refuses a write whose client did not know every holder: the client's map is behind.
+func TestWriteFromAStaleMapIsRefused(t *testing.T) {
+	c := newCluster(t)
+	n := c.start("node-1")
+	c.start("node-2")
+	p, err := n.ck.GetPartition("k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	httpc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{}}
+	defer httpc.CloseIdleConnections()
+	req := WriteRequest{
+		ReplicateRequest: store.ReplicateRequest{Partition: p.ID, PrimaryEpoch: p.PrimaryEpoch, MapEpoch: p.Epoch, From: "test",
+			Entries: []store.Entry{{Key: "k", Value: "v", Version: store.Version{Epoch: p.PrimaryEpoch, Seq: 1}}}},
+		Targets: []string{"node-1"},
+	}
+	err = store.Call(context.Background(), httpc, http.MethodPost, n.ck.GetPrimary(p).Metadata[store.AddrKey], WritePath, nil, req, nil)
+	var ae *store.APIError
+	if !errors.As(err, &ae) || ae.Code != CodeMapChanged {
+		t.Fatalf("write that misses node-2: %v, want %s", err, CodeMapChanged)
+	}
+	req.Targets = []string{"node-1", "node-2"}
+	if err := store.Call(context.Background(), httpc, http.MethodPost, n.ck.GetPrimary(p).Metadata[store.AddrKey], WritePath, nil, req, nil); err != nil {
+		t.Fatalf("write to both: %v", err)
+	}
+}
