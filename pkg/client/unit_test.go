@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"os/exec"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -203,5 +204,30 @@ func TestNoServerDependency(t *testing.T) {
 		if strings.HasPrefix(dep, "go.etcd.io/etcd/server/") || strings.HasSuffix(dep, "/pkg/clusterkit") || strings.HasSuffix(dep, "/pkg/embed") {
 			t.Errorf("pkg/client depends on %s", dep)
 		}
+	}
+}
+
+// A node that ignores the long poll (it answers the same map at once, every time) is not
+// hammered: the client pauses after an answer that brings nothing new.
+func TestPollOfANodeIgnoringTheWaitPauses(t *testing.T) {
+	var requests atomic.Int64
+	body := servedMap(1, state.HashConfig{Algorithm: "md5", Modulo: 8, Format: "partition-%d"}, 8)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		w.Header().Set("ETag", `"c1-1"`)
+		w.Write(body)
+	}))
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := New(ctx, Config{Seeds: []string{strings.TrimPrefix(srv.URL, "http://")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	c.Close()
+	// The first read, one poll answered at once, then the pause (1s).
+	if n := requests.Load(); n > 3 {
+		t.Fatalf("%d requests in 500ms to a node that ignores the wait", n)
 	}
 }
