@@ -78,7 +78,10 @@ func TestJoinKillAndStalePrimary(t *testing.T) {
 	c.seed = proctest.StartNode(t, bin, "node-1", "", "")
 	c.nodes["node-1"] = c.seed
 	for _, id := range []string{"node-2", "node-3", "node-4"} {
-		c.nodes[id] = proctest.StartNode(t, bin, id, "", c.seed.Addr)
+		c.nodes[id] = proctest.LaunchNode(t, bin, id, "", c.seed.Addr)
+	}
+	for _, id := range []string{"node-2", "node-3", "node-4"} {
+		c.nodes[id].WaitNode(t)
 	}
 	c.settle(4)
 

@@ -33,7 +33,10 @@ func TestJoinAndKillDuringWrites(t *testing.T) {
 	seed := proctest.StartNode(t, bin, "node-1", "", "")
 	nodes := []*proctest.Node{seed}
 	for _, id := range []string{"node-2", "node-3", "node-4"} {
-		nodes = append(nodes, proctest.StartNode(t, bin, id, "", seed.Addr))
+		nodes = append(nodes, proctest.LaunchNode(t, bin, id, "", seed.Addr))
+	}
+	for _, n := range nodes[1:] {
+		n.WaitNode(t)
 	}
 	settle(t, httpc, seed.Addr, 4)
 

@@ -183,6 +183,15 @@ type Node struct {
 // ready. Extra flags follow.
 func StartNode(t *testing.T, bin, id, kvAddr, join string, extra ...string) *Node {
 	t.Helper()
+	n := LaunchNode(t, bin, id, kvAddr, join, extra...)
+	n.WaitNode(t)
+	return n
+}
+
+// LaunchNode is StartNode without the wait: call WaitNode before using the node's Addr. Nodes
+// launched together join concurrently.
+func LaunchNode(t *testing.T, bin, id, kvAddr, join string, extra ...string) *Node {
+	t.Helper()
 	if kvAddr == "" {
 		kvAddr = FreeAddr(t)
 	}
@@ -193,12 +202,17 @@ func StartNode(t *testing.T, bin, id, kvAddr, join string, extra ...string) *Nod
 		args = append(args, "-join", join)
 	}
 	n.Process = Start(t, id, bin, append(args, extra...)...)
+	return n
+}
+
+// WaitNode waits until a launched node is ready and records its ClusterKit address.
+func (n *Node) WaitNode(t *testing.T) {
+	t.Helper()
 	ready := n.WaitReady(t, time.Minute)
-	if len(ready) != 2 || ready[0] != id {
-		t.Fatalf("%s printed ready %v, want its ID and address", id, ready)
+	if len(ready) != 2 || ready[0] != n.ID {
+		t.Fatalf("%s printed ready %v, want its ID and address", n.ID, ready)
 	}
 	n.Addr = ready[1]
-	return n
 }
 
 // Pause stops the process with SIGSTOP; Resume continues it.
