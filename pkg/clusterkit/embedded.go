@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -79,12 +80,13 @@ func (ck *ClusterKit) saveLocalState() error {
 	return nil
 }
 
+// urlPort returns the port of a URL, 0 if it has none.
 func urlPort(u string) int {
-	_, port, err := net.SplitHostPort(u[len("http://"):])
+	parsed, err := url.Parse(u)
 	if err != nil {
 		return 0
 	}
-	p, _ := strconv.Atoi(port)
+	p, _ := strconv.Atoi(parsed.Port())
 	return p
 }
 
@@ -150,8 +152,8 @@ func (ck *ClusterKit) startMember(ctx context.Context, ls localState) error {
 // under the etcd-members lock, so that two nodes joining at once never both take the last place
 // (etcd would also refuse a second learner). A learner seen under the lock is the leftover of a
 // join that died half-way (the lock holder promotes its learner before unlocking) and is removed,
-// as is a member under this node's name, since this node has no member data: that member's data
-// is lost. It reports whether the node became a member.
+// as is a member under this node's name that does not answer, since this node has no member
+// data: that member's data is lost. It reports whether the node became a member.
 func (ck *ClusterKit) joinAsMember(ctx context.Context) (bool, error) {
 	want := ck.config.EmbeddedMembers
 	if want == 0 {
@@ -184,6 +186,12 @@ func (ck *ClusterKit) joinAsMember(ctx context.Context) (bool, error) {
 		if !stale {
 			voting++
 			continue
+		}
+		if !m.IsLearner && embed.Serves(ctx, ck.client, m.ClientURLs) {
+			// Another process runs under this node ID: registration would refuse it too, but
+			// removing its member first would do harm.
+			return false, fmt.Errorf("clusterkit: node ID %q already runs etcd member %x at %v: another node runs with this ID, or this node's DataDir is not the one it ran with",
+				ck.opts.NodeID, m.ID, m.ClientURLs)
 		}
 		ck.log.Warn("removing a stale etcd member", zap.String("member_id", strconv.FormatUint(m.ID, 16)),
 			zap.String("name", m.Name), zap.Bool("learner", m.IsLearner), zap.Strings("peer_urls", m.PeerURLs))

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -80,10 +81,11 @@ func memberRecords(t *testing.T, ck *ClusterKit) map[string]string {
 
 // Five nodes on embedded etcd, four of them joining at once: exactly three become etcd members
 // (each added as a learner and promoted), the others are clients; every node knows all three
-// members' endpoints; the bootstrap node crashing leaves a cluster that publishes a map without
-// it, and a client node restarting meanwhile starts from the endpoints it remembers; restarted
-// with its DataDir the bootstrap node is the same etcd member and is listed again. A member node
-// decommissioned removes its etcd member and its data, and a client node takes its place.
+// members' endpoints. A second process under a member's node ID is refused. A member node
+// decommissioned removes its etcd member and its data, and a client node takes its place. The
+// bootstrap node crashing leaves a cluster that publishes a map without it, and a client node
+// restarting meanwhile starts from the endpoints it remembers; restarted with its DataDir the
+// bootstrap node is the same etcd member and is listed again.
 func TestEmbeddedHA(t *testing.T) {
 	dirs := map[string]string{}
 	for i := 1; i <= 5; i++ {
@@ -151,47 +153,28 @@ func TestEmbeddedHA(t *testing.T) {
 	waitAgree(t, nodes, slices.Sorted(maps.Keys(nodes)))
 	t.Logf("5 nodes agree after %v", time.Since(began).Round(time.Millisecond))
 
-	// The bootstrap node crashes: the others carry on without it.
-	idBefore := members["node-1"]
-	crashed := time.Now()
-	nodes["node-1"].shutdown(stopCrash)
-	delete(nodes, "node-1")
-	waitAgree(t, nodes, []string{"node-2", "node-3", "node-4", "node-5"})
-	t.Logf("map without the crashed bootstrap node after %v", time.Since(crashed).Round(time.Millisecond))
-
-	// A client node restarting with its DataDir while the node at its JoinAddr is down starts
-	// from the etcd endpoints it remembers.
-	var client string
-	for id := range nodes {
-		if _, ok := members[id]; !ok {
-			client = id
-		}
-	}
-	nodes[client].shutdown(stopCrash)
-	nodes[client] = startHA(t, haOptions(t, client, join, dirs[client]))
-	if nodes[client].member != nil {
-		t.Errorf("%s became an etcd member on its restart; the member places are taken", client)
-	}
-	began = time.Now()
-
-	// Back with its DataDir (and so its ports), it is the same member again.
-	nodes["node-1"] = startHA(t, haOptions(t, "node-1", "", dirs["node-1"]))
-	if got := strconv.FormatUint(nodes["node-1"].member.ID(), 16); got != idBefore {
-		t.Errorf("restarted node-1 runs member %s, was %s", got, idBefore)
-	}
-	if after := etcdMembers(t, nodes["node-2"].client); !maps.Equal(after, members) {
-		t.Errorf("members after the restart %v, before %v", after, members)
-	}
-	waitAgree(t, nodes, slices.Sorted(maps.Keys(nodes)))
-	t.Logf("node-1 restarted and listed again after %v", time.Since(began).Round(time.Millisecond))
-
-	// A member node leaves for good: its etcd member goes, a client node takes its place.
-	var leaving string
+	// A second process under a member's node ID, without its DataDir, is refused and removes
+	// nothing.
+	var memberID string
 	for id := range members {
 		if id != "node-1" {
-			leaving = id
+			memberID = id
 		}
 	}
+	dup, err := NewClusterKit(haOptions(t, memberID, join, t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := dup.Start(); err == nil || !strings.Contains(err.Error(), "already runs etcd member") {
+		t.Errorf("a second %s started: %v", memberID, err)
+	}
+	dup.Stop()
+	if after := etcdMembers(t, nodes["node-1"].client); !maps.Equal(after, members) {
+		t.Errorf("members after a duplicate node ID tried to join: %v, before %v", after, members)
+	}
+
+	// A member node leaves for good: its etcd member goes, a client node takes its place.
+	leaving := memberID
 	began = time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -219,8 +202,46 @@ func TestEmbeddedHA(t *testing.T) {
 		}
 		return nil
 	})
-	t.Logf("members after the decommission: %v (%v after it began)", slices.Sorted(maps.Keys(etcdMembers(t, nodes["node-1"].client))),
+	members = etcdMembers(t, nodes["node-1"].client)
+	t.Logf("members after the decommission: %v (%v after it began)", slices.Sorted(maps.Keys(members)),
 		time.Since(began).Round(time.Millisecond))
+
+	// The bootstrap node crashes: the others carry on without it. (Its embedded etcd takes
+	// seconds to close, waiting for the other nodes' streams: let it, meanwhile.)
+	idBefore := members["node-1"]
+	crashed := time.Now()
+	closed := make(chan struct{})
+	go func(ck *ClusterKit) { defer close(closed); ck.shutdown(stopCrash) }(nodes["node-1"])
+	delete(nodes, "node-1")
+	waitAgree(t, nodes, slices.Sorted(maps.Keys(nodes)))
+	t.Logf("map without the crashed bootstrap node after %v", time.Since(crashed).Round(time.Millisecond))
+
+	// A client node restarting with its DataDir while the node at its JoinAddr is down starts
+	// from the etcd endpoints it remembers.
+	var client string
+	for id := range nodes {
+		if _, ok := members[id]; !ok {
+			client = id
+		}
+	}
+	nodes[client].shutdown(stopCrash)
+	nodes[client] = startHA(t, haOptions(t, client, join, dirs[client]))
+	if nodes[client].embeddedMember() != nil {
+		t.Errorf("%s became an etcd member on its restart; the member places are taken", client)
+	}
+
+	// Back with its DataDir (and so its ports), the bootstrap node is the same member again.
+	<-closed
+	began = time.Now()
+	nodes["node-1"] = startHA(t, haOptions(t, "node-1", "", dirs["node-1"]))
+	if got := strconv.FormatUint(nodes["node-1"].member.ID(), 16); got != idBefore {
+		t.Errorf("restarted node-1 runs member %s, was %s", got, idBefore)
+	}
+	if after := etcdMembers(t, nodes["node-1"].client); !maps.Equal(after, members) {
+		t.Errorf("members after the restart %v, before %v", after, members)
+	}
+	waitAgree(t, nodes, slices.Sorted(maps.Keys(nodes)))
+	t.Logf("node-1 restarted and listed again after %v", time.Since(began).Round(time.Millisecond))
 }
 
 // stopAllAtOnce crash-stops every node in parallel: one after another, each member would stop

@@ -160,7 +160,7 @@ func (m *Member) Remove(ctx context.Context, client *clientv3.Client) error {
 			continue
 		}
 		others++
-		if answers(ctx, client, mem.ClientURLs) {
+		if Serves(ctx, client, mem.ClientURLs) {
 			answering++
 		} else {
 			silent = append(silent, mem.Name)
@@ -218,8 +218,10 @@ func (m *Member) removedFrom(client *clientv3.Client) (bool, error) {
 	return true, nil
 }
 
-// answers reports whether the member serves clients on one of urls.
-func answers(ctx context.Context, client *clientv3.Client, urls []string) bool {
+// Serves reports whether an etcd member serves clients on one of its client URLs, asking each
+// through client for the member's status, for at most a second each. It blocks until then or ctx
+// ends.
+func Serves(ctx context.Context, client *clientv3.Client, urls []string) bool {
 	for _, u := range urls {
 		sctx, cancel := context.WithTimeout(ctx, time.Second)
 		_, err := client.Status(sctx, u)
