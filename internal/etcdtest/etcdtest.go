@@ -4,10 +4,14 @@ package etcdtest
 
 import (
 	"context"
+	"fmt"
+	"os"
+	"strconv"
 	"testing"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/goleak"
 	"go.uber.org/zap"
 
 	"github.com/clusterkit-go/clusterkit/pkg/embed"
@@ -50,4 +54,52 @@ func NewClient(tb testing.TB, endpoints []string) *clientv3.Client {
 	}
 	tb.Cleanup(func() { c.Close() })
 	return c
+}
+
+// Members returns the member list of the etcd cluster c talks to as name -> member ID in hex
+// (as etcdctl prints it), with "learner " before the ID of a learner, so that tests compare
+// member lists with maps.Equal.
+func Members(tb testing.TB, c *clientv3.Client) map[string]string {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	list, err := c.MemberList(ctx)
+	if err != nil {
+		tb.Fatalf("etcd member list: %v", err)
+	}
+	out := map[string]string{}
+	for _, m := range list.Members {
+		out[m.Name] = strconv.FormatUint(m.ID, 16)
+		if m.IsLearner {
+			out[m.Name] = "learner " + out[m.Name]
+		}
+	}
+	return out
+}
+
+// leakWait bounds how long RunWithoutLeaks waits for goroutines to end. The peer connections
+// between embedded etcd members outlive their Close by up to etcd's peer read timeout (5s),
+// because etcd's peer server re-arms that deadline on every read; goleak's own retries give up
+// sooner.
+const leakWait = 10 * time.Second
+
+// RunWithoutLeaks runs the tests of m and then fails them if goroutines other than those opts
+// ignore are still running after leakWait. It returns the exit code for os.Exit.
+func RunWithoutLeaks(m *testing.M, opts ...goleak.Option) int {
+	code := m.Run()
+	if code != 0 {
+		return code
+	}
+	deadline := time.Now().Add(leakWait)
+	for {
+		err := goleak.Find(opts...)
+		if err == nil {
+			return code
+		}
+		if time.Now().After(deadline) {
+			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
+			return 1
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }

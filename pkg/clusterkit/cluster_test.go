@@ -16,32 +16,11 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	code := m.Run()
-	if code == 0 {
-		if err := findLeaks(10 * time.Second); err != nil {
-			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
-
-// findLeaks reports goroutines still running after timeout. The peer connections between
-// embedded etcd members outlive Stop by up to etcd's peer read timeout (5s), because etcd's peer
-// server re-arms that deadline on every read; goleak's own retries give up sooner.
-func findLeaks(timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		err := goleak.Find(
-			// etcd's server and client start these process-wide workers once and never stop them.
-			goleak.IgnoreTopFunction("go.opencensus.io/stats/view.(*worker).start"),
-			goleak.IgnoreAnyFunction("go.etcd.io/etcd/pkg/v3/logutil.(*MergeLogger).outputLoop"),
-		)
-		if err == nil || time.Now().After(deadline) {
-			return err
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	os.Exit(etcdtest.RunWithoutLeaks(m,
+		// etcd's server and client start these process-wide workers once and never stop them.
+		goleak.IgnoreTopFunction("go.opencensus.io/stats/view.(*worker).start"),
+		goleak.IgnoreAnyFunction("go.etcd.io/etcd/pkg/v3/logutil.(*MergeLogger).outputLoop"),
+	))
 }
 
 // testCluster runs nodes in this process against one real etcd.

@@ -15,6 +15,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/clusterkit-go/clusterkit/internal/etcdtest"
 	"github.com/clusterkit-go/clusterkit/internal/state"
 	"github.com/clusterkit-go/clusterkit/pkg/embed"
 )
@@ -37,26 +38,6 @@ func startHA(t *testing.T, o Options) *ClusterKit {
 		t.Fatalf("start %s: %v", o.NodeID, err)
 	}
 	return ck
-}
-
-// etcdMembers returns the etcd member list as name -> hex ID, with "learner " before the ID of
-// a learner.
-func etcdMembers(t *testing.T, c *clientv3.Client) map[string]string {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	list, err := c.MemberList(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]string{}
-	for _, m := range list.Members {
-		out[m.Name] = strconv.FormatUint(m.ID, 16)
-		if m.IsLearner {
-			out[m.Name] = "learner " + out[m.Name]
-		}
-	}
-	return out
 }
 
 // memberRecords returns the etcd-members/ records as node ID -> member ID.
@@ -126,7 +107,7 @@ func TestEmbeddedHA(t *testing.T) {
 		t.FailNow()
 	}
 
-	members := etcdMembers(t, nodes["node-1"].client)
+	members := etcdtest.Members(t, nodes["node-1"].client)
 	if len(members) != 3 || members["node-1"] == "" {
 		t.Fatalf("etcd members %v: want node-1 and two others", members)
 	}
@@ -169,7 +150,7 @@ func TestEmbeddedHA(t *testing.T) {
 		t.Errorf("a second %s started: %v", memberID, err)
 	}
 	dup.Stop()
-	if after := etcdMembers(t, nodes["node-1"].client); !maps.Equal(after, members) {
+	if after := etcdtest.Members(t, nodes["node-1"].client); !maps.Equal(after, members) {
 		t.Errorf("members after a duplicate node ID tried to join: %v, before %v", after, members)
 	}
 
@@ -188,7 +169,7 @@ func TestEmbeddedHA(t *testing.T) {
 	}
 	waitAgree(t, nodes, slices.Sorted(maps.Keys(nodes)))
 	waitFor(t, 30*time.Second, "a client node in the free member place", func() error {
-		after := etcdMembers(t, nodes["node-1"].client)
+		after := etcdtest.Members(t, nodes["node-1"].client)
 		if _, ok := after[leaving]; ok || len(after) != 3 {
 			return fmt.Errorf("members %v", after)
 		}
@@ -202,7 +183,7 @@ func TestEmbeddedHA(t *testing.T) {
 		}
 		return nil
 	})
-	members = etcdMembers(t, nodes["node-1"].client)
+	members = etcdtest.Members(t, nodes["node-1"].client)
 	t.Logf("members after the decommission: %v (%v after it began)", slices.Sorted(maps.Keys(members)),
 		time.Since(began).Round(time.Millisecond))
 
@@ -237,7 +218,7 @@ func TestEmbeddedHA(t *testing.T) {
 	if got := strconv.FormatUint(nodes["node-1"].member.ID(), 16); got != idBefore {
 		t.Errorf("restarted node-1 runs member %s, was %s", got, idBefore)
 	}
-	if after := etcdMembers(t, nodes["node-1"].client); !maps.Equal(after, members) {
+	if after := etcdtest.Members(t, nodes["node-1"].client); !maps.Equal(after, members) {
 		t.Errorf("members after the restart %v, before %v", after, members)
 	}
 	waitAgree(t, nodes, slices.Sorted(maps.Keys(nodes)))

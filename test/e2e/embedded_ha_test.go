@@ -6,14 +6,14 @@ import (
 	"fmt"
 	"maps"
 	"net"
-	"path/filepath"
 	"slices"
-	"strconv"
 	"testing"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+
+	"github.com/clusterkit-go/clusterkit/internal/etcdtest"
 )
 
 // Five clusterkit-node processes on embedded etcd, with no etcd installed: the bootstrap node and
@@ -41,15 +41,12 @@ func TestEmbeddedHA(t *testing.T) {
 	t.Logf("5 nodes ready and agreeing in %v (epoch %d)", time.Since(began).Round(time.Millisecond), view.Cluster.Epoch)
 
 	etcd := c.etcdClient(t)
-	members := etcdMemberIDs(t, etcd)
-	if len(members) != 3 || members["node-1"] == 0 {
+	members := etcdtest.Members(t, etcd)
+	if len(members) != 3 || members["node-1"] == "" {
 		t.Fatalf("etcd members %v: want node-1 and two of the nodes that joined", members)
 	}
-	records := etcdMemberRecords(t, etcd)
-	for name, id := range members {
-		if records[name] != strconv.FormatUint(id, 16) {
-			t.Errorf("member %s is %x, its record under etcd-members/ says %q", name, id, records[name])
-		}
+	if records := etcdMemberRecords(t, etcd); !maps.Equal(records, members) {
+		t.Errorf("etcd members %v (no learner may remain), records under etcd-members/ %v", members, records)
 	}
 	var others []*nodeProcess // the members other than the bootstrap node
 	for _, n := range c.nodes {
@@ -72,7 +69,7 @@ func TestEmbeddedHA(t *testing.T) {
 	bootstrap.waitReady(t)
 	view = c.waitStable(t, 30*time.Second)
 	t.Logf("bootstrap node restarted and listed again after %v (epoch %d)", time.Since(began).Round(time.Millisecond), view.Cluster.Epoch)
-	if after := etcdMemberIDs(t, etcd); !maps.Equal(after, members) {
+	if after := etcdtest.Members(t, etcd); !maps.Equal(after, members) {
 		t.Errorf("etcd members after the restart %v, before %v", after, members)
 	}
 
@@ -139,27 +136,11 @@ func TestEmbeddedHA(t *testing.T) {
 // +20000).
 func (c *failoverCluster) launchEmbedded(t *testing.T, id, join string) *nodeProcess {
 	t.Helper()
-	n := &nodeProcess{
-		id:      id,
-		addr:    fmt.Sprintf("127.0.0.1:%d", embeddedFriendlyPort(t)),
-		bin:     c.bin,
-		logPath: filepath.Join(c.dir, id+".log"),
-	}
-	n.env = []string{
-		"NODE_ID=" + id,
-		"HTTP_ADDR=" + n.addr,
-		"LEASE_TTL=" + failoverTTL.String(),
-		"PARTITION_COUNT=" + strconv.Itoa(partitionCount),
-		"REPLICATION_FACTOR=" + strconv.Itoa(replicationFactor),
-		"DATA_DIR=" + filepath.Join(c.dir, id),
-		"LOG_LEVEL=info",
-	}
+	var env []string
 	if join != "" {
-		n.env = append(n.env, "JOIN_ADDR="+join)
+		env = append(env, "JOIN_ADDR="+join)
 	}
-	c.nodes = append(c.nodes, n)
-	n.launch(t)
-	return n
+	return c.launchOn(t, id, embeddedFriendlyPort(t), env...)
 }
 
 // embeddedFriendlyPort returns a free port p such that p+10000 and p+20000 are free too.
@@ -209,25 +190,6 @@ func (c *failoverCluster) etcdClient(t *testing.T) *clientv3.Client {
 	}
 	t.Cleanup(func() { cl.Close() })
 	return cl
-}
-
-// etcdMemberIDs returns the voting members by name; a learner fails the test.
-func etcdMemberIDs(t *testing.T, cl *clientv3.Client) map[string]uint64 {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	list, err := cl.MemberList(ctx)
-	if err != nil {
-		t.Fatalf("etcd member list: %v", err)
-	}
-	out := map[string]uint64{}
-	for _, m := range list.Members {
-		if m.IsLearner {
-			t.Errorf("etcd member %s (%x) is still a learner", m.Name, m.ID)
-		}
-		out[m.Name] = m.ID
-	}
-	return out
 }
 
 // etcdMemberRecords returns /clusterkit/default/etcd-members/ as node ID -> member ID.

@@ -334,24 +334,32 @@ func newFailoverCluster(t *testing.T, bin, etcdURL string) *failoverCluster {
 // launch starts a new node process; waitReady waits for it.
 func (c *failoverCluster) launch(t *testing.T, id string) *nodeProcess {
 	t.Helper()
+	return c.launchOn(t, id, freePort(t),
+		"ETCD_ENDPOINTS="+c.etcdURL,
+		"CLUSTER_NAME="+c.name,
+		"DRAIN_ON_SIGTERM="+strconv.FormatBool(id == drainingNode),
+	)
+}
+
+// launchOn starts a new node process on HTTP port port, with the settings every test node has
+// and env.
+func (c *failoverCluster) launchOn(t *testing.T, id string, port int, env ...string) *nodeProcess {
+	t.Helper()
 	n := &nodeProcess{
 		id:      id,
-		addr:    fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+		addr:    fmt.Sprintf("127.0.0.1:%d", port),
 		bin:     c.bin,
 		logPath: filepath.Join(c.dir, id+".log"),
 	}
-	n.env = []string{
+	n.env = append([]string{
 		"NODE_ID=" + id,
 		"HTTP_ADDR=" + n.addr,
-		"ETCD_ENDPOINTS=" + c.etcdURL,
-		"CLUSTER_NAME=" + c.name,
 		"LEASE_TTL=" + failoverTTL.String(),
 		"PARTITION_COUNT=" + strconv.Itoa(partitionCount),
 		"REPLICATION_FACTOR=" + strconv.Itoa(replicationFactor),
 		"DATA_DIR=" + filepath.Join(c.dir, id),
 		"LOG_LEVEL=info",
-		"DRAIN_ON_SIGTERM=" + strconv.FormatBool(id == drainingNode),
-	}
+	}, env...)
 	c.nodes = append(c.nodes, n)
 	n.launch(t)
 	return n
