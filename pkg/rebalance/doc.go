@@ -35,7 +35,8 @@
 //     choice (no copied partition is led by a node above its target); a role then costs a chain of
 //     role swaps, taken as short as the search finds. The property tests hold such joins to
 //     1.05 × floor(P/(N+1)) when that is at least 20 and, below, where 5% is less than one move,
-//     the total over all of them to 1.05 × the sum of the floors;
+//     the total over all of them to 1.05 × the sum of the floors (each of their 120 joins moves
+//     exactly floor(P/(N+1)); TestJoinPrimaryChain is a case where that is out of reach);
 //   - a leave or crash of node x copies exactly x's replicas, each to a node below its new target
 //     that is allowed to hold the partition; where x was primary, one of the partition's surviving
 //     holders (which have the data) becomes primary, and primary balance is restored by swapping
