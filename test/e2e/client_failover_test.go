@@ -16,7 +16,7 @@ import (
 
 const (
 	// clientTrials is how many primaries are killed under the client's loop.
-	clientTrials = 24
+	clientTrials = 20
 	// mapTrials of them also wait for the map to name another primary before the restart.
 	mapTrials = 3
 	// recoveryBound is the generous bound every trial must recover within.
