@@ -77,11 +77,15 @@ func TestJoinKillAndStalePrimary(t *testing.T) {
 	defer c.httpc.CloseIdleConnections()
 	c.seed = proctest.StartNode(t, bin, "node-1", "", "")
 	c.nodes["node-1"] = c.seed
-	for _, id := range []string{"node-2", "node-3", "node-4"} {
-		c.nodes[id] = proctest.LaunchNode(t, bin, id, "", c.seed.Addr)
-	}
-	for _, id := range []string{"node-2", "node-3", "node-4"} {
-		c.nodes[id].WaitNode(t)
+	// Nodes 2 and 3 join together and take the two free etcd member places; node-4 joins
+	// after them, as a client (joined at once, any two of the three would be the members).
+	for _, group := range [][]string{{"node-2", "node-3"}, {"node-4"}} {
+		for _, id := range group {
+			c.nodes[id] = proctest.LaunchNode(t, bin, id, "", c.seed.Addr)
+		}
+		for _, id := range group {
+			c.nodes[id].WaitNode(t)
+		}
 	}
 	c.settle(4)
 

@@ -32,11 +32,16 @@ func TestJoinAndKillDuringWrites(t *testing.T) {
 
 	seed := proctest.StartNode(t, bin, "node-1", "", "")
 	nodes := []*proctest.Node{seed}
-	for _, id := range []string{"node-2", "node-3", "node-4"} {
-		nodes = append(nodes, proctest.LaunchNode(t, bin, id, "", seed.Addr))
-	}
-	for _, n := range nodes[1:] {
-		n.WaitNode(t)
+	// Nodes 2 and 3 join together and take the two free etcd member places; node-4 joins
+	// after them, as a client (joined at once, any two of the three would be the members).
+	for _, group := range [][]string{{"node-2", "node-3"}, {"node-4"}} {
+		first := len(nodes)
+		for _, id := range group {
+			nodes = append(nodes, proctest.LaunchNode(t, bin, id, "", seed.Addr))
+		}
+		for _, n := range nodes[first:] {
+			n.WaitNode(t)
+		}
 	}
 	settle(t, httpc, seed.Addr, 4)
 
