@@ -20,8 +20,9 @@
 // on one node, which answers as soon as it holds a newer map. When that node fails, the poll
 // moves at once to the next seed or to another node of the map, with a bounded backoff once
 // every address has failed. With Etcd, the client reads the map from the cluster's etcd prefix
-// and watches it, as the nodes themselves do. In both modes a new map reaches the client within
-// milliseconds of reaching the node it follows.
+// and watches it, as the nodes themselves do. In both modes a new map reaches the client as
+// soon as the node it follows (or etcd) has it: one HTTP answer or one watch event later, with
+// no polling period.
 //
 // Guarantees:
 //
