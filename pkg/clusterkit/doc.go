@@ -54,6 +54,7 @@
 // (none with 1 member). Without a quorum of members nothing changes: lookups keep answering from
 // the last map, every node stops claiming primary roles once its lease deadline passes, and a
 // node cannot start; once a quorum is back, the nodes renew or re-register and the map moves on.
-// A member lost for good is not replaced by itself: remove it with etcdctl member remove and
-// delete its record under etcd-members/, and a client node takes the place.
+// A member lost for good is not replaced by itself (a crash cannot be told from a long outage):
+// remove it with etcdctl member remove, then delete its record under etcd-members/, and a client
+// node takes the place.
 package clusterkit

@@ -62,11 +62,16 @@ type Options struct {
 	// machines or containers.
 	AdvertiseAddr string
 	// JoinAddr is the HTTP address (host:port) of any node of the cluster to join. The node asks
-	// it for the cluster's etcd endpoints and name.
+	// it for the cluster's etcd endpoints and name. A node restarted with its DataDir does not
+	// need it: an embedded etcd member restarts from its data, and a client node falls back on
+	// the endpoints it remembers when JoinAddr does not answer within EtcdDialTimeout. A node
+	// without a DataDir of this cluster needs a JoinAddr that answers (any node will do).
 	JoinAddr string
-	// DataDir holds the embedded etcd's data and the node's instance file. Default:
+	// DataDir holds the embedded etcd's data, the node's instance file and what it remembers of
+	// its cluster (cluster.json: etcd endpoints, embedded member ports). Default:
 	// <os.TempDir()>/clusterkit/<NodeID>. A node restarted with its DataDir takes back its own
-	// registration at once instead of waiting for the old lease to expire.
+	// registration at once instead of waiting for the old lease to expire, and a member node is
+	// the same etcd member again.
 	DataDir string
 	// ClusterName separates clusters that share one etcd: all keys live under
 	// /clusterkit/<ClusterName>/. Default "default", or the joined node's cluster with JoinAddr.
