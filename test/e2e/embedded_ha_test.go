@@ -7,6 +7,7 @@ import (
 	"maps"
 	"net"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -21,7 +22,8 @@ import (
 // node with SIGKILL leaves a cluster that publishes a map without it and keeps serving; restarted
 // with its DATA_DIR it is the same etcd member and is listed again. With two of the three members
 // killed the cluster has no etcd quorum: every remaining process keeps running and serving its
-// last map, and nothing changes; once one member is back, map changes resume.
+// last map, and nothing changes; once one member is back, map changes resume. The member lost
+// for good, removed by hand as the README says, is replaced by a client node.
 func TestEmbeddedHA(t *testing.T) {
 	began := time.Now()
 	bin := buildNodeBinary(t)
@@ -129,6 +131,38 @@ func TestEmbeddedHA(t *testing.T) {
 	}
 	t.Logf("member %s back: quorum restored, and a map with it and without %s (epoch %d) after %v",
 		others[0].id, others[1].id, view.Cluster.Epoch, time.Since(began).Round(time.Millisecond))
+
+	// The member killed last is lost for good: an operator removes it with etcdctl's member
+	// remove and deletes its record, and a client node takes the member place.
+	began = time.Now()
+	lost := others[1].id
+	id, err := strconv.ParseUint(members[lost], 16, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := etcd.MemberRemove(ctx, id); err != nil {
+		t.Fatalf("etcdctl member remove %s: %v", members[lost], err)
+	}
+	if _, err := etcd.Delete(ctx, "/clusterkit/default/etcd-members/"+lost); err != nil {
+		t.Fatal(err)
+	}
+	var after map[string]string
+	waitFor(t, 30*time.Second, "a client node in the lost member's place", func() error {
+		after = etcdtest.Members(t, etcd)
+		if len(after) != 3 {
+			return fmt.Errorf("members %v", after)
+		}
+		if records := etcdMemberRecords(t, etcd); !maps.Equal(records, after) {
+			return fmt.Errorf("members %v, records %v", after, records)
+		}
+		return nil
+	})
+	if _, ok := after[lost]; ok {
+		t.Errorf("%s is a member again: %v", lost, after)
+	}
+	t.Logf("lost member %s removed by hand: members %v after %v", lost, slices.Sorted(maps.Keys(after)), time.Since(began).Round(time.Millisecond))
 }
 
 // launchEmbedded starts a node on embedded etcd: a bootstrap node without join, else one that
