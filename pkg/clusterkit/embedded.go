@@ -148,12 +148,13 @@ func (ck *ClusterKit) startMember(ctx context.Context, ls localState) error {
 }
 
 // joinAsMember makes this node an embedded etcd member when its cluster has fewer voting members
-// than its config asks for; otherwise the node stays a client. The decision and the join happen
-// under the etcd-members lock, so that two nodes joining at once never both take the last place
-// (etcd would also refuse a second learner). A learner seen under the lock is the leftover of a
-// join that died half-way (the lock holder promotes its learner before unlocking) and is removed,
-// as is a member under this node's name that does not answer, since this node has no member
-// data: that member's data is lost. It reports whether the node became a member.
+// than its config asks for, and every voting member is one that a node of the cluster added (its
+// record under etcd-members/ names it); otherwise the node stays a client. The decision and the
+// join happen under the etcd-members lock, so that two nodes joining at once never both take the
+// last place (etcd would also refuse a second learner). A learner seen under the lock is the
+// leftover of a join that died half-way (the lock holder promotes its learner before unlocking)
+// and is removed, as is a member under this node's name that does not answer, since this node
+// has no member data: that member's data is lost. It reports whether the node became a member.
 func (ck *ClusterKit) joinAsMember(ctx context.Context) (bool, error) {
 	want := ck.config.EmbeddedMembers
 	if want == 0 {
@@ -179,6 +180,22 @@ func (ck *ClusterKit) joinAsMember(ctx context.Context) (bool, error) {
 	list, err := ck.client.MemberList(ctx)
 	if err != nil {
 		return false, fmt.Errorf("clusterkit: list etcd members: %w", err)
+	}
+	recorded, err := ck.memberRecords(ctx)
+	if err != nil {
+		return false, err
+	}
+	for _, m := range list.Members {
+		if m.IsLearner || m.Name == ck.opts.NodeID {
+			continue
+		}
+		if recorded[m.Name] != strconv.FormatUint(m.ID, 16) {
+			// An etcd that ClusterKit did not build, such as an external cluster restored from a
+			// snapshot of the embedded one: it is not ours to change.
+			ck.log.Info("etcd has members that no node of this cluster added: staying an etcd client",
+				zap.String("member", m.Name), zap.String("member_id", strconv.FormatUint(m.ID, 16)))
+			return false, nil
+		}
 	}
 	voting := 0
 	for _, m := range list.Members {
@@ -217,6 +234,23 @@ func (ck *ClusterKit) joinAsMember(ctx context.Context) (bool, error) {
 	ck.log.Info("etcd member joined and promoted", zap.String("member_id", strconv.FormatUint(m.ID(), 16)),
 		zap.Int("members", voting+1))
 	return true, ck.recordMember(ctx, mu.IsOwner())
+}
+
+// memberRecords returns the records under etcd-members/ as node ID -> member ID.
+func (ck *ClusterKit) memberRecords(ctx context.Context) (map[string]string, error) {
+	resp, err := ck.client.Get(ctx, ck.schema.EtcdMembersPrefix(), clientv3.WithPrefix())
+	if err != nil {
+		return nil, fmt.Errorf("clusterkit: read etcd member records: %w", err)
+	}
+	out := make(map[string]string, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		var rec state.EtcdMember
+		if err := json.Unmarshal(kv.Value, &rec); err != nil {
+			return nil, fmt.Errorf("clusterkit: etcd member record %s: %w", kv.Key, err)
+		}
+		out[rec.NodeID] = rec.MemberID
+	}
+	return out, nil
 }
 
 // recordMember writes the record of this node's member under etcd-members/<node-id>, while

@@ -256,3 +256,38 @@ func waitAgree(t *testing.T, nodes map[string]*ClusterKit, ids []string) {
 		return nil
 	})
 }
+
+// A node joining through JoinAddr never adds itself to an etcd that no node of the cluster
+// built, even when the cluster's config asks for embedded members, as after the state of an
+// embedded cluster was restored into an external etcd: it stays a client and changes nothing.
+func TestForeignEtcdIsNotJoined(t *testing.T) {
+	srv := etcdtest.Start(t)
+	a := startHA(t, Options{NodeID: "node-a", HTTPAddr: "127.0.0.1:0", EtcdEndpoints: srv.Member.Endpoints(),
+		DataDir: t.TempDir(), LeaseTTL: 2 * time.Second, PartitionCount: 16})
+	defer a.Stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := srv.Client.Get(ctx, a.schema.Config())
+	if err != nil || len(resp.Kvs) != 1 {
+		t.Fatalf("read config: %v %v", resp, err)
+	}
+	var config map[string]any
+	if err := json.Unmarshal(resp.Kvs[0].Value, &config); err != nil {
+		t.Fatal(err)
+	}
+	config["embedded_members"] = 3
+	b, _ := json.Marshal(config)
+	if _, err := srv.Client.Put(ctx, a.schema.Config(), string(b)); err != nil {
+		t.Fatal(err)
+	}
+	before := etcdtest.Members(t, srv.Client)
+
+	joiner := startHA(t, haOptions(t, "node-b", a.AdvertiseAddr(), t.TempDir()))
+	defer joiner.Stop()
+	if joiner.embeddedMember() != nil {
+		t.Error("the joining node runs an etcd member")
+	}
+	if after := etcdtest.Members(t, srv.Client); !maps.Equal(after, before) {
+		t.Errorf("etcd members %v, before the join %v", after, before)
+	}
+}
