@@ -140,13 +140,17 @@ run_example() {
 	echo "== starting $NODES nodes on 127.0.0.1 (lease TTL $LEASE_TTL; nodes 1-3 run the embedded etcd members)"
 	local started i
 	started=$(date +%s%3N)
-	start_node 1
-	wait_ready 1
-	for i in $(seq 2 "$NODES"); do
+	# Nodes 1 to 3 one after the other: the first three to join run the etcd members. The others
+	# join together.
+	for i in 1 2 3; do
+		start_node "$i"
+		wait_ready "$i"
+	done
+	for i in $(seq 4 "$NODES"); do
 		start_node "$i"
 	done
 	"$WORK/client" wait -cluster "$(ck_addr 1)" -n "$NODES" -since "$started"
-	for i in $(seq 2 "$NODES"); do
+	for i in $(seq 4 "$NODES"); do
 		wait_ready "$i"
 	done
 

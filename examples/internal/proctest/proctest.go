@@ -180,7 +180,8 @@ type Node struct {
 // StartNode starts an example server (see examples/internal/kvnode) as node id with a 2s lease
 // and 16 partitions, its data API on kvAddr (a free port when empty), joining the node at join
 // unless join is empty (it then starts the cluster's embedded etcd), and waits until it is
-// ready. Extra flags follow.
+// ready. Extra flags follow. The first three nodes to join run the embedded etcd's members:
+// tests that kill or pause nodes start them in an order that says which ones those are.
 func StartNode(t *testing.T, bin, id, kvAddr, join string, extra ...string) *Node {
 	t.Helper()
 	n := LaunchNode(t, bin, id, kvAddr, join, extra...)

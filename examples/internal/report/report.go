@@ -23,6 +23,7 @@ type Cluster struct {
 		PartitionMap map[string]struct {
 			PrimaryNode  string   `json:"primary_node"`
 			ReplicaNodes []string `json:"replica_nodes"`
+			PrimaryEpoch uint64   `json:"primary_epoch"`
 		} `json:"partition_map"`
 		Handoffs []any `json:"handoffs"`
 	} `json:"cluster"`
