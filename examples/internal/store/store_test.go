@@ -75,6 +75,11 @@ func newTestCluster(t *testing.T, mode Mode) *testCluster {
 
 func (c *testCluster) start(id string) *testNode {
 	c.t.Helper()
+	return c.startWith(id, Options{Replication: c.mode})
+}
+
+func (c *testCluster) startWith(id string, opts Options) *testNode {
+	c.t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		c.t.Fatal(err)
@@ -87,7 +92,7 @@ func (c *testCluster) start(id string) *testNode {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	n := &testNode{id: id, ck: ck, st: New(ck, Options{Replication: c.mode}), addr: l.Addr().String(), done: make(chan struct{})}
+	n := &testNode{id: id, ck: ck, st: New(ck, opts), addr: l.Addr().String(), done: make(chan struct{})}
 	n.srv = &http.Server{Handler: n.st.Handler()}
 	go func() { defer close(n.done); n.srv.Serve(l) }()
 	if err := ck.Start(); err != nil {
@@ -433,4 +438,80 @@ func TestVersionOrder(t *testing.T) {
 			t.Errorf("%v.Less(%v) = %v, want %v", tt.a, tt.b, got, tt.less)
 		}
 	}
+}
+
+// gate holds back the requests to one path until it is opened.
+type gate struct {
+	path   string
+	opened chan struct{}
+}
+
+func (g *gate) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.URL.Path == g.path {
+		select {
+		case <-g.opened:
+		case <-r.Context().Done():
+			return nil, r.Context().Err()
+		}
+	}
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+// Async: writes a primary acknowledged and still had queued when a join moved its primary role
+// away are refused by the replicas (stale epoch); the old primary hands them to the new primary,
+// which adopts them, so that every holder ends up with them.
+func TestAsyncQueueHandedOverWhenThePrimaryMoves(t *testing.T) {
+	c := newTestCluster(t, Async)
+	g := &gate{path: "/store/replicate", opened: make(chan struct{})}
+	a := c.startWith("node-1", Options{Replication: Async, HTTPClient: &http.Client{Transport: g, Timeout: 30 * time.Second}})
+	c.start("node-2")
+	c.start("node-3")
+	c.waitSettled()
+
+	// One key in every partition node-1 leads; node-1's sends to replicas are held back.
+	want := map[string]Entry{}
+	led := map[string]bool{}
+	for i := 0; len(led) < a.st.Stats().Primaries; i++ {
+		key := fmt.Sprintf("key-%d", i)
+		p, _ := a.ck.GetPartition(key)
+		if !a.ck.IsPrimary(p) || led[p.ID] {
+			continue
+		}
+		e, err := a.st.Put(context.Background(), key, "v")
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[key], led[p.ID] = e, true
+	}
+	before := map[string]string{}
+	for key := range want {
+		p, _ := a.ck.GetPartition(key)
+		before[key] = a.ck.GetPrimary(p).ID
+	}
+	c.start("node-4")
+	c.waitSettled()
+	moved := 0
+	for key := range want {
+		p, _ := a.ck.GetPartition(key)
+		if a.ck.GetPrimary(p).ID != before[key] {
+			moved++
+		}
+	}
+	if moved == 0 {
+		t.Fatal("node-4's join moved none of node-1's primaries: nothing to hand over")
+	}
+	close(g.opened)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for _, n := range c.list() {
+		if err := n.st.Flush(ctx); err != nil {
+			t.Fatalf("%s: %v", n.id, err)
+		}
+	}
+	c.checkAll(want)
+	st := a.st.Stats()
+	if st.HandedOver == 0 {
+		t.Errorf("node-1 handed nothing over after %d of its primaries moved: %+v", moved, st)
+	}
+	t.Logf("%d primaries moved; node-1 handed %d writes over, replication failures %d", moved, st.HandedOver, st.ReplicationFailures)
 }
