@@ -229,7 +229,16 @@ func (ck *ClusterKit) connect(ctx context.Context) error {
 	case etcdJoin:
 		if embed.HasData(ck.etcdDir()) {
 			// A member node restarting: its member knows its cluster, JoinAddr is not needed.
-			if err := ck.checkClusterName(ls.ClusterName, "the cluster remembered in DataDir"); err != nil {
+			name, source := ls.ClusterName, "the cluster remembered in DataDir"
+			if name == "" {
+				// Its DataDir lost what it remembers: the node at JoinAddr knows the name.
+				var err error
+				if name, _, err = ck.joinEndpoints(ctx, ls); err != nil {
+					return err
+				}
+				source = "the node at JoinAddr " + ck.opts.JoinAddr
+			}
+			if err := ck.checkClusterName(name, source); err != nil {
 				return err
 			}
 			if err := ck.startMember(ctx, ls); err != nil {
@@ -247,6 +256,11 @@ func (ck *ClusterKit) connect(ctx context.Context) error {
 		}
 		endpoints = eps
 	case etcdEmbedded:
+		if !embed.HasData(ck.etcdDir()) && len(ls.EtcdEndpoints) > 0 {
+			// Creating a new cluster here would split this node from the one it belonged to.
+			return fmt.Errorf("clusterkit: DataDir %s belonged to cluster %q (etcd at %v) but holds no etcd data: set JoinAddr to any node of that cluster to rejoin it, or empty DataDir to create a new cluster",
+				ck.opts.DataDir, ls.ClusterName, ls.EtcdEndpoints)
+		}
 		if err := ck.startMember(ctx, ls); err != nil {
 			return err
 		}

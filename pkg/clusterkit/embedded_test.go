@@ -232,3 +232,33 @@ func TestHTTPDuringStart(t *testing.T) {
 	t.Logf("%d answers of 503 while starting", <-polled)
 	ck.Stop()
 }
+
+// A bootstrap node whose DataDir remembers a cluster but lost its etcd data (or was
+// decommissioned) refuses to create a new cluster beside the one it belonged to.
+func TestBootstrapWithoutEtcdDataRefusesANewCluster(t *testing.T) {
+	dir := t.TempDir()
+	o := Options{NodeID: "node-1", HTTPAddr: "127.0.0.1:0", DataDir: dir, LeaseTTL: 2 * time.Second, EmbeddedMembers: 1, unsafeNoFsync: true}
+	ck, err := NewClusterKit(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ck.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ck.Stop()
+	if err := os.RemoveAll(filepath.Join(dir, "etcd")); err != nil {
+		t.Fatal(err)
+	}
+	ck, err = NewClusterKit(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = ck.Start()
+	if err == nil || !strings.Contains(err.Error(), "set JoinAddr") {
+		t.Errorf("start without the etcd data: %v, want an error that says to set JoinAddr", err)
+	}
+	ck.Stop()
+	if embed.HasData(filepath.Join(dir, "etcd")) {
+		t.Error("a new etcd was created")
+	}
+}
