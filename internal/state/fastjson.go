@@ -38,7 +38,11 @@ func decodeEntries(b []byte) (Entries, bool) {
 	}
 	b = b[1:]
 	names := map[string]string{} // node IDs repeat: keep one copy of each
-	var out Entries
+	// One allocation for the entries and one for every holder list: each entry has a '{' and
+	// each holder two '"' (the count is an upper bound when an entry is not in this form, which
+	// then falls back anyway).
+	out := make(Entries, 0, bytes.Count(b, []byte{'{'}))
+	backing := make([]string, 0, bytes.Count(b, []byte{'"'})/2)
 	if len(b) > 0 && b[0] == ']' {
 		return out, len(b) == 1
 	}
@@ -48,6 +52,7 @@ func decodeEntries(b []byte) (Entries, bool) {
 		}
 		b = b[len(entryStart):]
 		var e Entry
+		first := len(backing)
 		for len(b) > 0 && b[0] == '"' {
 			end := bytes.IndexByte(b[1:], '"')
 			if end < 0 {
@@ -62,11 +67,16 @@ func decodeEntries(b []byte) (Entries, bool) {
 				name = string(raw)
 				names[name] = name
 			}
-			e.Holders = append(e.Holders, name)
+			backing = append(backing, name)
 			b = b[2+end:]
 			if len(b) > 0 && b[0] == ',' {
 				b = b[1:]
 			}
+		}
+		if len(backing) > first {
+			// Full slice expression: an append to one entry's holders must never write into
+			// the next entry's.
+			e.Holders = backing[first:len(backing):len(backing)]
 		}
 		if !bytes.HasPrefix(b, entryEpoch) {
 			return nil, false

@@ -3,6 +3,7 @@ package clusterkit
 import (
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/clusterkit-go/clusterkit/internal/partition"
@@ -54,6 +55,7 @@ func newSnapshot(m *state.Map, revision int64) *snapshot {
 		s.nodeIDs = append(s.nodeIDs, id)
 	}
 	slices.Sort(s.nodeIDs)
+	ids := partitionIDs(len(m.Partitions))
 	// One backing array for every holder slice keeps the map compact.
 	total := 0
 	for i := range m.Partitions {
@@ -70,7 +72,7 @@ func newSnapshot(m *state.Map, revision int64) *snapshot {
 		s.holders[i] = hs
 		s.primaries[i] = &hs[0]
 		p := Partition{
-			ID:           PartitionID(i),
+			ID:           ids[i],
 			PrimaryNode:  e.Holders[0],
 			ReplicaNodes: e.Holders[1:len(e.Holders):len(e.Holders)],
 			PrimaryEpoch: e.PrimaryEpoch,
@@ -83,6 +85,23 @@ func newSnapshot(m *state.Map, revision int64) *snapshot {
 		s.partitions[i] = p
 	}
 	return s
+}
+
+// idCache holds "partition-<i>" for every index up to the largest partition count seen, so that
+// a new snapshot shares the IDs instead of formatting them again (the count is fixed per cluster).
+var idCache atomic.Pointer[[]string]
+
+// partitionIDs returns the IDs of partitions 0 to n-1. The slice is shared: never modify it.
+func partitionIDs(n int) []string {
+	if p := idCache.Load(); p != nil && len(*p) >= n {
+		return (*p)[:n]
+	}
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = PartitionID(i)
+	}
+	idCache.Store(&ids)
+	return ids
 }
 
 // lookup returns the index of p in s: the index recorded in p when p came from ClusterKit,
