@@ -6,9 +6,11 @@
 //	go run ./examples/demo -nodes 5 -partitions 32
 //
 // Only Go is needed: node-1 starts an embedded etcd (it is the bootstrap node) and the other
-// nodes join it with JoinAddr. node-1 hosts the cluster's only etcd member, so it is stopped
-// last. Every wait is bounded; the demo exits non-zero with a message when something does not
-// happen as it should.
+// nodes join it with JoinAddr; node-2 and node-3 also become etcd members (the first three nodes
+// of an embedded cluster do), the others are etcd clients. The nodes are stopped in reverse
+// order; the last two members stop without a quorum, so their Stop waits out its bounds (a few
+// seconds). Every wait is bounded; the demo exits non-zero with a message when something does
+// not happen as it should.
 package main
 
 import (
@@ -130,7 +132,7 @@ func run(ctx context.Context, cfg config, w io.Writer) (err error) {
 		cfg.nodes, cfg.partitions, replicationFactor)
 
 	var nodes []*node
-	// Whatever happens, stop what was started: the joined nodes first, node-1 (the etcd
+	// Whatever happens, stop what was started: the joined nodes first, node-1 (the first etcd
 	// member) last.
 	defer func() {
 		start := time.Now()
@@ -166,6 +168,9 @@ func run(ctx context.Context, cfg config, w io.Writer) (err error) {
 		if i > 1 {
 			opts.JoinAddr = nodes[0].ck.AdvertiseAddr()
 			role = "joined via " + opts.JoinAddr
+			if i <= clusterkit.DefaultEmbeddedMembers {
+				role += ", etcd member"
+			}
 		}
 		ck, err := clusterkit.NewClusterKit(opts)
 		if err != nil {
