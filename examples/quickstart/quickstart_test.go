@@ -23,6 +23,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/clusterkit-go/clusterkit/internal/etcdtest"
 )
 
 const (
@@ -459,18 +461,5 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-// waitFor polls check until it returns nil, failing the test after within.
-func waitFor(t *testing.T, within time.Duration, what string, check func() error) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		err := check()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not after %v: %v", what, within, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
+// waitFor polls cond until it holds, failing the test after within.
+var waitFor = etcdtest.WaitFor

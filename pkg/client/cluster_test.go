@@ -185,21 +185,8 @@ var partitionKeys = func() []string {
 	return keys
 }()
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, within time.Duration, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: still not true after %v: %v", what, within, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
+// waitFor polls cond until it holds, failing the test after within.
+var waitFor = etcdtest.WaitFor
 
 func newClient(t *testing.T, cfg Config) *Client {
 	t.Helper()

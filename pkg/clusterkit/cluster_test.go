@@ -136,21 +136,8 @@ func (tc *testCluster) live() []*ClusterKit {
 	return out
 }
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, within time.Duration, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: still not true after %v: %v", what, within, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
+// waitFor polls cond until it holds, failing the test after within.
+var waitFor = etcdtest.WaitFor
 
 // converged reports nil when every live node holds the same map, placed on exactly the live
 // nodes, with min(N, R) distinct holders for every partition.

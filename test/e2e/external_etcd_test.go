@@ -20,6 +20,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/clusterkit-go/clusterkit/internal/etcdtest"
 	"github.com/clusterkit-go/clusterkit/pkg/clusterkit"
 )
 
@@ -320,18 +321,5 @@ func getCluster(httpc *http.Client, addr string) (*clusterView, error) {
 	return &v, nil
 }
 
-// waitFor polls check until it returns nil, failing the test with its last error after timeout.
-func waitFor(t *testing.T, timeout time.Duration, what string, check func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := check()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no %s after %v: %v", what, timeout, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
+// waitFor polls cond until it holds, failing the test after within.
+var waitFor = etcdtest.WaitFor
