@@ -734,3 +734,17 @@ func (ck *ClusterKit) waitUnlisted(ctx context.Context) {
 		}
 	}
 }
+
+// Nodes returns the nodes of the map this node holds, sorted by ID; nil before it holds a map.
+// The values are shared with the snapshot and must not be modified. Safe for concurrent use.
+func (ck *ClusterKit) Nodes() []Node {
+	s := ck.snap.Load()
+	if s == nil {
+		return nil
+	}
+	out := make([]Node, len(s.nodeIDs))
+	for i, id := range s.nodeIDs {
+		out[i] = *s.nodes[id]
+	}
+	return out
+}
