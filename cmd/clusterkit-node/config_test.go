@@ -1,31 +1,19 @@
 package main
 
 import (
-	"bytes"
 	"errors"
-	"flag"
-	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
 	"go.uber.org/zap/zapcore"
 
 	"github.com/clusterkit-go/clusterkit/internal/etcdtest"
 	"github.com/clusterkit-go/clusterkit/pkg/clusterkit"
 )
-
-func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
-}
 
 // env is a fake environment for parseConfig.
 type env map[string]string
@@ -300,38 +288,6 @@ func TestExplainOptionsErrors(t *testing.T) {
 	}
 }
 
-// run exits with status 2 and names the setting before it starts anything; -h exits with 0.
-func TestRunExitStatus(t *testing.T) {
-	tests := []struct {
-		name       string
-		env        env
-		args       []string
-		wantStatus int
-		wantStderr string
-	}{
-		{"missing settings", env{}, nil, exitConfig, "NODE_ID: required"},
-		{"invalid option", minimal(env{"LEASE_TTL": "1s"}), nil, exitConfig, "LEASE_TTL: clusterkit: invalid options: LeaseTTL"},
-		{"help", env{}, []string{"-h"}, exitOK, "DRAIN_ON_SIGTERM     -drain"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			var stdout, stderr bytes.Buffer
-			if got := run(tt.args, tt.env.lookup, &stdout, &stderr); got != tt.wantStatus {
-				t.Errorf("status %d, want %d; stderr:\n%s", got, tt.wantStatus, &stderr)
-			}
-			if !strings.Contains(stderr.String(), tt.wantStderr) {
-				t.Errorf("stderr lacks %q:\n%s", tt.wantStderr, &stderr)
-			}
-			if stdout.Len() != 0 {
-				t.Errorf("stdout: %q; want nothing (only the ready line goes there)", &stdout)
-			}
-		})
-	}
-	if _, err := parseConfig(env{}.lookup, []string{"-help"}); !errors.Is(err, flag.ErrHelp) {
-		t.Errorf("-help: %v, want flag.ErrHelp", err)
-	}
-}
-
 // JOIN_ADDR naming the node itself makes it the bootstrap node, so that the replicas of a
 // StatefulSet can share one template whose JOIN_ADDR names pod 0.
 func TestSelfJoinBootstraps(t *testing.T) {
@@ -387,93 +343,5 @@ func TestSelfJoinBootstraps(t *testing.T) {
 	}
 	if _, err := clusterkit.NewClusterKit(c.opts); err == nil || !strings.HasPrefix(c.explain(err).Error(), "JOIN_ADDR: ") {
 		t.Errorf("JOIN_ADDR 8080: %v; want it named as invalid", err)
-	}
-}
-
-// -healthcheck probes GET /health on the configured port and exits 0 only on a 200 answer.
-func TestHealthCheck(t *testing.T) {
-	var status atomic.Int32
-	status.Store(http.StatusOK)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/health" {
-			http.NotFound(w, r)
-			return
-		}
-		w.WriteHeader(int(status.Load()))
-		fmt.Fprintf(w, `{"status":%q}`, http.StatusText(int(status.Load())))
-	})}
-	go srv.Serve(l)
-	defer srv.Close()
-	port := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
-	closed := freeTCPPort(t)
-
-	tests := []struct {
-		name       string
-		env        env
-		args       []string
-		status     int
-		wantStatus int
-		wantOut    string
-	}{
-		// NODE_ID is not needed: the probe reads only the address settings.
-		{"healthy, HTTP_PORT", env{"HTTP_PORT": port}, []string{"-healthcheck"}, http.StatusOK, exitOK, `{"status":"OK"}`},
-		{"healthy, HTTP_ADDR flag", env{"NODE_ID": "n"}, []string{"-healthcheck", "-http-addr", "127.0.0.1:" + port}, http.StatusOK, exitOK, `"OK"`},
-		{"unhealthy", env{"HTTP_PORT": port}, []string{"-healthcheck"}, http.StatusServiceUnavailable, exitFailed, "503 Service Unavailable"},
-		{"nothing listening", env{"HTTP_PORT": closed}, []string{"-healthcheck"}, http.StatusOK, exitFailed, "connection refused"},
-		{"no address", env{}, []string{"-healthcheck"}, http.StatusOK, exitConfig, "HTTP_PORT or HTTP_ADDR: required"},
-		{"port 0", env{"HTTP_PORT": "0"}, []string{"-healthcheck"}, http.StatusOK, exitConfig, "port is 0"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			status.Store(int32(tt.status))
-			var stdout, stderr bytes.Buffer
-			if got := run(tt.args, tt.env.lookup, &stdout, &stderr); got != tt.wantStatus {
-				t.Errorf("status %d, want %d; stderr: %s", got, tt.wantStatus, &stderr)
-			}
-			if out := stdout.String() + stderr.String(); !strings.Contains(out, tt.wantOut) {
-				t.Errorf("output %q lacks %q", out, tt.wantOut)
-			}
-		})
-	}
-}
-
-// freeTCPPort returns a port on 127.0.0.1 that nothing listens on a moment later.
-func freeTCPPort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
-}
-
-// The package comment lists every setting with its flag: it is the reference the deployment
-// files are checked against.
-func TestDocListsEverySetting(t *testing.T) {
-	src, err := os.ReadFile("main.go")
-	if err != nil {
-		t.Fatal(err)
-	}
-	doc, _, _ := strings.Cut(string(src), "\npackage main")
-	for _, s := range settings {
-		flagCol := "(no flag)"
-		if s.flag != "" {
-			flagCol = "-" + s.flag
-		}
-		found := false
-		for _, line := range strings.Split(doc, "\n") {
-			if f := strings.Fields(strings.TrimPrefix(line, "//")); len(f) >= 2 && f[0] == s.env &&
-				(f[1] == flagCol || flagCol == "(no flag)" && f[1] == "(no") {
-				found = true
-			}
-		}
-		if !found {
-			t.Errorf("the package comment lacks a line for %s %s", s.env, flagCol)
-		}
 	}
 }

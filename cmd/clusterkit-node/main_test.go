@@ -1,0 +1,74 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"os"
+	"strings"
+	"testing"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// run exits with status 2 and names the setting before it starts anything; -h exits with 0.
+func TestRunExitStatus(t *testing.T) {
+	tests := []struct {
+		name       string
+		env        env
+		args       []string
+		wantStatus int
+		wantStderr string
+	}{
+		{"missing settings", env{}, nil, exitConfig, "NODE_ID: required"},
+		{"invalid option", minimal(env{"LEASE_TTL": "1s"}), nil, exitConfig, "LEASE_TTL: clusterkit: invalid options: LeaseTTL"},
+		{"help", env{}, []string{"-h"}, exitOK, "DRAIN_ON_SIGTERM     -drain"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			if got := run(tt.args, tt.env.lookup, &stdout, &stderr); got != tt.wantStatus {
+				t.Errorf("status %d, want %d; stderr:\n%s", got, tt.wantStatus, &stderr)
+			}
+			if !strings.Contains(stderr.String(), tt.wantStderr) {
+				t.Errorf("stderr lacks %q:\n%s", tt.wantStderr, &stderr)
+			}
+			if stdout.Len() != 0 {
+				t.Errorf("stdout: %q; want nothing (only the ready line goes there)", &stdout)
+			}
+		})
+	}
+	if _, err := parseConfig(env{}.lookup, []string{"-help"}); !errors.Is(err, flag.ErrHelp) {
+		t.Errorf("-help: %v, want flag.ErrHelp", err)
+	}
+}
+
+// The package comment lists every setting with its flag: it is the reference the deployment
+// files are checked against.
+func TestDocListsEverySetting(t *testing.T) {
+	src, err := os.ReadFile("main.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, _, _ := strings.Cut(string(src), "\npackage main")
+	for _, s := range settings {
+		flagCol := "(no flag)"
+		if s.flag != "" {
+			flagCol = "-" + s.flag
+		}
+		found := false
+		for _, line := range strings.Split(doc, "\n") {
+			if f := strings.Fields(strings.TrimPrefix(line, "//")); len(f) >= 2 && f[0] == s.env &&
+				(f[1] == flagCol || flagCol == "(no flag)" && f[1] == "(no") {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("the package comment lacks a line for %s %s", s.env, flagCol)
+		}
+	}
+}
