@@ -5,19 +5,21 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 )
 
-var updateDoc = flag.Bool("update-doc", false, "rewrite the benchmark table in doc.go from this run's BenchmarkPlacement results")
+var updateDoc = flag.Bool("update-doc", false, "rewrite the benchmark tables in BENCHMARKS.md from this run's BenchmarkPlacement and BenchmarkPlacementVariants results")
 
 func TestMain(m *testing.M) {
 	code := m.Run()
 	if code == 0 && *updateDoc {
-		if err := writeTable("doc.go"); err != nil {
+		if err := writeTable(benchFile); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			code = 1
 		}
@@ -192,12 +194,15 @@ func ratio(moved, minimum int) float64 {
 	return float64(moved) / float64(minimum)
 }
 
-const (
-	tableStart = "// Results of the last run of that command"
-	tableEnd   = "package rebalance"
-)
+// benchFile is where -update-doc writes the tables, beside this file.
+const benchFile = "BENCHMARKS.md"
 
-// writeTable replaces the benchmark table at the end of the package comment in path.
+// tableStart begins the line of benchFile from which -update-doc rewrites the file to its end; the
+// text above that line is kept.
+const tableStart = "Results of the last run of that command"
+
+// writeTable rewrites path from the tableStart line to its end with this run's results: the rows of
+// BenchmarkPlacement in the order they ran, and those of BenchmarkPlacementVariants.
 func writeTable(path string) error {
 	if len(benchOrder) == 0 {
 		return fmt.Errorf("-update-doc: no BenchmarkPlacement result in this run (add -bench Placement)")
@@ -205,46 +210,133 @@ func writeTable(path string) error {
 	if len(variantRows) == 0 {
 		return fmt.Errorf("-update-doc: no BenchmarkPlacementVariants result in this run (add -bench Placement)")
 	}
+	rows := make([]benchRow, len(benchOrder))
+	for i, name := range benchOrder {
+		rows[i] = benchRows[name]
+	}
+	return writeTables(path, rows, variantRows)
+}
+
+// writeTables rewrites path from the tableStart line to its end with rows and variants.
+func writeTables(path string, rows []benchRow, variants []variantRow) error {
 	src, err := os.ReadFile(path)
 	if err != nil {
 		return err
 	}
 	text := string(src)
-	i, j := strings.Index(text, tableStart), strings.LastIndex(text, tableEnd)
-	if i < 0 || j < i {
-		return fmt.Errorf("-update-doc: %s has no %q line before %q", path, tableStart, tableEnd)
+	i := strings.Index("\n"+text, "\n"+tableStart)
+	if i < 0 {
+		return fmt.Errorf("-update-doc: %s has no line starting with %q", path, tableStart)
 	}
 	var t strings.Builder
 	fmt.Fprintf(&t, "%s (%s/%s, %d CPUs, %s). Ratios to the minimum: 1.00 is optimal.\n",
 		tableStart, runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version())
-	t.WriteString("// Timings are the fastest of up to 20 runs (within about a second) of one join or one leave.\n//\n")
-	fmt.Fprintf(&t, "//\t%-5s %-4s %-1s  %-10s %11s %11s %10s %10s %9s %10s %10s %7s\n", "P", "N", "R", "algorithm",
-		"replica-max", "primary-max", "move-join", "move-leave", "prim-join", "join-ms", "leave-ms", "vs-HRW")
-	for _, name := range benchOrder {
-		row := benchRows[name]
+	t.WriteString("Timings are the fastest of up to 20 runs (within about a second) of one join or one leave.\n\n")
+	cells := make([][]string, len(rows))
+	for k, row := range rows {
 		faster := "-"
 		if row.algo == "rebalance" {
 			faster = fmt.Sprintf("%.0fx", row.fasterThanHRW)
 		}
-		fmt.Fprintf(&t, "//\t%-5d %-4d %-1d  %-10s %11.2f %11.2f %10.2f %10.2f %9.2f %10.3f %10.3f %7s\n",
-			row.cell.P, row.cell.N, row.cell.R, row.algo, row.replicaMax, row.primaryMax,
-			row.moveJoin, row.moveLeave, row.primaryJoin,
-			float64(row.join.Nanoseconds())/1e6, float64(row.leave.Nanoseconds())/1e6, faster)
+		cells[k] = []string{strconv.Itoa(row.cell.P), strconv.Itoa(row.cell.N), strconv.Itoa(row.cell.R), row.algo,
+			fmt.Sprintf("%.2f", row.replicaMax), fmt.Sprintf("%.2f", row.primaryMax),
+			fmt.Sprintf("%.2f", row.moveJoin), fmt.Sprintf("%.2f", row.moveLeave), fmt.Sprintf("%.2f", row.primaryJoin),
+			fmt.Sprintf("%.3f", float64(row.join.Nanoseconds())/1e6), fmt.Sprintf("%.3f", float64(row.leave.Nanoseconds())/1e6),
+			faster}
 	}
-	if len(variantRows) > 0 {
-		t.WriteString("//\n")
-		t.WriteString("// BenchmarkPlacementVariants, same run: P=65536, N=1000, R=3 with zones and weights (see its doc).\n")
-		t.WriteString("// replica-dev and primary-dev are the largest distance, in partitions, between a node's count and\n")
-		t.WriteString("// its fair share; move-join and move-leave are copies over the lower bound of the property tests;\n")
-		t.WriteString("// prim-join is primary roles moved over the joiner's primary share, rounded down.\n//\n")
-		fmt.Fprintf(&t, "//\t%-16s %11s %11s %10s %10s %9s %10s %10s %7s\n", "variant",
-			"replica-dev", "primary-dev", "move-join", "move-leave", "prim-join", "join-ms", "leave-ms", "vs-HRW")
-		for _, row := range variantRows {
-			fmt.Fprintf(&t, "//\t%-16s %11.2f %11.2f %10.2f %10.2f %9.2f %10.3f %10.3f %6.0fx\n",
-				row.name, row.replicaDev, row.primDev, row.moveJoin, row.moveLeave, row.primaryJoin,
-				float64(row.join.Nanoseconds())/1e6, float64(row.leave.Nanoseconds())/1e6, row.fasterThanRendezvous)
+	writeMarkdownTable(&t, []string{"P", "N", "R", "algorithm", "replica-max", "primary-max",
+		"move-join", "move-leave", "prim-join", "join-ms", "leave-ms", "vs-HRW"}, 4, cells)
+	t.WriteString("\nBenchmarkPlacementVariants, same run: P=65536, N=1000, R=3 with zones and weights (see its doc).\n")
+	t.WriteString("replica-dev and primary-dev are the largest distance, in partitions, between a node's count and\n")
+	t.WriteString("its fair share; move-join and move-leave are copies over the lower bound of the property tests;\n")
+	t.WriteString("prim-join is primary roles moved over the joiner's primary share, rounded down.\n\n")
+	cells = make([][]string, len(variants))
+	for k, row := range variants {
+		cells[k] = []string{row.name,
+			fmt.Sprintf("%.2f", row.replicaDev), fmt.Sprintf("%.2f", row.primDev),
+			fmt.Sprintf("%.2f", row.moveJoin), fmt.Sprintf("%.2f", row.moveLeave), fmt.Sprintf("%.2f", row.primaryJoin),
+			fmt.Sprintf("%.3f", float64(row.join.Nanoseconds())/1e6), fmt.Sprintf("%.3f", float64(row.leave.Nanoseconds())/1e6),
+			fmt.Sprintf("%.0fx", row.fasterThanRendezvous)}
+	}
+	writeMarkdownTable(&t, []string{"variant", "replica-dev", "primary-dev",
+		"move-join", "move-leave", "prim-join", "join-ms", "leave-ms", "vs-HRW"}, 1, cells)
+	return os.WriteFile(path, []byte(text[:i]+t.String()), 0o644)
+}
+
+// writeMarkdownTable writes a Markdown table whose columns are padded to one width, so that it reads
+// as well in a terminal as rendered. The first left columns are aligned left, the others right.
+func writeMarkdownTable(t *strings.Builder, header []string, left int, rows [][]string) {
+	width := make([]int, len(header))
+	for c, h := range header {
+		width[c] = len(h)
+		for _, row := range rows {
+			width[c] = max(width[c], len(row[c]))
 		}
 	}
-	out := text[:i] + t.String() + text[j:]
-	return os.WriteFile(path, []byte(out), 0o644)
+	line := func(cells []string) {
+		for c, s := range cells {
+			if c < left {
+				fmt.Fprintf(t, "| %-*s ", width[c], s)
+			} else {
+				fmt.Fprintf(t, "| %*s ", width[c], s)
+			}
+		}
+		t.WriteString("|\n")
+	}
+	line(header)
+	for c := range header {
+		if c < left {
+			fmt.Fprintf(t, "|%s", strings.Repeat("-", width[c]+2))
+		} else {
+			fmt.Fprintf(t, "|%s:", strings.Repeat("-", width[c]+1))
+		}
+	}
+	t.WriteString("|\n")
+	for _, row := range rows {
+		line(row)
+	}
+}
+
+// TestWriteTables checks what -update-doc does to BENCHMARKS.md, on a copy: the text above the
+// results is kept and the results are replaced by the rows of the run.
+func TestWriteTables(t *testing.T) {
+	src, err := os.ReadFile(benchFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), benchFile)
+	if err := os.WriteFile(path, src, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rows := []benchRow{{cell: benchCell{64, 3, 1}, algo: "rebalance", replicaMax: 1.03, primaryMax: 1.03,
+		moveJoin: 1, moveLeave: 1, primaryJoin: 1, join: 7 * time.Microsecond, leave: 6 * time.Microsecond, fasterThanHRW: 5}}
+	variants := []variantRow{{name: "zones=2", replicaDev: 0.61, primDev: 0.54, moveJoin: 1, moveLeave: 1, primaryJoin: 1,
+		join: 7081 * time.Microsecond, leave: 5910 * time.Microsecond, fasterThanRendezvous: 1288}}
+	if err := writeTables(path, rows, variants); err != nil {
+		t.Fatal(err)
+	}
+	out, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text, before := string(out), string(src)
+	i := strings.Index(text, "\n"+tableStart)
+	if i < 0 || strings.Index(before, "\n"+tableStart) != i || text[:i] != before[:i] {
+		t.Fatalf("the text above the results line changed or the line is gone:\n%s", text)
+	}
+	var tableRows []string
+	for _, line := range strings.Split(text[i:], "\n") {
+		if strings.HasPrefix(line, "| ") {
+			tableRows = append(tableRows, line)
+		}
+	}
+	want := []string{
+		"| P  | N | R | algorithm | replica-max | primary-max | move-join | move-leave | prim-join | join-ms | leave-ms | vs-HRW |",
+		"| 64 | 3 | 1 | rebalance |        1.03 |        1.03 |      1.00 |       1.00 |      1.00 |   0.007 |    0.006 |     5x |",
+		"| variant | replica-dev | primary-dev | move-join | move-leave | prim-join | join-ms | leave-ms | vs-HRW |",
+		"| zones=2 |        0.61 |        0.54 |      1.00 |       1.00 |      1.00 |   7.081 |    5.910 |  1288x |",
+	}
+	if !slices.Equal(tableRows, want) {
+		t.Errorf("table rows:\n%s\nwant:\n%s", strings.Join(tableRows, "\n"), strings.Join(want, "\n"))
+	}
 }

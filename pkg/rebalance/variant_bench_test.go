@@ -8,7 +8,7 @@ import (
 	"time"
 )
 
-// variantRow is one zone and weight variant's figures, for the second table in doc.go.
+// variantRow is one zone and weight variant's figures, for the second table of BENCHMARKS.md.
 type variantRow struct {
 	name                 string
 	replicaDev, primDev  float64 // the largest |load - fair share| over the nodes, in partitions
