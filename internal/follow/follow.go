@@ -1,0 +1,152 @@
+// Package follow is the one watch-and-resume loop of ClusterKit: every component that follows
+// keys in etcd (the map follower of nodes and of pkg/client, the leader's view of the node
+// records and acknowledgements, the embedded members' watch) runs it.
+//
+// A watch asks etcd's leader (clientv3.WithRequireLeader), resumes after any break from the
+// last revision it saw, and reads the state afresh when that revision has been compacted away.
+// Every read is bounded by a timeout, breaks back off from 50ms to 1s, and the loop returns when
+// its context ends: its caller owns the goroutine that runs it.
+package follow
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+)
+
+// Backoff between broken watches or failed reads.
+const (
+	minBackoff = 50 * time.Millisecond
+	maxBackoff = time.Second
+)
+
+// DefaultReadTimeout bounds each read when a follower does not set its own.
+const DefaultReadTimeout = 5 * time.Second
+
+// errCompacted reports that the revision to read at is gone: read the state afresh.
+var errCompacted = rpctypes.ErrCompacted
+
+// watch runs the loop over key from revision rev+1 until ctx ends. handle receives each
+// response without error and returns errCompacted when the revisions it needs are gone; reread
+// reads the state afresh and returns the revision to resume from.
+func watch(ctx context.Context, w clientv3.Watcher, log *zap.Logger, key string, opts []clientv3.OpOption, rev int64,
+	reread func(ctx context.Context) (int64, error), handle func(ctx context.Context, resp clientv3.WatchResponse) error) {
+	backoff := minBackoff
+	for ctx.Err() == nil {
+		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+		wch := w.Watch(wctx, key, append([]clientv3.OpOption{clientv3.WithRev(rev + 1)}, opts...)...)
+		for resp := range wch {
+			err := resp.Err()
+			if err == nil {
+				err = handle(ctx, resp)
+			}
+			if err == nil {
+				rev = max(rev, resp.Header.Revision)
+				backoff = minBackoff
+				continue
+			}
+			if errors.Is(err, errCompacted) || resp.CompactRevision > 0 {
+				if r, rerr := reread(ctx); rerr == nil {
+					rev = r
+				} else if ctx.Err() == nil {
+					log.Warn("reading afresh after compaction failed", zap.String("key", key), zap.Error(rerr))
+				}
+			} else if ctx.Err() == nil {
+				log.Warn("watch broke, resuming", zap.String("key", key), zap.Int64("from_revision", rev+1), zap.Error(err))
+			}
+			break
+		}
+		cancel()
+		if !sleep(ctx, backoff) {
+			return
+		}
+		backoff = min(2*backoff, maxBackoff)
+	}
+}
+
+// sleep waits d or until ctx ends; it reports whether ctx is still live.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// Prefix follows every key under a prefix. Run reads them all (Reset), then hands over the
+// changes (Events) in revision order; after a compaction it reads them all again (Reset).
+// Reset and Events run on Run's goroutine.
+type Prefix struct {
+	Client *clientv3.Client
+	Prefix string
+	Log    *zap.Logger
+	// ReadTimeout bounds each read; 0 means DefaultReadTimeout.
+	ReadTimeout time.Duration
+	// PrevKV asks for the previous value with every event (a deleted key's last value).
+	PrevKV bool
+	// Reset receives every key under the prefix, read at one revision.
+	Reset func(ctx context.Context, kvs []*mvccpb.KeyValue)
+	// Events receives the events of one watch response.
+	Events func(ctx context.Context, events []*clientv3.Event)
+}
+
+// Run reads the prefix, retrying with backoff until it succeeds, then follows it until ctx
+// ends.
+func (p *Prefix) Run(ctx context.Context) {
+	backoff := minBackoff
+	for {
+		rev, err := p.read(ctx)
+		if err == nil {
+			p.Follow(ctx, rev)
+			return
+		}
+		if ctx.Err() == nil {
+			p.Log.Warn("reading a prefix failed", zap.String("prefix", p.Prefix), zap.Error(err))
+		}
+		if !sleep(ctx, backoff) {
+			return
+		}
+		backoff = min(2*backoff, maxBackoff)
+	}
+}
+
+// Follow follows the prefix from revision rev+1 (a revision at which the caller read it) until
+// ctx ends.
+func (p *Prefix) Follow(ctx context.Context, rev int64) {
+	opts := []clientv3.OpOption{clientv3.WithPrefix()}
+	if p.PrevKV {
+		opts = append(opts, clientv3.WithPrevKV())
+	}
+	watch(ctx, p.Client, p.Log, p.Prefix, opts, rev, p.read, func(ctx context.Context, resp clientv3.WatchResponse) error {
+		if len(resp.Events) > 0 {
+			p.Events(ctx, resp.Events)
+		}
+		return nil
+	})
+}
+
+func (p *Prefix) read(ctx context.Context) (int64, error) {
+	rctx, cancel := context.WithTimeout(ctx, readTimeout(p.ReadTimeout))
+	defer cancel()
+	resp, err := p.Client.Get(rctx, p.Prefix, clientv3.WithPrefix())
+	if err != nil {
+		return 0, err
+	}
+	p.Reset(ctx, resp.Kvs)
+	return resp.Header.Revision, nil
+}
+
+func readTimeout(d time.Duration) time.Duration {
+	if d <= 0 {
+		return DefaultReadTimeout
+	}
+	return d
+}

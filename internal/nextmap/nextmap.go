@@ -1,0 +1,363 @@
+// Package nextmap decides the partition map that follows the current one: a pure function of
+// the current map, the node records, the handoff acknowledgements, the cluster's settings and
+// the time. It does no I/O, keeps no clock and logs nothing: the leader reads etcd, calls Next,
+// then writes the map it returns and reports the facts it lists.
+//
+// The placement (pkg/rebalance) says where each partition should end up; the map keeps routing
+// to the current holders until every newcomer has acknowledged its copy (a handoff), promotes a
+// surviving holder at once when the primary is gone, and keeps a crashed node's places during
+// the grace period.
+package nextmap
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/clusterkit-go/clusterkit/internal/state"
+	"github.com/clusterkit-go/clusterkit/pkg/rebalance"
+)
+
+// Ack names one handoff acknowledgement: Node copied Partition in.
+type Ack struct {
+	Partition int
+	Node      string
+}
+
+// Input is everything the next map depends on.
+type Input struct {
+	// Current is the published map; nil when there is none or it is unreadable (the next map
+	// is then placed from scratch).
+	Current *state.Map
+	// Nodes are the node records in etcd, leaving and draining ones included.
+	Nodes map[string]state.Node
+	// Departed are nodes seen leaving on purpose since Current was published: their absence
+	// is a leave, not a crash.
+	Departed map[string]bool
+	// Acks maps each acknowledgement to the epoch it names (the Since of its request).
+	Acks map[Ack]uint64
+	// Leader is the node computing the map; with Leaving it is left out (it is stopping).
+	Leader  string
+	Leaving bool
+
+	PartitionCount    int
+	ReplicationFactor int
+	// HandoffTimeout is how long a copy may take before it is asked again.
+	HandoffTimeout time.Duration
+	// CrashGracePeriod is how long a crashed node keeps its places in the targets.
+	CrashGracePeriod time.Duration
+	// Now is the time of the decision; the map's UpdatedAt and new handoffs carry it.
+	Now time.Time
+}
+
+// Retry is a copy asked again because it was not acknowledged within the handoff timeout.
+type Retry struct {
+	Partition int
+	Node      string
+	// Attempt is the attempt that timed out; the new request is Attempt+1.
+	Attempt int
+}
+
+// Result is the decision.
+type Result struct {
+	// Map is the next map, or nil when no node is live (the last map is kept). It may equal
+	// Current in placement (state.Map.SamePlacement): then there is nothing to publish.
+	Map *state.Map
+	// Retries are the copies this map asks again.
+	Retries []Retry
+}
+
+// Next computes the map that follows in.Current. It fails only when the placement cannot be
+// computed from the settings.
+func Next(in Input) (Result, error) {
+	live := make(map[string]state.Node, len(in.Nodes))
+	for id, n := range in.Nodes {
+		if n.State == state.NodeLeaving || in.Leaving && id == in.Leader {
+			continue
+		}
+		live[id] = n
+	}
+	if len(live) == 0 {
+		return Result{}, nil // nobody to hold anything: keep the last map
+	}
+	cur := in.Current
+	if cur != nil && len(cur.Partitions) != in.PartitionCount {
+		cur = nil // unreadable map: place from scratch
+	}
+	var cause causeBuilder
+	absent := map[string]state.Absent{}
+	if cur != nil {
+		for id, a := range cur.Absent {
+			if _, ok := live[id]; !ok && in.Now.Sub(a.Since) < in.CrashGracePeriod {
+				absent[id] = a
+			}
+		}
+		for id, n := range cur.Nodes {
+			if _, ok := live[id]; ok {
+				continue
+			}
+			if in.Departed[id] || in.Leaving && id == in.Leader {
+				cause.add(state.ReasonLeave, id)
+				continue
+			}
+			cause.add(state.ReasonCrash, id)
+			if in.CrashGracePeriod > 0 {
+				absent[id] = state.Absent{Since: in.Now, Zone: n.Zone, Weight: n.Weight}
+			}
+		}
+		for id, n := range live {
+			old, known := cur.Nodes[id]
+			switch {
+			case !known:
+				cause.add(state.ReasonJoin, id)
+			case n.State == state.NodeDraining && old.State != state.NodeDraining:
+				cause.add(state.ReasonDrain, id)
+			}
+		}
+	}
+
+	target, err := rebalance.Compute(previous(cur), placed(live, absent), rebalance.Config{
+		Partitions:        in.PartitionCount,
+		ReplicationFactor: in.ReplicationFactor,
+	})
+	if err != nil {
+		return Result{}, fmt.Errorf("compute placement: %w", err)
+	}
+	epoch := uint64(1)
+	if cur != nil {
+		epoch = cur.Epoch + 1
+	}
+	next := &state.Map{
+		Epoch:      epoch,
+		Leader:     in.Leader,
+		UpdatedAt:  in.Now.Truncate(time.Millisecond),
+		Nodes:      live,
+		Partitions: make([]state.Entry, len(target)),
+	}
+	if len(absent) > 0 {
+		next.Absent = absent
+	}
+	if cur == nil {
+		for i, t := range target {
+			next.Partitions[i] = state.Entry{Holders: t, PrimaryEpoch: epoch}
+		}
+		next.Cause = state.Cause{Reason: state.ReasonCreate}
+		return Result{Map: next}, nil
+	}
+	var res Result
+	for i, t := range target {
+		e, completed, retried := nextEntry(&cur.Partitions[i], i, t, live, &in, epoch)
+		next.Partitions[i] = e
+		if completed {
+			cause.add(state.ReasonHandoff, "")
+		}
+		for _, r := range retried {
+			res.Retries = append(res.Retries, Retry{Partition: i, Node: r.Node, Attempt: r.Attempt - 1})
+			cause.add(state.ReasonTimeout, "")
+		}
+	}
+	next.Cause = cause.cause()
+	res.Map = next
+	return res, nil
+}
+
+// placed lists the nodes the placement may use: live nodes that are not draining, and absent
+// nodes (which keep their places during the grace period). When every live node drains, they
+// keep what they have.
+func placed(live map[string]state.Node, absent map[string]state.Absent) []rebalance.Node {
+	var out []rebalance.Node
+	for _, id := range slices.Sorted(maps.Keys(live)) {
+		if n := live[id]; n.State != state.NodeDraining {
+			out = append(out, rebalance.Node{ID: id, Zone: n.Zone, Weight: n.Weight})
+		}
+	}
+	if len(out) == 0 {
+		for _, id := range slices.Sorted(maps.Keys(live)) {
+			n := live[id]
+			out = append(out, rebalance.Node{ID: id, Zone: n.Zone, Weight: n.Weight})
+		}
+		return out
+	}
+	for _, id := range slices.Sorted(maps.Keys(absent)) {
+		a := absent[id]
+		out = append(out, rebalance.Node{ID: id, Zone: a.Zone, Weight: a.Weight})
+	}
+	return out
+}
+
+// previous is the placement each partition of cur is meant to have, nil without a map.
+func previous(cur *state.Map) rebalance.Map {
+	if cur == nil {
+		return nil
+	}
+	prev := make(rebalance.Map, len(cur.Partitions))
+	for i := range cur.Partitions {
+		prev[i] = cur.Partitions[i].Placement()
+	}
+	return prev
+}
+
+// nextEntry moves partition p a step towards its target t. It returns the new entry, whether
+// a copy completed, and the pending records it renewed after a timeout.
+func nextEntry(old *state.Entry, p int, t []string, live map[string]state.Node, in *Input, epoch uint64) (e state.Entry, completed bool, retried []state.Pending) {
+	isLive := func(id string) bool { _, ok := live[id]; return ok }
+	var serving []string
+	for _, h := range old.Holders {
+		if isLive(h) {
+			serving = append(serving, h)
+		}
+	}
+	for _, pd := range old.Pending {
+		if isLive(pd.Node) && slices.Contains(t, pd.Node) && in.Acks[Ack{p, pd.Node}] == pd.Since && !slices.Contains(serving, pd.Node) {
+			serving = append(serving, pd.Node)
+			completed = true
+		}
+	}
+	var want []string // the target's live nodes
+	for _, n := range t {
+		if isLive(n) {
+			want = append(want, n)
+		}
+	}
+	var missing []string
+	for _, n := range want {
+		if !slices.Contains(serving, n) {
+			missing = append(missing, n)
+		}
+	}
+	switch {
+	case len(serving) == 0 || len(missing) == 0:
+		// Either every holder is gone (nothing to copy from: the target serves at once), or
+		// every newcomer has its copy: switch to the target and release the others.
+		e.Holders = want
+		if len(e.Holders) == 0 {
+			e.Holders = serving
+		}
+	default:
+		e.Holders = orderServing(serving, t, old.Holders)
+		e.Target = t
+		for _, n := range missing {
+			pd, ok := old.PendingFor(n)
+			switch {
+			case !ok:
+				pd = state.Pending{Node: n, Since: epoch, Started: in.Now, Attempt: 1}
+			case in.Now.Sub(pd.Started) >= in.HandoffTimeout:
+				pd = state.Pending{Node: n, Since: epoch, Started: in.Now, Attempt: pd.Attempt + 1}
+				retried = append(retried, pd)
+			}
+			e.Pending = append(e.Pending, pd)
+		}
+	}
+	if len(old.Holders) > 0 && e.Holders[0] == old.Holders[0] {
+		e.PrimaryEpoch = old.PrimaryEpoch
+	} else {
+		e.PrimaryEpoch = epoch
+	}
+	return e, completed, retried
+}
+
+// orderServing puts the primary first while a partition moves: the target's primary if it
+// already serves, else the current primary if it still serves, else the first serving node of
+// the target (a survivor promoted without copying). The rest follow the target's order, then
+// the holders that will be released.
+func orderServing(serving, t, oldHolders []string) []string {
+	primary := ""
+	switch {
+	case slices.Contains(serving, t[0]):
+		primary = t[0]
+	case len(oldHolders) > 0 && slices.Contains(serving, oldHolders[0]):
+		primary = oldHolders[0]
+	default:
+		for _, n := range t {
+			if slices.Contains(serving, n) {
+				primary = n
+				break
+			}
+		}
+		if primary == "" {
+			primary = serving[0]
+		}
+	}
+	out := []string{primary}
+	for _, n := range t {
+		if n != primary && slices.Contains(serving, n) {
+			out = append(out, n)
+		}
+	}
+	for _, n := range serving {
+		if !slices.Contains(out, n) {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// causeBuilder picks the reason of a map by precedence and collects the nodes it is about.
+type causeBuilder struct {
+	reasons map[string][]string
+}
+
+func (c *causeBuilder) add(reason, node string) {
+	if c.reasons == nil {
+		c.reasons = map[string][]string{}
+	}
+	list := c.reasons[reason]
+	if node != "" {
+		list = append(list, node)
+	}
+	c.reasons[reason] = list
+}
+
+func (c *causeBuilder) cause() state.Cause {
+	for _, r := range []string{state.ReasonCrash, state.ReasonLeave, state.ReasonDrain, state.ReasonJoin, state.ReasonHandoff, state.ReasonTimeout} {
+		if nodes, ok := c.reasons[r]; ok {
+			slices.Sort(nodes)
+			return state.Cause{Reason: r, Nodes: nodes}
+		}
+	}
+	return state.Cause{Reason: state.ReasonRebalance}
+}
+
+// Wake is how long after now the map m needs another decision without any other change: the
+// next handoff deadline or grace-period end, at least a millisecond; an hour when nothing waits.
+func Wake(m *state.Map, handoffTimeout, crashGracePeriod time.Duration, now time.Time) time.Duration {
+	wake := time.Hour
+	if m == nil {
+		return wake
+	}
+	for _, a := range m.Absent {
+		wake = min(wake, a.Since.Add(crashGracePeriod).Sub(now))
+	}
+	for i := range m.Partitions {
+		for _, p := range m.Partitions[i].Pending {
+			wake = min(wake, p.Started.Add(handoffTimeout).Sub(now))
+		}
+	}
+	return max(wake, time.Millisecond)
+}
+
+// Pending counts the copies m waits for.
+func Pending(m *state.Map) int {
+	n := 0
+	for i := range m.Partitions {
+		n += len(m.Partitions[i].Pending)
+	}
+	return n
+}
+
+// Stale lists the acknowledgements m no longer waits for: they can be deleted. A stale
+// acknowledgement never matches a later request, whose epoch differs, so failing to delete it
+// is harmless.
+func Stale(m *state.Map, acks map[Ack]uint64) []Ack {
+	var out []Ack
+	for k, since := range acks {
+		if k.Partition < len(m.Partitions) {
+			if pd, ok := m.Partitions[k.Partition].PendingFor(k.Node); ok && pd.Since == since {
+				continue
+			}
+		}
+		out = append(out, k)
+	}
+	return out
+}
