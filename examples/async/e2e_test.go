@@ -14,10 +14,10 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/clusterkit-go/clusterkit/examples/internal/proctest"
 	"github.com/clusterkit-go/clusterkit/examples/internal/report"
 	"github.com/clusterkit-go/clusterkit/examples/internal/store"
 	"github.com/clusterkit-go/clusterkit/examples/internal/workload"
+	"github.com/clusterkit-go/clusterkit/internal/proctest"
 	"github.com/clusterkit-go/clusterkit/pkg/client"
 )
 

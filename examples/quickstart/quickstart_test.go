@@ -5,7 +5,6 @@ package quickstart_test
 
 import (
 	"bytes"
-	"context"
 	"crypto/md5"
 	"encoding/binary"
 	"encoding/json"
@@ -14,17 +13,15 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/clusterkit-go/clusterkit/internal/etcdtest"
+	"github.com/clusterkit-go/clusterkit/internal/proctest"
 )
 
 const (
@@ -39,12 +36,12 @@ const (
 // The bootstrap and join programs form a two-node cluster, and both leave it gracefully on
 // SIGTERM: node-2's partitions go back to node-1 at once, not after the lease TTL.
 func TestBootstrapAndJoin(t *testing.T) {
-	bins := build(t, "bootstrap", "join")
+	bins := proctest.BuildAll(t, "./bootstrap", "./join")
 	bootstrap, join := bins[0], bins[1]
 	dir := t.TempDir()
-	addr1, addr2 := freeAddr(t), freeAddr(t)
+	addr1, addr2 := nodeAddr(t), nodeAddr(t)
 
-	node1 := start(t, "node-1", bootstrap, "-addr", addr1, "-data-dir", filepath.Join(dir, "node-1"))
+	node1 := proctest.Start(t, "node-1", bootstrap, "-addr", addr1, "-data-dir", filepath.Join(dir, "node-1"))
 	// As in the Quick Start, node-2 is started once the bootstrap node is up.
 	waitFor(t, startWithin, "node-1's GET /cluster lists node-1", func() error {
 		c, err := getCluster(addr1)
@@ -53,7 +50,7 @@ func TestBootstrapAndJoin(t *testing.T) {
 		}
 		return c.check("node-1")
 	})
-	node2 := start(t, "node-2", join, "-addr", addr2, "-join", addr1, "-data-dir", filepath.Join(dir, "node-2"))
+	node2 := proctest.Start(t, "node-2", join, "-addr", addr2, "-join", addr1, "-data-dir", filepath.Join(dir, "node-2"))
 
 	var joined *clusterState
 	waitFor(t, startWithin, "node-1's GET /cluster lists node-1 and node-2", func() error {
@@ -85,7 +82,7 @@ func TestBootstrapAndJoin(t *testing.T) {
 	})
 
 	left := time.Now()
-	node2.stop(t)
+	proctest.Stop(t, stopWithin, node2)
 	// The lease TTL is 10s: a map without node-2 well within it comes from a graceful leave.
 	waitFor(t, 5*time.Second, "node-1's GET /cluster lists only node-1", func() error {
 		c, err := getCluster(addr1)
@@ -95,10 +92,10 @@ func TestBootstrapAndJoin(t *testing.T) {
 		return c.check("node-1")
 	})
 	t.Logf("node-2 stopped and removed from the map in %v", time.Since(left))
-	node1.stop(t)
-	for _, p := range []*proc{node1, node2} {
-		if out := p.output(); !strings.Contains(out, p.name+" stopped") {
-			t.Errorf("%s did not report a clean stop:\n%s", p.name, out)
+	proctest.Stop(t, stopWithin, node1)
+	for _, p := range []*proctest.Process{node1, node2} {
+		if out := p.Log(); !strings.Contains(out, p.Name+" stopped") {
+			t.Errorf("%s did not report a clean stop:\n%s", p.Name, out)
 		}
 	}
 }
@@ -106,12 +103,12 @@ func TestBootstrapAndJoin(t *testing.T) {
 // The kvstore program alone is a one-node cluster: it stores both keys as their primary and
 // reads the value back.
 func TestKVStoreSingleNode(t *testing.T) {
-	kvstore := build(t, "kvstore")[0]
-	p := start(t, "kvstore", kvstore, "-addr", freeAddr(t), "-kv-addr", "127.0.0.1:0", "-data-dir", t.TempDir())
-	if err := p.wait(startWithin + stopWithin); err != nil {
-		t.Fatalf("kvstore: %v\n%s", err, p.output())
+	kvstore := proctest.Build(t, "./kvstore")
+	p := proctest.Start(t, "kvstore", kvstore, "-addr", nodeAddr(t), "-kv-addr", "127.0.0.1:0", "-data-dir", t.TempDir())
+	if status := p.Wait(t, startWithin+stopWithin); status != 0 {
+		t.Fatalf("kvstore exited with status %d:\n%s", status, p.Log())
 	}
-	out := p.output()
+	out := p.Log()
 	for _, want := range []string{
 		// user:123 is in partition-48 of 64 by the md5 wire contract.
 		"Stored user:123=John Doe (I'm primary of " + partitionOf("user:123") + ")",
@@ -128,25 +125,25 @@ func TestKVStoreSingleNode(t *testing.T) {
 // holds no copy is forwarded to the primary, which replicates it; a read at that node is
 // forwarded too. This runs every path of Set and Get across real processes.
 func TestKVStoreCluster(t *testing.T) {
-	kvstore := build(t, "kvstore")[0]
+	kvstore := proctest.Build(t, "./kvstore")
 	dir := t.TempDir()
 	type kvNode struct {
 		id, addr, kvAddr string
-		proc             *proc
+		proc             *proctest.Process
 	}
 	var nodes []*kvNode
 	byID := make(map[string]*kvNode)
 	for i := 1; i <= 3; i++ {
-		n := &kvNode{id: fmt.Sprintf("node-%d", i), addr: freeAddr(t), kvAddr: freeAddr(t)}
+		n := &kvNode{id: fmt.Sprintf("node-%d", i), addr: nodeAddr(t), kvAddr: proctest.FreeAddr(t)}
 		args := []string{"-id", n.id, "-addr", n.addr, "-kv-addr", n.kvAddr,
 			"-data-dir", filepath.Join(dir, n.id), "-replication", "2", "-serve"}
 		if i > 1 {
 			args = append(args, "-join", nodes[0].addr)
 		}
-		n.proc = start(t, n.id, kvstore, args...)
+		n.proc = proctest.Start(t, n.id, kvstore, args...)
 		// Each program writes and reads its example keys once it has started.
 		waitFor(t, startWithin, n.id+" prints the value it read", func() error {
-			if !strings.Contains(n.proc.output(), "Value: John Doe") {
+			if !strings.Contains(n.proc.Log(), "Value: John Doe") {
 				return errors.New("not yet")
 			}
 			return nil
@@ -212,11 +209,11 @@ func TestKVStoreCluster(t *testing.T) {
 	}
 
 	for i := len(nodes) - 1; i >= 0; i-- {
-		nodes[i].proc.stop(t)
+		proctest.Stop(t, stopWithin, nodes[i].proc)
 	}
 	for _, n := range nodes {
-		if !strings.Contains(n.proc.output(), "Forwarding item:") {
-			t.Errorf("%s never forwarded a write:\n%s", n.id, n.proc.output())
+		if !strings.Contains(n.proc.Log(), "Forwarding item:") {
+			t.Errorf("%s never forwarded a write:\n%s", n.id, n.proc.Log())
 		}
 	}
 }
@@ -329,136 +326,11 @@ func kvGet(addr, key string) (string, error) {
 	return string(b), nil
 }
 
-// build compiles the named programs into a temporary directory with one go command (it links
-// them in parallel), with the race detector when the tests run with it. It returns their paths.
-func build(t *testing.T, names ...string) []string {
+// nodeAddr returns an address for a program's ClusterKit API: a node that starts an embedded
+// etcd also takes the ports 10000 and 20000 above it.
+func nodeAddr(t *testing.T) string {
 	t.Helper()
-	dir := t.TempDir()
-	args := []string{"build", "-o", dir + string(filepath.Separator)}
-	if raceEnabled {
-		args = append(args, "-race")
-	}
-	var bins []string
-	for _, name := range names {
-		args = append(args, "./"+name)
-		bins = append(bins, filepath.Join(dir, name))
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, "go", args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("go %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return bins
-}
-
-// freeAddr returns a 127.0.0.1 address whose port is free now. An embedded etcd started by a
-// node on port p uses p+10000 and p+20000, so those must be free too when in range.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	for range 50 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		free := true
-		for _, p := range []int{port + 10000, port + 20000} {
-			if p > 65535 {
-				continue
-			}
-			l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
-			if err != nil {
-				free = false
-				break
-			}
-			l.Close()
-		}
-		if free {
-			return net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-		}
-	}
-	t.Fatal("no free port with free +10000 and +20000 neighbours")
-	return ""
-}
-
-// proc is a running program whose output is collected.
-type proc struct {
-	name string
-	cmd  *exec.Cmd
-	out  syncBuffer
-	done chan struct{}
-	err  error // set when done is closed
-}
-
-// start runs bin; the test's cleanup kills it if it is still running and prints its output
-// when the test failed.
-func start(t *testing.T, name, bin string, args ...string) *proc {
-	t.Helper()
-	p := &proc{name: name, cmd: exec.Command(bin, args...), done: make(chan struct{})}
-	p.cmd.Stdout = &p.out
-	p.cmd.Stderr = &p.out
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
-	}
-	go func() {
-		p.err = p.cmd.Wait()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-p.done:
-		default:
-			p.cmd.Process.Kill()
-			<-p.done
-		}
-		if t.Failed() {
-			t.Logf("%s output:\n%s", name, p.output())
-		}
-	})
-	return p
-}
-
-// wait waits for the program to exit by itself and returns its exit error.
-func (p *proc) wait(within time.Duration) error {
-	select {
-	case <-p.done:
-		return p.err
-	case <-time.After(within):
-		return fmt.Errorf("still running after %v", within)
-	}
-}
-
-// stop sends SIGTERM and fails the test unless the program exits with status 0 in time.
-func (p *proc) stop(t *testing.T) {
-	t.Helper()
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatalf("SIGTERM %s: %v", p.name, err)
-	}
-	if err := p.wait(stopWithin); err != nil {
-		t.Fatalf("%s after SIGTERM: %v\n%s", p.name, err, p.output())
-	}
-}
-
-func (p *proc) output() string { return p.out.String() }
-
-// syncBuffer is a bytes.Buffer that the process's output copier and the test can share.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(proctest.FreeNodePort(t)))
 }
 
 // waitFor polls cond until it holds, failing the test after within.

@@ -12,11 +12,11 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/clusterkit-go/clusterkit/examples/internal/proctest"
 	"github.com/clusterkit-go/clusterkit/examples/internal/report"
 	"github.com/clusterkit-go/clusterkit/examples/internal/store"
 	"github.com/clusterkit-go/clusterkit/examples/internal/workload"
 	"github.com/clusterkit-go/clusterkit/examples/sync/quorum"
+	"github.com/clusterkit-go/clusterkit/internal/proctest"
 	"github.com/clusterkit-go/clusterkit/pkg/client"
 )
 

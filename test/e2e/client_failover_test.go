@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clusterkit-go/clusterkit/internal/proctest"
 	"github.com/clusterkit-go/clusterkit/pkg/client"
 )
 
@@ -41,7 +42,7 @@ func TestClientFailover(t *testing.T) {
 		seeds = append(seeds, n.addr)
 	}
 	c.waitStable(t, 30*time.Second)
-	t.Logf("5 nodes ready in %v (race: %v)", time.Since(began).Round(time.Millisecond), raceEnabled)
+	t.Logf("5 nodes ready in %v (race: %v)", time.Since(began).Round(time.Millisecond), proctest.RaceEnabled)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	cl, err := client.New(ctx, client.Config{Seeds: seeds})
@@ -98,7 +99,7 @@ func TestClientFailover(t *testing.T) {
 			msg += fmt.Sprintf("; the client's map named a new primary after %v", res.mapSwitch.Round(time.Millisecond))
 		}
 		t.Log(msg)
-		victim.launch(t)
+		victim.Start(t)
 		victim.waitReady(t)
 	}
 	p50, p99, worst := percentiles(recovered)
@@ -133,7 +134,7 @@ func clientVictim(t *testing.T, c *failoverCluster, cl *client.Client, want stri
 		}
 		if len(r.Nodes) < 2 || slices.ContainsFunc(r.Nodes, func(n client.Node) bool {
 			p := c.byID(n.ID)
-			return p == nil || p.state.Load() != stateRunning
+			return p == nil || p.State() != proctest.Running
 		}) {
 			continue
 		}
@@ -219,7 +220,7 @@ func killUnderLoad(t *testing.T, cl *client.Client, key string, victim *nodeProc
 		t.Fatalf("the loop never succeeded on %s, the primary of %q", victim.id, key)
 	}
 	killedAt.Store(time.Now().UnixNano())
-	victim.kill(t)
+	victim.Kill(t)
 	reaped := time.Since(time.Unix(0, killedAt.Load()))
 	out := <-done
 	out.reaped = reaped

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
-	"math/rand/v2"
 	"net"
 	"os/exec"
 	"path/filepath"
@@ -12,10 +11,10 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/clusterkit-go/clusterkit/internal/proctest"
 	"github.com/clusterkit-go/clusterkit/pkg/clusterkit"
 )
 
@@ -37,19 +36,12 @@ func TestDeploymentFiles(t *testing.T) {
 		"deploy/k8s/clusterkit-external-etcd.yaml",
 	}
 	// The files are independent clusters: they run side by side, on ports of their own.
-	ports := &portSet{taken: map[int]bool{}}
 	for _, f := range files {
 		t.Run(f, func(t *testing.T) {
 			t.Parallel()
-			runDeployment(t, bin, f, deploymentUnits(t, f), ports)
+			runDeployment(t, bin, f, deploymentUnits(t, f))
 		})
 	}
-}
-
-// portSet is the ports handed out to the nodes of all files.
-type portSet struct {
-	mu    sync.Mutex
-	taken map[int]bool
 }
 
 // deployUnit is one container of a deployment file, as deploy/lint's deployenv prints it.
@@ -95,7 +87,7 @@ var hostPort = regexp.MustCompile(`[A-Za-z0-9][A-Za-z0-9.-]*:[0-9]+`)
 
 // runDeployment runs the node containers of one file as processes and checks the cluster they
 // form, then stops them.
-func runDeployment(t *testing.T, bin, file string, units []deployUnit, ports *portSet) {
+func runDeployment(t *testing.T, bin, file string, units []deployUnit) {
 	c := newFailoverCluster(t, bin, "")
 	// addrs maps every host:port a container is reached at to the 127.0.0.1 address that
 	// stands for it here.
@@ -108,7 +100,7 @@ func runDeployment(t *testing.T, bin, file string, units []deployUnit, ports *po
 			continue
 		}
 		nodes = append(nodes, u)
-		port := ports.freeNodePort(t)
+		port := proctest.FreeNodePort(t)
 		local[u.Name] = port
 		for _, h := range u.Hostnames {
 			for _, p := range u.Ports {
@@ -145,22 +137,18 @@ func runDeployment(t *testing.T, bin, file string, units []deployUnit, ports *po
 		if err != nil {
 			t.Fatalf("%s: %s: %v", file, u.Name, err)
 		}
-		n := &nodeProcess{
-			id:      u.Env["NODE_ID"],
-			addr:    net.JoinHostPort("127.0.0.1", strconv.Itoa(local[u.Name])),
-			bin:     bin,
-			logPath: filepath.Join(c.dir, u.Name+".log"),
-		}
+		var kvs []string
 		for _, k := range slices.Sorted(maps.Keys(env)) {
-			n.env = append(n.env, k+"="+env[k])
+			kvs = append(kvs, k+"="+env[k])
 		}
+		n := newNodeProcess(t, bin, u.Env["NODE_ID"], net.JoinHostPort("127.0.0.1", strconv.Itoa(local[u.Name])), kvs)
 		if v := env["PARTITION_COUNT"]; v != "" {
 			partitions, _ = strconv.Atoi(v)
 		}
 		if v := env["REPLICATION_FACTOR"]; v != "" {
 			replication, _ = strconv.Atoi(v)
 		}
-		t.Logf("%s as %s: %s", u.Name, n.addr, strings.Join(n.env, " "))
+		t.Logf("%s as %s: %s", u.Name, n.addr, strings.Join(n.Env, " "))
 		c.nodes = append(c.nodes, n)
 		if env["JOIN_ADDR"] == "" || env["JOIN_ADDR"] == env["ADVERTISE_ADDR"] {
 			bootstrap = append(bootstrap, n)
@@ -176,7 +164,7 @@ func runDeployment(t *testing.T, bin, file string, units []deployUnit, ports *po
 	var readyAfter []time.Duration
 	for _, group := range [][]*nodeProcess{bootstrap, joiners} {
 		for _, n := range group {
-			n.launch(t)
+			n.Start(t)
 		}
 		for _, n := range group {
 			n.waitReady(t)
@@ -193,7 +181,7 @@ func runDeployment(t *testing.T, bin, file string, units []deployUnit, ports *po
 		return fmt.Sprintf("http://127.0.0.1:%d", p+10000)
 	}
 	for _, n := range bootstrap {
-		if envValue(n.env, "ETCD_ENDPOINTS") != "" {
+		if envValue(n.Env, "ETCD_ENDPOINTS") != "" {
 			continue
 		}
 		var join struct {
@@ -237,14 +225,14 @@ func runDeployment(t *testing.T, bin, file string, units []deployUnit, ports *po
 	order := slices.Concat(joiners, bootstrap)
 	slices.Reverse(order[:len(joiners)])
 	for i, n := range order {
-		if code := n.terminate(t, drainTimeoutBound); code != 0 {
+		if code := n.Terminate(t, drainTimeoutBound); code != 0 {
 			t.Errorf("%s exited with status %d on SIGTERM, want 0", n.id, code)
 		}
-		log := readLog(n.logPath)
-		if last := tail(log, 1); !strings.Contains(last, `"msg":"node stopped"`) {
-			t.Errorf("%s did not end its log with a clean stop; log ends:\n%s", n.id, tail(log, 10))
+		log := n.Log()
+		if last := proctest.Tail(log, 1); !strings.Contains(last, `"msg":"node stopped"`) {
+			t.Errorf("%s did not end its log with a clean stop; log ends:\n%s", n.id, proctest.Tail(log, 10))
 		}
-		if envValue(n.env, "DRAIN_ON_SIGTERM") == "true" {
+		if envValue(n.Env, "DRAIN_ON_SIGTERM") == "true" {
 			want := `"msg":"draining"`
 			if i == len(order)-1 {
 				want = "leaves without draining"
@@ -292,39 +280,6 @@ func localEnv(u deployUnit, port int, dataDir string, addrs map[string]string, k
 		}
 	}
 	return env, nil
-}
-
-// freeNodePort returns a port p such that p, p+10000 and p+20000 (the embedded etcd's client
-// and peer ports) are free on 127.0.0.1 and not handed out before, and marks the three taken.
-func (s *portSet) freeNodePort(t *testing.T) int {
-	t.Helper()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	taken := s.taken
-	for range 200 {
-		p := 20000 + rand.IntN(25000)
-		ports := []int{p, p + 10000, p + 20000}
-		if slices.ContainsFunc(ports, func(q int) bool { return taken[q] }) {
-			continue
-		}
-		free := true
-		for _, q := range ports {
-			l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(q)))
-			if err != nil {
-				free = false
-				break
-			}
-			l.Close()
-		}
-		if free {
-			for _, q := range ports {
-				taken[q] = true
-			}
-			return p
-		}
-	}
-	t.Fatal("no free port p with p+10000 and p+20000 free too")
-	return 0
 }
 
 func envValue(env []string, name string) string {

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
-	"net"
 	"slices"
 	"strconv"
 	"testing"
@@ -15,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/clusterkit-go/clusterkit/internal/etcdtest"
+	"github.com/clusterkit-go/clusterkit/internal/proctest"
 )
 
 // Five clusterkit-node processes on embedded etcd, with no etcd installed: the bootstrap node and
@@ -28,7 +28,7 @@ func TestEmbeddedHA(t *testing.T) {
 	began := time.Now()
 	bin := buildNodeBinary(t)
 	c := newFailoverCluster(t, bin, "")
-	t.Logf("built clusterkit-node (race: %v) in %v", raceEnabled, time.Since(began).Round(time.Millisecond))
+	t.Logf("built clusterkit-node (race: %v) in %v", proctest.RaceEnabled, time.Since(began).Round(time.Millisecond))
 
 	began = time.Now()
 	bootstrap := c.launchEmbedded(t, "node-1", "")
@@ -60,14 +60,14 @@ func TestEmbeddedHA(t *testing.T) {
 
 	// The bootstrap node dies: the other four publish a map without it and keep serving.
 	killed := time.Now()
-	bootstrap.kill(t)
+	bootstrap.Kill(t)
 	view = c.waitStable(t, failoverTTL+15*time.Second)
 	t.Logf("bootstrap node killed: the other 4 serve a map without it after %v (epoch %d, leader %s)",
 		time.Since(killed).Round(time.Millisecond), view.Cluster.Epoch, view.Cluster.Leader)
 
 	// Back with its DATA_DIR, it is the same member and is listed again.
 	began = time.Now()
-	bootstrap.launch(t)
+	bootstrap.Start(t)
 	bootstrap.waitReady(t)
 	view = c.waitStable(t, 30*time.Second)
 	t.Logf("bootstrap node restarted and listed again after %v (epoch %d)", time.Since(began).Round(time.Millisecond), view.Cluster.Epoch)
@@ -77,14 +77,14 @@ func TestEmbeddedHA(t *testing.T) {
 
 	// One more member dies: two of three still make a quorum.
 	killed = time.Now()
-	others[0].kill(t)
+	others[0].Kill(t)
 	view = c.waitStable(t, failoverTTL+15*time.Second)
 	t.Logf("member %s killed: the other 4 serve a map without it after %v (epoch %d)",
 		others[0].id, time.Since(killed).Round(time.Millisecond), view.Cluster.Epoch)
 
 	// A second member of three dies: no quorum. Nothing may change, nothing may crash.
 	frozen := view.Cluster.Epoch
-	others[1].kill(t)
+	others[1].Kill(t)
 	watchFor := failoverTTL + 3*time.Second
 	deadline := time.Now().Add(watchFor)
 	polls := 0
@@ -105,8 +105,8 @@ func TestEmbeddedHA(t *testing.T) {
 		if n == others[0] || n == others[1] {
 			continue
 		}
-		if n.state.Load() == stateExited {
-			t.Fatalf("%s exited without quorum (status %d)", n.id, n.status)
+		if n.State() == proctest.Exited {
+			t.Fatalf("%s exited without quorum (status %d)", n.id, n.ExitStatus())
 		}
 		// Past its lease deadline a node claims no primary role: its lease may be gone.
 		var claims claimsAnswer
@@ -123,7 +123,7 @@ func TestEmbeddedHA(t *testing.T) {
 	// out of the map already, and the one killed last is still in it: the stable map that lists
 	// exactly the running nodes takes two changes, a join and a crash.
 	began = time.Now()
-	others[0].launch(t)
+	others[0].Start(t)
 	others[0].waitReady(t)
 	view = c.waitStable(t, failoverTTL+30*time.Second)
 	if view.Cluster.Epoch <= frozen {
@@ -174,32 +174,7 @@ func (c *failoverCluster) launchEmbedded(t *testing.T, id, join string) *nodePro
 	if join != "" {
 		env = append(env, "JOIN_ADDR="+join)
 	}
-	return c.launchOn(t, id, embeddedFriendlyPort(t), env...)
-}
-
-// embeddedFriendlyPort returns a free port p such that p+10000 and p+20000 are free too.
-func embeddedFriendlyPort(t *testing.T) int {
-	t.Helper()
-	for range 200 {
-		p := freePort(t)
-		if p+20000 > 65535 {
-			continue
-		}
-		free := true
-		for _, q := range []int{p + 10000, p + 20000} {
-			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", q))
-			if err != nil {
-				free = false
-				break
-			}
-			l.Close()
-		}
-		if free {
-			return p
-		}
-	}
-	t.Fatal("no free port p with p+10000 and p+20000 free")
-	return 0
+	return c.launchOn(t, id, proctest.FreeNodePort(t), env...)
 }
 
 // etcdClient connects to the embedded etcd members that a running node names in

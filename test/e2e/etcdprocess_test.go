@@ -7,7 +7,6 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -21,6 +20,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/clusterkit-go/clusterkit/internal/etcdtest"
+	"github.com/clusterkit-go/clusterkit/internal/proctest"
 )
 
 // builtEtcd is the etcd server built from this module's go.mod, once per test binary, when
@@ -94,7 +94,7 @@ type etcdProcess struct {
 	// CA is the pool that verifies the server's certificate.
 	CA      *x509.CertPool
 	Version string
-	logPath string
+	proc    *proctest.Process
 }
 
 // startEtcdProcess starts a single-member etcd with TLS on the client port and waits until it
@@ -122,15 +122,11 @@ func launchEtcd(t *testing.T, withTLS bool) *etcdProcess {
 	}
 	var lastErr error
 	for attempt := 1; attempt <= 3; attempt++ {
-		clientPort, peerPort := freePort(t), freePort(t)
-		for clientPort == peerPort {
-			peerPort = freePort(t)
-		}
+		clientPort, peerPort := proctest.FreePort(t), proctest.FreePort(t)
 		e := &etcdProcess{
 			URL:     fmt.Sprintf("%s://127.0.0.1:%d", scheme, clientPort),
 			CA:      ca,
 			Version: fmt.Sprintf("%d.%d", major, minor),
-			logPath: filepath.Join(dir, fmt.Sprintf("etcd-%d.log", attempt)),
 		}
 		peerURL := fmt.Sprintf("http://127.0.0.1:%d", peerPort)
 		args := []string{
@@ -155,13 +151,13 @@ func launchEtcd(t *testing.T, withTLS bool) *etcdProcess {
 		if major > 3 || major == 3 && minor >= 5 {
 			args = append(args, "--unsafe-no-fsync")
 		}
-		err := e.run(t, bin, args)
+		err := e.run(t, fmt.Sprintf("etcd-%d", attempt), bin, args)
 		if err == nil {
 			t.Logf("etcd %s (%s) serves %s", e.Version, bin, e.URL)
 			return e
 		}
 		lastErr = err
-		if !strings.Contains(readLog(e.logPath), "address already in use") {
+		if !strings.Contains(e.proc.Log(), "address already in use") {
 			break
 		}
 	}
@@ -169,34 +165,11 @@ func launchEtcd(t *testing.T, withTLS bool) *etcdProcess {
 	return nil
 }
 
-// run starts etcd and waits until it is healthy. The process is killed and waited for at the
-// end of the test; its log is printed if the test failed.
-func (e *etcdProcess) run(t *testing.T, bin string, args []string) error {
-	logFile, err := os.Create(e.logPath)
-	if err != nil {
-		return err
-	}
-	cmd := exec.Command(bin, args...)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = killWithParent()
-	if err := cmd.Start(); err != nil {
-		logFile.Close()
-		return fmt.Errorf("start %s: %w", bin, err)
-	}
-	exited := make(chan struct{})
-	go func() {
-		cmd.Wait()
-		logFile.Close()
-		close(exited)
-	}()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-exited
-		if t.Failed() {
-			t.Logf("etcd log (%s), last lines:\n%s", e.logPath, tail(readLog(e.logPath), 60))
-		}
-	})
-
+// run starts etcd as the process name and waits until it is healthy. The process is killed at
+// the end of the test.
+func (e *etcdProcess) run(t *testing.T, name, bin string, args []string) error {
+	t.Helper()
+	e.proc = proctest.Start(t, name, bin, args...)
 	httpc := &http.Client{
 		Timeout:   time.Second,
 		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: e.CA}, DisableKeepAlives: true},
@@ -211,11 +184,10 @@ func (e *etcdProcess) run(t *testing.T, bin string, args []string) error {
 			}
 			err = fmt.Errorf("GET /health: %s", resp.Status)
 		}
-		select {
-		case <-exited:
-			return fmt.Errorf("etcd exited before it was ready (%v); log:\n%s", cmd.ProcessState, tail(readLog(e.logPath), 30))
-		case <-time.After(100 * time.Millisecond):
+		if e.proc.State() == proctest.Exited {
+			return fmt.Errorf("etcd exited with status %d before it was ready; log:\n%s", e.proc.ExitStatus(), proctest.Tail(e.proc.Log(), 30))
 		}
+		time.Sleep(100 * time.Millisecond)
 		if time.Now().After(deadline) {
 			return fmt.Errorf("etcd at %s not healthy after 30s: %v", e.URL, err)
 		}
@@ -274,17 +246,6 @@ func (e *etcdProcess) enableAuth(t *testing.T, prefix string) (rootPassword, ckP
 	return rootPassword, ckPassword
 }
 
-// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 func randomHex(t *testing.T) string {
 	t.Helper()
 	b := make([]byte, 8)
@@ -292,15 +253,4 @@ func randomHex(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return hex.EncodeToString(b)
-}
-
-func readLog(path string) string {
-	b, _ := os.ReadFile(path)
-	return string(b)
-}
-
-// tail returns the last n lines of s.
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }

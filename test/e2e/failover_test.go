@@ -8,17 +8,15 @@ import (
 	"io"
 	"maps"
 	"net/http"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/clusterkit-go/clusterkit/internal/proctest"
 )
 
 const (
@@ -43,7 +41,7 @@ func TestFailover(t *testing.T) {
 	began := time.Now()
 	bin := buildNodeBinary(t)
 	etcd := startPlainEtcdProcess(t)
-	t.Logf("built clusterkit-node (race: %v) and started etcd %s in %v", raceEnabled, etcd.Version, time.Since(began).Round(time.Millisecond))
+	t.Logf("built clusterkit-node (race: %v) and started etcd %s in %v", proctest.RaceEnabled, etcd.Version, time.Since(began).Round(time.Millisecond))
 
 	c := newFailoverCluster(t, bin, etcd.URL)
 	began = time.Now()
@@ -104,7 +102,7 @@ func testCrashedPrimary(t *testing.T, c *failoverCluster) {
 			}
 		}
 		killedAt := time.Now()
-		victim.kill(t)
+		victim.Kill(t)
 		d, after := c.waitNewPrimaries(t, killedAt, survivors, victim.id)
 		took = append(took, d)
 		t.Logf("trial %d: killed %s (primary of %d partitions, leader: %v) at epoch %d; every survivor shows live primaries for all %d partitions after %v (epoch %d, leader %s)",
@@ -113,7 +111,7 @@ func testCrashedPrimary(t *testing.T, c *failoverCluster) {
 		if limit := failoverTTL + time.Second; d > limit {
 			t.Errorf("trial %d: new primaries after %v, more than the lease TTL + 1s (%v)", trial, d.Round(time.Millisecond), limit)
 		}
-		victim.launch(t)
+		victim.Start(t)
 		victim.waitReady(t)
 	}
 	sorted := slices.Clone(took)
@@ -157,7 +155,7 @@ func testPausedPrimary(t *testing.T, c *failoverCluster) {
 	}
 	deadline := asked.Add(validFor)
 
-	victim.pause(t)
+	victim.Pause(t)
 	stopped := time.Now()
 	var survivors []*nodeProcess
 	for _, n := range c.nodes {
@@ -182,7 +180,7 @@ func testPausedPrimary(t *testing.T, c *failoverCluster) {
 			t.Errorf("no new primaries for %s's partitions while it was stopped for %v: %v", victim.id, pauseFor, err)
 		}
 	}
-	victim.resume(t)
+	victim.Resume(t)
 	resumed := time.Now()
 
 	// Right after SIGCONT: poll its claims until it has rejoined. No answer may claim a
@@ -270,11 +268,11 @@ func testLeave(t *testing.T, c *failoverCluster) {
 	c.waitStable(t, 30*time.Second)
 	drained := c.byID(drainingNode)
 	began := time.Now()
-	if code := drained.terminate(t, drainTimeoutBound); code != 0 {
+	if code := drained.Terminate(t, drainTimeoutBound); code != 0 {
 		t.Errorf("%s exited with status %d after draining, want 0", drained.id, code)
 	}
 	t.Logf("%s drained and exited in %v", drained.id, time.Since(began).Round(time.Millisecond))
-	if !strings.Contains(readLog(drained.logPath), `"msg":"draining"`) {
+	if !strings.Contains(drained.Log(), `"msg":"draining"`) {
 		t.Errorf("%s left without draining (DRAIN_ON_SIGTERM=true)", drained.id)
 	}
 	c.waitStable(t, 10*time.Second)
@@ -282,13 +280,13 @@ func testLeave(t *testing.T, c *failoverCluster) {
 		if n == drained {
 			continue
 		}
-		if code := n.terminate(t, 20*time.Second); code != 0 {
+		if code := n.Terminate(t, 20*time.Second); code != 0 {
 			t.Errorf("%s exited with status %d on SIGTERM, want 0", n.id, code)
 		}
 	}
 	for _, n := range c.nodes {
-		if last := tail(readLog(n.logPath), 1); !strings.Contains(last, `"msg":"node stopped"`) {
-			t.Errorf("%s did not end its log with a clean stop; log ends:\n%s", n.id, tail(readLog(n.logPath), 10))
+		if last := proctest.Tail(n.Log(), 1); !strings.Contains(last, `"msg":"node stopped"`) {
+			t.Errorf("%s did not end its log with a clean stop; log ends:\n%s", n.id, proctest.Tail(n.Log(), 10))
 		}
 	}
 }
@@ -314,27 +312,15 @@ func newFailoverCluster(t *testing.T, bin, etcdURL string) *failoverCluster {
 		httpc:      &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{}},
 		partitions: partitionCount, replication: replicationFactor,
 	}
-	t.Cleanup(func() {
-		for _, n := range c.nodes {
-			n.kill(t)
-		}
-		c.httpc.CloseIdleConnections()
-		for _, n := range c.nodes {
-			log := readLog(n.logPath)
-			if strings.Contains(log, "WARNING: DATA RACE") {
-				t.Errorf("%s: the race detector reported a data race:\n%s", n.id, log)
-			} else if t.Failed() {
-				t.Logf("%s log (%s), last lines:\n%s", n.id, n.logPath, tail(log, 25))
-			}
-		}
-	})
+	// The nodes' processes, started later, are killed before this runs.
+	t.Cleanup(c.httpc.CloseIdleConnections)
 	return c
 }
 
 // launch starts a new node process; waitReady waits for it.
 func (c *failoverCluster) launch(t *testing.T, id string) *nodeProcess {
 	t.Helper()
-	return c.launchOn(t, id, freePort(t),
+	return c.launchOn(t, id, proctest.FreePort(t),
 		"ETCD_ENDPOINTS="+c.etcdURL,
 		"CLUSTER_NAME="+c.name,
 		"DRAIN_ON_SIGTERM="+strconv.FormatBool(id == drainingNode),
@@ -345,23 +331,18 @@ func (c *failoverCluster) launch(t *testing.T, id string) *nodeProcess {
 // and env.
 func (c *failoverCluster) launchOn(t *testing.T, id string, port int, env ...string) *nodeProcess {
 	t.Helper()
-	n := &nodeProcess{
-		id:      id,
-		addr:    fmt.Sprintf("127.0.0.1:%d", port),
-		bin:     c.bin,
-		logPath: filepath.Join(c.dir, id+".log"),
-	}
-	n.env = append([]string{
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	n := newNodeProcess(t, c.bin, id, addr, append([]string{
 		"NODE_ID=" + id,
-		"HTTP_ADDR=" + n.addr,
+		"HTTP_ADDR=" + addr,
 		"LEASE_TTL=" + failoverTTL.String(),
 		"PARTITION_COUNT=" + strconv.Itoa(partitionCount),
 		"REPLICATION_FACTOR=" + strconv.Itoa(replicationFactor),
 		"DATA_DIR=" + filepath.Join(c.dir, id),
 		"LOG_LEVEL=info",
-	}, env...)
+	}, env...))
 	c.nodes = append(c.nodes, n)
-	n.launch(t)
+	n.Start(t)
 	return n
 }
 
@@ -378,7 +359,7 @@ func (c *failoverCluster) byID(id string) *nodeProcess {
 func (c *failoverCluster) running() []*nodeProcess {
 	var out []*nodeProcess
 	for _, n := range c.nodes {
-		if n.state.Load() != stateExited {
+		if n.State() != proctest.Exited {
 			out = append(out, n)
 		}
 	}
@@ -526,157 +507,28 @@ func (c *failoverCluster) promotedAway(survivors []*nodeProcess, gone string, he
 	return last, nil
 }
 
-// Node process states.
-const (
-	stateRunning int32 = iota
-	statePaused
-	stateExited
-)
-
-// nodeProcess is one clusterkit-node; it is started again under the same ID, address and
-// DATA_DIR after a kill. Its stderr (the JSON log of every life) goes to logPath.
+// nodeProcess is one clusterkit-node, configured by its environment; Start starts it again
+// under the same ID, address and DATA_DIR after a kill, and its log keeps every life.
 type nodeProcess struct {
+	*proctest.Process
 	id, addr string
-	bin      string
-	env      []string
-	logPath  string
-
-	cmd    *exec.Cmd
-	stdout *readyWriter
-	exited chan struct{}
-	status int // exit status, set when exited is closed
-	// state is read by the invariant checker: it samples running nodes only.
-	state atomic.Int32
 }
 
-// launch starts the process; it does not wait for it to be ready.
-func (n *nodeProcess) launch(t *testing.T) {
+// newNodeProcess returns node id of the program bin, serving its HTTP API at addr, with env;
+// Start starts it.
+func newNodeProcess(t *testing.T, bin, id, addr string, env []string) *nodeProcess {
 	t.Helper()
-	logFile, err := os.OpenFile(n.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(n.bin)
-	cmd.Env = append(os.Environ(), n.env...)
-	n.stdout = &readyWriter{ready: make(chan struct{})}
-	cmd.Stdout, cmd.Stderr = n.stdout, logFile
-	cmd.SysProcAttr = killWithParent()
-	if err := cmd.Start(); err != nil {
-		logFile.Close()
-		t.Fatalf("start %s: %v", n.id, err)
-	}
-	exited := make(chan struct{})
-	n.cmd, n.exited = cmd, exited
-	n.state.Store(stateRunning)
-	go func() {
-		err := cmd.Wait()
-		logFile.Close()
-		n.status = cmd.ProcessState.ExitCode()
-		if err != nil && n.status == 0 {
-			n.status = -1
-		}
-		n.state.Store(stateExited)
-		close(exited)
-	}()
+	p := proctest.New(t, id, bin)
+	p.Env = env
+	return &nodeProcess{Process: p, id: id, addr: addr}
 }
 
 // waitReady waits for the "ready <id> <addr>" line.
 func (n *nodeProcess) waitReady(t *testing.T) {
 	t.Helper()
-	select {
-	case <-n.stdout.ready:
-	case <-n.exited:
-		t.Fatalf("%s exited with status %d before it was ready; log:\n%s", n.id, n.status, tail(readLog(n.logPath), 30))
-	case <-time.After(30 * time.Second):
-		t.Fatalf("%s not ready after 30s; log:\n%s", n.id, tail(readLog(n.logPath), 30))
+	if got := n.WaitReady(t, 30*time.Second); !slices.Equal(got, []string{n.id, n.addr}) {
+		t.Errorf("%s printed ready %q, want %q", n.id, got, []string{n.id, n.addr})
 	}
-	if got, want := n.stdout.line(), fmt.Sprintf("ready %s %s", n.id, n.addr); got != want {
-		t.Errorf("%s printed %q, want %q", n.id, got, want)
-	}
-}
-
-// kill sends SIGKILL (to a paused process too) and waits for the process to be gone.
-func (n *nodeProcess) kill(t *testing.T) {
-	t.Helper()
-	if n.cmd == nil {
-		return
-	}
-	select {
-	case <-n.exited:
-		return
-	default:
-	}
-	n.state.Store(stateExited)
-	n.cmd.Process.Signal(syscall.SIGKILL)
-	select {
-	case <-n.exited:
-	case <-time.After(10 * time.Second):
-		t.Errorf("%s still running 10s after SIGKILL", n.id)
-	}
-}
-
-// terminate sends SIGTERM and returns the exit status.
-func (n *nodeProcess) terminate(t *testing.T, within time.Duration) int {
-	t.Helper()
-	n.state.Store(stateExited)
-	n.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-n.exited:
-		return n.status
-	case <-time.After(within):
-		t.Fatalf("%s still running %v after SIGTERM; log:\n%s", n.id, within, tail(readLog(n.logPath), 20))
-		return -1
-	}
-}
-
-func (n *nodeProcess) pause(t *testing.T) {
-	t.Helper()
-	n.state.Store(statePaused)
-	if err := n.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
-		t.Fatalf("SIGSTOP %s: %v", n.id, err)
-	}
-}
-
-func (n *nodeProcess) resume(t *testing.T) {
-	t.Helper()
-	if err := n.cmd.Process.Signal(syscall.SIGCONT); err != nil {
-		t.Fatalf("SIGCONT %s: %v", n.id, err)
-	}
-	n.state.Store(stateRunning)
-}
-
-// readyWriter is a process's stdout; ready is closed at its first "ready " line.
-type readyWriter struct {
-	mu    sync.Mutex
-	buf   bytes.Buffer
-	ready chan struct{}
-	found string
-}
-
-func (w *readyWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.buf.Write(p)
-	if w.found != "" {
-		return len(p), nil
-	}
-	s := w.buf.String()
-	if end := strings.LastIndexByte(s, '\n'); end >= 0 {
-		for _, l := range strings.Split(s[:end], "\n") {
-			if strings.HasPrefix(l, "ready ") {
-				w.found = l
-				close(w.ready)
-				break
-			}
-		}
-	}
-	return len(p), nil
-}
-
-func (w *readyWriter) line() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.found
 }
 
 // claimChecker samples GET /cluster/claims of every running node every claimsEvery and records
@@ -730,7 +582,7 @@ func (k *claimChecker) run(ctx context.Context) {
 		}
 		var nodes []*nodeProcess
 		for _, n := range k.c.nodes {
-			if n.state.Load() == stateRunning {
+			if n.State() == proctest.Running {
 				nodes = append(nodes, n)
 			}
 		}
@@ -853,18 +705,7 @@ func fetchJSONContext(ctx context.Context, httpc *http.Client, addr, path string
 // detector when the test runs with it.
 func buildNodeBinary(t *testing.T) string {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "clusterkit-node")
-	args := []string{"build", "-o", path}
-	if raceEnabled {
-		args = append(args, "-race")
-	}
-	args = append(args, "github.com/clusterkit-go/clusterkit/cmd/clusterkit-node")
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	if out, err := exec.CommandContext(ctx, "go", args...).CombinedOutput(); err != nil {
-		t.Fatalf("go %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return path
+	return proctest.Build(t, "github.com/clusterkit-go/clusterkit/cmd/clusterkit-node")
 }
 
 func roundAll(ds []time.Duration) []time.Duration {

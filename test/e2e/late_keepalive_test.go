@@ -104,13 +104,13 @@ func TestLateKeepaliveAnswersNeverOutliveTheLease(t *testing.T) {
 	}
 	victim := c.launch(t, "node-4")
 	// node-4 reaches etcd through the proxy.
-	victim.kill(t)
-	for i, e := range victim.env {
+	victim.Kill(t)
+	for i, e := range victim.Env {
 		if len(e) > 15 && e[:15] == "ETCD_ENDPOINTS=" {
-			victim.env[i] = "ETCD_ENDPOINTS=http://" + l.Addr().String()
+			victim.Env[i] = "ETCD_ENDPOINTS=http://" + l.Addr().String()
 		}
 	}
-	victim.launch(t)
+	victim.Start(t)
 	for _, n := range c.nodes {
 		n.waitReady(t)
 	}

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/clusterkit-go/clusterkit/internal/proctest"
 )
 
 // A node whose lease expired while it was stopped (SIGSTOP longer than LEASE_TTL) registers again
@@ -19,11 +21,11 @@ func TestPausedNodeClaimsNothingStale(t *testing.T) {
 	c := newFailoverCluster(t, bin, etcd.URL)
 	for i := 1; i <= 3; i++ {
 		id := fmt.Sprintf("node-%d", i)
-		n := &nodeProcess{id: id, addr: fmt.Sprintf("127.0.0.1:%d", freePort(t)), bin: bin, logPath: filepath.Join(c.dir, id+".log")}
-		n.env = []string{"NODE_ID=" + id, "HTTP_ADDR=" + n.addr, "ETCD_ENDPOINTS=" + etcd.URL, "CLUSTER_NAME=" + c.name,
-			"LEASE_TTL=2s", "PARTITION_COUNT=1024", "REPLICATION_FACTOR=3", "DATA_DIR=" + filepath.Join(c.dir, id)}
+		addr := fmt.Sprintf("127.0.0.1:%d", proctest.FreePort(t))
+		n := newNodeProcess(t, bin, id, addr, []string{"NODE_ID=" + id, "HTTP_ADDR=" + addr, "ETCD_ENDPOINTS=" + etcd.URL, "CLUSTER_NAME=" + c.name,
+			"LEASE_TTL=2s", "PARTITION_COUNT=1024", "REPLICATION_FACTOR=3", "DATA_DIR=" + filepath.Join(c.dir, id)})
 		c.nodes = append(c.nodes, n)
-		n.launch(t)
+		n.Start(t)
 		n.waitReady(t)
 	}
 	httpc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{}}
@@ -46,14 +48,14 @@ func TestPausedNodeClaimsNothingStale(t *testing.T) {
 		return nil
 	})
 	t.Logf("node-1 leads %d partitions at map epoch %d; SIGSTOP for 5s (LEASE_TTL 2s)", len(before.Primaries), before.Epoch)
-	victim.pause(t)
+	victim.Pause(t)
 	time.Sleep(5 * time.Second)
 	var after clusterMap
 	if err := fetchJSON(httpc, c.nodes[1].addr, "/cluster", &after); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("meanwhile node-2 holds map epoch %d, without node-1: %v", after.Cluster.Epoch, after.Cluster.Nodes["node-1"] == nil)
-	victim.resume(t)
+	victim.Resume(t)
 	resumed := time.Now()
 	for time.Since(resumed) < 5*time.Second {
 		var a claimsAnswer

@@ -1,5 +1,0 @@
-//go:build !race
-
-package quickstart_test
-
-const raceEnabled = false

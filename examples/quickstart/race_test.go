@@ -1,6 +1,0 @@
-//go:build race
-
-package quickstart_test
-
-// raceEnabled makes the tests build the programs with the race detector too.
-const raceEnabled = true
