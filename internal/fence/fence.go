@@ -13,10 +13,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
+	"go.uber.org/zap"
+
+	"github.com/clusterkit-go/clusterkit/internal/follow"
 )
 
 // ErrNotLeader is returned by a guarded write that etcd refused because the writer no longer
@@ -137,10 +142,32 @@ func mergeDone(ctx context.Context, done <-chan struct{}) (context.Context, func
 	return cctx, func() { close(stopped); cancel() }
 }
 
-// watch cancels the term when leadership may have ended. It owns no state but the term's
-// context and stops when that is cancelled.
+// watch cancels the term when leadership may have ended: the leader key deleted or replaced
+// (followed with follow.Keys, which resumes after breaks and reads the key afresh after a
+// compaction), the session ended, or the lease deadline passed. It owns the key follower's
+// goroutine and returns, after it, when the term's context is cancelled.
 func (t *Term) watch(s *concurrency.Session, fromRev int64, deadline func() time.Time) {
 	defer close(t.done)
+	lost := func() { t.cancel(errors.New("leader key deleted")) }
+	k := &follow.Keys{Client: t.client, Key: t.key, Log: zap.NewNop(), ReadTimeout: time.Second,
+		Reset: func(_ context.Context, kvs []*mvccpb.KeyValue) {
+			if len(kvs) == 0 || kvs[0].CreateRevision != t.rev {
+				lost()
+			}
+		},
+		Events: func(_ context.Context, evs []*clientv3.Event) {
+			for _, ev := range evs {
+				if ev.Type == clientv3.EventTypeDelete || ev.Kv.CreateRevision != t.rev {
+					lost()
+					return
+				}
+			}
+		},
+	}
+	var g sync.WaitGroup
+	defer g.Wait()
+	g.Go(func() { k.Follow(t.ctx, fromRev-1) })
+
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	arm := func() bool {
@@ -158,58 +185,18 @@ func (t *Term) watch(s *concurrency.Session, fromRev int64, deadline func() time
 		t.cancel(errors.New("lease deadline passed"))
 		return
 	}
-	for t.ctx.Err() == nil {
-		wctx, wcancel := context.WithCancel(clientv3.WithRequireLeader(t.ctx))
-		wch := t.client.Watch(wctx, t.key, clientv3.WithRev(fromRev))
-	events:
-		for {
-			select {
-			case <-t.ctx.Done():
-				wcancel()
-				return
-			case <-s.Done():
-				wcancel()
-				t.cancel(errors.New("session ended"))
-				return
-			case <-timer.C:
-				if !arm() {
-					wcancel()
-					t.cancel(errors.New("lease deadline passed"))
-					return
-				}
-			case resp, ok := <-wch:
-				if !ok || resp.Err() != nil {
-					break events
-				}
-				for _, ev := range resp.Events {
-					if ev.Type == clientv3.EventTypeDelete || ev.Kv.CreateRevision != t.rev {
-						wcancel()
-						t.cancel(errors.New("leader key deleted"))
-						return
-					}
-				}
-				fromRev = resp.Header.Revision + 1
-			}
-		}
-		wcancel()
-		// The watch broke (lost etcd leader, compaction, connection): re-check the key itself
-		// before watching again; the lease deadline keeps running meanwhile.
-		gctx, gcancel := context.WithTimeout(t.ctx, time.Second)
-		resp, err := t.client.Get(gctx, t.key)
-		gcancel()
-		switch {
-		case err != nil:
-			select {
-			case <-t.ctx.Done():
-			case <-s.Done():
-				t.cancel(errors.New("session ended"))
-			case <-time.After(50 * time.Millisecond):
-			}
-		case len(resp.Kvs) == 0 || resp.Kvs[0].CreateRevision != t.rev:
-			t.cancel(errors.New("leader key deleted"))
+	for {
+		select {
+		case <-t.ctx.Done():
 			return
-		default:
-			fromRev = resp.Header.Revision + 1
+		case <-s.Done():
+			t.cancel(errors.New("session ended"))
+			return
+		case <-timer.C:
+			if !arm() {
+				t.cancel(errors.New("lease deadline passed"))
+				return
+			}
 		}
 	}
 }

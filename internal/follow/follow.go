@@ -81,26 +81,28 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// Prefix follows every key under a prefix. Run reads them all (Reset), then hands over the
-// changes (Events) in revision order; after a compaction it reads them all again (Reset).
-// Reset and Events run on Run's goroutine.
-type Prefix struct {
+// Keys follows one key, or every key under a prefix. Run reads them all (Reset), then hands
+// over the changes (Events) in revision order; after a compaction it reads them all again
+// (Reset). Reset and Events run on Run's goroutine.
+type Keys struct {
 	Client *clientv3.Client
-	Prefix string
+	// Key is the key to follow; with Prefix, every key under it.
+	Key    string
+	Prefix bool
 	Log    *zap.Logger
 	// ReadTimeout bounds each read; 0 means DefaultReadTimeout.
 	ReadTimeout time.Duration
 	// PrevKV asks for the previous value with every event (a deleted key's last value).
 	PrevKV bool
-	// Reset receives every key under the prefix, read at one revision.
+	// Reset receives every key followed (none when absent), read at one revision.
 	Reset func(ctx context.Context, kvs []*mvccpb.KeyValue)
 	// Events receives the events of one watch response.
 	Events func(ctx context.Context, events []*clientv3.Event)
 }
 
-// Run reads the prefix, retrying with backoff until it succeeds, then follows it until ctx
+// Run reads the keys, retrying with backoff until it succeeds, then follows it until ctx
 // ends.
-func (p *Prefix) Run(ctx context.Context) {
+func (p *Keys) Run(ctx context.Context) {
 	backoff := minBackoff
 	for {
 		rev, err := p.read(ctx)
@@ -109,7 +111,7 @@ func (p *Prefix) Run(ctx context.Context) {
 			return
 		}
 		if ctx.Err() == nil {
-			p.Log.Warn("reading a prefix failed", zap.String("prefix", p.Prefix), zap.Error(err))
+			p.Log.Warn("reading keys to follow failed", zap.String("key", p.Key), zap.Error(err))
 		}
 		if !sleep(ctx, backoff) {
 			return
@@ -118,14 +120,17 @@ func (p *Prefix) Run(ctx context.Context) {
 	}
 }
 
-// Follow follows the prefix from revision rev+1 (a revision at which the caller read it) until
+// Follow follows the keys from revision rev+1 (a revision at which the caller read them) until
 // ctx ends.
-func (p *Prefix) Follow(ctx context.Context, rev int64) {
-	opts := []clientv3.OpOption{clientv3.WithPrefix()}
+func (p *Keys) Follow(ctx context.Context, rev int64) {
+	var opts []clientv3.OpOption
+	if p.Prefix {
+		opts = append(opts, clientv3.WithPrefix())
+	}
 	if p.PrevKV {
 		opts = append(opts, clientv3.WithPrevKV())
 	}
-	watch(ctx, p.Client, p.Log, p.Prefix, opts, rev, p.read, func(ctx context.Context, resp clientv3.WatchResponse) error {
+	watch(ctx, p.Client, p.Log, p.Key, opts, rev, p.read, func(ctx context.Context, resp clientv3.WatchResponse) error {
 		if len(resp.Events) > 0 {
 			p.Events(ctx, resp.Events)
 		}
@@ -133,10 +138,14 @@ func (p *Prefix) Follow(ctx context.Context, rev int64) {
 	})
 }
 
-func (p *Prefix) read(ctx context.Context) (int64, error) {
+func (p *Keys) read(ctx context.Context) (int64, error) {
 	rctx, cancel := context.WithTimeout(ctx, readTimeout(p.ReadTimeout))
 	defer cancel()
-	resp, err := p.Client.Get(rctx, p.Prefix, clientv3.WithPrefix())
+	var opts []clientv3.OpOption
+	if p.Prefix {
+		opts = append(opts, clientv3.WithPrefix())
+	}
+	resp, err := p.Client.Get(rctx, p.Key, opts...)
 	if err != nil {
 		return 0, err
 	}

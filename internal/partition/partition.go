@@ -1,14 +1,24 @@
 // Package partition is the key -> partition function, a wire contract shared by the nodes
 // (pkg/clusterkit) and the clients (pkg/client): the big-endian uint32 of the first four bytes
-// of md5(key), modulo the partition count, named "partition-<index>".
+// of md5(key), modulo the partition count, named "partition-<index>". It is also the one place
+// that formats and parses those names.
 package partition
 
 import (
 	"crypto/md5"
 	"encoding/binary"
+	"fmt"
 	"math/bits"
 	"strconv"
+	"strings"
 )
+
+// Format is the printf format of partition IDs, as the cluster publishes it in its hash
+// configuration.
+const Format = prefix + "%d"
+
+// prefix is what every partition ID starts with; the index follows it in decimal.
+const prefix = "partition-"
 
 // Hash is the big-endian uint32 of the first four bytes of md5(key). It allocates nothing.
 func Hash(key string) uint32 {
@@ -30,7 +40,21 @@ func Index(key string, count int) int {
 }
 
 // ID returns the ID of partition index i: "partition-<i>".
-func ID(i int) string { return "partition-" + strconv.Itoa(i) }
+func ID(i int) string { return prefix + strconv.Itoa(i) }
+
+// Parse returns the index of the partition named id among count partitions. It accepts only
+// what ID returns: no sign, no leading zeros, no index outside [0, count).
+func Parse(id string, count int) (int, error) {
+	s, ok := strings.CutPrefix(id, prefix)
+	if !ok {
+		return 0, fmt.Errorf("%q is not of the form %s<n>", id, prefix)
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 || n >= count || strconv.Itoa(n) != s {
+		return 0, fmt.Errorf("%q (the cluster has %s to %s)", id, ID(0), ID(count-1))
+	}
+	return n, nil
+}
 
 // Modulo computes x mod d with two multiplications instead of a division (Lemire, Kaser and
 // Kurz, "Faster Remainder by Direct Computation", 2019): exact for every 32-bit x and d. The

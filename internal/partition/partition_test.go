@@ -1,6 +1,7 @@
 package partition
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -52,5 +53,34 @@ func TestHash(t *testing.T) {
 	key := strings.Repeat("x", 100)
 	if n := testing.AllocsPerRun(100, func() { _ = Hash(key) }); n != 0 {
 		t.Fatalf("Hash of a 100-byte key allocates %v times", n)
+	}
+}
+
+// Parse takes back exactly what ID gives, and names what is wrong with anything else.
+func TestParse(t *testing.T) {
+	for _, i := range []int{0, 1, 9, 10, 63} {
+		if got, err := Parse(ID(i), 64); err != nil || got != i {
+			t.Errorf("Parse(%q, 64) = %d, %v; want %d", ID(i), got, err, i)
+		}
+	}
+	tests := []struct {
+		id   string
+		want string
+	}{
+		{"p-1", `"p-1" is not of the form partition-<n>`},
+		{"partition-", `"partition-" (the cluster has partition-0 to partition-63)`},
+		{"partition-64", `"partition-64" (the cluster has partition-0 to partition-63)`},
+		{"partition--1", `"partition--1" (the cluster has partition-0 to partition-63)`},
+		{"partition-+1", `"partition-+1" (the cluster has partition-0 to partition-63)`},
+		{"partition-01", `"partition-01" (the cluster has partition-0 to partition-63)`},
+		{"partition-1x", `"partition-1x" (the cluster has partition-0 to partition-63)`},
+	}
+	for _, tt := range tests {
+		if _, err := Parse(tt.id, 64); err == nil || err.Error() != tt.want {
+			t.Errorf("Parse(%q, 64): %v, want %s", tt.id, err, tt.want)
+		}
+	}
+	if fmt.Sprintf(Format, 7) != ID(7) {
+		t.Errorf("Format %q does not print %s", Format, ID(7))
 	}
 }

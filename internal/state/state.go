@@ -9,6 +9,9 @@ import (
 	"fmt"
 	"slices"
 	"time"
+
+	"github.com/clusterkit-go/clusterkit/internal/partition"
+	"github.com/clusterkit-go/clusterkit/pkg/wire"
 )
 
 // Hash algorithms a cluster can be configured with.
@@ -16,15 +19,9 @@ const (
 	HashMD5 = "md5"
 )
 
-// PartitionFormat is the printf format of partition IDs.
-const PartitionFormat = "partition-%d"
-
-// HashConfig says how a key maps to a partition, so that clients in any language can follow.
-type HashConfig struct {
-	Algorithm string `json:"algorithm"`
-	Modulo    int    `json:"modulo"`
-	Format    string `json:"format"`
-}
+// HashConfig says how a key maps to a partition. The config key stores the very document every
+// node serves as hash_config in GET /cluster: one declaration keeps the two the same.
+type HashConfig = wire.HashConfig
 
 // Config is the cluster's fixed settings, stored once under the config key.
 type Config struct {
@@ -152,13 +149,9 @@ func (e *Entry) equal(o *Entry) bool {
 		slices.Equal(e.Target, o.Target) && slices.Equal(e.Pending, o.Pending)
 }
 
-// Cause says why a map was published.
-type Cause struct {
-	// Reason is one of the Reason constants.
-	Reason string `json:"reason"`
-	// Nodes are the nodes the reason is about (joined, left, crashed, draining).
-	Nodes []string `json:"nodes,omitempty"`
-}
+// Cause says why a map was published; its Reason is one of the Reason constants. The stored map
+// carries the very document GET /cluster serves as the map's cause.
+type Cause = wire.Cause
 
 // Reasons for a new map, in the order of precedence used when several apply at once.
 const (
@@ -322,19 +315,19 @@ func (m *Map) Validate(partitionCount int) error {
 	for i := range m.Partitions {
 		e := &m.Partitions[i]
 		if len(e.Holders) == 0 {
-			return fmt.Errorf("%w: map epoch %d: partition-%d has no holder", ErrCorrupt, m.Epoch, i)
+			return fmt.Errorf("%w: map epoch %d: %s has no holder", ErrCorrupt, m.Epoch, partition.ID(i))
 		}
 		for j, h := range e.Holders {
 			if _, ok := m.Nodes[h]; !ok {
-				return fmt.Errorf("%w: map epoch %d: partition-%d holder %q is not in the node table", ErrCorrupt, m.Epoch, i, h)
+				return fmt.Errorf("%w: map epoch %d: %s holder %q is not in the node table", ErrCorrupt, m.Epoch, partition.ID(i), h)
 			}
 			if slices.Contains(e.Holders[:j], h) {
-				return fmt.Errorf("%w: map epoch %d: partition-%d lists %q twice", ErrCorrupt, m.Epoch, i, h)
+				return fmt.Errorf("%w: map epoch %d: %s lists %q twice", ErrCorrupt, m.Epoch, partition.ID(i), h)
 			}
 		}
 		for _, p := range e.Pending {
 			if _, ok := m.Nodes[p.Node]; !ok || slices.Contains(e.Holders, p.Node) {
-				return fmt.Errorf("%w: map epoch %d: partition-%d pending node %q is unknown or already a holder", ErrCorrupt, m.Epoch, i, p.Node)
+				return fmt.Errorf("%w: map epoch %d: %s pending node %q is unknown or already a holder", ErrCorrupt, m.Epoch, partition.ID(i), p.Node)
 			}
 		}
 	}

@@ -3,7 +3,8 @@
 // nodes' hash, and runs operations on the primary with immediate fallback to the replicas.
 //
 // It does not import pkg/clusterkit: a client binary carries no etcd server, only (in etcd mode)
-// the etcd client it is given.
+// the etcd client it is given. It reads GET /cluster with the types of pkg/wire, the ones the
+// nodes write it with.
 //
 // Quick start:
 //

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/clusterkit-go/clusterkit/pkg/wire"
 )
 
 // maxClusterBody bounds a GET /cluster answer (a 65536-partition map is a few MiB).
@@ -53,11 +55,11 @@ func (c *Client) fetch(ctx context.Context, addr, tag string, wait time.Duration
 	default:
 		return nil, fmt.Errorf("GET %s: %s: %s", url, resp.Status, strings.TrimSpace(string(body)))
 	}
-	var doc clusterDoc
+	var doc wire.Cluster
 	if err := json.Unmarshal(body, &doc); err != nil {
 		return nil, fmt.Errorf("GET %s: not a ClusterKit node: %v", url, err)
 	}
-	t, err := doc.topology(resp.Header.Get("ETag"))
+	t, err := fromCluster(&doc, resp.Header.Get("ETag"))
 	if err != nil {
 		return nil, fmt.Errorf("GET %s: %w", url, err)
 	}

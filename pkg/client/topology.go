@@ -8,6 +8,7 @@ import (
 
 	"github.com/clusterkit-go/clusterkit/internal/partition"
 	"github.com/clusterkit-go/clusterkit/internal/state"
+	"github.com/clusterkit-go/clusterkit/pkg/wire"
 )
 
 // Node is a member of the cluster as the client sees it. Values handed out by the client
@@ -75,12 +76,12 @@ type entry struct {
 }
 
 // checkHash refuses a hash configuration this client cannot follow.
-func checkHash(h state.HashConfig, partitions int) error {
+func checkHash(h wire.HashConfig, partitions int) error {
 	if h.Algorithm != state.HashMD5 {
 		return fmt.Errorf("%w: the cluster hashes keys with %q; this client implements only %q", ErrUnsupportedHash, h.Algorithm, state.HashMD5)
 	}
-	if h.Format != state.PartitionFormat {
-		return fmt.Errorf("%w: the cluster names partitions %q; this client implements only %q", ErrUnsupportedHash, h.Format, state.PartitionFormat)
+	if h.Format != partition.Format {
+		return fmt.Errorf("%w: the cluster names partitions %q; this client implements only %q", ErrUnsupportedHash, h.Format, partition.Format)
 	}
 	if h.Modulo <= 0 || h.Modulo != partitions {
 		return fmt.Errorf("%w: modulo %d for a map of %d partitions", ErrUnsupportedHash, h.Modulo, partitions)
@@ -113,13 +114,13 @@ func newTopology(clusterID, clusterName string, epoch uint64, nodes map[string]N
 	backing := make([]Node, 0, total)
 	for i, e := range entries {
 		if len(e.holders) == 0 {
-			return nil, fmt.Errorf("map epoch %d: partition-%d has no holder", epoch, i)
+			return nil, fmt.Errorf("map epoch %d: %s has no holder", epoch, partition.ID(i))
 		}
 		start := len(backing)
 		for j, id := range e.holders {
 			n, ok := nodes[id]
 			if !ok || slices.Contains(e.holders[:j], id) {
-				return nil, fmt.Errorf("map epoch %d: partition-%d holder %q is unknown or listed twice", epoch, i, id)
+				return nil, fmt.Errorf("map epoch %d: %s holder %q is unknown or listed twice", epoch, partition.ID(i), id)
 			}
 			backing = append(backing, n)
 		}
@@ -127,7 +128,7 @@ func newTopology(clusterID, clusterName string, epoch uint64, nodes map[string]N
 		for _, id := range e.pending {
 			n, ok := nodes[id]
 			if !ok || slices.Contains(e.holders, id) {
-				return nil, fmt.Errorf("map epoch %d: partition-%d pending node %q is unknown or a holder", epoch, i, id)
+				return nil, fmt.Errorf("map epoch %d: %s pending node %q is unknown or a holder", epoch, partition.ID(i), id)
 			}
 			backing = append(backing, n)
 		}
@@ -168,30 +169,8 @@ func fromStateMap(clusterName string, cfg *state.Config, m *state.Map) (*topolog
 	return newTopology(cfg.ClusterID, clusterName, m.Epoch, nodes, entries)
 }
 
-// clusterDoc is the part of GET /cluster the client reads.
-type clusterDoc struct {
-	Cluster struct {
-		ID    string `json:"id"`
-		Name  string `json:"name"`
-		Epoch uint64 `json:"epoch"`
-		Nodes map[string]struct {
-			ID       string            `json:"id"`
-			IP       string            `json:"ip"`
-			Zone     string            `json:"zone"`
-			Metadata map[string]string `json:"metadata"`
-		} `json:"nodes"`
-		PartitionMap map[string]struct {
-			PrimaryNode  string   `json:"primary_node"`
-			ReplicaNodes []string `json:"replica_nodes"`
-			PendingNodes []string `json:"pending_nodes"`
-			PrimaryEpoch uint64   `json:"primary_epoch"`
-		} `json:"partition_map"`
-	} `json:"cluster"`
-	HashConfig state.HashConfig `json:"hash_config"`
-}
-
-// topology builds the topology GET /cluster described.
-func (d *clusterDoc) topology(etag string) (*topology, error) {
+// fromCluster builds the topology of a GET /cluster answer, served with etag.
+func fromCluster(d *wire.Cluster, etag string) (*topology, error) {
 	c := &d.Cluster
 	if c.ID == "" || c.Epoch == 0 {
 		return nil, fmt.Errorf("not a ClusterKit map: cluster id %q, epoch %d", c.ID, c.Epoch)

@@ -20,9 +20,11 @@ import (
 
 	"github.com/clusterkit-go/clusterkit/internal/partition"
 	"github.com/clusterkit-go/clusterkit/internal/state"
+	"github.com/clusterkit-go/clusterkit/pkg/wire"
 )
 
-// servedMap is a GET /cluster body of a 2-node cluster with the given hash settings.
+// servedMap is a GET /cluster body of a 2-node cluster with the given hash settings, written
+// field by field rather than with pkg/wire, which the client reads it with.
 func servedMap(epoch uint64, hash state.HashConfig, partitions int) []byte {
 	doc := map[string]any{}
 	pm := map[string]any{}
@@ -34,7 +36,7 @@ func servedMap(epoch uint64, hash state.HashConfig, partitions int) []byte {
 		"nodes":         map[string]any{"a": map[string]string{"id": "a", "ip": "127.0.0.1:1"}, "b": map[string]string{"id": "b", "ip": "127.0.0.1:2"}},
 		"partition_map": pm,
 	}
-	doc["hash_config"] = hash
+	doc["hash_config"] = map[string]any{"algorithm": hash.Algorithm, "modulo": hash.Modulo, "format": hash.Format}
 	b, _ := json.Marshal(doc)
 	return b
 }
@@ -112,11 +114,11 @@ func TestNeverGoesBack(t *testing.T) {
 	md5 := state.HashConfig{Algorithm: "md5", Modulo: 8, Format: "partition-%d"}
 	c := &Client{log: zap.NewNop()}
 	build := func(epoch uint64) *topology {
-		var d clusterDoc
+		var d wire.Cluster
 		if err := json.Unmarshal(servedMap(epoch, md5, 8), &d); err != nil {
 			t.Fatal(err)
 		}
-		top, err := d.topology(fmt.Sprintf(`"c1-%d"`, epoch))
+		top, err := fromCluster(&d, fmt.Sprintf(`"c1-%d"`, epoch))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"github.com/clusterkit-go/clusterkit/internal/nextmap"
 	"runtime"
 	"slices"
 	"sync"
@@ -28,7 +29,7 @@ func lookupFixture(tb testing.TB) (*ClusterKit, []string) {
 	for i := 0; i < 64; i++ {
 		parts = append(parts, []string{"node-1", "node-2", "node-3"})
 	}
-	ck.snap.Store(newSnapshot(testMap(1, []string{"node-1", "node-2", "node-3"}, parts...), 1))
+	ck.maps.snap.Store(newSnapshot(testMap(1, []string{"node-1", "node-2", "node-3"}, parts...), 1))
 	keys := make([]string, 1024)
 	for i := range keys {
 		keys[i] = fmt.Sprintf("user:%d", i*7919)
@@ -246,13 +247,13 @@ func BenchmarkGracefulStop(b *testing.B) {
 		}
 	}()
 	lists := func(ck *ClusterKit, id string) bool {
-		_, ok := ck.snap.Load().nodes[id]
+		_, ok := ck.maps.snapshot().nodes[id]
 		return ok
 	}
 	settled := func(ck *ClusterKit, id string) bool {
-		s := ck.snap.Load()
+		s := ck.maps.snapshot()
 		_, ok := s.nodes[id]
-		return ok && pendingCount(s.raw) == 0
+		return ok && nextmap.Pending(s.raw) == 0
 	}
 	var ours time.Duration
 	samples := make([]time.Duration, 0, b.N)
@@ -265,7 +266,7 @@ func BenchmarkGracefulStop(b *testing.B) {
 		// window has passed: a lone Stop is what is measured.
 		for _, ck := range nodes {
 			for {
-				ch := *ck.changed.Load()
+				ch := ck.maps.changes()
 				if settled(ck, id) {
 					break
 				}
@@ -278,7 +279,7 @@ func BenchmarkGracefulStop(b *testing.B) {
 		go leaver.Stop()
 		for _, ck := range nodes {
 			for {
-				ch := *ck.changed.Load()
+				ch := ck.maps.changes()
 				if !lists(ck, id) {
 					break
 				}

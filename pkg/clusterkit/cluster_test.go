@@ -10,18 +10,10 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
 	"github.com/clusterkit-go/clusterkit/internal/etcdtest"
 )
 
-func TestMain(m *testing.M) {
-	os.Exit(etcdtest.RunWithoutLeaks(m,
-		// etcd's server and client start these process-wide workers once and never stop them.
-		goleak.IgnoreTopFunction("go.opencensus.io/stats/view.(*worker).start"),
-		goleak.IgnoreAnyFunction("go.etcd.io/etcd/pkg/v3/logutil.(*MergeLogger).outputLoop"),
-	))
-}
+func TestMain(m *testing.M) { os.Exit(etcdtest.RunWithoutLeaks(m)) }
 
 // testCluster runs nodes in this process against one real etcd.
 type testCluster struct {
@@ -150,7 +142,7 @@ func (tc *testCluster) converged() error {
 	slices.Sort(want)
 	var first *snapshot
 	for _, ck := range nodes {
-		s := ck.snap.Load()
+		s := ck.maps.snapshot()
 		if s == nil {
 			return fmt.Errorf("%s has no map", ck.GetMyNodeID())
 		}
@@ -211,12 +203,12 @@ func (tc *testCluster) settleHooks() {
 	tc.t.Helper()
 	for _, ck := range tc.live() {
 		waitFor(tc.t, 5*time.Second, "hook events enqueued", func() error {
-			if e, h := ck.Epoch(), ck.enqueued.Load(); h != e {
+			if e, h := ck.Epoch(), ck.hooks.enqueued.Load(); h != e {
 				return fmt.Errorf("%s holds epoch %d, hooks enqueued for %d", ck.GetMyNodeID(), e, h)
 			}
 			return nil
 		})
-		ck.dispatch.waitIdle()
+		ck.hooks.dispatch.waitIdle()
 	}
 }
 

@@ -11,12 +11,16 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 	"go.uber.org/zap"
 
+	"github.com/clusterkit-go/clusterkit/internal/follow"
 	"github.com/clusterkit-go/clusterkit/internal/state"
 	"github.com/clusterkit-go/clusterkit/pkg/embed"
 )
@@ -35,10 +39,25 @@ type localState struct {
 	PeerPort   int    `json:"peer_port,omitempty"`
 }
 
+// members owns this node's embedded etcd member, if it runs one, and what the node remembers of
+// its cluster in DataDir. In a cluster on embedded etcd, run keeps the etcd client pointed at
+// every member and lets this node take a free member place; its two goroutines end with ctx.
+type members struct {
+	env *env
+	log *zap.Logger
+	// leaving is closed when the node stops: it takes no member place any more.
+	leaving <-chan struct{}
+
+	mu     sync.Mutex
+	member *embed.Member // nil for a client node
+	// decommissioned is set by decommission: the node takes no etcd member place any more.
+	decommissioned atomic.Bool
+}
+
 // readLocalState returns what the DataDir remembers; the zero value when nothing.
-func (ck *ClusterKit) readLocalState() (localState, error) {
+func (ms *members) readLocalState() (localState, error) {
 	var ls localState
-	b, err := os.ReadFile(filepath.Join(ck.opts.DataDir, localStateFile))
+	b, err := os.ReadFile(filepath.Join(ms.env.opts.DataDir, localStateFile))
 	if errors.Is(err, os.ErrNotExist) {
 		return ls, nil
 	}
@@ -47,30 +66,30 @@ func (ck *ClusterKit) readLocalState() (localState, error) {
 	}
 	if err := json.Unmarshal(b, &ls); err != nil {
 		return ls, fmt.Errorf("clusterkit: DataDir file %s is damaged (delete it to start afresh): %w",
-			filepath.Join(ck.opts.DataDir, localStateFile), err)
+			filepath.Join(ms.env.opts.DataDir, localStateFile), err)
 	}
 	return ls, nil
 }
 
 // saveLocalState writes what the node must remember, atomically (a crash leaves the old file or
 // the new one).
-func (ck *ClusterKit) saveLocalState() error {
-	ck.mu.Lock()
-	ls := localState{ClusterName: ck.opts.ClusterName, EtcdEndpoints: ck.client.Endpoints()}
-	if m := ck.member; m != nil {
+func (ms *members) saveLocalState() error {
+	ms.mu.Lock()
+	ls := localState{ClusterName: ms.env.clusterName, EtcdEndpoints: ms.env.client.Endpoints()}
+	if m := ms.member; m != nil {
 		ls.MemberID = strconv.FormatUint(m.ID(), 16)
 		ls.ClientPort = urlPort(m.Endpoints()[0])
 		ls.PeerPort = urlPort(m.PeerURL())
 	}
-	ck.mu.Unlock()
+	ms.mu.Unlock()
 	b, err := json.Marshal(ls)
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(ck.opts.DataDir, 0o700); err != nil {
+	if err := os.MkdirAll(ms.env.opts.DataDir, 0o700); err != nil {
 		return fmt.Errorf("clusterkit: DataDir: %w", err)
 	}
-	path := filepath.Join(ck.opts.DataDir, localStateFile)
+	path := filepath.Join(ms.env.opts.DataDir, localStateFile)
 	if err := os.WriteFile(path+".tmp", b, 0o600); err != nil {
 		return fmt.Errorf("clusterkit: DataDir: %w", err)
 	}
@@ -90,27 +109,27 @@ func urlPort(u string) int {
 	return p
 }
 
-// embeddedMember returns the node's etcd member, nil for a client node.
-func (ck *ClusterKit) embeddedMember() *embed.Member {
-	ck.mu.Lock()
-	defer ck.mu.Unlock()
-	return ck.member
+// current returns the node's etcd member, nil for a client node.
+func (ms *members) current() *embed.Member {
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	return ms.member
 }
 
 // etcdDir is where the embedded etcd member keeps its data.
-func (ck *ClusterKit) etcdDir() string { return filepath.Join(ck.opts.DataDir, "etcd") }
+func (ms *members) etcdDir() string { return filepath.Join(ms.env.opts.DataDir, "etcd") }
 
 // memberConfig is the configuration of this node's embedded etcd member. Ports the member had in
 // an earlier life win over derived ones: a member must come back on its peer address.
-func (ck *ClusterKit) memberConfig(ls localState) embed.Config {
-	_, port, _ := net.SplitHostPort(ck.opts.HTTPAddr)
+func (ms *members) memberConfig(ls localState) embed.Config {
+	_, port, _ := net.SplitHostPort(ms.env.opts.HTTPAddr)
 	httpPort, _ := strconv.Atoi(port)
-	advHost, _, _ := net.SplitHostPort(ck.opts.AdvertiseAddr)
+	advHost, _, _ := net.SplitHostPort(ms.env.addr)
 	addr := func(explicit string, offset, remembered int) string {
 		if explicit != "" {
 			return explicit
 		}
-		a := embeddedAddr(ck.opts.HTTPAddr, advHost, httpPort, offset)
+		a := embeddedAddr(ms.env.opts.HTTPAddr, advHost, httpPort, offset)
 		if remembered != 0 {
 			host, _, _ := net.SplitHostPort(a)
 			a = net.JoinHostPort(host, strconv.Itoa(remembered))
@@ -118,31 +137,31 @@ func (ck *ClusterKit) memberConfig(ls localState) embed.Config {
 		return a
 	}
 	return embed.Config{
-		Name:              ck.opts.NodeID,
-		Dir:               ck.etcdDir(),
-		ClientAddr:        addr(ck.opts.EmbeddedEtcdClientAddr, embeddedPortOffset, ls.ClientPort),
-		PeerAddr:          addr(ck.opts.EmbeddedEtcdPeerAddr, 2*embeddedPortOffset, ls.PeerPort),
+		Name:              ms.env.opts.NodeID,
+		Dir:               ms.etcdDir(),
+		ClientAddr:        addr(ms.env.opts.EmbeddedEtcdClientAddr, embeddedPortOffset, ls.ClientPort),
+		PeerAddr:          addr(ms.env.opts.EmbeddedEtcdPeerAddr, 2*embeddedPortOffset, ls.PeerPort),
 		AdvertiseHost:     advHost,
-		HeartbeatInterval: ck.opts.embeddedHeartbeat,
-		ElectionTimeout:   10 * ck.opts.embeddedHeartbeat,
-		UnsafeNoFsync:     ck.opts.unsafeNoFsync,
-		Logger:            ck.log.Named("etcd").WithOptions(zap.IncreaseLevel(zap.WarnLevel)),
-		StartTimeout:      ck.opts.StartTimeout,
+		HeartbeatInterval: ms.env.opts.embeddedHeartbeat,
+		ElectionTimeout:   10 * ms.env.opts.embeddedHeartbeat,
+		UnsafeNoFsync:     ms.env.opts.unsafeNoFsync,
+		Logger:            ms.log.Named("etcd").WithOptions(zap.IncreaseLevel(zap.WarnLevel)),
+		StartTimeout:      ms.env.opts.StartTimeout,
 	}
 }
 
 // startMember starts this node's embedded member: a new single-member cluster for a bootstrap
 // node without data, else the member whose data is in DataDir, which rejoins its cluster.
-func (ck *ClusterKit) startMember(ctx context.Context, ls localState) error {
-	restart := embed.HasData(ck.etcdDir())
-	m, err := embed.Start(ctx, ck.memberConfig(ls))
+func (ms *members) startMember(ctx context.Context, ls localState) error {
+	restart := embed.HasData(ms.etcdDir())
+	m, err := embed.Start(ctx, ms.memberConfig(ls))
 	if err != nil {
 		return fmt.Errorf("clusterkit: embedded etcd: %w", err)
 	}
-	ck.mu.Lock()
-	ck.member = m
-	ck.mu.Unlock()
-	ck.log.Info("embedded etcd member started", zap.String("member_id", strconv.FormatUint(m.ID(), 16)),
+	ms.mu.Lock()
+	ms.member = m
+	ms.mu.Unlock()
+	ms.log.Info("embedded etcd member started", zap.String("member_id", strconv.FormatUint(m.ID(), 16)),
 		zap.Strings("client_urls", m.Endpoints()), zap.String("peer_url", m.PeerURL()), zap.Bool("restarted", restart))
 	return nil
 }
@@ -155,20 +174,20 @@ func (ck *ClusterKit) startMember(ctx context.Context, ls localState) error {
 // leftover of a join that died half-way (the lock holder promotes its learner before unlocking)
 // and is removed, as is a member under this node's name that does not answer, since this node
 // has no member data: that member's data is lost. It reports whether the node became a member.
-func (ck *ClusterKit) joinAsMember(ctx context.Context) (bool, error) {
-	want := ck.config.EmbeddedMembers
+func (ms *members) joinAsMember(ctx, parent context.Context) (bool, error) {
+	want := ms.env.config.EmbeddedMembers
 	if want == 0 {
 		return false, nil
 	}
 	// The session outlives ctx only to release the lock; a node that dies holding the lock
 	// releases it when the session's lease expires, one LeaseTTL later.
-	session, err := concurrency.NewSession(ck.client, concurrency.WithTTL(int(ck.opts.LeaseTTL/time.Second)),
-		concurrency.WithContext(ck.runCtx))
+	session, err := concurrency.NewSession(ms.env.client, concurrency.WithTTL(int(ms.env.opts.LeaseTTL/time.Second)),
+		concurrency.WithContext(parent))
 	if err != nil {
 		return false, fmt.Errorf("clusterkit: etcd-members lock session: %w", err)
 	}
 	defer session.Close()
-	mu := concurrency.NewMutex(session, ck.schema.EtcdMembersLock())
+	mu := concurrency.NewMutex(session, ms.env.schema.EtcdMembersLock())
 	if err := mu.Lock(ctx); err != nil {
 		return false, fmt.Errorf("clusterkit: etcd-members lock: %w", err)
 	}
@@ -177,68 +196,68 @@ func (ck *ClusterKit) joinAsMember(ctx context.Context) (bool, error) {
 		mu.Unlock(uctx)
 		cancel()
 	}()
-	list, err := ck.client.MemberList(ctx)
+	list, err := ms.env.client.MemberList(ctx)
 	if err != nil {
 		return false, fmt.Errorf("clusterkit: list etcd members: %w", err)
 	}
-	recorded, err := ck.memberRecords(ctx)
+	recorded, err := ms.memberRecords(ctx)
 	if err != nil {
 		return false, err
 	}
 	for _, m := range list.Members {
-		if m.IsLearner || m.Name == ck.opts.NodeID {
+		if m.IsLearner || m.Name == ms.env.opts.NodeID {
 			continue
 		}
 		if recorded[m.Name] != strconv.FormatUint(m.ID, 16) {
 			// An etcd that ClusterKit did not build, such as an external cluster restored from a
 			// snapshot of the embedded one: it is not ours to change.
-			ck.log.Info("etcd has members that no node of this cluster added: staying an etcd client",
+			ms.log.Info("etcd has members that no node of this cluster added: staying an etcd client",
 				zap.String("member", m.Name), zap.String("member_id", strconv.FormatUint(m.ID, 16)))
 			return false, nil
 		}
 	}
 	voting := 0
 	for _, m := range list.Members {
-		stale := m.IsLearner || m.Name == ck.opts.NodeID
+		stale := m.IsLearner || m.Name == ms.env.opts.NodeID
 		if !stale {
 			voting++
 			continue
 		}
-		if !m.IsLearner && embed.Serves(ctx, ck.client, m.ClientURLs) {
+		if !m.IsLearner && embed.Serves(ctx, ms.env.client, m.ClientURLs) {
 			// Another process runs under this node ID: registration would refuse it too, but
 			// removing its member first would do harm.
 			return false, fmt.Errorf("clusterkit: node ID %q already runs etcd member %x at %v: another node runs with this ID, or this node's DataDir is not the one it ran with",
-				ck.opts.NodeID, m.ID, m.ClientURLs)
+				ms.env.opts.NodeID, m.ID, m.ClientURLs)
 		}
-		ck.log.Warn("removing a stale etcd member", zap.String("member_id", strconv.FormatUint(m.ID, 16)),
+		ms.log.Warn("removing a stale etcd member", zap.String("member_id", strconv.FormatUint(m.ID, 16)),
 			zap.String("name", m.Name), zap.Bool("learner", m.IsLearner), zap.Strings("peer_urls", m.PeerURLs))
-		if _, err := ck.client.MemberRemove(ctx, m.ID); err != nil {
+		if _, err := ms.env.client.MemberRemove(ctx, m.ID); err != nil {
 			return false, fmt.Errorf("clusterkit: remove stale etcd member %x (%s): %w", m.ID, m.Name, err)
 		}
 	}
 	if voting >= want {
 		return false, nil
 	}
-	ck.log.Info("joining etcd as a member", zap.Int("members", voting), zap.Int("embedded_members", want))
-	m, err := embed.Join(ctx, ck.client, ck.memberConfig(localState{}))
+	ms.log.Info("joining etcd as a member", zap.Int("members", voting), zap.Int("embedded_members", want))
+	m, err := embed.Join(ctx, ms.env.client, ms.memberConfig(localState{}))
 	if err != nil {
 		return false, fmt.Errorf("clusterkit: become an etcd member: %w", err)
 	}
-	ck.mu.Lock()
-	ck.member = m
-	ck.mu.Unlock()
+	ms.mu.Lock()
+	ms.member = m
+	ms.mu.Unlock()
 	// Remember at once: from here on a restart must start from the member's data.
-	if err := ck.saveLocalState(); err != nil {
-		ck.log.Error("remembering the etcd member failed", zap.Error(err))
+	if err := ms.saveLocalState(); err != nil {
+		ms.log.Error("remembering the etcd member failed", zap.Error(err))
 	}
-	ck.log.Info("etcd member joined and promoted", zap.String("member_id", strconv.FormatUint(m.ID(), 16)),
+	ms.log.Info("etcd member joined and promoted", zap.String("member_id", strconv.FormatUint(m.ID(), 16)),
 		zap.Int("members", voting+1))
-	return true, ck.recordMember(ctx, mu.IsOwner())
+	return true, ms.recordMember(ctx, mu.IsOwner())
 }
 
 // memberRecords returns the records under etcd-members/ as node ID -> member ID.
-func (ck *ClusterKit) memberRecords(ctx context.Context) (map[string]string, error) {
-	resp, err := ck.client.Get(ctx, ck.schema.EtcdMembersPrefix(), clientv3.WithPrefix())
+func (ms *members) memberRecords(ctx context.Context) (map[string]string, error) {
+	resp, err := ms.env.client.Get(ctx, ms.env.schema.EtcdMembersPrefix(), clientv3.WithPrefix())
 	if err != nil {
 		return nil, fmt.Errorf("clusterkit: read etcd member records: %w", err)
 	}
@@ -255,16 +274,16 @@ func (ck *ClusterKit) memberRecords(ctx context.Context) (map[string]string, err
 
 // recordMember writes the record of this node's member under etcd-members/<node-id>, while
 // every guard holds. The record of an earlier life of the same member is kept as it is.
-func (ck *ClusterKit) recordMember(ctx context.Context, guards ...clientv3.Cmp) error {
-	m := ck.embeddedMember()
-	rec := state.EtcdMember{NodeID: ck.opts.NodeID, MemberID: strconv.FormatUint(m.ID(), 16),
+func (ms *members) recordMember(ctx context.Context, guards ...clientv3.Cmp) error {
+	m := ms.current()
+	rec := state.EtcdMember{NodeID: ms.env.opts.NodeID, MemberID: strconv.FormatUint(m.ID(), 16),
 		PeerURLs: []string{m.PeerURL()}, ClientURLs: m.Endpoints(), JoinedAt: time.Now().UTC().Truncate(time.Millisecond)}
 	b, err := json.Marshal(rec)
 	if err != nil {
 		return err
 	}
-	key := ck.schema.EtcdMember(ck.opts.NodeID)
-	resp, err := ck.client.Get(ctx, key)
+	key := ms.env.schema.EtcdMember(ms.env.opts.NodeID)
+	resp, err := ms.env.client.Get(ctx, key)
 	if err != nil {
 		return fmt.Errorf("clusterkit: read etcd member record: %w", err)
 	}
@@ -276,7 +295,7 @@ func (ck *ClusterKit) recordMember(ctx context.Context, guards ...clientv3.Cmp) 
 		}
 		unchanged = clientv3.Compare(clientv3.ModRevision(key), "=", resp.Kvs[0].ModRevision)
 	}
-	tresp, err := ck.client.Txn(ctx).If(append(guards, unchanged)...).Then(clientv3.OpPut(key, string(b))).Commit()
+	tresp, err := ms.env.client.Txn(ctx).If(append(guards, unchanged)...).Then(clientv3.OpPut(key, string(b))).Commit()
 	if err != nil {
 		return fmt.Errorf("clusterkit: record etcd member: %w", err)
 	}
@@ -286,46 +305,56 @@ func (ck *ClusterKit) recordMember(ctx context.Context, guards ...clientv3.Cmp) 
 	return nil
 }
 
-// setUpEmbedded runs once the cluster's config is known: a joining node of a cluster on
-// embedded etcd becomes a member if one is missing, a member makes sure its record is there, and
-// every node of such a cluster learns all members' endpoints and keeps them current.
-func (ck *ClusterKit) setUpEmbedded(ctx context.Context) error {
-	mode := ck.opts.mode()
+// setUp runs once the cluster's config is known: a joining node of a cluster on embedded etcd
+// becomes a member if one is missing, a member makes sure its record is there, and every node
+// of such a cluster learns all members' endpoints (run keeps them current). The lock session
+// of a join lives under parent.
+func (ms *members) setUp(ctx, parent context.Context) error {
+	mode := ms.env.opts.mode()
 	if mode != etcdJoin && mode != etcdEmbedded {
 		return nil
 	}
-	if mode == etcdJoin && ck.member == nil {
-		if _, err := ck.joinAsMember(ctx); err != nil {
+	if mode == etcdJoin && ms.current() == nil {
+		if _, err := ms.joinAsMember(ctx, parent); err != nil {
 			return err
 		}
 	}
-	if ck.member != nil {
-		if err := ck.recordMember(ctx); err != nil {
+	if ms.current() != nil {
+		if err := ms.recordMember(ctx); err != nil {
 			return err
 		}
 	}
-	if ck.config.EmbeddedMembers > 0 {
-		if _, err := ck.syncEndpoints(ctx); err != nil {
+	if ms.env.config.EmbeddedMembers > 0 {
+		if _, err := ms.syncEndpoints(ctx); err != nil {
 			return fmt.Errorf("clusterkit: list etcd members: %w", err)
 		}
-		ck.wg.Add(2)
-		go func() { defer ck.wg.Done(); ck.runEndpointSync() }()
-		go func() { defer ck.wg.Done(); ck.runMemberPlaces() }()
 	}
-	return ck.saveLocalState()
+	return ms.saveLocalState()
+}
+
+// run keeps the client's endpoints current and takes a free member place, until ctx ends; it
+// does nothing for a cluster on an external etcd.
+func (ms *members) run(ctx context.Context) {
+	if ms.env.config.EmbeddedMembers == 0 {
+		return
+	}
+	var g group
+	g.Go(func() { ms.syncLoop(ctx) })
+	g.Go(func() { ms.fillLoop(ctx) })
+	g.Wait()
 }
 
 // syncEvery is how often a node reads the etcd member list to keep its client's endpoints
 // current.
-func (ck *ClusterKit) syncEvery() time.Duration {
-	return min(max(ck.opts.LeaseTTL/2, time.Second), 5*time.Second)
+func (ms *members) syncEvery() time.Duration {
+	return min(max(ms.env.opts.LeaseTTL/2, time.Second), 5*time.Second)
 }
 
 // syncEndpoints points the etcd client at the client URLs of every voting member, and remembers
 // them in DataDir, so that the node does not depend on any single member. It returns whether the
 // endpoints changed.
-func (ck *ClusterKit) syncEndpoints(ctx context.Context) (bool, error) {
-	list, err := ck.client.MemberList(ctx)
+func (ms *members) syncEndpoints(ctx context.Context) (bool, error) {
+	list, err := ms.env.client.MemberList(ctx)
 	if err != nil {
 		return false, err
 	}
@@ -336,30 +365,30 @@ func (ck *ClusterKit) syncEndpoints(ctx context.Context) (bool, error) {
 		}
 	}
 	slices.Sort(eps)
-	old := slices.Sorted(slices.Values(ck.client.Endpoints()))
+	old := slices.Sorted(slices.Values(ms.env.client.Endpoints()))
 	if len(eps) == 0 || slices.Equal(eps, old) {
 		return false, nil
 	}
-	ck.client.SetEndpoints(eps...)
-	ck.log.Info("etcd endpoints changed", zap.Strings("endpoints", eps), zap.Strings("before", old))
-	return true, ck.saveLocalState()
+	ms.env.client.SetEndpoints(eps...)
+	ms.log.Info("etcd endpoints changed", zap.Strings("endpoints", eps), zap.Strings("before", old))
+	return true, ms.saveLocalState()
 }
 
-// runEndpointSync keeps the client's endpoints current until Stop. Reading the member list
-// needs a quorum; without one the endpoints stay as they are.
-func (ck *ClusterKit) runEndpointSync() {
-	every := ck.syncEvery()
+// syncLoop keeps the client's endpoints current until ctx ends. Reading the member list needs
+// a quorum; without one the endpoints stay as they are.
+func (ms *members) syncLoop(parent context.Context) {
+	every := ms.syncEvery()
 	ticker := time.NewTicker(every)
 	defer ticker.Stop()
 	for {
 		select {
-		case <-ck.runCtx.Done():
+		case <-parent.Done():
 			return
 		case <-ticker.C:
 		}
-		ctx, cancel := context.WithTimeout(ck.runCtx, every)
-		if _, err := ck.syncEndpoints(ctx); err != nil && ck.runCtx.Err() == nil {
-			ck.log.Debug("reading the etcd member list failed", zap.Error(err))
+		ctx, cancel := context.WithTimeout(parent, every)
+		if _, err := ms.syncEndpoints(ctx); err != nil && parent.Err() == nil {
+			ms.log.Debug("reading the etcd member list failed", zap.Error(err))
 		}
 		cancel()
 	}
@@ -378,95 +407,94 @@ func (ck *ClusterKit) runEndpointSync() {
 //
 // Stop and Drain keep the member, because they also serve restarts (a rolling update, a
 // SIGTERM): a node restarted with its DataDir comes back as the same member. Only Decommission
-// says that the node is not coming back. It blocks until done or ctx ends.
+// says that the node is not coming bams. It blocks until done or ctx ends.
 func (ck *ClusterKit) Decommission(ctx context.Context) error {
-	ck.mu.Lock()
-	started, stopped, m := ck.started, ck.stopped, ck.member
-	ck.mu.Unlock()
-	if !started || stopped {
+	if !ck.running() {
 		return ErrNotStarted
 	}
-	if m != nil {
-		ck.decommissioned.Store(true)
-		// The client must reach the other members before this one goes.
-		if _, err := ck.syncEndpoints(ctx); err != nil {
-			ck.decommissioned.Store(false)
-			return fmt.Errorf("clusterkit: decommission: list etcd members: %w", err)
-		}
-		id := strconv.FormatUint(m.ID(), 16)
-		if err := m.Remove(ctx, ck.client); err != nil {
-			ck.decommissioned.Store(false)
-			return fmt.Errorf("clusterkit: decommission: remove etcd member %s: %w", id, err)
-		}
-		ck.mu.Lock()
-		ck.member = nil
-		ck.mu.Unlock()
-		ck.log.Info("etcd member removed", zap.String("member_id", id))
-		if _, err := ck.client.Delete(ctx, ck.schema.EtcdMember(ck.opts.NodeID)); err != nil {
-			ck.log.Warn("deleting the etcd member record failed", zap.Error(err))
-		}
-		if _, err := ck.syncEndpoints(ctx); err != nil {
-			ck.log.Warn("reading the etcd member list after the removal failed", zap.Error(err))
-		}
-		if err := ck.saveLocalState(); err != nil {
-			ck.log.Warn("updating DataDir after the removal failed", zap.Error(err))
-		}
+	if err := ck.members.decommission(ctx); err != nil {
+		return err
 	}
 	return ck.Drain(ctx)
 }
 
-// runMemberPlaces lets a client node take a free etcd member place until Stop: when a member
-// record is deleted (a member node was decommissioned), and whenever the watch starts, it counts
-// the records and, if there are fewer than the cluster's EmbeddedMembers, tries to join as a
-// member (under the lock, which checks the etcd member list itself).
-func (ck *ClusterKit) runMemberPlaces() {
-	prefix := ck.schema.EtcdMembersPrefix()
-	for {
-		ck.fillMemberPlace()
-		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ck.runCtx))
-		for resp := range ck.client.Watch(wctx, prefix, clientv3.WithPrefix(), clientv3.WithFilterPut()) {
-			if resp.Err() != nil {
-				break
-			}
-			if len(resp.Events) > 0 {
-				ck.fillMemberPlace()
-			}
-		}
-		cancel()
-		select {
-		case <-ck.runCtx.Done():
-			return
-		case <-ck.leaving:
-			return
-		case <-time.After(ck.syncEvery()):
-		}
+// decommission removes this node's etcd member, if it runs one, and its record.
+func (ms *members) decommission(ctx context.Context) error {
+	m := ms.current()
+	if m == nil {
+		return nil
 	}
+	ms.decommissioned.Store(true)
+	// The client must reach the other members before this one goes.
+	if _, err := ms.syncEndpoints(ctx); err != nil {
+		ms.decommissioned.Store(false)
+		return fmt.Errorf("clusterkit: decommission: list etcd members: %w", err)
+	}
+	id := strconv.FormatUint(m.ID(), 16)
+	if err := m.Remove(ctx, ms.env.client); err != nil {
+		ms.decommissioned.Store(false)
+		return fmt.Errorf("clusterkit: decommission: remove etcd member %s: %w", id, err)
+	}
+	ms.mu.Lock()
+	ms.member = nil
+	ms.mu.Unlock()
+	ms.log.Info("etcd member removed", zap.String("member_id", id))
+	if _, err := ms.env.client.Delete(ctx, ms.env.schema.EtcdMember(ms.env.opts.NodeID)); err != nil {
+		ms.log.Warn("deleting the etcd member record failed", zap.Error(err))
+	}
+	if _, err := ms.syncEndpoints(ctx); err != nil {
+		ms.log.Warn("reading the etcd member list after the removal failed", zap.Error(err))
+	}
+	if err := ms.saveLocalState(); err != nil {
+		ms.log.Warn("updating DataDir after the removal failed", zap.Error(err))
+	}
+	return nil
+}
+
+// fillLoop lets a client node take a free etcd member place until ctx ends: whenever a member
+// record is deleted (a member node was decommissioned), and whenever the records are read
+// afresh, it counts them and, if there are fewer than the cluster's EmbeddedMembers, tries to
+// join as a member (under the lock, which checks the etcd member list itself).
+func (ms *members) fillLoop(ctx context.Context) {
+	p := &follow.Keys{Client: ms.env.client, Key: ms.env.schema.EtcdMembersPrefix(), Prefix: true, Log: ms.log,
+		ReadTimeout: ms.syncEvery(),
+		Reset:       func(ctx context.Context, _ []*mvccpb.KeyValue) { ms.fillMemberPlace(ctx) },
+		Events: func(ctx context.Context, evs []*clientv3.Event) {
+			for _, ev := range evs {
+				if ev.Type == clientv3.EventTypeDelete {
+					ms.fillMemberPlace(ctx)
+					return
+				}
+			}
+		},
+	}
+	p.Run(ctx)
 }
 
 // fillMemberPlace joins as a member if a member place is free.
-func (ck *ClusterKit) fillMemberPlace() {
-	isMember := ck.embeddedMember() != nil
+func (ms *members) fillMemberPlace(parent context.Context) {
+	isMember := ms.current() != nil
 	select {
-	case <-ck.leaving:
+	case <-ms.leaving:
 		return
 	default:
 	}
-	if isMember || ck.decommissioned.Load() || ck.runCtx.Err() != nil {
+	if isMember || ms.decommissioned.Load() || parent.Err() != nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(ck.runCtx, ck.opts.StartTimeout)
+	ctx, cancel := context.WithTimeout(parent, ms.env.opts.StartTimeout)
 	defer cancel()
-	resp, err := ck.client.Get(ctx, ck.schema.EtcdMembersPrefix(), clientv3.WithPrefix(), clientv3.WithCountOnly())
-	if err != nil || int(resp.Count) >= ck.config.EmbeddedMembers {
+	resp, err := ms.env.client.Get(ctx, ms.env.schema.EtcdMembersPrefix(), clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil || int(resp.Count) >= ms.env.config.EmbeddedMembers {
 		return
 	}
-	joined, err := ck.joinAsMember(ctx)
+	joined, err := ms.joinAsMember(ctx, parent)
 	switch {
 	case err != nil:
-		ck.log.Warn("taking a free etcd member place failed", zap.Error(err))
+		ms.log.Warn("taking a free etcd member place failed", zap.Error(err))
 	case joined:
-		if _, err := ck.syncEndpoints(ctx); err != nil {
-			ck.log.Warn("reading the etcd member list failed", zap.Error(err))
+		if _, err := ms.syncEndpoints(ctx); err != nil {
+			ms.log.Warn("reading the etcd member list failed", zap.Error(err))
 		}
 	}
 }

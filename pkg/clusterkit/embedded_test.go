@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/clusterkit-go/clusterkit/internal/nextmap"
 	"io"
 	"net"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clusterkit-go/clusterkit/internal/wiretest"
 	"github.com/clusterkit-go/clusterkit/pkg/embed"
 )
 
@@ -61,15 +63,15 @@ func TestEmbeddedBootstrapJoinAndHTTP(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ck2.Stop()
-	if ck2.member != nil {
+	if ck2.members.current() != nil {
 		t.Fatal("node-2 runs an etcd member in a cluster created with EmbeddedMembers 1")
 	}
-	if ck2.opts.ClusterName != "default" {
-		t.Fatalf("joined node's cluster name %q, want default", ck2.opts.ClusterName)
+	if ck2.env.clusterName != "default" {
+		t.Fatalf("joined node's cluster name %q, want default", ck2.env.clusterName)
 	}
 	waitFor(t, 10*time.Second, "both nodes hold the 2-node map, handoffs done", func() error {
 		for _, ck := range []*ClusterKit{ck1, ck2} {
-			if s := ck.snap.Load(); s == nil || len(s.nodeIDs) != 2 || pendingCount(s.raw) > 0 {
+			if s := ck.maps.snapshot(); s == nil || len(s.nodeIDs) != 2 || nextmap.Pending(s.raw) > 0 {
 				return io.EOF
 			}
 		}
@@ -84,23 +86,7 @@ func TestEmbeddedBootstrapJoinAndHTTP(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "application/json" {
 		t.Fatalf("GET /cluster: %s %s", resp.Status, body)
 	}
-	var got struct {
-		Cluster struct {
-			Epoch        uint64 `json:"epoch"`
-			Leader       string `json:"leader"`
-			Nodes        map[string]struct{ ID, IP string }
-			PartitionMap map[string]struct {
-				ID           string   `json:"id"`
-				PrimaryNode  string   `json:"primary_node"`
-				ReplicaNodes []string `json:"replica_nodes"`
-			} `json:"partition_map"`
-		} `json:"cluster"`
-		HashConfig struct {
-			Algorithm string `json:"algorithm"`
-			Modulo    int    `json:"modulo"`
-			Format    string `json:"format"`
-		} `json:"hash_config"`
-	}
+	var got wiretest.Cluster
 	if err := json.Unmarshal(body, &got); err != nil {
 		t.Fatal(err)
 	}
@@ -133,7 +119,7 @@ func TestEmbeddedBootstrapJoinAndHTTP(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, 10*time.Second, "node-2 sees node-3", func() error {
-		if s := ck2.snap.Load(); len(s.nodeIDs) != 3 {
+		if s := ck2.maps.snapshot(); len(s.nodeIDs) != 3 {
 			return io.EOF
 		}
 		return nil
@@ -148,17 +134,17 @@ func TestEmbeddedBootstrapJoinAndHTTP(t *testing.T) {
 	dctx, dcancel := context.WithTimeout(context.Background(), 10*time.Second)
 	err = ck1.Decommission(dctx)
 	dcancel()
-	if !errors.Is(err, embed.ErrLastMember) || ck1.embeddedMember() == nil {
+	if !errors.Is(err, embed.ErrLastMember) || ck1.members.current() == nil {
 		t.Fatalf("decommissioning the only etcd member: %v, want ErrLastMember", err)
 	}
 
 	resp, body = httpGet(t, base+"/health", nil)
-	var health healthResponse
+	var health wiretest.Health
 	if err := json.Unmarshal(body, &health); err != nil || resp.StatusCode != http.StatusOK || health.NodeID != "node-2" || health.Status != "ok" {
 		t.Fatalf("health: %s %s", resp.Status, body)
 	}
 	resp, body = httpGet(t, base+"/cluster/join", nil)
-	var join joinInfo
+	var join wiretest.Join
 	if err := json.Unmarshal(body, &join); err != nil || resp.StatusCode != http.StatusOK || len(join.EtcdEndpoints) == 0 || join.ClusterName != "default" {
 		t.Fatalf("join info: %s %s", resp.Status, body)
 	}

@@ -1,13 +1,6 @@
 package clusterkit
 
 import (
-	"context"
-	"encoding/json"
-	"time"
-
-	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
-
 	"github.com/clusterkit-go/clusterkit/internal/state"
 )
 
@@ -66,16 +59,7 @@ type EventHook func(Event)
 // completed. Hooks run on the same bounded pool as OnPartitionChange hooks, one partition's
 // events in order. Register before Start to see the changes Start brings about. Safe for
 // concurrent use.
-func (ck *ClusterKit) OnEvent(hook func(Event)) {
-	ck.mu.Lock()
-	defer ck.mu.Unlock()
-	var hooks []EventHook
-	if p := ck.eventHooks.Load(); p != nil {
-		hooks = append(hooks, *p...)
-	}
-	hooks = append(hooks, hook)
-	ck.eventHooks.Store(&hooks)
-}
+func (ck *ClusterKit) OnEvent(hook func(Event)) { ck.hooks.addEvent(hook) }
 
 // roleIn is node's role in a map entry.
 func roleIn(e *state.Entry, node string) Role {
@@ -129,83 +113,4 @@ func diffRoles(old, next *snapshot, self string) []hookEvent {
 		events = append(events, hookEvent{partition: i, id: ev.Partition, epoch: next.epoch, event: ev})
 	}
 	return events
-}
-
-// deliver runs the hooks of one job. When the job asks this node to copy a partition in and
-// every hook returned normally, the copy is acknowledged so that the leader can route to it.
-func (ck *ClusterKit) deliver(ev hookEvent) {
-	log := ck.dispatch.log
-	if ev.event != nil {
-		if p := ck.eventHooks.Load(); p != nil {
-			for _, h := range *p {
-				callHook(log, ev, func() { h(*ev.event) })
-			}
-		}
-		return
-	}
-	ok := true
-	if p := ck.hooks.Load(); p != nil {
-		for _, h := range *p {
-			ok = callHook(log, ev, func() { h(ev.id, ev.from, ev.to) }) && ok
-		}
-	}
-	if ev.since > 0 && ev.to != nil && ev.to.ID == ck.opts.NodeID {
-		if !ok {
-			log.Warn("handoff hook failed, not acknowledging; the leader asks again after HandoffTimeout",
-				zap.String("partition", ev.id), zap.Uint64("since", ev.since))
-			return
-		}
-		select {
-		case ck.acks <- ackReq{partition: ev.partition, since: ev.since}:
-		case <-ck.runCtx.Done():
-		}
-	}
-}
-
-// maxAckBatch is the most acknowledgements written in one transaction: etcd's default limit of
-// operations per transaction is 128.
-const maxAckBatch = 128
-
-// ackReq is an acknowledgement to write.
-type ackReq struct {
-	partition int
-	since     uint64
-}
-
-// writeAcks writes handoff acknowledgements under the node's lease, batching those that are
-// ready together, until Stop.
-func (ck *ClusterKit) writeAcks() {
-	for {
-		var batch []ackReq
-		select {
-		case <-ck.runCtx.Done():
-			return
-		case a := <-ck.acks:
-			batch = append(batch, a)
-		}
-	more:
-		for len(batch) < maxAckBatch {
-			select {
-			case a := <-ck.acks:
-				batch = append(batch, a)
-			default:
-				break more
-			}
-		}
-		ck.mu.Lock()
-		lease := ck.session.lease
-		ck.mu.Unlock()
-		ops := make([]clientv3.Op, 0, len(batch))
-		for _, a := range batch {
-			b, _ := json.Marshal(ack{Since: a.since})
-			ops = append(ops, clientv3.OpPut(ck.schema.Handoff(a.partition, ck.opts.NodeID), string(b), clientv3.WithLease(lease)))
-		}
-		ctx, cancel := context.WithTimeout(ck.runCtx, 5*time.Second)
-		_, err := ck.client.Txn(ctx).Then(ops...).Commit()
-		cancel()
-		if err != nil && ck.runCtx.Err() == nil {
-			ck.log.Warn("writing handoff acknowledgements failed; the leader asks again after HandoffTimeout",
-				zap.Int("count", len(batch)), zap.Error(err))
-		}
-	}
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/clusterkit-go/clusterkit/internal/etcdtest"
 	"github.com/clusterkit-go/clusterkit/internal/state"
 	"github.com/clusterkit-go/clusterkit/pkg/embed"
+	"github.com/clusterkit-go/clusterkit/pkg/wire"
 )
 
 // haOptions are the options of an embedded-etcd node in these tests: short lease, short raft
@@ -45,7 +46,7 @@ func memberRecords(t *testing.T, ck *ClusterKit) map[string]string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	resp, err := ck.client.Get(ctx, ck.schema.EtcdMembersPrefix(), clientv3.WithPrefix())
+	resp, err := ck.env.client.Get(ctx, ck.env.schema.EtcdMembersPrefix(), clientv3.WithPrefix())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +100,7 @@ func TestEmbeddedHA(t *testing.T) {
 				return
 			}
 			nodes[id] = ck
-			t.Logf("%s started after %v (etcd member: %v)", id, time.Since(began).Round(time.Millisecond), ck.member != nil)
+			t.Logf("%s started after %v (etcd member: %v)", id, time.Since(began).Round(time.Millisecond), ck.members.current() != nil)
 		})
 	}
 	wg.Wait()
@@ -107,7 +108,7 @@ func TestEmbeddedHA(t *testing.T) {
 		t.FailNow()
 	}
 
-	members := etcdtest.Members(t, nodes["node-1"].client)
+	members := etcdtest.Members(t, nodes["node-1"].env.client)
 	if len(members) != 3 || members["node-1"] == "" {
 		t.Fatalf("etcd members %v: want node-1 and two others", members)
 	}
@@ -116,17 +117,17 @@ func TestEmbeddedHA(t *testing.T) {
 	}
 	for id, ck := range nodes {
 		_, isMember := members[id]
-		if (ck.member != nil) != isMember {
-			t.Errorf("%s: runs a member: %v, in the member list: %v", id, ck.member != nil, isMember)
+		if (ck.members.current() != nil) != isMember {
+			t.Errorf("%s: runs a member: %v, in the member list: %v", id, ck.members.current() != nil, isMember)
 		}
 		waitFor(t, 10*time.Second, id+" knows every member's endpoint", func() error {
-			if n := len(ck.client.Endpoints()); n != 3 {
-				return fmt.Errorf("%d endpoints: %v", n, ck.client.Endpoints())
+			if n := len(ck.env.client.Endpoints()); n != 3 {
+				return fmt.Errorf("%d endpoints: %v", n, ck.env.client.Endpoints())
 			}
 			return nil
 		})
 		resp, body := httpGet(t, "http://"+ck.AdvertiseAddr()+"/cluster/join", nil)
-		var info joinInfo
+		var info wire.JoinInfo
 		if err := json.Unmarshal(body, &info); err != nil || len(info.EtcdEndpoints) != 3 {
 			t.Errorf("%s: GET /cluster/join: %s %s", id, resp.Status, body)
 		}
@@ -150,7 +151,7 @@ func TestEmbeddedHA(t *testing.T) {
 		t.Errorf("a second %s started: %v", memberID, err)
 	}
 	dup.Stop()
-	if after := etcdtest.Members(t, nodes["node-1"].client); !maps.Equal(after, members) {
+	if after := etcdtest.Members(t, nodes["node-1"].env.client); !maps.Equal(after, members) {
 		t.Errorf("members after a duplicate node ID tried to join: %v, before %v", after, members)
 	}
 
@@ -169,7 +170,7 @@ func TestEmbeddedHA(t *testing.T) {
 	}
 	waitAgree(t, nodes, slices.Sorted(maps.Keys(nodes)))
 	waitFor(t, 30*time.Second, "a client node in the free member place", func() error {
-		after := etcdtest.Members(t, nodes["node-1"].client)
+		after := etcdtest.Members(t, nodes["node-1"].env.client)
 		if _, ok := after[leaving]; ok || len(after) != 3 {
 			return fmt.Errorf("members %v", after)
 		}
@@ -177,13 +178,13 @@ func TestEmbeddedHA(t *testing.T) {
 			return fmt.Errorf("records %v, members %v", recs, after)
 		}
 		for id, ck := range nodes {
-			if _, ok := after[id]; ok != (ck.embeddedMember() != nil) {
-				return fmt.Errorf("%s: member %v, in the list %v", id, ck.embeddedMember() != nil, ok)
+			if _, ok := after[id]; ok != (ck.members.current() != nil) {
+				return fmt.Errorf("%s: member %v, in the list %v", id, ck.members.current() != nil, ok)
 			}
 		}
 		return nil
 	})
-	members = etcdtest.Members(t, nodes["node-1"].client)
+	members = etcdtest.Members(t, nodes["node-1"].env.client)
 	t.Logf("members after the decommission: %v (%v after it began)", slices.Sorted(maps.Keys(members)),
 		time.Since(began).Round(time.Millisecond))
 
@@ -207,7 +208,7 @@ func TestEmbeddedHA(t *testing.T) {
 	}
 	nodes[client].shutdown(stopCrash)
 	nodes[client] = startHA(t, haOptions(t, client, join, dirs[client]))
-	if nodes[client].embeddedMember() != nil {
+	if nodes[client].members.current() != nil {
 		t.Errorf("%s became an etcd member on its restart; the member places are taken", client)
 	}
 
@@ -215,10 +216,10 @@ func TestEmbeddedHA(t *testing.T) {
 	<-closed
 	began = time.Now()
 	nodes["node-1"] = startHA(t, haOptions(t, "node-1", "", dirs["node-1"]))
-	if got := strconv.FormatUint(nodes["node-1"].member.ID(), 16); got != idBefore {
+	if got := strconv.FormatUint(nodes["node-1"].members.current().ID(), 16); got != idBefore {
 		t.Errorf("restarted node-1 runs member %s, was %s", got, idBefore)
 	}
-	if after := etcdtest.Members(t, nodes["node-1"].client); !maps.Equal(after, members) {
+	if after := etcdtest.Members(t, nodes["node-1"].env.client); !maps.Equal(after, members) {
 		t.Errorf("members after the restart %v, before %v", after, members)
 	}
 	waitAgree(t, nodes, slices.Sorted(maps.Keys(nodes)))
@@ -241,7 +242,7 @@ func waitAgree(t *testing.T, nodes map[string]*ClusterKit, ids []string) {
 	waitFor(t, 20*time.Second, fmt.Sprintf("a map of %v on every node", ids), func() error {
 		var epoch uint64
 		for id, ck := range nodes {
-			s := ck.snap.Load()
+			s := ck.maps.snapshot()
 			if s == nil {
 				return fmt.Errorf("%s has no map", id)
 			}
@@ -267,7 +268,7 @@ func TestForeignEtcdIsNotJoined(t *testing.T) {
 	defer a.Stop()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	resp, err := srv.Client.Get(ctx, a.schema.Config())
+	resp, err := srv.Client.Get(ctx, a.env.schema.Config())
 	if err != nil || len(resp.Kvs) != 1 {
 		t.Fatalf("read config: %v %v", resp, err)
 	}
@@ -277,14 +278,14 @@ func TestForeignEtcdIsNotJoined(t *testing.T) {
 	}
 	config["embedded_members"] = 3
 	b, _ := json.Marshal(config)
-	if _, err := srv.Client.Put(ctx, a.schema.Config(), string(b)); err != nil {
+	if _, err := srv.Client.Put(ctx, a.env.schema.Config(), string(b)); err != nil {
 		t.Fatal(err)
 	}
 	before := etcdtest.Members(t, srv.Client)
 
 	joiner := startHA(t, haOptions(t, "node-b", a.AdvertiseAddr(), t.TempDir()))
 	defer joiner.Stop()
-	if joiner.embeddedMember() != nil {
+	if joiner.members.current() != nil {
 		t.Error("the joining node runs an etcd member")
 	}
 	if after := etcdtest.Members(t, srv.Client); !maps.Equal(after, before) {

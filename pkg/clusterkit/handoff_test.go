@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/clusterkit-go/clusterkit/internal/nextmap"
 	"slices"
 	"strings"
 	"sync"
@@ -24,7 +25,7 @@ type mapLog struct {
 }
 
 // follow records the maps ck applies from now on, until the test ends.
-func follow(t *testing.T, ck *ClusterKit) *mapLog {
+func recordMaps(t *testing.T, ck *ClusterKit) *mapLog {
 	l := &mapLog{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -32,8 +33,8 @@ func follow(t *testing.T, ck *ClusterKit) *mapLog {
 		defer close(done)
 		var last uint64
 		for {
-			ch := *ck.changed.Load()
-			if s := ck.snap.Load(); s != nil && s.epoch != last {
+			ch := ck.maps.changes()
+			if s := ck.maps.snapshot(); s != nil && s.epoch != last {
 				last = s.epoch
 				l.mu.Lock()
 				l.maps = append(l.maps, s.raw)
@@ -64,7 +65,7 @@ func TestJoinHandsOffWithoutGap(t *testing.T) {
 	tc.start("node-2")
 	tc.start("node-3")
 	tc.waitConverged(10 * time.Second)
-	watch := follow(t, tc.nodes["node-1"])
+	watch := recordMaps(t, tc.nodes["node-1"])
 
 	ck4, copying, release := tc.startCopyingJoiner("node-4")
 	// While node-4 copies, no lookup on any node routes to it.
@@ -79,7 +80,7 @@ func TestJoinHandsOffWithoutGap(t *testing.T) {
 	}
 	close(release)
 	tc.waitConverged(10 * time.Second)
-	p := ck4.snap.Load()
+	p := ck4.maps.snapshot()
 	held := 0
 	for i := range p.raw.Partitions {
 		if slices.Contains(p.raw.Partitions[i].Holders, "node-4") {
@@ -107,8 +108,8 @@ func TestCrashPromotesReplicaAtOnce(t *testing.T) {
 	}
 	tc.waitConverged(10 * time.Second)
 	victim, obs := tc.pickVictim()
-	before := obs.snap.Load()
-	watch := follow(t, obs)
+	before := obs.maps.snapshot()
+	watch := recordMaps(t, obs)
 	tc.crash(victim)
 	tc.waitConverged(10 * time.Second)
 
@@ -203,7 +204,7 @@ func TestStuckHandoffIsRetried(t *testing.T) {
 	tc.mu.Unlock()
 
 	waitFor(t, 10*time.Second, "other handoffs done, stuck one retried", func() error {
-		s := ck3.snap.Load()
+		s := ck3.maps.snapshot()
 		mu.Lock()
 		defer mu.Unlock()
 		if stuck == "" || calls[stuck] < 2 {
@@ -335,7 +336,7 @@ func TestDrainNeverUnderReplicates(t *testing.T) {
 	watchers := []*mapLog{}
 	for _, ck := range tc.live() {
 		if ck.GetMyNodeID() != victim {
-			watchers = append(watchers, follow(t, ck))
+			watchers = append(watchers, recordMaps(t, ck))
 		}
 	}
 	ck := tc.nodes[victim]
@@ -368,16 +369,16 @@ func TestCrashGracePeriod(t *testing.T) {
 	}
 	tc.waitConverged(10 * time.Second)
 	victim, obs := tc.pickVictim()
-	before := obs.snap.Load().raw
-	watch := follow(t, obs)
+	before := obs.maps.snapshot().raw
+	watch := recordMaps(t, obs)
 	tc.crash(victim)
 	waitFor(t, 10*time.Second, "crash noticed", func() error {
-		if _, ok := obs.snap.Load().nodes[victim]; ok {
+		if _, ok := obs.maps.snapshot().nodes[victim]; ok {
 			return errors.New("still listed")
 		}
 		return nil
 	})
-	during := obs.snap.Load().raw
+	during := obs.maps.snapshot().raw
 	if _, ok := during.Absent[victim]; !ok {
 		t.Fatalf("crashed node not kept as absent: %v", during.Absent)
 	}
@@ -392,7 +393,7 @@ func TestCrashGracePeriod(t *testing.T) {
 	}
 	tc.start(victim)
 	tc.waitConverged(10 * time.Second)
-	after := obs.snap.Load().raw
+	after := obs.maps.snapshot().raw
 	for i := range after.Partitions {
 		if !slices.Equal(sorted(after.Partitions[i].Holders), sorted(before.Partitions[i].Holders)) {
 			t.Fatalf("partition-%d: holders %v before the crash, %v after the return", i, before.Partitions[i].Holders, after.Partitions[i].Holders)
@@ -460,7 +461,7 @@ func TestJoinStormIsCoalesced(t *testing.T) {
 	}
 	tc.waitConverged(30 * time.Second)
 	waitFor(t, 30*time.Second, "handoffs completed", func() error {
-		if n := pendingCount(tc.nodes["node-0"].snap.Load().raw); n > 0 {
+		if n := nextmap.Pending(tc.nodes["node-0"].maps.snapshot().raw); n > 0 {
 			return fmt.Errorf("%d handoffs pending", n)
 		}
 		return nil
@@ -517,7 +518,7 @@ func TestSelfFencingWhenEtcdIsGone(t *testing.T) {
 	if primary == nil || primary.IsFenced() {
 		t.Fatal("no unfenced primary of partition-0")
 	}
-	deadline := primary.deadline()
+	deadline := primary.clock.Deadline()
 	tc.etcd.Member.Close()
 	waitFor(t, 2*time.Second+time.Second, "primary fenced", func() error {
 		if !primary.IsFenced() {
@@ -566,7 +567,7 @@ func TestLeaderCrashDuringHandoff(t *testing.T) {
 	})
 	close(release)
 	tc.waitConverged(15 * time.Second)
-	if s := ck4.snap.Load(); s.leader == leader || !s.involves("node-4") {
+	if s := ck4.maps.snapshot(); s.leader == leader || !s.involves("node-4") {
 		t.Fatalf("handoff not completed by the new leader (map by %s)", s.leader)
 	}
 }

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/clusterkit-go/clusterkit/internal/state"
+	"github.com/clusterkit-go/clusterkit/pkg/wire"
 )
 
 // HTTP limits: the API only answers small GET requests, so anything large or slow is refused.
@@ -37,54 +37,13 @@ func newHTTPServer(h http.Handler) *http.Server {
 	}
 }
 
-// clusterResponse is the body of GET /cluster: the original ClusterKit shape plus the epoch,
-// the leader and the cluster's identity.
-type clusterResponse struct {
-	Cluster    clusterBody      `json:"cluster"`
-	HashConfig state.HashConfig `json:"hash_config"`
-}
-
-type clusterBody struct {
-	ID           string                `json:"id"`
-	Name         string                `json:"name"`
-	Epoch        uint64                `json:"epoch"`
-	Leader       string                `json:"leader"`
-	UpdatedAt    time.Time             `json:"updated_at"`
-	Cause        state.Cause           `json:"cause"`
-	Nodes        map[string]*Node      `json:"nodes"`
-	PartitionMap map[string]*Partition `json:"partition_map"`
-	Handoffs     []handoffStatus       `json:"handoffs"`
-}
-
-// handoffStatus is one pending copy in GET /cluster.
-type handoffStatus struct {
-	Partition string    `json:"partition"`
-	Node      string    `json:"node"`
-	From      []string  `json:"from"`
-	Since     uint64    `json:"since_epoch"`
-	Started   time.Time `json:"started"`
-	Attempt   int       `json:"attempt"`
-	// Age is how long the copy had been running when the map was published.
-	Age     string `json:"age"`
-	Overdue bool   `json:"overdue"`
-}
-
-// joinInfo is the body of GET /cluster/join: what a node started with JoinAddr needs.
-type joinInfo struct {
-	ClusterName       string   `json:"cluster_name"`
-	ClusterID         string   `json:"cluster_id"`
-	EtcdEndpoints     []string `json:"etcd_endpoints"`
-	PartitionCount    int      `json:"partition_count"`
-	ReplicationFactor int      `json:"replication_factor"`
-}
-
 // encodedCluster caches the /cluster body of one snapshot: it is built once per map.
 type encodedCluster struct {
 	body []byte
 	etag string
 }
 
-// Handler returns the node's HTTP API, read-only:
+// Handler returns the node's HTTP API, read-only; its JSON documents are declared in pkg/wire:
 //
 //	GET /cluster       the cluster's nodes and partition map, with an ETag derived from the epoch;
 //	                   with ?wait=30s and If-None-Match: <tag>, a long poll that answers as soon as
@@ -114,7 +73,7 @@ func (ck *ClusterKit) Handler() http.Handler {
 }
 
 func writeError(w http.ResponseWriter, code int, msg string) {
-	writeJSON(w, code, map[string]string{"error": msg})
+	writeJSON(w, code, wire.Error{Error: msg})
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
@@ -136,8 +95,8 @@ func (ck *ClusterKit) handleCluster(w http.ResponseWriter, r *http.Request) {
 	}
 	// The channel before the snapshot: a map applied in between closes it, so no change is
 	// missed while waiting.
-	changed := *ck.changed.Load()
-	s := ck.snap.Load()
+	changed := ck.maps.changes()
+	s := ck.maps.snapshot()
 	if s == nil {
 		writeError(w, http.StatusServiceUnavailable, "no partition map yet")
 		return
@@ -196,20 +155,20 @@ func (ck *ClusterKit) waitNewMap(w http.ResponseWriter, r *http.Request, changed
 	fence := time.NewTicker(fenceCheckEvery)
 	defer fence.Stop()
 	for {
-		if ck.selfFenced() {
+		if ck.clock.Fenced() {
 			return nil, http.StatusServiceUnavailable, "node is fenced (lease not renewed): its map may be stale"
 		}
 		select {
 		case <-changed:
-			changed = *ck.changed.Load()
-			if enc := ck.snap.Load().encoded(ck); enc.etag != etag {
+			changed = ck.maps.changes()
+			if enc := ck.maps.snapshot().encoded(ck); enc.etag != etag {
 				return enc, 0, ""
 			}
 		case <-timer.C:
 			return nil, 0, ""
 		case <-r.Context().Done():
 			return nil, 0, ""
-		case <-ck.runCtx.Done():
+		case <-ck.stopping:
 			return nil, http.StatusServiceUnavailable, "node is stopping"
 		case <-fence.C:
 		}
@@ -229,28 +188,35 @@ func etagMatches(header, etag string) bool {
 // encoded returns the /cluster body of s, building it on first use.
 func (s *snapshot) encoded(ck *ClusterKit) *encodedCluster {
 	s.encOnce.Do(func() {
-		body := clusterResponse{
-			Cluster: clusterBody{
-				ID:           ck.config.ClusterID,
-				Name:         ck.opts.ClusterName,
+		body := wire.Cluster{
+			Cluster: wire.ClusterState{
+				ID:           ck.env.config.ClusterID,
+				Name:         ck.env.clusterName,
 				Epoch:        s.epoch,
 				Leader:       s.leader,
 				UpdatedAt:    s.updatedAt,
-				Nodes:        s.nodes,
-				PartitionMap: make(map[string]*Partition, len(s.partitions)),
+				Cause:        s.raw.Cause,
+				Nodes:        make(map[string]wire.Node, len(s.nodes)),
+				PartitionMap: make(map[string]wire.Partition, len(s.partitions)),
+				Handoffs:     []wire.Handoff{},
 			},
-			HashConfig: ck.config.Hash,
+			HashConfig: ck.env.config.Hash,
+		}
+		for id, n := range s.nodes {
+			body.Cluster.Nodes[id] = wire.Node(*n)
 		}
 		for i := range s.partitions {
-			body.Cluster.PartitionMap[s.partitions[i].ID] = &s.partitions[i]
+			p := &s.partitions[i]
+			body.Cluster.PartitionMap[p.ID] = wire.Partition{
+				ID: p.ID, PrimaryNode: p.PrimaryNode, ReplicaNodes: p.ReplicaNodes,
+				PrimaryEpoch: p.PrimaryEpoch, Epoch: p.Epoch, PendingNodes: p.PendingNodes,
+			}
 		}
-		body.Cluster.Cause = s.raw.Cause
-		body.Cluster.Handoffs = []handoffStatus{}
 		for i := range s.raw.Partitions {
 			e := &s.raw.Partitions[i]
 			for _, pd := range e.Pending {
 				age := s.updatedAt.Sub(pd.Started)
-				body.Cluster.Handoffs = append(body.Cluster.Handoffs, handoffStatus{
+				body.Cluster.Handoffs = append(body.Cluster.Handoffs, wire.Handoff{
 					Partition: s.partitions[i].ID, Node: pd.Node, From: e.Holders, Since: pd.Since,
 					Started: pd.Started, Attempt: pd.Attempt, Age: age.Round(time.Millisecond).String(),
 					Overdue: pd.Attempt > 1,
@@ -259,11 +225,11 @@ func (s *snapshot) encoded(ck *ClusterKit) *encodedCluster {
 		}
 		b, err := json.Marshal(body)
 		if err != nil {
-			b = []byte(fmt.Sprintf(`{"error":%q}`, err.Error()))
+			b, _ = json.Marshal(wire.Error{Error: err.Error()})
 		}
 		// The cluster ID makes the tag differ between two clusters (or a recreated one) at the
 		// same epoch; the epoch makes every published map differ.
-		s.enc = &encodedCluster{body: append(b, '\n'), etag: fmt.Sprintf(`"%s-%d"`, ck.config.ClusterID, s.epoch)}
+		s.enc = &encodedCluster{body: append(b, '\n'), etag: fmt.Sprintf(`"%s-%d"`, ck.env.config.ClusterID, s.epoch)}
 	})
 	return s.enc
 }
@@ -271,36 +237,26 @@ func (s *snapshot) encoded(ck *ClusterKit) *encodedCluster {
 func (ck *ClusterKit) handleJoin(w http.ResponseWriter, r *http.Request) {
 	// The snapshot first: it is stored only after Start has set the client, so once it is
 	// there the client is too.
-	if ck.snap.Load() == nil || ck.client == nil {
+	if ck.maps.snapshot() == nil || ck.env.client == nil {
 		writeError(w, http.StatusServiceUnavailable, "node is not started")
 		return
 	}
-	writeJSON(w, http.StatusOK, joinInfo{
-		ClusterName:       ck.opts.ClusterName,
-		ClusterID:         ck.config.ClusterID,
-		EtcdEndpoints:     ck.client.Endpoints(),
-		PartitionCount:    ck.config.PartitionCount,
-		ReplicationFactor: ck.config.ReplicationFactor,
+	writeJSON(w, http.StatusOK, wire.JoinInfo{
+		ClusterName:       ck.env.clusterName,
+		ClusterID:         ck.env.config.ClusterID,
+		EtcdEndpoints:     ck.env.client.Endpoints(),
+		PartitionCount:    ck.env.config.PartitionCount,
+		ReplicationFactor: ck.env.config.ReplicationFactor,
 	})
 }
 
-type healthResponse struct {
-	Status        string `json:"status"`
-	NodeID        string `json:"node_id"`
-	Epoch         uint64 `json:"epoch"`
-	Leader        string `json:"leader"`
-	IsLeader      bool   `json:"is_leader"`
-	Fenced        bool   `json:"fenced"`
-	LeaseDeadline string `json:"lease_valid_for"`
-}
-
 func (ck *ClusterKit) handleHealth(w http.ResponseWriter, r *http.Request) {
-	h := healthResponse{Status: "ok", NodeID: ck.opts.NodeID, Epoch: ck.Epoch(), Leader: ck.Leader(), IsLeader: ck.IsLeader(), Fenced: ck.selfFenced()}
-	left := time.Until(ck.deadline())
-	h.LeaseDeadline = left.Round(time.Millisecond).String()
+	h := wire.Health{Status: "ok", NodeID: ck.opts.NodeID, Epoch: ck.Epoch(), Leader: ck.Leader(), IsLeader: ck.IsLeader(), Fenced: ck.clock.Fenced()}
+	left := time.Until(ck.clock.Deadline())
+	h.LeaseValidFor = left.Round(time.Millisecond).String()
 	code := http.StatusOK
 	switch {
-	case ck.snap.Load() == nil:
+	case ck.maps.snapshot() == nil:
 		h.Status, code = "no partition map yet", http.StatusServiceUnavailable
 	case left <= 0:
 		h.Status, code = "lease not renewed: etcd unreachable?", http.StatusServiceUnavailable
@@ -309,7 +265,7 @@ func (ck *ClusterKit) handleHealth(w http.ResponseWriter, r *http.Request) {
 }
 
 // fetchJoinInfo asks the node at addr for its cluster's etcd endpoints.
-func fetchJoinInfo(ctx context.Context, addr string) (*joinInfo, error) {
+func fetchJoinInfo(ctx context.Context, addr string) (*wire.JoinInfo, error) {
 	url := "http://" + addr + "/cluster/join"
 	var lastErr error
 	// The node being joined may itself be starting: retry until ctx ends.
@@ -327,7 +283,7 @@ func fetchJoinInfo(ctx context.Context, addr string) (*joinInfo, error) {
 	}
 }
 
-func getJoinInfo(ctx context.Context, url string) (*joinInfo, error) {
+func getJoinInfo(ctx context.Context, url string) (*wire.JoinInfo, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return nil, err
@@ -344,7 +300,7 @@ func getJoinInfo(ctx context.Context, url string) (*joinInfo, error) {
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("GET %s: %s: %s", url, resp.Status, strings.TrimSpace(string(body)))
 	}
-	var info joinInfo
+	var info wire.JoinInfo
 	if err := json.Unmarshal(body, &info); err != nil {
 		return nil, fmt.Errorf("GET %s: not a ClusterKit node: %v", url, err)
 	}
@@ -354,18 +310,9 @@ func getJoinInfo(ctx context.Context, url string) (*joinInfo, error) {
 	return &info, nil
 }
 
-// claimsResponse is the body of GET /cluster/claims.
-type claimsResponse struct {
-	NodeID string `json:"node_id"`
-	Epoch  uint64 `json:"epoch"`
-	Fenced bool   `json:"fenced"`
-	// Primaries maps each partition this node claims to lead to its primary epoch.
-	Primaries map[string]uint64 `json:"primaries"`
-}
-
 func (ck *ClusterKit) handleClaims(w http.ResponseWriter, r *http.Request) {
-	out := claimsResponse{NodeID: ck.opts.NodeID, Fenced: ck.selfFenced(), Primaries: map[string]uint64{}}
-	if s := ck.snap.Load(); s != nil {
+	out := wire.Claims{NodeID: ck.opts.NodeID, Fenced: ck.clock.Fenced(), Primaries: map[string]uint64{}}
+	if s := ck.maps.snapshot(); s != nil {
 		out.Epoch = s.epoch
 		for i := range s.partitions {
 			p := &s.partitions[i]

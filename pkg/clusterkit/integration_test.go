@@ -187,7 +187,7 @@ func TestHooksSeeCopySources(t *testing.T) {
 	tc.start("node-2", withHook("node-2"))
 	tc.nodes["node-2"].OnPartitionChange(logs["node-2"].hook)
 	tc.waitConverged(10 * time.Second)
-	before := tc.nodes["node-1"].snap.Load()
+	before := tc.nodes["node-1"].maps.snapshot()
 	tc.settleHooks()
 	for _, l := range logs {
 		l.mu.Lock()
@@ -209,7 +209,7 @@ func TestHooksSeeCopySources(t *testing.T) {
 	tc.nodes["node-3"] = ck3
 	tc.mu.Unlock()
 	tc.waitConverged(10 * time.Second)
-	after := tc.nodes["node-1"].snap.Load()
+	after := tc.nodes["node-1"].maps.snapshot()
 	want := eventStrings(diffHolders(before, after))
 	slices.Sort(want)
 	if len(want) == 0 {
@@ -276,9 +276,7 @@ func TestLostLeaseReRegisters(t *testing.T) {
 	tc.start("node-3")
 	tc.waitConverged(10 * time.Second)
 	leader := tc.leader()
-	leader.mu.Lock()
-	lease := leader.session.lease
-	leader.mu.Unlock()
+	lease := leader.election.lease()
 	if _, err := tc.etcd.Client.Revoke(context.Background(), lease); err != nil {
 		t.Fatal(err)
 	}
@@ -293,9 +291,7 @@ func TestLostLeaseReRegisters(t *testing.T) {
 	// The lost node registers under a new lease, and comes back in the map. (Right after the
 	// revoke the old map still lists every node, so convergence alone proves nothing.)
 	waitFor(t, 10*time.Second, "registered under a new lease", func() error {
-		leader.mu.Lock()
-		again := leader.session
-		leader.mu.Unlock()
+		again := leader.election.current()
 		if again == nil || again.lease == lease {
 			return errors.New("still on the revoked lease")
 		}

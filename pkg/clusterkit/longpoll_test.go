@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/clusterkit-go/clusterkit/pkg/wire"
 )
 
 type pollAnswer struct {
@@ -88,11 +90,11 @@ func TestClusterLongPoll(t *testing.T) {
 	if a.err != nil || a.code != http.StatusOK || a.etag == first.etag {
 		t.Fatalf("poll across a join: %d %q %v", a.code, a.etag, a.err)
 	}
-	var got clusterResponse
+	var got wire.Cluster
 	if err := json.Unmarshal(a.body, &got); err != nil {
 		t.Fatal(err)
 	}
-	if got.Cluster.Nodes["node-3"] == nil || !strings.HasSuffix(a.etag, fmt.Sprintf(`-%d"`, got.Cluster.Epoch)) {
+	if _, ok := got.Cluster.Nodes["node-3"]; !ok || !strings.HasSuffix(a.etag, fmt.Sprintf(`-%d"`, got.Cluster.Epoch)) {
 		t.Fatalf("poll answered epoch %d with nodes %v", got.Cluster.Epoch, got.Cluster.Nodes)
 	}
 

@@ -7,7 +7,8 @@ import (
 )
 
 // Node is a member of the cluster. Values handed out by ClusterKit are shared with its
-// snapshot of the map and must not be modified.
+// snapshot of the map and must not be modified. Its JSON is that of wire.Node, as GET /cluster
+// lists it.
 type Node struct {
 	// ID is the node's unique name (Options.NodeID).
 	ID string `json:"id"`
@@ -22,7 +23,8 @@ type Node struct {
 }
 
 // Partition is one partition and its holders. Values handed out by ClusterKit belong to an
-// immutable snapshot of the map and must not be modified.
+// immutable snapshot of the map and must not be modified. Its JSON is that of wire.Partition, as
+// GET /cluster lists it.
 type Partition struct {
 	// ID is "partition-<index>".
 	ID string `json:"id"`

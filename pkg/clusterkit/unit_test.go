@@ -184,8 +184,8 @@ func TestSnapshotLookups(t *testing.T) {
 	if _, err := ck.GetPartition("x"); !errors.Is(err, ErrNoPartitionMap) {
 		t.Fatalf("before a map: %v", err)
 	}
-	ck.leaseDeadline.Store(int64(time.Hour)) // as if the lease had just been renewed
-	ck.snap.Store(newSnapshot(testMap(1, []string{"a", "b", "c"}, []string{"a", "b", "c"}, []string{"b", "c"}), 1))
+	ck.clock.deadline.Store(int64(time.Hour)) // as if the lease had just been renewed
+	ck.maps.snap.Store(newSnapshot(testMap(1, []string{"a", "b", "c"}, []string{"a", "b", "c"}, []string{"b", "c"}), 1))
 	p0 := &Partition{ID: "partition-0"}
 	if got := ck.GetPrimary(p0); got == nil || got.ID != "a" {
 		t.Fatalf("primary of partition-0: %v", got)
@@ -204,11 +204,11 @@ func TestSnapshotLookups(t *testing.T) {
 		t.Fatal("b should be primary of partition-1 at primary epoch 1")
 	}
 	// Past the lease deadline the node claims nothing, even before the fencing goroutine ran.
-	ck.leaseDeadline.Store(0)
+	ck.clock.deadline.Store(0)
 	if ck.IsPrimary(p1) || ck.IsPrimaryAt(p1, 1) || !ck.IsFenced() {
 		t.Fatal("a node past its lease deadline claims a primary role")
 	}
-	ck.leaseDeadline.Store(int64(time.Hour))
+	ck.clock.deadline.Store(int64(time.Hour))
 	for _, bad := range []*Partition{nil, {ID: "partition-2"}, {ID: "partition-01"}, {ID: "p-1"}} {
 		if ck.GetPrimary(bad) != nil || ck.IsPrimary(bad) || ck.GetNodes(bad) != nil {
 			t.Fatalf("unknown partition %v answered", bad)
@@ -216,7 +216,7 @@ func TestSnapshotLookups(t *testing.T) {
 	}
 	// A partition handed out by an older map is answered from the current one.
 	old, _ := ck.GetPartition("user:123")
-	ck.snap.Store(newSnapshot(testMap(2, []string{"c"}, []string{"c"}, []string{"c"}), 2))
+	ck.maps.snap.Store(newSnapshot(testMap(2, []string{"c"}, []string{"c"}, []string{"c"}), 2))
 	if got := ck.GetPrimary(old); got == nil || got.ID != "c" {
 		t.Fatalf("stale partition: primary %v, want c", got)
 	}

@@ -56,7 +56,7 @@ func TestLargeMapInChunks(t *testing.T) {
 func TestWatchRereadsAfterCompaction(t *testing.T) {
 	tc := newTestCluster(t, Options{})
 	tc.start("node-1")
-	old := tc.nodes["node-1"].snap.Load()
+	old := tc.nodes["node-1"].maps.snapshot()
 	tc.start("node-2")
 	tc.start("node-3")
 	tc.waitConverged(10 * time.Second)
@@ -73,13 +73,14 @@ func TestWatchRereadsAfterCompaction(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.client = tc.etcd.Client
-	w.schema = keys.New(tc.name)
-	w.config.PartitionCount = 16
-	w.runCtx, w.runCancel = context.WithCancel(context.Background())
+	w.env.client = tc.etcd.Client
+	w.env.schema = keys.New(tc.name)
+	w.env.config.PartitionCount = 16
+	ctx, cancel := context.WithCancel(context.Background())
+	w.maps.begin(state.Read{Map: old.raw, ModRevision: old.revision, Revision: old.revision})
 	done := make(chan struct{})
-	go func() { w.watchMap(initialMap{m: old.raw, rev: old.revision}); close(done) }()
-	defer func() { w.runCancel(); <-done }()
+	go func() { w.maps.run(ctx, old.revision); close(done) }()
+	defer func() { cancel(); <-done }()
 
 	want := tc.nodes["node-1"].Epoch()
 	waitFor(t, 10*time.Second, "watcher catches up", func() error {

@@ -1,0 +1,38 @@
+package wiretest
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+// The documents decode into the declared fields, and a field that is not declared, at any
+// depth, is refused.
+func TestStrict(t *testing.T) {
+	const body = `{"cluster":{"id":"c1","name":"default","epoch":7,"leader":"a","updated_at":"2025-01-02T03:04:05Z",` +
+		`"cause":{"reason":"join","nodes":["b"]},"nodes":{"a":{"id":"a","ip":"127.0.0.1:1","zone":"z1"}},` +
+		`"partition_map":{"partition-0":{"id":"partition-0","primary_node":"a","replica_nodes":[],"primary_epoch":3,"epoch":7}},` +
+		`"handoffs":[]},"hash_config":{"algorithm":"md5","modulo":1,"format":"partition-%d"}}`
+	var c Cluster
+	if err := json.Unmarshal([]byte(body), &c); err != nil {
+		t.Fatal(err)
+	}
+	if c.Cluster.Epoch != 7 || c.Cluster.Nodes["a"].Zone != "z1" || c.Cluster.PartitionMap["partition-0"].PrimaryEpoch != 3 || c.HashConfig.Format != "partition-%d" {
+		t.Fatalf("decoded %+v", c)
+	}
+	for _, bad := range []struct{ old, new string }{
+		{`"leader"`, `"leader_id"`},
+		{`"primary_node"`, `"primary"`},
+		{`"zone"`, `"az"`},
+		{`"modulo"`, `"partitions"`},
+	} {
+		var c Cluster
+		if err := json.Unmarshal([]byte(strings.Replace(body, bad.old, bad.new, 1)), &c); err == nil {
+			t.Errorf("%s renamed %s: decoded without an error", bad.old, bad.new)
+		}
+	}
+	var h Health
+	if err := json.Unmarshal([]byte(`{"status":"ok","uptime":"1s"}`), &h); err == nil {
+		t.Error("health with an undeclared field: decoded without an error")
+	}
+}

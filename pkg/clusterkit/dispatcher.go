@@ -1,0 +1,145 @@
+package clusterkit
+
+import (
+	"fmt"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// dispatcher runs hook events on a bounded pool of goroutines. Events of one partition run one
+// at a time, in map order; events of different partitions run concurrently, at most max at once.
+// Enqueueing never blocks, so a slow hook never holds up the map watch or the lookups.
+type dispatcher struct {
+	log     *zap.Logger
+	max     int
+	deliver func(hookEvent)
+
+	mu      sync.Mutex
+	pending map[int][]hookEvent
+	// ready holds partitions with pending events and no running hook, oldest first.
+	ready   []int
+	busy    map[int]bool
+	running int
+	closed  bool
+	idle    *sync.Cond
+}
+
+func newDispatcher(log *zap.Logger, max int, deliver func(hookEvent)) *dispatcher {
+	d := &dispatcher{
+		log:     log,
+		max:     max,
+		deliver: deliver,
+		pending: make(map[int][]hookEvent),
+		busy:    make(map[int]bool),
+	}
+	d.idle = sync.NewCond(&d.mu)
+	return d
+}
+
+// enqueue schedules events in order. It never blocks on a hook.
+func (d *dispatcher) enqueue(events []hookEvent) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return
+	}
+	for _, ev := range events {
+		q := d.pending[ev.partition]
+		if len(q) == 0 && !d.busy[ev.partition] {
+			d.ready = append(d.ready, ev.partition)
+		}
+		d.pending[ev.partition] = append(q, ev)
+	}
+	d.pump()
+}
+
+// pump starts ready events while there is room. d.mu must be held.
+func (d *dispatcher) pump() {
+	for d.running < d.max && len(d.ready) > 0 && !d.closed {
+		p := d.ready[0]
+		d.ready = d.ready[1:]
+		q := d.pending[p]
+		ev := q[0]
+		if len(q) == 1 {
+			delete(d.pending, p)
+		} else {
+			d.pending[p] = q[1:]
+		}
+		d.busy[p] = true
+		d.running++
+		go d.run(ev)
+	}
+}
+
+func (d *dispatcher) run(ev hookEvent) {
+	d.deliver(ev)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.running--
+	delete(d.busy, ev.partition)
+	if len(d.pending[ev.partition]) > 0 && !d.closed {
+		d.ready = append(d.ready, ev.partition)
+	}
+	d.pump()
+	if d.running == 0 {
+		d.idle.Broadcast()
+	}
+}
+
+// callHook runs one hook, recovering and logging a panic so that it cannot kill the node. It
+// reports whether the hook returned normally.
+func callHook(log *zap.Logger, ev hookEvent, call func()) (ok bool) {
+	defer func() {
+		if r := recover(); r != nil {
+			to := ""
+			if ev.to != nil {
+				to = ev.to.ID
+			}
+			log.Error("hook panicked", zap.String("partition", ev.id), zap.String("copy_to", to), zap.Uint64("epoch", ev.epoch),
+				zap.String("panic", fmt.Sprint(r)), zap.ByteString("stack", debug.Stack()))
+			ok = false
+		}
+	}()
+	call()
+	return true
+}
+
+// close drops pending events and waits up to timeout for running hooks. It reports how many
+// hooks were still running when it gave up.
+func (d *dispatcher) close(timeout time.Duration) int {
+	d.mu.Lock()
+	d.closed = true
+	d.pending = map[int][]hookEvent{}
+	d.ready = nil
+	d.mu.Unlock()
+
+	done := make(chan struct{})
+	go func() {
+		d.mu.Lock()
+		for d.running > 0 {
+			d.idle.Wait()
+		}
+		d.mu.Unlock()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return 0
+	case <-time.After(timeout):
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		return d.running
+	}
+}
+
+// waitIdle blocks until no hook runs and none is pending; tests use it.
+func (d *dispatcher) waitIdle() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for d.running > 0 || len(d.pending) > 0 {
+		d.idle.Wait()
+	}
+}

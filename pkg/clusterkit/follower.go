@@ -1,0 +1,134 @@
+package clusterkit
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+
+	"go.uber.org/zap"
+
+	"github.com/clusterkit-go/clusterkit/internal/follow"
+	"github.com/clusterkit-go/clusterkit/internal/state"
+)
+
+// mapFollower owns the node's view of the partition map: the immutable snapshot lookups read,
+// and the channel closed whenever a newer map is applied. Run follows the map in etcd (through
+// follow.Map, shared with pkg/client) on the goroutine that calls it; catchUp applies a map read
+// outside the watch. A map is applied only when its epoch is above the one held; the hooks of
+// the difference are handed to onApply.
+type mapFollower struct {
+	env *env
+	// onApply schedules the hook events from old (nil for the first map) to s; fire is false
+	// for the baseline map read at start.
+	onApply func(old, s *snapshot, fire bool)
+
+	snap atomic.Pointer[snapshot]
+	// changed is closed and replaced every time a map is applied.
+	changed atomic.Pointer[chan struct{}]
+	// mu serialises apply between Run and catchUp.
+	mu sync.Mutex
+	// fromEmpty is set when the cluster had no map at start: the first map then creates every
+	// partition, and its hooks fire with no sources.
+	fromEmpty bool
+}
+
+func newMapFollower(e *env, onApply func(old, s *snapshot, fire bool)) *mapFollower {
+	f := &mapFollower{env: e, onApply: onApply}
+	ch := make(chan struct{})
+	f.changed.Store(&ch)
+	return f
+}
+
+// snapshot is the map held now, nil before the first.
+func (f *mapFollower) snapshot() *snapshot { return f.snap.Load() }
+
+// changes returns a channel closed when the next map is applied. Take it before reading the
+// snapshot, so that a map applied in between is not missed.
+func (f *mapFollower) changes() <-chan struct{} { return *f.changed.Load() }
+
+// source is the follow.Map of this node's cluster.
+func (f *mapFollower) source() *follow.Map {
+	return &follow.Map{Client: f.env.client, Schema: f.env.schema, Log: f.env.log, ReadTimeout: f.env.opts.LeaseTTL,
+		Apply: func(m *state.Map, rev int64) { f.apply(m, rev, true) }}
+}
+
+// read reads the current map; Start does so before registering, so that the map that adds
+// this node is a change the watch sees.
+func (f *mapFollower) read(ctx context.Context) (state.Read, error) {
+	return f.source().Read(ctx)
+}
+
+// begin takes initial, the map read at start, as the baseline to diff the next maps against.
+// It runs before Run's goroutine starts.
+func (f *mapFollower) begin(initial state.Read) {
+	f.fromEmpty = initial.Map == nil
+	if initial.Map != nil {
+		f.apply(initial.Map, initial.ModRevision, false)
+	}
+}
+
+// run follows the map from revision rev+1 (the revision of the map given to begin) until ctx
+// ends.
+func (f *mapFollower) run(ctx context.Context, rev int64) {
+	f.source().Run(ctx, rev)
+}
+
+// catchUp reads and applies the current map, with its hooks.
+func (f *mapFollower) catchUp(ctx context.Context) error {
+	r, err := f.read(ctx)
+	if err != nil {
+		return err
+	}
+	if r.Map != nil {
+		f.apply(r.Map, r.ModRevision, true)
+	}
+	return nil
+}
+
+// apply makes m the node's map if it is newer than the one it holds. With fire, the hooks of
+// the difference are scheduled, unless this is the first map of a node that joined a cluster
+// which already had one (that map is only the baseline).
+func (f *mapFollower) apply(m *state.Map, rev int64, fire bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	old := f.snap.Load()
+	if old != nil && m.Epoch <= old.epoch {
+		return // never go back to an older map
+	}
+	if err := m.Validate(f.env.config.PartitionCount); err != nil {
+		f.env.log.Error("ignoring invalid partition map", zap.Error(err))
+		return
+	}
+	s := newSnapshot(m, rev)
+	f.snap.Store(s)
+	f.onApply(old, s, fire && (old != nil || f.fromEmpty))
+	f.env.metrics.epoch.Set(float64(m.Epoch))
+	next := make(chan struct{})
+	prev := f.changed.Swap(&next)
+	close(*prev)
+	f.env.log.Debug("applied partition map", zap.Uint64("epoch", m.Epoch), zap.String("leader", m.Leader))
+}
+
+// wait blocks until cond holds for the map held (cond receives nil before the first map), or
+// ctx ends.
+func (f *mapFollower) wait(ctx context.Context, cond func(*snapshot) bool) error {
+	for {
+		ch := f.changes()
+		if cond(f.snap.Load()) {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// epoch is the epoch of the map held, 0 before the first.
+func (f *mapFollower) epoch() uint64 {
+	if s := f.snap.Load(); s != nil {
+		return s.epoch
+	}
+	return 0
+}

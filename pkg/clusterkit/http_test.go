@@ -1,0 +1,73 @@
+package clusterkit
+
+import (
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/clusterkit-go/clusterkit/internal/partition"
+	"github.com/clusterkit-go/clusterkit/internal/state"
+	"github.com/clusterkit-go/clusterkit/pkg/wire"
+)
+
+// The GET /cluster body of a map is fixed to the byte: field names, their order, omitempty.
+// Clients in other languages parse it, so any change to it is a change of the API.
+func TestHTTPClusterBodyBytes(t *testing.T) {
+	at := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
+	m := &state.Map{
+		Epoch:     7,
+		Leader:    "a",
+		UpdatedAt: at,
+		Cause:     state.Cause{Reason: state.ReasonJoin, Nodes: []string{"c"}},
+		Nodes: map[string]state.Node{
+			"a": {ID: "a", IP: "127.0.0.1:1", Zone: "z1", Metadata: map[string]string{"data_addr": "127.0.0.1:9001"}},
+			"b": {ID: "b", IP: "127.0.0.1:2"},
+			"c": {ID: "c", IP: "127.0.0.1:3", Weight: 2, State: state.NodeDraining},
+		},
+		Partitions: state.Entries{
+			{Holders: []string{"a", "b"}, PrimaryEpoch: 3},
+			{Holders: []string{"b"}, PrimaryEpoch: 7, Pending: []state.Pending{{Node: "c", Since: 6, Started: at.Add(-1500 * time.Millisecond), Attempt: 2}}},
+		},
+	}
+	ck := &ClusterKit{env: &env{
+		clusterName: "default",
+		config:      state.Config{ClusterID: "c1", Hash: state.HashConfig{Algorithm: state.HashMD5, Modulo: 2, Format: partition.Format}},
+	}}
+	enc := newSnapshot(m, 1).encoded(ck)
+	const want = `{"cluster":{"id":"c1","name":"default","epoch":7,"leader":"a","updated_at":"2025-01-02T03:04:05Z",` +
+		`"cause":{"reason":"join","nodes":["c"]},` +
+		`"nodes":{"a":{"id":"a","ip":"127.0.0.1:1","zone":"z1","metadata":{"data_addr":"127.0.0.1:9001"}},"b":{"id":"b","ip":"127.0.0.1:2"},"c":{"id":"c","ip":"127.0.0.1:3"}},` +
+		`"partition_map":{"partition-0":{"id":"partition-0","primary_node":"a","replica_nodes":["b"],"primary_epoch":3,"epoch":7},` +
+		`"partition-1":{"id":"partition-1","primary_node":"b","replica_nodes":[],"primary_epoch":7,"epoch":7,"pending_nodes":["c"]}},` +
+		`"handoffs":[{"partition":"partition-1","node":"c","from":["b"],"since_epoch":6,"started":"2025-01-02T03:04:03.5Z","attempt":2,"age":"1.5s","overdue":true}]},` +
+		`"hash_config":{"algorithm":"md5","modulo":2,"format":"partition-%d"}}` + "\n"
+	if got := string(enc.body); got != want {
+		t.Fatalf("GET /cluster body\ngot  %s\nwant %s", got, want)
+	}
+	if enc.etag != `"c1-7"` {
+		t.Fatalf("ETag %s, want \"c1-7\"", enc.etag)
+	}
+}
+
+// Node and Partition marshal as GET /cluster lists them: a program that encodes the values
+// ClusterKit hands out writes the documents of pkg/wire.
+func TestHTTPTypesMarshalAsWire(t *testing.T) {
+	tests := []struct {
+		name       string
+		ours, wire any
+	}{
+		{"node", Node{ID: "a", IP: "127.0.0.1:1", Zone: "z", Metadata: map[string]string{"k": "v"}},
+			wire.Node{ID: "a", IP: "127.0.0.1:1", Zone: "z", Metadata: map[string]string{"k": "v"}}},
+		{"bare node", Node{ID: "a"}, wire.Node{ID: "a"}},
+		{"partition", Partition{ID: "partition-1", PrimaryNode: "a", ReplicaNodes: []string{"b"}, PrimaryEpoch: 2, Epoch: 3, PendingNodes: []string{"c"}, index: 1},
+			wire.Partition{ID: "partition-1", PrimaryNode: "a", ReplicaNodes: []string{"b"}, PrimaryEpoch: 2, Epoch: 3, PendingNodes: []string{"c"}}},
+		{"bare partition", Partition{}, wire.Partition{}},
+	}
+	for _, tt := range tests {
+		ours, _ := json.Marshal(tt.ours)
+		theirs, _ := json.Marshal(tt.wire)
+		if string(ours) != string(theirs) {
+			t.Errorf("%s: %s, wire %s", tt.name, ours, theirs)
+		}
+	}
+}

@@ -1,0 +1,52 @@
+package clusterkit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// apiServer owns the listener and the HTTP server of the node's API (the handlers are in
+// http.go). listen binds before the node registers, so that the advertised address is known;
+// serve runs on a goroutine of the node's group; close shuts the server down by a deadline.
+type apiServer struct {
+	log      *zap.Logger
+	listener net.Listener
+	server   *http.Server
+}
+
+func (a *apiServer) listen(addr string, h http.Handler) error {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("clusterkit: listen on HTTPAddr: %w", err)
+	}
+	a.listener = l
+	a.server = newHTTPServer(h)
+	return nil
+}
+
+// addr is the address the listener is bound to.
+func (a *apiServer) addr() net.Addr { return a.listener.Addr() }
+
+// serve serves the API until close.
+func (a *apiServer) serve() {
+	if err := a.server.Serve(a.listener); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		a.log.Error("http server stopped", zap.Error(err))
+	}
+}
+
+// close lets running requests finish until deadline, then closes every connection.
+func (a *apiServer) close(deadline time.Time) {
+	if a.server == nil {
+		return
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	a.server.Shutdown(ctx)
+	cancel()
+	a.server.Close()
+}

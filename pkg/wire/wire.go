@@ -1,0 +1,146 @@
+package wire
+
+import "time"
+
+// Cluster is the body of GET /cluster: the partition map the answering node holds, and how keys
+// map to partitions.
+type Cluster struct {
+	Cluster    ClusterState `json:"cluster"`
+	HashConfig HashConfig   `json:"hash_config"`
+}
+
+// ClusterState is the "cluster" object of GET /cluster: one published partition map.
+type ClusterState struct {
+	// ID identifies the cluster; a cluster created again under the same name gets a new one.
+	ID string `json:"id"`
+	// Name is the cluster's name, the etcd prefix /clusterkit/<name>/ it lives under.
+	Name string `json:"name"`
+	// Epoch is the map's epoch: it grows by one with every published map.
+	Epoch uint64 `json:"epoch"`
+	// Leader is the ID of the node that published the map.
+	Leader    string    `json:"leader"`
+	UpdatedAt time.Time `json:"updated_at"`
+	// Cause says why the map was published.
+	Cause Cause `json:"cause"`
+	// Nodes are the live nodes the map was computed from, by ID.
+	Nodes map[string]Node `json:"nodes"`
+	// PartitionMap holds every partition, by ID ("partition-<index>").
+	PartitionMap map[string]Partition `json:"partition_map"`
+	// Handoffs are the copies in progress: one per partition and node copying it in. The map
+	// is settled when there are none. Never null.
+	Handoffs []Handoff `json:"handoffs"`
+}
+
+// Node is a member of the cluster, with the JSON of clusterkit.Node.
+type Node struct {
+	// ID is the node's unique name.
+	ID string `json:"id"`
+	// IP is the host:port of the node's ClusterKit HTTP API.
+	IP string `json:"ip"`
+	// Zone is the node's failure domain, if it has one.
+	Zone string `json:"zone,omitempty"`
+	// Metadata is what the application published for the node, for example the address of
+	// its own data service.
+	Metadata map[string]string `json:"metadata,omitempty"`
+}
+
+// Partition is one partition and its holders, with the JSON of clusterkit.Partition.
+type Partition struct {
+	// ID is "partition-<index>".
+	ID string `json:"id"`
+	// PrimaryNode is the ID of the node that holds the primary copy.
+	PrimaryNode string `json:"primary_node"`
+	// ReplicaNodes are the IDs of the other holders, in order. Never null.
+	ReplicaNodes []string `json:"replica_nodes"`
+	// PrimaryEpoch is the map epoch at which PrimaryNode became primary: the fencing token
+	// writes are stamped with.
+	PrimaryEpoch uint64 `json:"primary_epoch"`
+	// Epoch is the epoch of the map.
+	Epoch uint64 `json:"epoch"`
+	// PendingNodes are nodes copying the partition in. They are not routed to yet.
+	PendingNodes []string `json:"pending_nodes,omitempty"`
+}
+
+// Handoff is one copy in progress: Node copying Partition in from the nodes in From.
+type Handoff struct {
+	Partition string `json:"partition"`
+	// Node is the ID of the node copying the partition in.
+	Node string `json:"node"`
+	// From are the partition's holders, which the node copies from.
+	From []string `json:"from"`
+	// Since is the epoch of the map that asked for the copy.
+	Since   uint64    `json:"since_epoch"`
+	Started time.Time `json:"started"`
+	// Attempt counts the tries: above 1, an earlier one timed out.
+	Attempt int `json:"attempt"`
+	// Age is how long the copy had been running when the map was published, as a Go duration
+	// ("1.5s").
+	Age string `json:"age"`
+	// Overdue is true once an attempt has timed out.
+	Overdue bool `json:"overdue"`
+}
+
+// Cause says why a map was published.
+type Cause struct {
+	// Reason is one of "create", "crash", "leave", "drain", "join", "handoff", "timeout" and
+	// "rebalance".
+	Reason string `json:"reason"`
+	// Nodes are the nodes the reason is about (joined, left, crashed, draining).
+	Nodes []string `json:"nodes,omitempty"`
+}
+
+// HashConfig says how a key maps to a partition, so that clients in any language can follow:
+// with Algorithm "md5", the index is the big-endian uint32 of the first four bytes of md5(key)
+// modulo Modulo, and the ID is Format printed with the index.
+type HashConfig struct {
+	Algorithm string `json:"algorithm"`
+	// Modulo is the partition count.
+	Modulo int `json:"modulo"`
+	// Format is the printf format of partition IDs: "partition-%d".
+	Format string `json:"format"`
+}
+
+// JoinInfo is the body of GET /cluster/join: what a node started with JoinAddr needs.
+type JoinInfo struct {
+	ClusterName string `json:"cluster_name"`
+	ClusterID   string `json:"cluster_id"`
+	// EtcdEndpoints are the client URLs of the cluster's etcd, as the answering node uses them.
+	EtcdEndpoints     []string `json:"etcd_endpoints"`
+	PartitionCount    int      `json:"partition_count"`
+	ReplicationFactor int      `json:"replication_factor"`
+}
+
+// Health is the body of GET /health, with status 200 when the node holds a map and its lease is
+// valid, 503 otherwise.
+type Health struct {
+	// Status is "ok", or why the node is not healthy.
+	Status string `json:"status"`
+	NodeID string `json:"node_id"`
+	// Epoch is the epoch of the map the node holds, 0 before the first.
+	Epoch  uint64 `json:"epoch"`
+	Leader string `json:"leader"`
+	// IsLeader is true when the answering node is the leader.
+	IsLeader bool `json:"is_leader"`
+	// Fenced is true while the node has not renewed its lease in time: it then claims no
+	// primary role.
+	Fenced bool `json:"fenced"`
+	// LeaseValidFor is how long the node's lease stays valid if it is not renewed, as a Go
+	// duration ("2.5s"); zero or negative once it has run out.
+	LeaseValidFor string `json:"lease_valid_for"`
+}
+
+// Claims is the body of GET /cluster/claims: the partitions the node claims to lead right now.
+type Claims struct {
+	NodeID string `json:"node_id"`
+	// Epoch is the epoch of the map the node holds.
+	Epoch  uint64 `json:"epoch"`
+	Fenced bool   `json:"fenced"`
+	// Primaries maps each partition the node claims to lead to its primary epoch. It is empty
+	// while the node is fenced. Never null.
+	Primaries map[string]uint64 `json:"primaries"`
+}
+
+// Error is the body of every error status the API answers with.
+type Error struct {
+	Error string `json:"error"`
+}
