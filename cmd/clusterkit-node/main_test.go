@@ -8,12 +8,10 @@ import (
 	"strings"
 	"testing"
 
-	"go.uber.org/goleak"
+	"github.com/clusterkit-go/clusterkit/internal/etcdtest"
 )
 
-func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
-}
+func TestMain(m *testing.M) { os.Exit(etcdtest.RunWithoutLeaks(m)) }
 
 // run exits with status 2 and names the setting before it starts anything; -h exits with 0.
 func TestRunExitStatus(t *testing.T) {

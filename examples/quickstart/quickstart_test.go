@@ -13,6 +13,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -32,6 +33,8 @@ const (
 	// partitionCount is ClusterKit's default, which the programs keep.
 	partitionCount = 64
 )
+
+func TestMain(m *testing.M) { os.Exit(etcdtest.RunWithoutLeaks(m)) }
 
 // The bootstrap and join programs form a two-node cluster, and both leave it gracefully on
 // SIGTERM: node-2's partitions go back to node-1 at once, not after the lease TTL.

@@ -9,18 +9,18 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
 	"testing"
 	"time"
-
-	"go.uber.org/goleak"
 
 	"github.com/clusterkit-go/clusterkit/examples/internal/report"
 	"github.com/clusterkit-go/clusterkit/examples/internal/store"
 	"github.com/clusterkit-go/clusterkit/examples/internal/workload"
+	"github.com/clusterkit-go/clusterkit/internal/etcdtest"
 	"github.com/clusterkit-go/clusterkit/internal/proctest"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { os.Exit(etcdtest.RunWithoutLeaks(m)) }
 
 // Every write acknowledged to the client, before, during and after a join and a SIGKILL of a
 // node in the middle of the writes, reads back with its latest acknowledged value, and no

@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -83,13 +84,25 @@ func Members(tb testing.TB, c *clientv3.Client) map[string]string {
 // sooner.
 const leakWait = 10 * time.Second
 
-// RunWithoutLeaks runs the tests of m and then fails them if goroutines other than those opts
-// ignore are still running after leakWait. It returns the exit code for os.Exit.
+// ignoreLeaks are the goroutines that etcd's server and client start once per process and
+// never stop.
+var ignoreLeaks = []goleak.Option{
+	goleak.IgnoreTopFunction("go.opencensus.io/stats/view.(*worker).start"),
+	goleak.IgnoreAnyFunction("go.etcd.io/etcd/pkg/v3/logutil.(*MergeLogger).outputLoop"),
+}
+
+// RunWithoutLeaks runs the tests of m and then, if they passed, fails them if goroutines are
+// still running after leakWait, other than the testing package's, those etcd starts once per
+// process and those opts ignore. It returns the exit code for os.Exit; every package's TestMain
+// is
+//
+//	func TestMain(m *testing.M) { os.Exit(etcdtest.RunWithoutLeaks(m)) }
 func RunWithoutLeaks(m *testing.M, opts ...goleak.Option) int {
 	code := m.Run()
 	if code != 0 {
 		return code
 	}
+	opts = append(slices.Clip(ignoreLeaks), opts...)
 	deadline := time.Now().Add(leakWait)
 	for {
 		err := goleak.Find(opts...)

@@ -11,16 +11,13 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/goleak"
 	"go.uber.org/zap"
 
 	"github.com/clusterkit-go/clusterkit/internal/etcdtest"
 	"github.com/clusterkit-go/clusterkit/pkg/embed"
 )
 
-func TestMain(m *testing.M) {
-	os.Exit(etcdtest.RunWithoutLeaks(m, goleak.IgnoreTopFunction("go.opencensus.io/stats/view.(*worker).start")))
-}
+func TestMain(m *testing.M) { os.Exit(etcdtest.RunWithoutLeaks(m)) }
 
 func TestInvalidConfig(t *testing.T) {
 	tests := []struct {

@@ -4,26 +4,17 @@ import (
 	"os"
 	"testing"
 
-	"go.uber.org/goleak"
+	"github.com/clusterkit-go/clusterkit/internal/etcdtest"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(removeBuiltEtcdAfter{m},
-		// etcd's client starts this process-wide worker once and never stops it.
-		goleak.IgnoreTopFunction("go.opencensus.io/stats/view.(*worker).start"),
-	)
-}
-
-// removeBuiltEtcdAfter runs the tests, then deletes the etcd and deployenv binaries they built
-// (if any), which outlive any single test because they are built once per test binary.
-type removeBuiltEtcdAfter struct{ m *testing.M }
-
-func (r removeBuiltEtcdAfter) Run() int {
-	code := r.m.Run()
+	code := etcdtest.RunWithoutLeaks(m)
+	// The etcd and deployenv binaries the tests built (if any) outlive any single test: they are
+	// built once per test binary.
 	for _, dir := range []string{builtEtcd.dir, builtDeployEnv.dir} {
 		if dir != "" {
 			os.RemoveAll(dir)
 		}
 	}
-	return code
+	os.Exit(code)
 }

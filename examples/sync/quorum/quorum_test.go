@@ -6,11 +6,10 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"testing"
 	"time"
-
-	"go.uber.org/goleak"
 
 	"github.com/clusterkit-go/clusterkit/examples/internal/store"
 	"github.com/clusterkit-go/clusterkit/internal/etcdtest"
@@ -18,13 +17,7 @@ import (
 	"github.com/clusterkit-go/clusterkit/pkg/clusterkit"
 )
 
-func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m,
-		// etcd's server and client start these process-wide workers once and never stop them.
-		goleak.IgnoreTopFunction("go.opencensus.io/stats/view.(*worker).start"),
-		goleak.IgnoreAnyFunction("go.etcd.io/etcd/pkg/v3/logutil.(*MergeLogger).outputLoop"),
-	)
-}
+func TestMain(m *testing.M) { os.Exit(etcdtest.RunWithoutLeaks(m)) }
 
 // node is a ClusterKit node with the store and this package's endpoints on one data API.
 type node struct {
