@@ -25,6 +25,8 @@ type dispatcher struct {
 	running int
 	closed  bool
 	idle    *sync.Cond
+	// group runs the hooks; close waits for it only up to its timeout, since a hook may hang.
+	group group
 }
 
 func newDispatcher(log *zap.Logger, max int, deliver func(hookEvent)) *dispatcher {
@@ -70,7 +72,7 @@ func (d *dispatcher) pump() {
 		}
 		d.busy[p] = true
 		d.running++
-		go d.run(ev)
+		d.group.Go(func() { d.run(ev) })
 	}
 }
 
@@ -117,14 +119,14 @@ func (d *dispatcher) close(timeout time.Duration) int {
 	d.mu.Unlock()
 
 	done := make(chan struct{})
-	go func() {
+	d.group.Go(func() {
 		d.mu.Lock()
 		for d.running > 0 {
 			d.idle.Wait()
 		}
 		d.mu.Unlock()
 		close(done)
-	}()
+	})
 	select {
 	case <-done:
 		return 0

@@ -17,14 +17,14 @@ import (
 
 // registration is one life of the node's lease: its record under nodes/<id>, its election
 // session, and the keepalive that extends the lease clock. It owns the keepalive goroutine:
-// cancel stops it and done is closed when it has returned.
+// cancel stops it and stop waits for it.
 type registration struct {
 	env     *env
 	lease   clientv3.LeaseID
 	self    state.Node
 	session *concurrency.Session
 	cancel  context.CancelFunc
-	done    chan struct{}
+	group   group
 }
 
 // register creates the node's record under a new lease, refusing to take the record of a live
@@ -88,12 +88,9 @@ func register(ctx, parent context.Context, e *env, clock *leaseClock, self state
 		revokeNew()
 		return nil, fmt.Errorf("clusterkit: election session: %w", err)
 	}
-	r := &registration{env: e, lease: grant.ID, self: self, session: session, cancel: cancel, done: make(chan struct{})}
+	r := &registration{env: e, lease: grant.ID, self: self, session: session, cancel: cancel}
 	clock.extend(granted, grant.TTL)
-	go func() {
-		defer close(r.done)
-		r.keepAlive(kctx, clock)
-	}()
+	r.group.Go(func() { r.keepAlive(kctx, clock) })
 	return r, nil
 }
 
@@ -141,7 +138,7 @@ func (r *registration) setState(ctx context.Context, st string) error {
 func (r *registration) stop() {
 	r.cancel()
 	<-r.session.Done()
-	<-r.done
+	r.group.Wait()
 }
 
 // revoke ends the registration and deletes the lease, and with it the node's record and
