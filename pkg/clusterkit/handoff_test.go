@@ -1,10 +1,10 @@
-package clusterkit
+package clusterkit_test
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/clusterkit-go/clusterkit/internal/nextmap"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -14,8 +14,12 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/clusterkit-go/clusterkit/internal/etcdtest"
 	"github.com/clusterkit-go/clusterkit/internal/keys"
+	"github.com/clusterkit-go/clusterkit/internal/nextmap"
 	"github.com/clusterkit-go/clusterkit/internal/state"
+	"github.com/clusterkit-go/clusterkit/pkg/clusterkit"
+	"github.com/clusterkit-go/clusterkit/pkg/clustertest"
 )
 
 // mapLog records every map a node applies, to check invariants over all of them.
@@ -24,8 +28,8 @@ type mapLog struct {
 	maps []*state.Map
 }
 
-// follow records the maps ck applies from now on, until the test ends.
-func recordMaps(t *testing.T, ck *ClusterKit) *mapLog {
+// recordMaps records the maps ck applies from now on, until the test ends.
+func recordMaps(t *testing.T, ck *clusterkit.ClusterKit) *mapLog {
 	l := &mapLog{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -33,11 +37,11 @@ func recordMaps(t *testing.T, ck *ClusterKit) *mapLog {
 		defer close(done)
 		var last uint64
 		for {
-			ch := ck.maps.changes()
-			if s := ck.maps.snapshot(); s != nil && s.epoch != last {
-				last = s.epoch
+			ch := clusterkit.MapChanges(ck)
+			if m := clusterkit.RawMap(ck); m != nil && m.Epoch != last {
+				last = m.Epoch
 				l.mu.Lock()
-				l.maps = append(l.maps, s.raw)
+				l.maps = append(l.maps, m)
 				l.mu.Unlock()
 			}
 			select {
@@ -60,18 +64,18 @@ func (l *mapLog) all() []*state.Map {
 // A joining node copies first and is routed to only after its hooks have returned: until then
 // the old holders keep serving every partition, with R holders each.
 func TestJoinHandsOffWithoutGap(t *testing.T) {
-	tc := newTestCluster(t, Options{})
-	tc.start("node-1")
-	tc.start("node-2")
-	tc.start("node-3")
-	tc.waitConverged(10 * time.Second)
-	watch := recordMaps(t, tc.nodes["node-1"])
+	c := clustertest.New(t, clusterkit.Options{PartitionCount: 16})
+	c.Add("node-1")
+	c.Add("node-2")
+	c.Add("node-3")
+	c.WaitConverged(10 * time.Second)
+	watch := recordMaps(t, c.Node("node-1"))
 
-	ck4, copying, release := tc.startCopyingJoiner("node-4")
+	ck4, copying, release := startCopyingJoiner(t, c, "node-4")
 	// While node-4 copies, no lookup on any node routes to it.
-	for _, ck := range tc.live() {
+	for _, ck := range c.Nodes() {
 		for i := 0; i < 16; i++ {
-			for _, n := range ck.GetNodes(&Partition{ID: PartitionID(i)}) {
+			for _, n := range ck.GetNodes(&clusterkit.Partition{ID: clusterkit.PartitionID(i)}) {
 				if n.ID == "node-4" {
 					t.Fatalf("%s routes partition-%d to node-4 before its copy finished", ck.GetMyNodeID(), i)
 				}
@@ -79,11 +83,11 @@ func TestJoinHandsOffWithoutGap(t *testing.T) {
 		}
 	}
 	close(release)
-	tc.waitConverged(10 * time.Second)
-	p := ck4.maps.snapshot()
+	c.WaitConverged(10 * time.Second)
+	p := clusterkit.RawMap(ck4)
 	held := 0
-	for i := range p.raw.Partitions {
-		if slices.Contains(p.raw.Partitions[i].Holders, "node-4") {
+	for i := range p.Partitions {
+		if slices.Contains(p.Partitions[i].Holders, "node-4") {
 			held++
 		}
 	}
@@ -102,16 +106,16 @@ func TestJoinHandsOffWithoutGap(t *testing.T) {
 // A primary that crashes is replaced at once by a replica that has the data; the lost replica
 // is then copied in through a handoff. Primary epochs grow with every change of primary.
 func TestCrashPromotesReplicaAtOnce(t *testing.T) {
-	tc := newTestCluster(t, Options{})
+	c := clustertest.New(t, clusterkit.Options{PartitionCount: 16})
 	for i := 1; i <= 4; i++ {
-		tc.start(fmt.Sprintf("node-%d", i))
+		c.Add(fmt.Sprintf("node-%d", i))
 	}
-	tc.waitConverged(10 * time.Second)
-	victim, obs := tc.pickVictim()
-	before := obs.maps.snapshot()
+	c.WaitConverged(10 * time.Second)
+	victim, obs := pickVictim(c)
+	before := clusterkit.RawMap(obs)
 	watch := recordMaps(t, obs)
-	tc.crash(victim)
-	tc.waitConverged(10 * time.Second)
+	c.Kill(victim)
+	c.WaitConverged(10 * time.Second)
 
 	// The first map without the victim: every partition it led has a surviving holder of the
 	// old map as primary, with a higher primary epoch.
@@ -127,7 +131,7 @@ func TestCrashPromotesReplicaAtOnce(t *testing.T) {
 	}
 	promoted := 0
 	for i := range first.Partitions {
-		old, now := &before.raw.Partitions[i], &first.Partitions[i]
+		old, now := &before.Partitions[i], &first.Partitions[i]
 		if old.Holders[0] != victim {
 			if now.Holders[0] != old.Holders[0] || now.PrimaryEpoch != old.PrimaryEpoch {
 				t.Errorf("partition-%d changed primary %s->%s though its primary lived", i, old.Holders[0], now.Holders[0])
@@ -152,8 +156,8 @@ func TestCrashPromotesReplicaAtOnce(t *testing.T) {
 		t.Fatalf("cause %+v, want crash of %s", first.Cause, victim)
 	}
 	// Fencing: the primary epoch of a partition tells its current primary apart.
-	p := &Partition{ID: "partition-0"}
-	for _, ck := range tc.live() {
+	p := &clusterkit.Partition{ID: "partition-0"}
+	for _, ck := range c.Nodes() {
 		e := ck.PrimaryEpoch(p)
 		if ck.IsPrimary(p) != ck.IsPrimaryAt(p, e) || ck.IsPrimaryAt(p, e-1) {
 			t.Fatalf("%s: IsPrimaryAt disagrees with IsPrimary at epoch %d", ck.GetMyNodeID(), e)
@@ -164,55 +168,47 @@ func TestCrashPromotesReplicaAtOnce(t *testing.T) {
 // A hook that fails (panics) or hangs is reported and asked again after HandoffTimeout, while the
 // other partitions' handoffs complete and the old holders keep serving the stuck one.
 func TestStuckHandoffIsRetried(t *testing.T) {
-	tc := newTestCluster(t, Options{HandoffTimeout: 500 * time.Millisecond})
-	tc.start("node-1")
-	tc.start("node-2")
-	tc.waitConverged(10 * time.Second)
+	c := clustertest.New(t, clusterkit.Options{PartitionCount: 16, HandoffTimeout: 500 * time.Millisecond})
+	c.Add("node-1")
+	c.Add("node-2")
+	c.WaitConverged(10 * time.Second)
 
 	var mu sync.Mutex
 	calls := map[string]int{}
 	release := make(chan struct{})
 	var stuck string
-	ck3, err := NewClusterKit(tc.options("node-3"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ck3.OnPartitionChange(func(id string, from []*Node, to *Node) {
-		if to.ID != "node-3" {
-			return
-		}
-		mu.Lock()
-		calls[id]++
-		n := calls[id]
-		if stuck == "" {
-			stuck = id
-		}
-		first := id == stuck
-		mu.Unlock()
-		if first && n == 1 {
-			panic("copy failed")
-		}
-		if first && n == 2 {
-			<-release // hangs: the next retry queues behind it
-		}
+	ck3 := c.Add("node-3", func(ck *clusterkit.ClusterKit) {
+		ck.OnPartitionChange(func(id string, from []*clusterkit.Node, to *clusterkit.Node) {
+			if to.ID != "node-3" {
+				return
+			}
+			mu.Lock()
+			calls[id]++
+			n := calls[id]
+			if stuck == "" {
+				stuck = id
+			}
+			first := id == stuck
+			mu.Unlock()
+			if first && n == 1 {
+				panic("copy failed")
+			}
+			if first && n == 2 {
+				<-release // hangs: the next retry queues behind it
+			}
+		})
 	})
-	if err := ck3.Start(); err != nil {
-		t.Fatal(err)
-	}
-	tc.mu.Lock()
-	tc.nodes["node-3"] = ck3
-	tc.mu.Unlock()
 
-	waitFor(t, 10*time.Second, "other handoffs done, stuck one retried", func() error {
-		s := ck3.maps.snapshot()
+	etcdtest.WaitFor(t, 10*time.Second, "other handoffs done, stuck one retried", func() error {
+		m := clusterkit.RawMap(ck3)
 		mu.Lock()
 		defer mu.Unlock()
 		if stuck == "" || calls[stuck] < 2 {
 			return fmt.Errorf("stuck partition asked %d times", calls[stuck])
 		}
-		for i := range s.raw.Partitions {
-			e := &s.raw.Partitions[i]
-			if PartitionID(i) == stuck {
+		for i := range m.Partitions {
+			e := &m.Partitions[i]
+			if clusterkit.PartitionID(i) == stuck {
 				pd, ok := e.PendingFor("node-3")
 				if !ok || pd.Attempt < 2 || len(e.Holders) < 2 {
 					return fmt.Errorf("stuck partition: pending %v holders %v", e.Pending, e.Holders)
@@ -226,12 +222,12 @@ func TestStuckHandoffIsRetried(t *testing.T) {
 		return nil
 	})
 	// /cluster reports it.
-	resp, body := httpGet(t, "http://"+ck3.AdvertiseAddr()+"/cluster", nil)
-	if resp.StatusCode != 200 || !contains(body, `"overdue":true`) || !contains(body, stuck) {
-		t.Fatalf("/cluster does not report the overdue handoff: %s", body)
+	a := poll(ck3.AdvertiseAddr(), "", "", 5*time.Second)
+	if a.err != nil || a.code != 200 || !contains(a.body, `"overdue":true`) || !contains(a.body, stuck) {
+		t.Fatalf("/cluster does not report the overdue handoff: %d %s %v", a.code, a.body, a.err)
 	}
 	close(release)
-	tc.waitConverged(10 * time.Second)
+	c.WaitConverged(10 * time.Second)
 }
 
 func contains(b []byte, s string) bool { return strings.Contains(string(b), s) }
@@ -239,32 +235,22 @@ func contains(b []byte, s string) bool { return strings.Contains(string(b), s) }
 // OnEvent tells a node which partitions it gained or lost, in which role, why, and when a copy
 // it held has been released after a handoff.
 func TestRoleEvents(t *testing.T) {
-	tc := newTestCluster(t, Options{ReplicationFactor: 2})
+	c := clustertest.New(t, clusterkit.Options{PartitionCount: 16, ReplicationFactor: 2})
 	var mu sync.Mutex
-	events := map[string][]Event{}
-	start := func(id string) *ClusterKit {
-		ck, err := NewClusterKit(tc.options(id))
-		if err != nil {
-			t.Fatal(err)
-		}
-		ck.OnEvent(func(ev Event) {
+	events := map[string][]clusterkit.Event{}
+	record := func(ck *clusterkit.ClusterKit) {
+		id := ck.GetMyNodeID()
+		ck.OnEvent(func(ev clusterkit.Event) {
 			mu.Lock()
 			events[id] = append(events[id], ev)
 			mu.Unlock()
 		})
-		if err := ck.Start(); err != nil {
-			t.Fatal(err)
-		}
-		tc.mu.Lock()
-		tc.nodes[id] = ck
-		tc.mu.Unlock()
-		return ck
 	}
-	start("node-1")
-	tc.settleHooks()
+	c.Add("node-1", record)
+	settleHooks(t, c)
 	mu.Lock()
 	for _, ev := range events["node-1"] {
-		if ev.Role != RolePrimary || ev.PreviousRole != RoleNone || ev.Reason != state.ReasonCreate {
+		if ev.Role != clusterkit.RolePrimary || ev.PreviousRole != clusterkit.RoleNone || ev.Reason != state.ReasonCreate {
 			t.Fatalf("first node: %+v", ev)
 		}
 	}
@@ -274,19 +260,19 @@ func TestRoleEvents(t *testing.T) {
 	events["node-1"] = nil
 	mu.Unlock()
 
-	start("node-2")
-	tc.waitConverged(10 * time.Second)
-	tc.settleHooks()
+	c.Add("node-2", record)
+	c.WaitConverged(10 * time.Second)
+	settleHooks(t, c)
 	mu.Lock()
 	var pending, gained int
 	for _, ev := range events["node-2"] {
 		switch {
-		case ev.Role == RolePending:
+		case ev.Role == clusterkit.RolePending:
 			pending++
 			if len(ev.CopyFrom) == 0 || ev.Reason != state.ReasonJoin || ev.MapEpoch == 0 {
 				t.Errorf("pending event without sources, reason or epoch: %+v", ev)
 			}
-		case ev.PreviousRole == RolePending && ev.Role >= RoleReplica:
+		case ev.PreviousRole == clusterkit.RolePending && ev.Role >= clusterkit.RoleReplica:
 			gained++
 			if ev.Reason != state.ReasonHandoff {
 				t.Errorf("gained after copy with reason %q", ev.Reason)
@@ -302,9 +288,9 @@ func TestRoleEvents(t *testing.T) {
 	mu.Unlock()
 
 	// A third node takes a share: the nodes it takes from get Released once it has copied.
-	tc.start("node-3")
-	tc.waitConverged(10 * time.Second)
-	tc.settleHooks()
+	c.Add("node-3")
+	c.WaitConverged(10 * time.Second)
+	settleHooks(t, c)
 	mu.Lock()
 	defer mu.Unlock()
 	released := 0
@@ -312,7 +298,7 @@ func TestRoleEvents(t *testing.T) {
 		for _, ev := range events[id] {
 			if ev.Released {
 				released++
-				if ev.Role != RoleNone || ev.Reason != state.ReasonHandoff {
+				if ev.Role != clusterkit.RoleNone || ev.Reason != state.ReasonHandoff {
 					t.Errorf("released event: %+v", ev)
 				}
 			}
@@ -327,28 +313,22 @@ func TestRoleEvents(t *testing.T) {
 // Draining hands every partition over before leaving: no map ever has a partition with fewer
 // holders than the replication factor.
 func TestDrainNeverUnderReplicates(t *testing.T) {
-	tc := newTestCluster(t, Options{})
+	c := clustertest.New(t, clusterkit.Options{PartitionCount: 16})
 	for i := 1; i <= 4; i++ {
-		tc.start(fmt.Sprintf("node-%d", i))
+		c.Add(fmt.Sprintf("node-%d", i))
 	}
-	tc.waitConverged(10 * time.Second)
-	victim, _ := tc.pickVictim()
+	c.WaitConverged(10 * time.Second)
+	victim, _ := pickVictim(c)
 	watchers := []*mapLog{}
-	for _, ck := range tc.live() {
-		if ck.GetMyNodeID() != victim {
+	for id, ck := range c.Nodes() {
+		if id != victim {
 			watchers = append(watchers, recordMaps(t, ck))
 		}
 	}
-	ck := tc.nodes[victim]
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	if err := ck.Drain(ctx); err != nil {
-		t.Fatal(err)
-	}
-	tc.mu.Lock()
-	delete(tc.nodes, victim)
-	tc.mu.Unlock()
-	tc.waitConverged(10 * time.Second)
+	c.Drain(ctx, victim)
+	c.WaitConverged(10 * time.Second)
 	for _, w := range watchers {
 		for _, m := range w.all() {
 			for i := range m.Partitions {
@@ -363,22 +343,22 @@ func TestDrainNeverUnderReplicates(t *testing.T) {
 // A crashed node that comes back within the grace period gets its partitions back; meanwhile its
 // primaries were promoted at once and nothing was copied to any other node.
 func TestCrashGracePeriod(t *testing.T) {
-	tc := newTestCluster(t, Options{CrashGracePeriod: time.Minute})
+	c := clustertest.New(t, clusterkit.Options{PartitionCount: 16, CrashGracePeriod: time.Minute})
 	for i := 1; i <= 4; i++ {
-		tc.start(fmt.Sprintf("node-%d", i))
+		c.Add(fmt.Sprintf("node-%d", i))
 	}
-	tc.waitConverged(10 * time.Second)
-	victim, obs := tc.pickVictim()
-	before := obs.maps.snapshot().raw
+	c.WaitConverged(10 * time.Second)
+	victim, obs := pickVictim(c)
+	before := clusterkit.RawMap(obs)
 	watch := recordMaps(t, obs)
-	tc.crash(victim)
-	waitFor(t, 10*time.Second, "crash noticed", func() error {
-		if _, ok := obs.maps.snapshot().nodes[victim]; ok {
+	c.Kill(victim)
+	etcdtest.WaitFor(t, 10*time.Second, "crash noticed", func() error {
+		if _, ok := clusterkit.RawMap(obs).Nodes[victim]; ok {
 			return errors.New("still listed")
 		}
 		return nil
 	})
-	during := obs.maps.snapshot().raw
+	during := clusterkit.RawMap(obs)
 	if _, ok := during.Absent[victim]; !ok {
 		t.Fatalf("crashed node not kept as absent: %v", during.Absent)
 	}
@@ -391,9 +371,9 @@ func TestCrashGracePeriod(t *testing.T) {
 			t.Fatalf("partition-%d still led by the crashed node", i)
 		}
 	}
-	tc.start(victim)
-	tc.waitConverged(10 * time.Second)
-	after := obs.maps.snapshot().raw
+	c.Add(victim)
+	c.WaitConverged(10 * time.Second)
+	after := clusterkit.RawMap(obs)
 	for i := range after.Partitions {
 		if !slices.Equal(sorted(after.Partitions[i].Holders), sorted(before.Partitions[i].Holders)) {
 			t.Fatalf("partition-%d: holders %v before the crash, %v after the return", i, before.Partitions[i].Holders, after.Partitions[i].Holders)
@@ -417,14 +397,13 @@ func sorted(s []string) []string { c := slices.Clone(s); slices.Sort(c); return 
 // window): how many there are depends on how the twenty nodes' starts spread in time, so they are
 // reported and bounded loosely, while the membership maps are held to a few.
 func TestJoinStormIsCoalesced(t *testing.T) {
-	tc := newTestCluster(t, Options{PartitionCount: 64})
-	tc.start("node-0")
-	first := tc.nodes["node-0"].Epoch()
+	c := clustertest.New(t, clusterkit.Options{PartitionCount: 64})
+	first := c.Add("node-0").Epoch()
 	// Every map the cluster publishes from now on, straight from etcd (a node's snapshot could
 	// skip one).
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	wch := tc.etcd.Client.Watch(ctx, keys.New(tc.name).Partitions())
+	wch := c.Etcd().Watch(ctx, keys.New(c.Name()).Partitions())
 	var (
 		mu     sync.Mutex
 		causes []string
@@ -449,7 +428,7 @@ func TestJoinStormIsCoalesced(t *testing.T) {
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			if _, err := tc.tryStart(fmt.Sprintf("node-%d", i)); err != nil {
+			if _, err := c.TryStart(c.Options(fmt.Sprintf("node-%d", i))); err != nil {
 				errs <- err
 			}
 		}(i)
@@ -459,18 +438,18 @@ func TestJoinStormIsCoalesced(t *testing.T) {
 	for err := range errs {
 		t.Fatal(err)
 	}
-	tc.waitConverged(30 * time.Second)
-	waitFor(t, 30*time.Second, "handoffs completed", func() error {
-		if n := nextmap.Pending(tc.nodes["node-0"].maps.snapshot().raw); n > 0 {
+	c.WaitConverged(30 * time.Second)
+	etcdtest.WaitFor(t, 30*time.Second, "handoffs completed", func() error {
+		if n := nextmap.Pending(clusterkit.RawMap(c.Node("node-0"))); n > 0 {
 			return fmt.Errorf("%d handoffs pending", n)
 		}
 		return nil
 	})
-	r, err := state.ReadMap(context.Background(), tc.etcd.Client, keys.New(tc.name), 0)
+	r, err := state.ReadMap(context.Background(), c.Etcd(), keys.New(c.Name()), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "every map watched", func() error {
+	etcdtest.WaitFor(t, 5*time.Second, "every map watched", func() error {
 		mu.Lock()
 		defer mu.Unlock()
 		if last < r.Map.Epoch {
@@ -481,8 +460,8 @@ func TestJoinStormIsCoalesced(t *testing.T) {
 	cancel()
 	<-watched
 	membership := 0
-	for _, c := range causes {
-		if c != state.ReasonHandoff {
+	for _, cause := range causes {
+		if cause != state.ReasonHandoff {
 			membership++
 		}
 	}
@@ -504,13 +483,13 @@ func TestJoinStormIsCoalesced(t *testing.T) {
 // A node that cannot renew its lease stops claiming primary roles by its lease deadline, without
 // any help from etcd.
 func TestSelfFencingWhenEtcdIsGone(t *testing.T) {
-	tc := newTestCluster(t, Options{ShutdownTimeout: time.Second})
-	tc.start("node-1")
-	tc.start("node-2")
-	tc.waitConverged(10 * time.Second)
-	p := &Partition{ID: "partition-0"}
-	var primary *ClusterKit
-	for _, ck := range tc.live() {
+	c := clustertest.New(t, clusterkit.Options{PartitionCount: 16, ShutdownTimeout: time.Second})
+	c.Add("node-1")
+	c.Add("node-2")
+	c.WaitConverged(10 * time.Second)
+	p := &clusterkit.Partition{ID: "partition-0"}
+	var primary *clusterkit.ClusterKit
+	for _, ck := range c.Nodes() {
 		if ck.IsPrimary(p) {
 			primary = ck
 		}
@@ -518,9 +497,13 @@ func TestSelfFencingWhenEtcdIsGone(t *testing.T) {
 	if primary == nil || primary.IsFenced() {
 		t.Fatal("no unfenced primary of partition-0")
 	}
-	deadline := primary.clock.Deadline()
-	tc.etcd.Member.Close()
-	waitFor(t, 2*time.Second+time.Second, "primary fenced", func() error {
+	deadline := clusterkit.LeaseDeadline(primary)
+	// etcd is gone for every node: pausing a node's proxy leaves it unable to reach etcd, as if
+	// etcd itself had stopped.
+	for id := range c.Nodes() {
+		c.Pause(id)
+	}
+	etcdtest.WaitFor(t, clustertest.DefaultLeaseTTL+time.Second, "primary fenced", func() error {
 		if !primary.IsFenced() {
 			return errors.New("still claims its roles")
 		}
@@ -532,13 +515,17 @@ func TestSelfFencingWhenEtcdIsGone(t *testing.T) {
 	if now := time.Now(); now.Before(deadline) {
 		t.Fatalf("fenced %v before the lease deadline", deadline.Sub(now))
 	}
-	resp, _ := httpGet(t, "http://"+primary.AdvertiseAddr()+"/health", nil)
+	resp, err := http.Get("http://" + primary.AdvertiseAddr() + "/health")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
 	if resp.StatusCode != 503 {
 		t.Fatalf("/health of a fenced node: %s", resp.Status)
 	}
-	for _, ck := range tc.live() {
+	for id := range c.Nodes() {
 		start := time.Now()
-		tc.stop(ck.GetMyNodeID())
+		c.Stop(id)
 		t.Logf("stop without etcd took %v", time.Since(start))
 	}
 }
@@ -546,60 +533,60 @@ func TestSelfFencingWhenEtcdIsGone(t *testing.T) {
 // A leader killed in the middle of a handoff: the next leader picks the pending copies up from
 // the map and the acknowledgements in etcd, and completes them.
 func TestLeaderCrashDuringHandoff(t *testing.T) {
-	tc := newTestCluster(t, Options{})
-	tc.start("node-1")
-	tc.start("node-2")
-	tc.start("node-3")
-	tc.waitConverged(10 * time.Second)
-	ck4, _, release := tc.startCopyingJoiner("node-4")
-	leader := tc.leader().GetMyNodeID()
+	c := clustertest.New(t, clusterkit.Options{PartitionCount: 16})
+	c.Add("node-1")
+	c.Add("node-2")
+	c.Add("node-3")
+	c.WaitConverged(10 * time.Second)
+	ck4, _, release := startCopyingJoiner(t, c, "node-4")
+	leader := leaderOf(c).GetMyNodeID()
 	if leader == "node-4" {
 		t.Skip("the joiner leads; nothing to test")
 	}
-	tc.crash(leader)
-	waitFor(t, 10*time.Second, "a new leader", func() error {
-		for _, ck := range tc.live() {
-			if ck.IsLeader() {
-				return nil
-			}
+	c.Kill(leader)
+	etcdtest.WaitFor(t, 10*time.Second, "a new leader", func() error {
+		if leaderOf(c) == nil {
+			return errors.New("none")
 		}
-		return errors.New("none")
+		return nil
 	})
 	close(release)
-	tc.waitConverged(15 * time.Second)
-	if s := ck4.maps.snapshot(); s.leader == leader || !s.involves("node-4") {
-		t.Fatalf("handoff not completed by the new leader (map by %s)", s.leader)
+	c.WaitConverged(15 * time.Second)
+	if m := clusterkit.RawMap(ck4); m.Leader == leader || !involves(m, "node-4") {
+		t.Fatalf("handoff not completed by the new leader (map by %s)", m.Leader)
 	}
+}
+
+// involves reports whether node holds or is copying any partition in m.
+func involves(m *state.Map, node string) bool {
+	for i := range m.Partitions {
+		e := &m.Partitions[i]
+		if _, pending := e.PendingFor(node); pending || slices.Contains(e.Holders, node) {
+			return true
+		}
+	}
+	return false
 }
 
 // startCopyingJoiner starts node id with a hook that blocks every copy it is asked to make until
 // release is closed, and returns once a copy has started. copying counts the copies asked.
-func (tc *testCluster) startCopyingJoiner(id string) (ck *ClusterKit, copying *atomic.Int32, release chan struct{}) {
-	t := tc.t
+func startCopyingJoiner(t *testing.T, c *clustertest.Cluster, id string) (ck *clusterkit.ClusterKit, copying *atomic.Int32, release chan struct{}) {
 	t.Helper()
 	release = make(chan struct{})
 	copying = new(atomic.Int32)
-	ck, err := NewClusterKit(tc.options(id))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ck.OnPartitionChange(func(partitionID string, from []*Node, to *Node) {
-		if to.ID != id {
-			return
-		}
-		if len(from) == 0 {
-			t.Errorf("%s: asked to copy with no source", partitionID)
-		}
-		copying.Add(1)
-		<-release
+	ck = c.Add(id, func(ck *clusterkit.ClusterKit) {
+		ck.OnPartitionChange(func(partitionID string, from []*clusterkit.Node, to *clusterkit.Node) {
+			if to.ID != id {
+				return
+			}
+			if len(from) == 0 {
+				t.Errorf("%s: asked to copy with no source", partitionID)
+			}
+			copying.Add(1)
+			<-release
+		})
 	})
-	if err := ck.Start(); err != nil {
-		t.Fatal(err)
-	}
-	tc.mu.Lock()
-	tc.nodes[id] = ck
-	tc.mu.Unlock()
-	waitFor(t, 10*time.Second, id+" copying", func() error {
+	etcdtest.WaitFor(t, 10*time.Second, id+" copying", func() error {
 		if copying.Load() == 0 {
 			return errors.New("no copy started")
 		}

@@ -1,4 +1,4 @@
-package clusterkit
+package clusterkit_test
 
 import (
 	"context"
@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clusterkit-go/clusterkit/pkg/clusterkit"
+	"github.com/clusterkit-go/clusterkit/pkg/clustertest"
 	"github.com/clusterkit-go/clusterkit/pkg/wire"
 )
 
@@ -48,10 +50,10 @@ func poll(base, wait, tag string, within time.Duration) pollAnswer {
 // GET /cluster?wait= blocks until the node holds another map, answers 304 when the wait passes
 // without one, refuses a malformed wait, and lets go of the client when the node stops.
 func TestClusterLongPoll(t *testing.T) {
-	tc := newTestCluster(t, Options{})
-	tc.start("node-1")
-	ck2 := tc.start("node-2")
-	tc.waitConverged(10 * time.Second)
+	c := clustertest.New(t, clusterkit.Options{PartitionCount: 16})
+	c.Add("node-1")
+	ck2 := c.Add("node-2")
+	c.WaitConverged(10 * time.Second)
 	addr := ck2.AdvertiseAddr()
 
 	first := poll(addr, "", "", 5*time.Second)
@@ -85,7 +87,7 @@ func TestClusterLongPoll(t *testing.T) {
 	done := make(chan pollAnswer, 1)
 	go func() { done <- poll(addr, "30s", first.etag, 20*time.Second) }()
 	time.Sleep(100 * time.Millisecond) // let the poll reach its wait; a later start only makes it trivial
-	tc.start("node-3")
+	c.Add("node-3")
 	a := <-done
 	if a.err != nil || a.code != http.StatusOK || a.etag == first.etag {
 		t.Fatalf("poll across a join: %d %q %v", a.code, a.etag, a.err)
@@ -99,11 +101,11 @@ func TestClusterLongPoll(t *testing.T) {
 	}
 
 	// A node that stops answers its pollers at once, so that they move to another node.
-	tc.waitConverged(10 * time.Second)
+	c.WaitConverged(10 * time.Second)
 	tag := poll(addr, "", "", 5*time.Second).etag
 	go func() { done <- poll(addr, "30s", tag, 20*time.Second) }()
 	time.Sleep(100 * time.Millisecond)
-	tc.crash("node-2")
+	c.Kill("node-2")
 	if a := <-done; a.err == nil && a.code != http.StatusServiceUnavailable {
 		t.Fatalf("poll of a stopping node: %d %s", a.code, a.body)
 	} else if a.err != nil && strings.Contains(a.err.Error(), "deadline") {
@@ -113,8 +115,8 @@ func TestClusterLongPoll(t *testing.T) {
 
 // The long poll outlives the server's WriteTimeout: it extends the write deadline past its wait.
 func TestClusterLongPollOutlivesWriteTimeout(t *testing.T) {
-	tc := newTestCluster(t, Options{})
-	ck := tc.start("node-1")
+	c := clustertest.New(t, clusterkit.Options{PartitionCount: 16})
+	ck := c.Add("node-1")
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
