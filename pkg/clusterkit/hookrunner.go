@@ -31,8 +31,6 @@ type hookRunner struct {
 	acks chan ackReq
 	// stop is closed when the node stops: a hook finishing then acknowledges nothing.
 	stop chan struct{}
-	// enqueued is the epoch of the last map whose jobs were handed to the dispatcher.
-	enqueued atomic.Uint64
 }
 
 func newHookRunner(e *env, log *zap.Logger, self string, maxConcurrent int, lease func() clientv3.LeaseID) *hookRunner {
@@ -69,7 +67,6 @@ func (h *hookRunner) schedule(old, s *snapshot, fire bool) {
 	if fire {
 		h.dispatch.enqueue(h.jobs(old, s))
 	}
-	h.enqueued.Store(s.epoch)
 }
 
 // jobs lists the jobs a map change gives the hooks: the OnPartitionChange calls when such hooks
