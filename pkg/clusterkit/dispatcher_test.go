@@ -1,0 +1,80 @@
+package clusterkit
+
+import (
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// The dispatcher runs at most max hooks at once, one at a time per partition and in map order,
+// never blocks the caller, and survives a panicking hook.
+func TestDispatcher(t *testing.T) {
+	const max = 3
+	var running, peak atomic.Int32
+	var mu sync.Mutex
+	seen := map[string][]string{} // partition -> copyTo IDs in call order
+	release := make(chan struct{})
+	hook := func(partitionID string, from []*Node, to *Node) {
+		n := running.Add(1)
+		defer running.Add(-1)
+		for {
+			p := peak.Load()
+			if n <= p || peak.CompareAndSwap(p, n) {
+				break
+			}
+		}
+		<-release
+		mu.Lock()
+		seen[partitionID] = append(seen[partitionID], to.ID)
+		mu.Unlock()
+		if to.ID == "e1" && partitionID == "partition-0" {
+			panic("boom")
+		}
+	}
+	d := newDispatcher(zap.NewNop(), max, func(ev hookEvent) {
+		callHook(zap.NewNop(), ev, func() { hook(ev.id, ev.from, ev.to) })
+	})
+	var events []hookEvent
+	for epoch := uint64(1); epoch <= 3; epoch++ {
+		for p := 0; p < 10; p++ {
+			to := &Node{ID: fmt.Sprintf("e%d", epoch)}
+			events = append(events, hookEvent{partition: p, id: PartitionID(p), to: to, epoch: epoch})
+		}
+	}
+	done := make(chan struct{})
+	go func() {
+		for _, ev := range events {
+			d.enqueue([]hookEvent{ev})
+		}
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("enqueue blocked on running hooks")
+	}
+	waitFor(t, 5*time.Second, "hooks running at once", func() error {
+		if n := running.Load(); n != max {
+			return fmt.Errorf("%d running", n)
+		}
+		return nil
+	})
+	close(release)
+	d.waitIdle()
+	if p := peak.Load(); p != max {
+		t.Fatalf("peak concurrency %d, want %d", p, max)
+	}
+	for p := 0; p < 10; p++ {
+		if got := seen[PartitionID(p)]; !slices.Equal(got, []string{"e1", "e2", "e3"}) {
+			t.Fatalf("partition-%d hooks ran as %v, want e1 e2 e3 in order", p, got)
+		}
+	}
+	if n := d.close(time.Second); n != 0 {
+		t.Fatalf("%d hooks still running", n)
+	}
+}
