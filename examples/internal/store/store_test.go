@@ -16,11 +16,12 @@ import (
 
 	"github.com/clusterkit-go/clusterkit/internal/etcdtest"
 	"github.com/clusterkit-go/clusterkit/pkg/clusterkit"
+	"github.com/clusterkit-go/clusterkit/pkg/clustertest"
 )
 
 func TestMain(m *testing.M) { os.Exit(etcdtest.RunWithoutLeaks(m)) }
 
-// testNode is one ClusterKit node with its store, served on a real listener.
+// testNode is one node of the cluster with its store, served on a real listener.
 type testNode struct {
 	id   string
 	ck   *clusterkit.ClusterKit
@@ -30,18 +31,11 @@ type testNode struct {
 	done chan struct{}
 }
 
-// stop closes the store, leaves the cluster and stops serving, in the order a program does.
-func (n *testNode) stop() {
-	n.st.Close()
-	n.ck.Stop()
-	n.srv.Close()
-	<-n.done
-}
-
-// testCluster runs nodes with stores in this process against one real etcd.
+// testCluster is a clustertest cluster with a store on every node: it adds each node's store
+// and data API, and an HTTP client that calls them as a client of the store would.
 type testCluster struct {
 	t     *testing.T
-	etcd  *etcdtest.Server
+	kit   *clustertest.Cluster
 	mode  Mode
 	httpc *http.Client
 	mu    sync.Mutex
@@ -50,16 +44,18 @@ type testCluster struct {
 
 func newTestCluster(t *testing.T, mode Mode) *testCluster {
 	c := &testCluster{
-		t: t, etcd: etcdtest.Start(t), mode: mode, nodes: map[string]*testNode{},
+		t: t, kit: clustertest.New(t, clusterkit.Options{PartitionCount: 16}), mode: mode, nodes: map[string]*testNode{},
 		httpc: &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{}},
 	}
+	// Registered after the kit's own cleanup, so it runs first: the stores close before
+	// their nodes stop.
 	t.Cleanup(func() {
 		c.mu.Lock()
 		nodes := c.nodes
 		c.nodes = nil
 		c.mu.Unlock()
 		for _, n := range nodes {
-			n.stop()
+			c.shutdown(n)
 		}
 		c.httpc.CloseIdleConnections()
 	})
@@ -71,39 +67,55 @@ func (c *testCluster) start(id string) *testNode {
 	return c.startWith(id, Options{Replication: c.mode})
 }
 
+// startWith starts node id with a store made with opts: the store registers its hooks and
+// its data API serves before the node starts, as in a program.
 func (c *testCluster) startWith(id string, opts Options) *testNode {
 	c.t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	ck, err := clusterkit.NewClusterKit(clusterkit.Options{
-		NodeID: id, HTTPAddr: "127.0.0.1:0", EtcdClient: c.etcd.Client, ClusterName: strings.ReplaceAll(c.t.Name(), "/", "_"),
-		LeaseTTL: 2 * time.Second, PartitionCount: 16, DataDir: c.t.TempDir(),
-		Metadata: map[string]string{AddrKey: l.Addr().String()},
+	n := &testNode{id: id, addr: l.Addr().String(), done: make(chan struct{})}
+	o := c.kit.Options(id)
+	o.Metadata = map[string]string{AddrKey: n.addr}
+	ck, err := c.kit.TryStart(o, func(ck *clusterkit.ClusterKit) {
+		n.st = New(ck, opts)
+		n.srv = &http.Server{Handler: n.st.Handler()}
+		go func() { defer close(n.done); n.srv.Serve(l) }()
 	})
 	if err != nil {
-		c.t.Fatal(err)
-	}
-	n := &testNode{id: id, ck: ck, st: New(ck, opts), addr: l.Addr().String(), done: make(chan struct{})}
-	n.srv = &http.Server{Handler: n.st.Handler()}
-	go func() { defer close(n.done); n.srv.Serve(l) }()
-	if err := ck.Start(); err != nil {
-		n.stop()
+		if n.st != nil {
+			n.st.Close()
+			n.srv.Close()
+			<-n.done
+		} else {
+			l.Close()
+		}
 		c.t.Fatalf("start %s: %v", id, err)
 	}
+	n.ck = ck
 	c.mu.Lock()
 	c.nodes[id] = n
 	c.mu.Unlock()
 	return n
 }
 
+// shutdown closes the store, stops the node and stops serving, in the order a program does.
+func (c *testCluster) shutdown(n *testNode) {
+	c.t.Helper()
+	n.st.Close()
+	c.kit.Stop(n.id)
+	n.srv.Close()
+	<-n.done
+}
+
 func (c *testCluster) stopNode(id string) {
+	c.t.Helper()
 	c.mu.Lock()
 	n := c.nodes[id]
 	delete(c.nodes, id)
 	c.mu.Unlock()
-	n.stop()
+	c.shutdown(n)
 }
 
 func (c *testCluster) list() []*testNode {
@@ -132,47 +144,6 @@ func (c *testCluster) put(key, value string) (Entry, error) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	return Entry{}, fmt.Errorf("put %s: %w", key, last)
-}
-
-// waitSettled waits until every node holds the same map and no copy is in progress.
-func (c *testCluster) waitSettled() {
-	c.t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		err := c.settled()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			c.t.Fatalf("cluster not settled after 30s: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func (c *testCluster) settled() error {
-	nodes := c.list()
-	var epoch uint64
-	for _, n := range nodes {
-		var v struct {
-			Cluster struct {
-				Epoch    uint64         `json:"epoch"`
-				Nodes    map[string]any `json:"nodes"`
-				Handoffs []any          `json:"handoffs"`
-			} `json:"cluster"`
-		}
-		if err := Call(context.Background(), c.httpc, http.MethodGet, n.ck.AdvertiseAddr(), "/cluster", nil, nil, &v); err != nil {
-			return err
-		}
-		if len(v.Cluster.Nodes) != len(nodes) || len(v.Cluster.Handoffs) > 0 {
-			return fmt.Errorf("%s lists %d nodes and %d copies in progress", n.id, len(v.Cluster.Nodes), len(v.Cluster.Handoffs))
-		}
-		if epoch != 0 && v.Cluster.Epoch != epoch {
-			return fmt.Errorf("%s at epoch %d, another node at %d", n.id, v.Cluster.Epoch, epoch)
-		}
-		epoch = v.Cluster.Epoch
-	}
-	return nil
 }
 
 // checkAll asserts that every key's primary serves its latest value and that every holder of
@@ -217,7 +188,7 @@ func TestJoinDuringWrites(t *testing.T) {
 			for _, id := range []string{"node-1", "node-2", "node-3"} {
 				c.start(id)
 			}
-			c.waitSettled()
+			c.kit.WaitConverged(30 * time.Second)
 
 			want := map[string]Entry{}
 			var mu sync.Mutex
@@ -249,7 +220,7 @@ func TestJoinDuringWrites(t *testing.T) {
 				}
 			})
 			joined := c.start("node-4")
-			c.waitSettled()
+			c.kit.WaitConverged(30 * time.Second)
 			close(stop)
 			wg.Wait()
 			if mode == Async {
@@ -294,7 +265,7 @@ func TestPrimaryLeavesAndStaleEpochIsRefused(t *testing.T) {
 	for _, id := range []string{"node-1", "node-2", "node-3", "node-4"} {
 		c.start(id)
 	}
-	c.waitSettled()
+	c.kit.WaitConverged(30 * time.Second)
 	want := map[string]Entry{}
 	for i := range 100 {
 		key := fmt.Sprintf("key-%d", i)
@@ -319,7 +290,7 @@ func TestPrimaryLeavesAndStaleEpochIsRefused(t *testing.T) {
 	}
 	old := want[key]
 	c.stopNode("node-2")
-	c.waitSettled()
+	c.kit.WaitConverged(30 * time.Second)
 	c.checkAll(want)
 
 	p, _ := view.GetPartition(key)
@@ -459,7 +430,7 @@ func TestAsyncQueueHandedOverWhenThePrimaryMoves(t *testing.T) {
 	a := c.startWith("node-1", Options{Replication: Async, HTTPClient: &http.Client{Transport: g, Timeout: 30 * time.Second}})
 	c.start("node-2")
 	c.start("node-3")
-	c.waitSettled()
+	c.kit.WaitConverged(30 * time.Second)
 
 	// One key in every partition node-1 leads; node-1's sends to replicas are held back.
 	want := map[string]Entry{}
@@ -482,7 +453,7 @@ func TestAsyncQueueHandedOverWhenThePrimaryMoves(t *testing.T) {
 		before[key] = a.ck.GetPrimary(p).ID
 	}
 	c.start("node-4")
-	c.waitSettled()
+	c.kit.WaitConverged(30 * time.Second)
 	moved := 0
 	for key := range want {
 		p, _ := a.ck.GetPartition(key)

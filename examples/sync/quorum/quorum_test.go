@@ -15,78 +15,92 @@ import (
 	"github.com/clusterkit-go/clusterkit/internal/etcdtest"
 	"github.com/clusterkit-go/clusterkit/pkg/client"
 	"github.com/clusterkit-go/clusterkit/pkg/clusterkit"
+	"github.com/clusterkit-go/clusterkit/pkg/clustertest"
 )
 
 func TestMain(m *testing.M) { os.Exit(etcdtest.RunWithoutLeaks(m)) }
 
-// node is a ClusterKit node with the store and this package's endpoints on one data API.
+// node is a node of the cluster with the store and this package's endpoints on one data API.
 type node struct {
+	id   string
 	ck   *clusterkit.ClusterKit
 	st   *store.Store
 	srv  *http.Server
 	done chan struct{}
 }
 
-func (n *node) stop() {
-	n.st.Close()
-	n.ck.Stop()
-	n.srv.Close()
-	<-n.done
-}
-
+// cluster is a clustertest cluster with the store and this package's endpoints on every node.
 type cluster struct {
 	t     *testing.T
-	etcd  *etcdtest.Server
+	kit   *clustertest.Cluster
 	mu    sync.Mutex
 	nodes map[string]*node
 }
 
 func newCluster(t *testing.T) *cluster {
-	c := &cluster{t: t, etcd: etcdtest.Start(t), nodes: map[string]*node{}}
+	c := &cluster{t: t, kit: clustertest.New(t, clusterkit.Options{PartitionCount: 16}), nodes: map[string]*node{}}
+	// Registered after the kit's own cleanup, so it runs first: the stores close before
+	// their nodes stop.
 	t.Cleanup(func() {
 		for _, n := range c.nodes {
-			n.stop()
+			c.shutdown(n)
 		}
 	})
 	return c
 }
 
+// start starts node id: its store registers its hooks and its data API serves before the
+// node starts, as in a program.
 func (c *cluster) start(id string) *node {
 	c.t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	ck, err := clusterkit.NewClusterKit(clusterkit.Options{
-		NodeID: id, HTTPAddr: "127.0.0.1:0", EtcdClient: c.etcd.Client, ClusterName: "quorum",
-		PartitionCount: 16, LeaseTTL: 2 * time.Second, DataDir: c.t.TempDir(),
-		Metadata: map[string]string{store.AddrKey: l.Addr().String()},
+	n := &node{id: id, done: make(chan struct{})}
+	o := c.kit.Options(id)
+	o.Metadata = map[string]string{store.AddrKey: l.Addr().String()}
+	ck, err := c.kit.TryStart(o, func(ck *clusterkit.ClusterKit) {
+		n.st = store.New(ck, store.Options{})
+		mux := http.NewServeMux()
+		mux.Handle("/store/", n.st.Handler())
+		mux.Handle("/sync/", Handler(ck, n.st))
+		n.srv = &http.Server{Handler: mux}
+		go func() { defer close(n.done); n.srv.Serve(l) }()
 	})
 	if err != nil {
-		c.t.Fatal(err)
-	}
-	n := &node{ck: ck, st: store.New(ck, store.Options{}), done: make(chan struct{})}
-	mux := http.NewServeMux()
-	mux.Handle("/store/", n.st.Handler())
-	mux.Handle("/sync/", Handler(ck, n.st))
-	n.srv = &http.Server{Handler: mux}
-	go func() { defer close(n.done); n.srv.Serve(l) }()
-	if err := ck.Start(); err != nil {
-		n.srv.Close()
+		if n.st != nil {
+			n.st.Close()
+			n.srv.Close()
+			<-n.done
+		} else {
+			l.Close()
+		}
 		c.t.Fatalf("start %s: %v", id, err)
 	}
+	n.ck = ck
 	c.mu.Lock()
 	c.nodes[id] = n
 	c.mu.Unlock()
 	return n
 }
 
+// shutdown closes the store, stops the node and stops serving, in the order a program does.
+func (c *cluster) shutdown(n *node) {
+	c.t.Helper()
+	n.st.Close()
+	c.kit.Stop(n.id)
+	n.srv.Close()
+	<-n.done
+}
+
 func (c *cluster) stop(id string) {
+	c.t.Helper()
 	c.mu.Lock()
 	n := c.nodes[id]
 	delete(c.nodes, id)
 	c.mu.Unlock()
-	n.stop()
+	c.shutdown(n)
 }
 
 // Writes acknowledged by a quorum survive a join (with its copies) and a leave in the middle
@@ -99,7 +113,7 @@ func TestQuorumWritesSurviveJoinAndLeave(t *testing.T) {
 	c.start("node-3")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cl, err := client.New(ctx, client.Config{Seeds: []string{first.ck.AdvertiseAddr()}, ClusterName: "quorum"})
+	cl, err := client.New(ctx, client.Config{Seeds: []string{first.ck.AdvertiseAddr()}, ClusterName: c.kit.Name()})
 	if err != nil {
 		t.Fatal(err)
 	}
