@@ -93,13 +93,16 @@ func FreeAddr(t *testing.T) string {
 
 // FreeNodePort returns a port p for the HTTP API of a node that may start an embedded etcd,
 // which takes p+10000 and p+20000 for its client and peer ports: the three were free on
-// 127.0.0.1 a moment ago, and no other call in this test binary returned any of them.
+// 127.0.0.1 a moment ago, and no other call in this test binary returned any of them. p is
+// below 12768, so that all three stay under Linux's range of ports for outgoing connections
+// (32768 and up by default): an outgoing connection can then never take one of them between this
+// check and the node binding it.
 func FreeNodePort(t *testing.T) int {
 	t.Helper()
 	taken.Lock()
 	defer taken.Unlock()
 	for range 200 {
-		p := 20000 + rand.IntN(25000)
+		p := 10000 + rand.IntN(2768)
 		ports := []int{p, p + 10000, p + 20000}
 		if slices.ContainsFunc(ports, func(q int) bool { return taken.ports[q] }) {
 			continue
