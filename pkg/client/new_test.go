@@ -1,0 +1,104 @@
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/clusterkit-go/clusterkit/internal/partition"
+	"github.com/clusterkit-go/clusterkit/internal/state"
+)
+
+// servedMap is a GET /cluster body of a 2-node cluster with the given hash settings, written
+// field by field rather than with pkg/wire, which the client reads it with.
+func servedMap(epoch uint64, hash state.HashConfig, partitions int) []byte {
+	doc := map[string]any{}
+	pm := map[string]any{}
+	for i := 0; i < partitions; i++ {
+		pm[partition.ID(i)] = map[string]any{"id": partition.ID(i), "primary_node": "a", "replica_nodes": []string{"b"}, "primary_epoch": epoch}
+	}
+	doc["cluster"] = map[string]any{
+		"id": "c1", "name": "default", "epoch": epoch,
+		"nodes":         map[string]any{"a": map[string]string{"id": "a", "ip": "127.0.0.1:1"}, "b": map[string]string{"id": "b", "ip": "127.0.0.1:2"}},
+		"partition_map": pm,
+	}
+	doc["hash_config"] = map[string]any{"algorithm": hash.Algorithm, "modulo": hash.Modulo, "format": hash.Format}
+	b, _ := json.Marshal(doc)
+	return b
+}
+
+func serve(t *testing.T, body []byte) string {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("ETag", `"c1-1"`)
+		w.Write(body)
+	}))
+	t.Cleanup(srv.Close)
+	return strings.TrimPrefix(srv.URL, "http://")
+}
+
+// New names what is wrong: the configuration, a hash the client cannot follow, seeds that
+// never answer.
+func TestNewErrors(t *testing.T) {
+	md5 := state.HashConfig{Algorithm: "md5", Modulo: 8, Format: "partition-%d"}
+	good := serve(t, servedMap(1, md5, 8))
+	tests := []struct {
+		name string
+		cfg  Config
+		is   error
+		says string
+	}{
+		{"no source", Config{}, ErrInvalidConfig, "set Seeds"},
+		{"both sources", Config{Seeds: []string{good}, Etcd: &clientv3.Client{}}, ErrInvalidConfig, "set one"},
+		{"a seed serving the map", Config{Seeds: []string{good}}, nil, ""},
+		{"bad seed", Config{Seeds: []string{"localhost"}}, ErrInvalidConfig, `"localhost" is not host:port`},
+		{"bad cluster name", Config{Seeds: []string{good}, ClusterName: "a b"}, ErrInvalidConfig, "ClusterName"},
+		{"other cluster name", Config{Seeds: []string{good}, ClusterName: "prod"}, ErrInvalidConfig, `belongs to cluster "default"`},
+		{"unknown algorithm", Config{Seeds: []string{serve(t, servedMap(1, state.HashConfig{Algorithm: "xxhash", Modulo: 8, Format: "partition-%d"}, 8))}},
+			ErrUnsupportedHash, `hashes keys with "xxhash"`},
+		{"other format", Config{Seeds: []string{serve(t, servedMap(1, state.HashConfig{Algorithm: "md5", Modulo: 8, Format: "p%d"}, 8))}},
+			ErrUnsupportedHash, `names partitions "p%d"`},
+		{"modulo and map disagree", Config{Seeds: []string{serve(t, servedMap(1, state.HashConfig{Algorithm: "md5", Modulo: 16, Format: "partition-%d"}, 8))}},
+			ErrUnsupportedHash, "modulo 16 for a map of 8"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			c, err := New(ctx, tt.cfg)
+			if tt.is == nil {
+				if err != nil {
+					t.Fatalf("New: %v", err)
+				}
+				c.Close()
+				return
+			}
+			if err == nil {
+				c.Close()
+				t.Fatal("New succeeded")
+			}
+			if !errors.Is(err, tt.is) || !strings.Contains(err.Error(), tt.says) {
+				t.Fatalf("New: %v; want %v saying %q", err, tt.is, tt.says)
+			}
+		})
+	}
+
+	// Seeds that never answer: New gives up with ctx and names each seed's error.
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	closed := l.Addr().String()
+	l.Close()
+	_, err := New(ctx, Config{Seeds: []string{closed, serve(t, []byte(`{"hello":1}`))}})
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), closed+": ") || !strings.Contains(err.Error(), "not a ClusterKit map") {
+		t.Fatalf("New with dead seeds: %v", err)
+	}
+}
