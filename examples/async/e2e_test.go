@@ -19,6 +19,7 @@ import (
 	"github.com/clusterkit-go/clusterkit/internal/etcdtest"
 	"github.com/clusterkit-go/clusterkit/internal/proctest"
 	"github.com/clusterkit-go/clusterkit/pkg/client"
+	"github.com/clusterkit-go/clusterkit/pkg/wire"
 )
 
 func TestMain(m *testing.M) { os.Exit(etcdtest.RunWithoutLeaks(m)) }
@@ -197,7 +198,7 @@ func staleWriteRefused(t *testing.T, c *cluster, cl *client.Client, kv *workload
 	// node, which holds it up for a while (see pkg/client).
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		var v report.Cluster
+		var v wire.Cluster
 		err := store.Call(ctx, c.httpc, http.MethodGet, c.seed.Addr, "/cluster", nil, nil, &v)
 		if p := v.Cluster.PartitionMap[old.Partition]; err == nil && p.PrimaryNode != stale.ID && p.PrimaryEpoch > old.PrimaryEpoch {
 			break

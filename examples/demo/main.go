@@ -14,6 +14,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"flag"
@@ -30,6 +31,7 @@ import (
 	"time"
 
 	"github.com/clusterkit-go/clusterkit/pkg/clusterkit"
+	"github.com/clusterkit-go/clusterkit/pkg/wire"
 )
 
 const (
@@ -323,14 +325,14 @@ func converged(nodes []*node, partitions int, gone string) (table, error) {
 	holders := min(len(nodes), replicationFactor)
 	for i, hs := range first {
 		if len(hs) != holders {
-			return nil, fmt.Errorf("partition-%d has holders %v, want %d", i, hs, holders)
+			return nil, fmt.Errorf("%s has holders %v, want %d", clusterkit.PartitionID(i), hs, holders)
 		}
 		for j, id := range hs {
 			if _, ok := live[id]; !ok {
-				return nil, fmt.Errorf("partition-%d is held by %s, which is not a live node (%s gone)", i, id, gone)
+				return nil, fmt.Errorf("%s is held by %s, which is not a live node (%s gone)", clusterkit.PartitionID(i), id, gone)
 			}
 			if slices.Contains(hs[:j], id) {
-				return nil, fmt.Errorf("partition-%d lists %s twice", i, id)
+				return nil, fmt.Errorf("%s lists %s twice", clusterkit.PartitionID(i), id)
 			}
 			live[id] = true
 		}
@@ -473,12 +475,10 @@ func waitHooks(ctx context.Context, nodes []*node, marks []int, want []event) er
 	return nil
 }
 
-// comparePartitions orders partition IDs by their number.
+// comparePartitions orders partition IDs by their number: IDs differ only in the decimal index,
+// so the shorter is the smaller, and of two as long the lexically smaller.
 func comparePartitions(a, b string) int {
-	var x, y int
-	fmt.Sscanf(a, "partition-%d", &x)
-	fmt.Sscanf(b, "partition-%d", &y)
-	return x - y
+	return cmp.Or(cmp.Compare(len(a), len(b)), strings.Compare(a, b))
 }
 
 // printTable prints t, one partition a line, and how many partitions each node leads and
@@ -554,23 +554,6 @@ func lookup(w io.Writer, ck *clusterkit.ClusterKit, nodes []*node, key string) e
 	return nil
 }
 
-// clusterBody is the part of GET /cluster the demo prints.
-type clusterBody struct {
-	Cluster struct {
-		Epoch        uint64                     `json:"epoch"`
-		Leader       string                     `json:"leader"`
-		Nodes        map[string]json.RawMessage `json:"nodes"`
-		PartitionMap map[string]struct {
-			PrimaryNode  string   `json:"primary_node"`
-			ReplicaNodes []string `json:"replica_nodes"`
-		} `json:"partition_map"`
-	} `json:"cluster"`
-	HashConfig struct {
-		Algorithm string `json:"algorithm"`
-		Modulo    int    `json:"modulo"`
-	} `json:"hash_config"`
-}
-
 // getCluster fetches GET /cluster from ck's HTTP API and checks it against the node's own view.
 func getCluster(ctx context.Context, w io.Writer, ck *clusterkit.ClusterKit, nodes, partitions int) error {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -588,7 +571,7 @@ func getCluster(ctx context.Context, w io.Writer, ck *clusterkit.ClusterKit, nod
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("GET %s: %s", url, resp.Status)
 	}
-	var body clusterBody
+	var body wire.Cluster
 	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
 		return fmt.Errorf("GET %s: %w", url, err)
 	}

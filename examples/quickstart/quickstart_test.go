@@ -23,6 +23,7 @@ import (
 
 	"github.com/clusterkit-go/clusterkit/internal/etcdtest"
 	"github.com/clusterkit-go/clusterkit/internal/proctest"
+	"github.com/clusterkit-go/clusterkit/internal/wiretest"
 )
 
 const (
@@ -51,17 +52,17 @@ func TestBootstrapAndJoin(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		return c.check("node-1")
+		return checkCluster(c, "node-1")
 	})
 	node2 := proctest.Start(t, "node-2", join, "-addr", addr2, "-join", addr1, "-data-dir", filepath.Join(dir, "node-2"))
 
-	var joined *clusterState
+	var joined *wiretest.Cluster
 	waitFor(t, startWithin, "node-1's GET /cluster lists node-1 and node-2", func() error {
 		c, err := getCluster(addr1)
 		if err != nil {
 			return err
 		}
-		if err := c.check("node-1", "node-2"); err != nil {
+		if err := checkCluster(c, "node-1", "node-2"); err != nil {
 			return err
 		}
 		joined = c
@@ -81,7 +82,7 @@ func TestBootstrapAndJoin(t *testing.T) {
 		if c.Cluster.Epoch != joined.Cluster.Epoch {
 			return fmt.Errorf("node-2 holds epoch %d, node-1 epoch %d", c.Cluster.Epoch, joined.Cluster.Epoch)
 		}
-		return c.check("node-1", "node-2")
+		return checkCluster(c, "node-1", "node-2")
 	})
 
 	left := time.Now()
@@ -92,7 +93,7 @@ func TestBootstrapAndJoin(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		return c.check("node-1")
+		return checkCluster(c, "node-1")
 	})
 	t.Logf("node-2 stopped and removed from the map in %v", time.Since(left))
 	proctest.Stop(t, stopWithin, node1)
@@ -154,7 +155,7 @@ func TestKVStoreCluster(t *testing.T) {
 		nodes = append(nodes, n)
 		byID[n.id] = n
 	}
-	var state *clusterState
+	var state *wiretest.Cluster
 	waitFor(t, 10*time.Second, "all three nodes hold the same settled map", func() error {
 		var epochs []uint64
 		for _, n := range nodes {
@@ -162,7 +163,7 @@ func TestKVStoreCluster(t *testing.T) {
 			if err != nil {
 				return err
 			}
-			if err := c.check("node-1", "node-2", "node-3"); err != nil {
+			if err := checkCluster(c, "node-1", "node-2", "node-3"); err != nil {
 				return err
 			}
 			if len(c.Cluster.Handoffs) > 0 {
@@ -228,32 +229,9 @@ func partitionOf(key string) string {
 	return fmt.Sprintf("partition-%d", binary.BigEndian.Uint32(sum[:4])%partitionCount)
 }
 
-// clusterState is the part of GET /cluster the tests check.
-type clusterState struct {
-	Cluster struct {
-		Epoch  uint64 `json:"epoch"`
-		Leader string `json:"leader"`
-		Nodes  map[string]struct {
-			ID string `json:"id"`
-			IP string `json:"ip"`
-		} `json:"nodes"`
-		PartitionMap map[string]struct {
-			ID           string   `json:"id"`
-			PrimaryNode  string   `json:"primary_node"`
-			ReplicaNodes []string `json:"replica_nodes"`
-		} `json:"partition_map"`
-		// Handoffs are copies in progress; the map settles when there are none.
-		Handoffs []json.RawMessage `json:"handoffs"`
-	} `json:"cluster"`
-	HashConfig struct {
-		Algorithm string `json:"algorithm"`
-		Modulo    int    `json:"modulo"`
-	} `json:"hash_config"`
-}
-
-// check reports nil when the state lists exactly the given nodes and every partition has a
-// primary among them.
-func (c *clusterState) check(nodes ...string) error {
+// checkCluster reports nil when the GET /cluster answer c lists exactly the given nodes and
+// every partition has a primary among them.
+func checkCluster(c *wiretest.Cluster, nodes ...string) error {
 	var got []string
 	for id := range c.Cluster.Nodes {
 		got = append(got, id)
@@ -280,7 +258,7 @@ func (c *clusterState) check(nodes ...string) error {
 
 var httpClient = &http.Client{Timeout: 5 * time.Second}
 
-func getCluster(addr string) (*clusterState, error) {
+func getCluster(addr string) (*wiretest.Cluster, error) {
 	resp, err := httpClient.Get("http://" + addr + "/cluster")
 	if err != nil {
 		return nil, err
@@ -289,7 +267,7 @@ func getCluster(addr string) (*clusterState, error) {
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("GET /cluster: %s", resp.Status)
 	}
-	var c clusterState
+	var c wiretest.Cluster
 	if err := json.NewDecoder(resp.Body).Decode(&c); err != nil {
 		return nil, fmt.Errorf("GET /cluster: %w", err)
 	}

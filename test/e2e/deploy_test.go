@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/clusterkit-go/clusterkit/internal/proctest"
+	"github.com/clusterkit-go/clusterkit/internal/wiretest"
 	"github.com/clusterkit-go/clusterkit/pkg/clusterkit"
 )
 
@@ -184,16 +185,14 @@ func runDeployment(t *testing.T, bin, file string, units []deployUnit) {
 		if envValue(n.Env, "ETCD_ENDPOINTS") != "" {
 			continue
 		}
-		var join struct {
-			Endpoints []string `json:"etcd_endpoints"`
-		}
+		var join wiretest.Join
 		if err := fetchJSON(c.httpc, n.addr, "/cluster/join", &join); err != nil {
 			t.Fatal(err)
 		}
-		if want := memberURL(n); !slices.Contains(join.Endpoints, want) {
-			t.Errorf("%s: embedded etcd at %v, want %s (HTTP port + 10000) among them", n.id, join.Endpoints, want)
+		if want := memberURL(n); !slices.Contains(join.EtcdEndpoints, want) {
+			t.Errorf("%s: embedded etcd at %v, want %s (HTTP port + 10000) among them", n.id, join.EtcdEndpoints, want)
 		}
-		for _, ep := range join.Endpoints {
+		for _, ep := range join.EtcdEndpoints {
 			if !slices.ContainsFunc(c.nodes, func(m *nodeProcess) bool { return memberURL(m) == ep }) {
 				t.Errorf("%s: etcd member %s is at no node's HTTP port + 10000", n.id, ep)
 			}
@@ -205,10 +204,7 @@ func runDeployment(t *testing.T, bin, file string, units []deployUnit) {
 		t.Fatalf("leader %q is none of the nodes", leader)
 	}
 	for _, n := range c.nodes {
-		var h struct {
-			Leader   string `json:"leader"`
-			IsLeader bool   `json:"is_leader"`
-		}
+		var h wiretest.Health
 		if err := fetchJSON(c.httpc, n.addr, "/health", &h); err != nil {
 			t.Fatal(err)
 		}

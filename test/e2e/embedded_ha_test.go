@@ -15,6 +15,7 @@ import (
 
 	"github.com/clusterkit-go/clusterkit/internal/etcdtest"
 	"github.com/clusterkit-go/clusterkit/internal/proctest"
+	"github.com/clusterkit-go/clusterkit/internal/wiretest"
 )
 
 // Five clusterkit-node processes on embedded etcd, with no etcd installed: the bootstrap node and
@@ -90,7 +91,7 @@ func TestEmbeddedHA(t *testing.T) {
 	polls := 0
 	for time.Now().Before(deadline) {
 		for _, n := range c.running() {
-			var v clusterMap
+			var v wiretest.Cluster
 			if err := fetchJSON(c.httpc, n.addr, "/cluster", &v); err != nil {
 				t.Fatalf("without quorum, %s stopped serving /cluster: %v", n.id, err)
 			}
@@ -109,7 +110,7 @@ func TestEmbeddedHA(t *testing.T) {
 			t.Fatalf("%s exited without quorum (status %d)", n.id, n.ExitStatus())
 		}
 		// Past its lease deadline a node claims no primary role: its lease may be gone.
-		var claims claimsAnswer
+		var claims wiretest.Claims
 		if err := fetchJSON(c.httpc, n.addr, "/cluster/claims", &claims); err != nil {
 			t.Fatal(err)
 		}
@@ -181,9 +182,7 @@ func (c *failoverCluster) launchEmbedded(t *testing.T, id, join string) *nodePro
 // GET /cluster/join.
 func (c *failoverCluster) etcdClient(t *testing.T) *clientv3.Client {
 	t.Helper()
-	var info struct {
-		EtcdEndpoints []string `json:"etcd_endpoints"`
-	}
+	var info wiretest.Join
 	waitFor(t, 10*time.Second, "every member's endpoint in /cluster/join", func() error {
 		if err := fetchJSON(c.httpc, c.running()[0].addr, "/cluster/join", &info); err != nil {
 			return err

@@ -21,6 +21,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/clusterkit-go/clusterkit/internal/etcdtest"
+	"github.com/clusterkit-go/clusterkit/internal/wiretest"
 	"github.com/clusterkit-go/clusterkit/pkg/clusterkit"
 )
 
@@ -220,24 +221,6 @@ func startMustFail(t *testing.T, o clusterkit.Options) error {
 	return err
 }
 
-// clusterView is the part of GET /cluster the test checks.
-type clusterView struct {
-	Cluster struct {
-		Epoch        uint64 `json:"epoch"`
-		Leader       string `json:"leader"`
-		Nodes        map[string]struct{ ID, IP string }
-		PartitionMap map[string]struct {
-			ID           string   `json:"id"`
-			PrimaryNode  string   `json:"primary_node"`
-			ReplicaNodes []string `json:"replica_nodes"`
-		} `json:"partition_map"`
-	} `json:"cluster"`
-	HashConfig struct {
-		Algorithm string `json:"algorithm"`
-		Modulo    int    `json:"modulo"`
-	} `json:"hash_config"`
-}
-
 // checkCluster reports why the nodes do not yet agree on one map that places every partition
 // on min(N, replicationFactor) distinct nodes among them, as seen through their HTTP APIs.
 func checkCluster(httpc *http.Client, nodes map[string]*clusterkit.ClusterKit) error {
@@ -301,7 +284,7 @@ func checkCluster(httpc *http.Client, nodes map[string]*clusterkit.ClusterKit) e
 	return nil
 }
 
-func getCluster(httpc *http.Client, addr string) (*clusterView, error) {
+func getCluster(httpc *http.Client, addr string) (*wiretest.Cluster, error) {
 	resp, err := httpc.Get("http://" + addr + "/cluster")
 	if err != nil {
 		return nil, err
@@ -314,7 +297,7 @@ func getCluster(httpc *http.Client, addr string) (*clusterView, error) {
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("GET /cluster: %s: %s", resp.Status, body)
 	}
-	var v clusterView
+	var v wiretest.Cluster
 	if err := json.Unmarshal(body, &v); err != nil {
 		return nil, fmt.Errorf("GET /cluster: %v", err)
 	}

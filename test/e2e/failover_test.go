@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/clusterkit-go/clusterkit/internal/proctest"
+	"github.com/clusterkit-go/clusterkit/internal/wiretest"
 )
 
 const (
@@ -132,7 +133,7 @@ func testPausedPrimary(t *testing.T, c *failoverCluster) {
 	}
 	httpc := &http.Client{Timeout: time.Second, Transport: &http.Transport{}}
 	defer httpc.CloseIdleConnections()
-	var held claimsAnswer
+	var held wiretest.Claims
 	if err := fetchJSON(httpc, victim.addr, "/cluster/claims", &held); err != nil {
 		t.Fatal(err)
 	}
@@ -141,17 +142,14 @@ func testPausedPrimary(t *testing.T, c *failoverCluster) {
 	}
 	// The lease deadline as the node knows it: the request's send time plus what the node says
 	// is left is never later than the node's own deadline.
-	var health struct {
-		ValidFor string `json:"lease_valid_for"`
-		IsLeader bool   `json:"is_leader"`
-	}
+	var health wiretest.Health
 	asked := time.Now()
 	if err := fetchJSON(httpc, victim.addr, "/health", &health); err != nil {
 		t.Fatal(err)
 	}
-	validFor, err := time.ParseDuration(health.ValidFor)
+	validFor, err := time.ParseDuration(health.LeaseValidFor)
 	if err != nil {
-		t.Fatalf("/health lease_valid_for %q: %v", health.ValidFor, err)
+		t.Fatalf("/health lease_valid_for %q: %v", health.LeaseValidFor, err)
 	}
 	deadline := asked.Add(validFor)
 
@@ -166,7 +164,7 @@ func testPausedPrimary(t *testing.T, c *failoverCluster) {
 	// While it is stopped: every survivor must come to show another primary, at a higher primary
 	// epoch, for every partition the paused node held.
 	var promoted time.Time
-	var promotedView *clusterMap
+	var promotedView *wiretest.Cluster
 	for time.Since(stopped) < pauseFor {
 		if promoted.IsZero() {
 			if v, err := c.promotedAway(survivors, victim.id, held.Primaries); err == nil {
@@ -194,7 +192,7 @@ func testPausedPrimary(t *testing.T, c *failoverCluster) {
 	var answers []answer
 	var unfenced time.Duration
 	for time.Since(resumed) < 10*time.Second {
-		var a claimsAnswer
+		var a wiretest.Claims
 		if err := fetchJSON(httpc, victim.addr, "/cluster/claims", &a); err != nil {
 			time.Sleep(5 * time.Millisecond)
 			continue
@@ -248,7 +246,7 @@ func testPausedPrimary(t *testing.T, c *failoverCluster) {
 			return err
 		}
 		for _, n := range c.nodes {
-			var v clusterMap
+			var v wiretest.Cluster
 			if err := fetchJSON(httpc, n.addr, "/cluster", &v); err != nil {
 				return fmt.Errorf("%s: %w", n.id, err)
 			}
@@ -369,9 +367,9 @@ func (c *failoverCluster) running() []*nodeProcess {
 // waitStable waits until every running node is healthy and serves the same map, which lists
 // exactly the running nodes, places every partition on min(N, c.replication) of them and has no copy in
 // progress. It returns that map.
-func (c *failoverCluster) waitStable(t *testing.T, timeout time.Duration) *clusterMap {
+func (c *failoverCluster) waitStable(t *testing.T, timeout time.Duration) *wiretest.Cluster {
 	t.Helper()
-	var agreed *clusterMap
+	var agreed *wiretest.Cluster
 	waitFor(t, timeout, "stable cluster", func() error {
 		nodes := c.running()
 		var ids []string
@@ -382,13 +380,11 @@ func (c *failoverCluster) waitStable(t *testing.T, timeout time.Duration) *clust
 		holders := min(len(ids), c.replication)
 		agreed = nil
 		for _, n := range nodes {
-			var h struct {
-				Fenced bool `json:"fenced"`
-			}
+			var h wiretest.Health
 			if err := fetchJSON(c.httpc, n.addr, "/health", &h); err != nil {
 				return fmt.Errorf("%s: %w", n.id, err)
 			}
-			var v clusterMap
+			var v wiretest.Cluster
 			if err := fetchJSON(c.httpc, n.addr, "/cluster", &v); err != nil {
 				return fmt.Errorf("%s: %w", n.id, err)
 			}
@@ -425,7 +421,7 @@ func (c *failoverCluster) waitStable(t *testing.T, timeout time.Duration) *clust
 
 // mostPrimaries returns the node that is the primary of the most partitions in view; of equals,
 // one not in avoid.
-func (c *failoverCluster) mostPrimaries(view *clusterMap, avoid map[string]bool) *nodeProcess {
+func (c *failoverCluster) mostPrimaries(view *wiretest.Cluster, avoid map[string]bool) *nodeProcess {
 	var best *nodeProcess
 	for _, n := range c.running() {
 		if best == nil {
@@ -439,7 +435,7 @@ func (c *failoverCluster) mostPrimaries(view *clusterMap, avoid map[string]bool)
 	return best
 }
 
-func primariesOf(view *clusterMap, id string) int {
+func primariesOf(view *wiretest.Cluster, id string) int {
 	count := 0
 	for _, p := range view.Cluster.PartitionMap {
 		if p.PrimaryNode == id {
@@ -451,7 +447,7 @@ func primariesOf(view *clusterMap, id string) int {
 
 // waitNewPrimaries polls the survivors until each of them shows a primary among the survivors
 // for every partition, and returns the time from since to the end of that round of polling.
-func (c *failoverCluster) waitNewPrimaries(t *testing.T, since time.Time, survivors []*nodeProcess, gone string) (time.Duration, *clusterMap) {
+func (c *failoverCluster) waitNewPrimaries(t *testing.T, since time.Time, survivors []*nodeProcess, gone string) (time.Duration, *wiretest.Cluster) {
 	t.Helper()
 	live := map[string]bool{}
 	for _, n := range survivors {
@@ -459,10 +455,10 @@ func (c *failoverCluster) waitNewPrimaries(t *testing.T, since time.Time, surviv
 	}
 	var lastErr error
 	for time.Since(since) < 15*time.Second {
-		var last *clusterMap
+		var last *wiretest.Cluster
 		lastErr = nil
 		for _, n := range survivors {
-			var v clusterMap
+			var v wiretest.Cluster
 			if err := fetchJSON(c.httpc, n.addr, "/cluster", &v); err != nil {
 				lastErr = fmt.Errorf("%s: %w", n.id, err)
 				break
@@ -489,10 +485,10 @@ func (c *failoverCluster) waitNewPrimaries(t *testing.T, since time.Time, surviv
 
 // promotedAway reports nil when every survivor shows, for each partition of held, a primary
 // other than gone at a primary epoch above the one in held. It returns one survivor's map.
-func (c *failoverCluster) promotedAway(survivors []*nodeProcess, gone string, held map[string]uint64) (*clusterMap, error) {
-	var last *clusterMap
+func (c *failoverCluster) promotedAway(survivors []*nodeProcess, gone string, held map[string]uint64) (*wiretest.Cluster, error) {
+	var last *wiretest.Cluster
 	for _, n := range survivors {
-		var v clusterMap
+		var v wiretest.Cluster
 		if err := fetchJSON(c.httpc, n.addr, "/cluster", &v); err != nil {
 			return nil, fmt.Errorf("%s: %w", n.id, err)
 		}
@@ -586,13 +582,13 @@ func (k *claimChecker) run(ctx context.Context) {
 				nodes = append(nodes, n)
 			}
 		}
-		answers := make([]*claimsAnswer, len(nodes))
+		answers := make([]*wiretest.Claims, len(nodes))
 		var wg sync.WaitGroup
 		for i, n := range nodes {
 			wg.Go(func() {
 				rctx, cancel := context.WithTimeout(ctx, time.Second)
 				defer cancel()
-				var a claimsAnswer
+				var a wiretest.Claims
 				if fetchJSONContext(rctx, k.httpc, n.addr, "/cluster/claims", &a) == nil {
 					answers[i] = &a
 				}
@@ -607,7 +603,7 @@ func (k *claimChecker) run(ctx context.Context) {
 }
 
 // check evaluates one round of answers.
-func (k *claimChecker) check(answers []*claimsAnswer) {
+func (k *claimChecker) check(answers []*wiretest.Claims) {
 	k.rounds++
 	at := time.Since(k.start).Round(time.Millisecond)
 	claimers := map[string]map[string]uint64{} // partition -> node -> primary epoch
@@ -647,30 +643,6 @@ func (k *claimChecker) check(answers []*claimsAnswer) {
 	if overlap {
 		k.overlapRounds++
 	}
-}
-
-// clusterMap is the part of GET /cluster the failover test reads.
-type clusterMap struct {
-	Cluster struct {
-		Epoch        uint64                     `json:"epoch"`
-		Leader       string                     `json:"leader"`
-		Nodes        map[string]json.RawMessage `json:"nodes"`
-		PartitionMap map[string]struct {
-			PrimaryNode  string   `json:"primary_node"`
-			ReplicaNodes []string `json:"replica_nodes"`
-			PrimaryEpoch uint64   `json:"primary_epoch"`
-			PendingNodes []string `json:"pending_nodes"`
-		} `json:"partition_map"`
-		Handoffs []json.RawMessage `json:"handoffs"`
-	} `json:"cluster"`
-}
-
-// claimsAnswer is the body of GET /cluster/claims.
-type claimsAnswer struct {
-	NodeID    string            `json:"node_id"`
-	Epoch     uint64            `json:"epoch"`
-	Fenced    bool              `json:"fenced"`
-	Primaries map[string]uint64 `json:"primaries"`
 }
 
 func fetchJSON(httpc *http.Client, addr, path string, v any) error {

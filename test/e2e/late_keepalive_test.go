@@ -11,6 +11,8 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+
+	"github.com/clusterkit-go/clusterkit/internal/wiretest"
 )
 
 // delayProxy forwards TCP to target, delivering the bytes of both directions after delay.
@@ -124,7 +126,7 @@ func TestLateKeepaliveAnswersNeverOutliveTheLease(t *testing.T) {
 	key := "/clusterkit/" + c.name + "/nodes/node-4"
 
 	httpc := c.httpc
-	var held claimsAnswer
+	var held wiretest.Claims
 	if err := fetchJSON(httpc, victim.addr, "/cluster/claims", &held); err != nil {
 		t.Fatal(err)
 	}
@@ -143,14 +145,12 @@ func TestLateKeepaliveAnswersNeverOutliveTheLease(t *testing.T) {
 			recordGone = time.Now()
 			t.Logf("+%v: node-4's lease expired in etcd (record deleted)", recordGone.Sub(switched).Round(time.Millisecond))
 		}
-		var a claimsAnswer
-		var h struct {
-			ValidFor string `json:"lease_valid_for"`
-		}
+		var a wiretest.Claims
+		var h wiretest.Health
 		if fetchJSON(httpc, victim.addr, "/cluster/claims", &a) == nil {
 			fetchJSON(httpc, victim.addr, "/health", &h)
 			if absent && !a.Fenced && len(a.Primaries) > 0 {
-				var other clusterMap
+				var other wiretest.Cluster
 				fetchJSON(httpc, c.nodes[0].addr, "/cluster", &other)
 				newer := 0
 				for p, e := range a.Primaries {
@@ -159,7 +159,7 @@ func TestLateKeepaliveAnswersNeverOutliveTheLease(t *testing.T) {
 					}
 				}
 				t.Errorf("+%v: lease gone %v ago, yet node-4 says fenced=false, lease_valid_for=%s, claims %d primaries; %d of them have a newer primary in node-1's map (epoch %d)",
-					time.Since(switched).Round(time.Millisecond), time.Since(recordGone).Round(time.Millisecond), h.ValidFor, len(a.Primaries), newer, other.Cluster.Epoch)
+					time.Since(switched).Round(time.Millisecond), time.Since(recordGone).Round(time.Millisecond), h.LeaseValidFor, len(a.Primaries), newer, other.Cluster.Epoch)
 			}
 		}
 		time.Sleep(50 * time.Millisecond)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/clusterkit-go/clusterkit/internal/proctest"
+	"github.com/clusterkit-go/clusterkit/internal/wiretest"
 )
 
 // A node whose lease expired while it was stopped (SIGSTOP longer than LEASE_TTL) registers again
@@ -31,13 +32,13 @@ func TestPausedNodeClaimsNothingStale(t *testing.T) {
 	httpc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{}}
 	defer httpc.CloseIdleConnections()
 	victim := c.nodes[0]
-	var before claimsAnswer
+	var before wiretest.Claims
 	waitFor(t, 90*time.Second, "a stable map in which node-1 leads partitions", func() error {
-		before = claimsAnswer{}
+		before = wiretest.Claims{}
 		if err := fetchJSON(httpc, victim.addr, "/cluster/claims", &before); err != nil {
 			return err
 		}
-		var v clusterMap
+		var v wiretest.Cluster
 		if err := fetchJSON(httpc, c.nodes[1].addr, "/cluster", &v); err != nil {
 			return err
 		}
@@ -50,15 +51,15 @@ func TestPausedNodeClaimsNothingStale(t *testing.T) {
 	t.Logf("node-1 leads %d partitions at map epoch %d; SIGSTOP for 5s (LEASE_TTL 2s)", len(before.Primaries), before.Epoch)
 	victim.Pause(t)
 	time.Sleep(5 * time.Second)
-	var after clusterMap
+	var after wiretest.Cluster
 	if err := fetchJSON(httpc, c.nodes[1].addr, "/cluster", &after); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("meanwhile node-2 holds map epoch %d, without node-1: %v", after.Cluster.Epoch, after.Cluster.Nodes["node-1"] == nil)
+	t.Logf("meanwhile node-2 holds map epoch %d, without node-1: %v", after.Cluster.Epoch, after.Cluster.Nodes["node-1"].ID == "")
 	victim.Resume(t)
 	resumed := time.Now()
 	for time.Since(resumed) < 5*time.Second {
-		var a claimsAnswer
+		var a wiretest.Claims
 		if err := fetchJSON(httpc, victim.addr, "/cluster/claims", &a); err != nil {
 			continue
 		}

@@ -12,29 +12,15 @@ import (
 	"time"
 
 	"github.com/clusterkit-go/clusterkit/examples/internal/store"
+	"github.com/clusterkit-go/clusterkit/pkg/wire"
 )
-
-// Cluster is the part of GET /cluster that the reports read.
-type Cluster struct {
-	Cluster struct {
-		Epoch        uint64         `json:"epoch"`
-		Leader       string         `json:"leader"`
-		Nodes        map[string]any `json:"nodes"`
-		PartitionMap map[string]struct {
-			PrimaryNode  string   `json:"primary_node"`
-			ReplicaNodes []string `json:"replica_nodes"`
-			PrimaryEpoch uint64   `json:"primary_epoch"`
-		} `json:"partition_map"`
-		Handoffs []any `json:"handoffs"`
-	} `json:"cluster"`
-}
 
 // Settled waits until the node at ckAddr (a ClusterKit HTTP address) serves a map that lists
 // exactly nodes nodes and has no copy in progress, and returns that map.
-func Settled(ctx context.Context, httpc *http.Client, ckAddr string, nodes int) (*Cluster, error) {
+func Settled(ctx context.Context, httpc *http.Client, ckAddr string, nodes int) (*wire.Cluster, error) {
 	var last error
 	for {
-		var c Cluster
+		var c wire.Cluster
 		err := store.Call(ctx, httpc, http.MethodGet, ckAddr, "/cluster", nil, nil, &c)
 		switch {
 		case err != nil:
