@@ -107,6 +107,12 @@ func TestKeysFollowsOneKey(t *testing.T) {
 	var s seen
 	k := &Keys{Client: c, Key: "/k", Log: zap.NewNop(), Reset: s.reset, Events: s.event}
 	run(t, k.Run)
+	etcdtest.WaitFor(t, 5*time.Second, "first read", func() error {
+		if n, _, last := s.counts(); n != 1 || len(last) != 0 {
+			return fmt.Errorf("%d resets, last %v", n, last)
+		}
+		return nil
+	})
 	for _, key := range []string{"/k/under", "/k", "/kk"} {
 		if _, err := c.Put(ctx, key, "v"); err != nil {
 			t.Fatal(err)
