@@ -28,8 +28,9 @@ type ClusterKit struct {
 	log  *zap.Logger
 	env  *env
 
-	clock    *leaseClock
-	maps     *mapFollower
+	clock *leaseClock
+	// maps is held by value: lookups reach the snapshot pointer without another indirection.
+	maps     mapFollower
 	hooks    *hookRunner
 	election *election
 	members  *members
@@ -82,8 +83,8 @@ func NewClusterKit(opts Options) (*ClusterKit, error) {
 	ck.clock = newLeaseClock(log, m)
 	ck.election = newElection(e, log, ck.clock, nil, ck.record)
 	ck.hooks = newHookRunner(e, log.Named("hooks"), o.NodeID, o.MaxConcurrentHooks, ck.election.lease)
-	ck.maps = newMapFollower(e, ck.hooks.schedule)
-	ck.election.maps = ck.maps
+	ck.maps.init(e, ck.hooks.schedule)
+	ck.election.maps = &ck.maps
 	ck.members = &members{env: e, log: log, leaving: ck.election.leaving}
 	ck.api = &apiServer{log: log}
 	return ck, nil

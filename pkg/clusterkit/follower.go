@@ -32,11 +32,11 @@ type mapFollower struct {
 	fromEmpty bool
 }
 
-func newMapFollower(e *env, onApply func(old, s *snapshot, fire bool)) *mapFollower {
-	f := &mapFollower{env: e, onApply: onApply}
+// init prepares f in place (the facade holds it by value).
+func (f *mapFollower) init(e *env, onApply func(old, s *snapshot, fire bool)) {
+	f.env, f.onApply = e, onApply
 	ch := make(chan struct{})
 	f.changed.Store(&ch)
-	return f
 }
 
 // snapshot is the map held now, nil before the first.
