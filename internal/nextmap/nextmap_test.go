@@ -36,6 +36,30 @@ func settled(t *testing.T, ids ...string) *state.Map {
 	return r.Map
 }
 
+// joining returns the map in which c, joining a and b, copies its partitions in.
+func joining(t *testing.T) *state.Map {
+	t.Helper()
+	r, err := Next(input(settled(t, "a", "b"), nodes("a", "b", "c")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r.Map
+}
+
+// acked is the input after m in which every copy m asks for is acknowledged, naming the epoch
+// of its request less older (0: the request itself).
+func acked(m *state.Map, older uint64) Input {
+	acks := map[Ack]uint64{}
+	for i, e := range m.Partitions {
+		for _, pd := range e.Pending {
+			acks[Ack{i, pd.Node}] = pd.Since - older
+		}
+	}
+	in := input(m, nodes("a", "b", "c"))
+	in.Acks = acks
+	return in
+}
+
 func input(cur *state.Map, ns map[string]state.Node) Input {
 	return Input{Current: cur, Nodes: ns, Leader: "a", PartitionCount: 8, ReplicationFactor: 2,
 		HandoffTimeout: time.Minute, Now: t0.Add(time.Second)}
@@ -107,19 +131,7 @@ func TestNext(t *testing.T) {
 		{
 			name: "an acknowledged copy completes the handoff",
 			in: func(t *testing.T) Input {
-				r, err := Next(input(settled(t, "a", "b"), nodes("a", "b", "c")))
-				if err != nil {
-					t.Fatal(err)
-				}
-				acks := map[Ack]uint64{}
-				for i, e := range r.Map.Partitions {
-					for _, pd := range e.Pending {
-						acks[Ack{i, pd.Node}] = pd.Since
-					}
-				}
-				in := input(r.Map, nodes("a", "b", "c"))
-				in.Acks = acks
-				return in
+				return acked(joining(t), 0)
 			},
 			check: func(t *testing.T, cur *state.Map, r Result) {
 				m := r.Map
@@ -146,19 +158,7 @@ func TestNext(t *testing.T) {
 		{
 			name: "a copy acknowledged for an older request does not count",
 			in: func(t *testing.T) Input {
-				r, err := Next(input(settled(t, "a", "b"), nodes("a", "b", "c")))
-				if err != nil {
-					t.Fatal(err)
-				}
-				acks := map[Ack]uint64{}
-				for i, e := range r.Map.Partitions {
-					for _, pd := range e.Pending {
-						acks[Ack{i, pd.Node}] = pd.Since - 1
-					}
-				}
-				in := input(r.Map, nodes("a", "b", "c"))
-				in.Acks = acks
-				return in
+				return acked(joining(t), 1)
 			},
 			check: func(t *testing.T, cur *state.Map, r Result) {
 				if !r.Map.SamePlacement(cur) {
@@ -239,11 +239,7 @@ func TestNext(t *testing.T) {
 		{
 			name: "an overdue copy is asked again and reported",
 			in: func(t *testing.T) Input {
-				r, err := Next(input(settled(t, "a", "b"), nodes("a", "b", "c")))
-				if err != nil {
-					t.Fatal(err)
-				}
-				in := input(r.Map, nodes("a", "b", "c"))
+				in := input(joining(t), nodes("a", "b", "c"))
 				in.Now = t0.Add(2 * time.Minute)
 				return in
 			},

@@ -39,26 +39,20 @@ func newHookRunner(e *env, log *zap.Logger, self string, maxConcurrent int, leas
 	return h
 }
 
-func (h *hookRunner) add(hook PartitionChangeHook) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	var hooks []PartitionChangeHook
-	if p := h.hooks.Load(); p != nil {
-		hooks = append(hooks, *p...)
-	}
-	hooks = append(hooks, hook)
-	h.hooks.Store(&hooks)
-}
+func (h *hookRunner) add(hook PartitionChangeHook) { addHook(&h.mu, &h.hooks, hook) }
 
-func (h *hookRunner) addEvent(hook EventHook) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	var hooks []EventHook
-	if p := h.eventHooks.Load(); p != nil {
-		hooks = append(hooks, *p...)
+func (h *hookRunner) addEvent(hook EventHook) { addHook(&h.mu, &h.eventHooks, hook) }
+
+// addHook appends hook to the list behind p, copying it: readers load the list without a lock.
+func addHook[T any](mu *sync.Mutex, p *atomic.Pointer[[]T], hook T) {
+	mu.Lock()
+	defer mu.Unlock()
+	var hooks []T
+	if cur := p.Load(); cur != nil {
+		hooks = append(hooks, *cur...)
 	}
 	hooks = append(hooks, hook)
-	h.eventHooks.Store(&hooks)
+	p.Store(&hooks)
 }
 
 // schedule queues the jobs of the change from old to s when fire is set; it never blocks on a
