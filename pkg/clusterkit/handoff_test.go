@@ -13,8 +13,10 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 
 	"github.com/clusterkit-go/clusterkit/internal/etcdtest"
+	"github.com/clusterkit-go/clusterkit/internal/follow"
 	"github.com/clusterkit-go/clusterkit/internal/keys"
 	"github.com/clusterkit-go/clusterkit/internal/nextmap"
 	"github.com/clusterkit-go/clusterkit/internal/state"
@@ -28,34 +30,44 @@ type mapLog struct {
 	maps []*state.Map
 }
 
-// recordMaps records the maps ck applies from now on, until the test ends.
-func recordMaps(t *testing.T, ck *clusterkit.ClusterKit) *mapLog {
+// recordMaps records the map published in c's etcd now and every one after it, in order,
+// straight from etcd's watch (a node's snapshot could skip one), until the test ends.
+func recordMaps(t *testing.T, c *clustertest.Cluster) *mapLog {
+	t.Helper()
 	l := &mapLog{}
 	ctx, cancel := context.WithCancel(context.Background())
+	f := &follow.Map{Client: c.Etcd(), Schema: keys.New(c.Name()), Log: zap.NewNop(), Apply: func(m *state.Map, _ int64) {
+		l.mu.Lock()
+		l.maps = append(l.maps, m)
+		l.mu.Unlock()
+	}}
+	r, err := f.Read(ctx)
+	if err != nil || r.Map == nil {
+		cancel()
+		t.Fatalf("read the map: %v", err)
+	}
+	l.maps = append(l.maps, r.Map)
 	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		var last uint64
-		for {
-			ch := clusterkit.MapChanges(ck)
-			if m := clusterkit.RawMap(ck); m != nil && m.Epoch != last {
-				last = m.Epoch
-				l.mu.Lock()
-				l.maps = append(l.maps, m)
-				l.mu.Unlock()
-			}
-			select {
-			case <-ch:
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
+	go func() { defer close(done); f.Run(ctx, r.Revision) }()
 	t.Cleanup(func() { cancel(); <-done })
 	return l
 }
 
-func (l *mapLog) all() []*state.Map {
+// all returns the maps recorded, once the recorder has seen the epoch c's nodes hold.
+func (l *mapLog) all(t *testing.T, c *clustertest.Cluster) []*state.Map {
+	t.Helper()
+	var want uint64
+	for _, ck := range c.Nodes() {
+		want = max(want, ck.Epoch())
+	}
+	etcdtest.WaitFor(t, 5*time.Second, "every published map recorded", func() error {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		if last := l.maps[len(l.maps)-1].Epoch; last < want {
+			return fmt.Errorf("recorded up to epoch %d of %d", last, want)
+		}
+		return nil
+	})
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return slices.Clone(l.maps)
@@ -69,7 +81,7 @@ func TestJoinHandsOffWithoutGap(t *testing.T) {
 	c.Add("node-2")
 	c.Add("node-3")
 	c.WaitConverged(10 * time.Second)
-	watch := recordMaps(t, c.Node("node-1"))
+	watch := recordMaps(t, c)
 
 	ck4, copying, release := startCopyingJoiner(t, c, "node-4")
 	// While node-4 copies, no lookup on any node routes to it.
@@ -94,10 +106,21 @@ func TestJoinHandsOffWithoutGap(t *testing.T) {
 	if held == 0 || int(copying.Load()) != held {
 		t.Fatalf("node-4 holds %d partitions after %d copies", held, copying.Load())
 	}
-	for _, m := range watch.all() {
+	// Every map published during the join: three holders each, and node-4 a holder of a
+	// partition only after a map asked it to copy that partition (the test kit's checker also
+	// verifies that node-4 had acknowledged the copy by then).
+	asked := map[int]bool{}
+	for _, m := range watch.all(t, c) {
 		for i := range m.Partitions {
-			if n := len(m.Partitions[i].Holders); n < 3 {
+			e := &m.Partitions[i]
+			if n := len(e.Holders); n < 3 {
 				t.Fatalf("epoch %d: partition-%d served by %d holders during the join", m.Epoch, i, n)
+			}
+			if slices.Contains(e.Holders, "node-4") && !asked[i] {
+				t.Fatalf("epoch %d: partition-%d routes to node-4, which no earlier map asked to copy it", m.Epoch, i)
+			}
+			if _, ok := e.PendingFor("node-4"); ok {
+				asked[i] = true
 			}
 		}
 	}
@@ -113,14 +136,14 @@ func TestCrashPromotesReplicaAtOnce(t *testing.T) {
 	c.WaitConverged(10 * time.Second)
 	victim, obs := pickVictim(c)
 	before := clusterkit.RawMap(obs)
-	watch := recordMaps(t, obs)
+	watch := recordMaps(t, c)
 	c.Kill(victim)
 	c.WaitConverged(10 * time.Second)
 
 	// The first map without the victim: every partition it led has a surviving holder of the
 	// old map as primary, with a higher primary epoch.
 	var first *state.Map
-	for _, m := range watch.all() {
+	for _, m := range watch.all(t, c) {
 		if _, ok := m.Nodes[victim]; !ok {
 			first = m
 			break
@@ -319,22 +342,15 @@ func TestDrainNeverUnderReplicates(t *testing.T) {
 	}
 	c.WaitConverged(10 * time.Second)
 	victim, _ := pickVictim(c)
-	watchers := []*mapLog{}
-	for id, ck := range c.Nodes() {
-		if id != victim {
-			watchers = append(watchers, recordMaps(t, ck))
-		}
-	}
+	watch := recordMaps(t, c)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	c.Drain(ctx, victim)
 	c.WaitConverged(10 * time.Second)
-	for _, w := range watchers {
-		for _, m := range w.all() {
-			for i := range m.Partitions {
-				if n := len(m.Partitions[i].Holders); n < 3 {
-					t.Fatalf("epoch %d: partition-%d has %d holders during the drain", m.Epoch, i, n)
-				}
+	for _, m := range watch.all(t, c) {
+		for i := range m.Partitions {
+			if n := len(m.Partitions[i].Holders); n < 3 {
+				t.Fatalf("epoch %d: partition-%d has %d holders during the drain", m.Epoch, i, n)
 			}
 		}
 	}
@@ -350,7 +366,7 @@ func TestCrashGracePeriod(t *testing.T) {
 	c.WaitConverged(10 * time.Second)
 	victim, obs := pickVictim(c)
 	before := clusterkit.RawMap(obs)
-	watch := recordMaps(t, obs)
+	watch := recordMaps(t, c)
 	c.Kill(victim)
 	etcdtest.WaitFor(t, 10*time.Second, "crash noticed", func() error {
 		if _, ok := clusterkit.RawMap(obs).Nodes[victim]; ok {
@@ -379,7 +395,7 @@ func TestCrashGracePeriod(t *testing.T) {
 			t.Fatalf("partition-%d: holders %v before the crash, %v after the return", i, before.Partitions[i].Holders, after.Partitions[i].Holders)
 		}
 	}
-	for _, m := range watch.all() {
+	for _, m := range watch.all(t, c) {
 		for i := range m.Partitions {
 			for _, pd := range m.Partitions[i].Pending {
 				if pd.Node != victim {
@@ -497,13 +513,19 @@ func TestSelfFencingWhenEtcdIsGone(t *testing.T) {
 	if primary == nil || primary.IsFenced() {
 		t.Fatal("no unfenced primary of partition-0")
 	}
-	deadline := clusterkit.LeaseDeadline(primary)
 	// etcd is gone for every node: pausing a node's proxy leaves it unable to reach etcd, as if
-	// etcd itself had stopped.
+	// etcd itself had stopped (its open connections are cut, so no renewal is in flight).
 	for id := range c.Nodes() {
 		c.Pause(id)
 	}
-	etcdtest.WaitFor(t, clustertest.DefaultLeaseTTL+time.Second, "primary fenced", func() error {
+	// Read after etcd is gone: no renewal can move the deadline any more.
+	deadline := clusterkit.LeaseDeadline(primary)
+	if left := time.Until(deadline); left > clustertest.DefaultLeaseTTL {
+		t.Fatalf("lease deadline %v away, beyond the %v TTL", left, clustertest.DefaultLeaseTTL)
+	}
+	// The node fences itself at its lease deadline (TTL less 10% after the last renewal was
+	// sent): the poll allows the deadline plus its own interval, nothing more.
+	etcdtest.WaitFor(t, time.Until(deadline)+100*time.Millisecond, "primary fenced by its lease deadline", func() error {
 		if !primary.IsFenced() {
 			return errors.New("still claims its roles")
 		}

@@ -17,8 +17,14 @@ type invariants struct {
 	primaries map[primaryKey]string
 	// primaryEpoch is each partition's last primary epoch.
 	primaryEpoch map[int]uint64
-	maps         int
+	// prev is the last map seen.
+	prev *state.Map
+	maps int
 }
+
+// acked reports whether node acknowledged its copy of partition p requested at epoch since, as
+// etcd held it when the map being checked was written.
+type acked func(p int, node string, since uint64) bool
 
 type primaryKey struct {
 	partition int
@@ -30,9 +36,14 @@ func newInvariants(replication int) *invariants {
 }
 
 // next checks m against the maps before it and returns the broken invariants, one line each.
-func (v *invariants) next(m *state.Map) []string {
+func (v *invariants) next(m *state.Map, ack acked) []string {
 	var bad []string
 	v.maps++
+	prev := v.prev
+	if prev != nil && len(prev.Partitions) != len(m.Partitions) {
+		prev = nil
+	}
+	v.prev = m
 	if m.Epoch <= v.epoch {
 		bad = append(bad, fmt.Sprintf("epoch %d published after epoch %d", m.Epoch, v.epoch))
 	}
@@ -64,6 +75,9 @@ func (v *invariants) next(m *state.Map) []string {
 			}
 			held = append(held, pd.Node)
 		}
+		if prev != nil {
+			bad = append(bad, routedEarly(prev, m, i, ack)...)
+		}
 		slices.Sort(held)
 		held = slices.Compact(held)
 		// A crashed node keeps its places during the grace period (Absent): its partitions
@@ -76,6 +90,30 @@ func (v *invariants) next(m *state.Map) []string {
 	return bad
 }
 
+// routedEarly lists the nodes that m routes to for partition i without a completed copy: a
+// node becomes a holder only once it has acknowledged the copy the previous map asked of it,
+// unless none of the previous holders is left to copy from.
+func routedEarly(prev, m *state.Map, i int, ack acked) []string {
+	var bad []string
+	before, e := &prev.Partitions[i], &m.Partitions[i]
+	survivor := slices.ContainsFunc(before.Holders, func(h string) bool { _, ok := m.Nodes[h]; return ok })
+	for _, h := range e.Holders {
+		if slices.Contains(before.Holders, h) || !survivor {
+			continue
+		}
+		pd, asked := before.PendingFor(h)
+		switch {
+		case !asked:
+			bad = append(bad, fmt.Sprintf("epoch %d: partition-%d routes to %s, which was never asked to copy it (holders before: %v)",
+				m.Epoch, i, h, before.Holders))
+		case ack != nil && !ack(i, h, pd.Since):
+			bad = append(bad, fmt.Sprintf("epoch %d: partition-%d routes to %s before it acknowledged its copy (asked at epoch %d)",
+				m.Epoch, i, h, pd.Since))
+		}
+	}
+	return bad
+}
+
 // checker collects the violations of the maps it is fed.
 type checker struct {
 	mu         sync.Mutex
@@ -83,10 +121,10 @@ type checker struct {
 	violations []string
 }
 
-func (c *checker) feed(m *state.Map) {
+func (c *checker) feed(m *state.Map, ack acked) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.violations = append(c.violations, c.inv.next(m)...)
+	c.violations = append(c.violations, c.inv.next(m, ack)...)
 }
 
 func (c *checker) result() ([]string, int) {

@@ -2,6 +2,7 @@ package clustertest
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -73,10 +74,34 @@ func New(tb testing.TB, base clusterkit.Options) *Cluster {
 	c.check = &checker{inv: newInvariants(cmpOr(base.ReplicationFactor, clusterkit.DefaultReplicationFactor))}
 	ctx, stop := context.WithCancel(context.Background())
 	c.stop = stop
-	f := &follow.Map{Client: c.etcd.Client, Schema: c.schema, Log: zap.NewNop(), Apply: func(m *state.Map, _ int64) { c.check.feed(m) }}
+	f := &follow.Map{Client: c.etcd.Client, Schema: c.schema, Log: zap.NewNop(), Apply: func(m *state.Map, rev int64) {
+		c.check.feed(m, c.ackedAt(ctx, rev))
+	}}
 	c.wg.Go(func() { f.Run(ctx, 0) })
 	tb.Cleanup(c.cleanup)
 	return c
+}
+
+// ackedAt reads acknowledgements as etcd held them at revision rev, the revision a map was
+// written at: the leader deletes the ones it used only after that write. A read that fails (the
+// revision compacted, the test ending) counts as acknowledged: the checker reports only what it
+// saw.
+func (c *Cluster) ackedAt(ctx context.Context, rev int64) acked {
+	return func(p int, node string, since uint64) bool {
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		resp, err := c.etcd.Client.Get(rctx, c.schema.Handoff(p, node), clientv3.WithRev(rev))
+		if err != nil {
+			return true
+		}
+		if len(resp.Kvs) == 0 {
+			return false
+		}
+		var a struct {
+			Since uint64 `json:"since"`
+		}
+		return json.Unmarshal(resp.Kvs[0].Value, &a) == nil && a.Since == since
+	}
 }
 
 func cmpOr(a, b int) int {
