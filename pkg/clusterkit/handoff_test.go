@@ -126,6 +126,50 @@ func TestJoinHandsOffWithoutGap(t *testing.T) {
 	}
 }
 
+// Maps published while a copy is still running keep routing around the copying node: here a
+// second node joins while node-4's hooks hang, so the leader publishes maps that still list
+// node-4's copies as pending. No node routes to node-4 until its hooks return, and every map is
+// checked against the acknowledgements in etcd (the test kit's checker).
+func TestNoRoutingBeforeAcknowledgement(t *testing.T) {
+	c := clustertest.New(t, clusterkit.Options{PartitionCount: 16})
+	for i := 1; i <= 3; i++ {
+		c.Add(fmt.Sprintf("node-%d", i))
+	}
+	c.WaitConverged(10 * time.Second)
+	_, _, release := startCopyingJoiner(t, c, "node-4")
+	released := false
+	defer func() {
+		if !released {
+			close(release)
+		}
+	}()
+	joining := c.Node("node-1").Epoch()
+	c.Add("node-5")
+	etcdtest.WaitFor(t, 10*time.Second, "a map after node-5's join on every node", func() error {
+		for id, ck := range c.Nodes() {
+			if ck.Epoch() <= joining {
+				return fmt.Errorf("%s at epoch %d", id, ck.Epoch())
+			}
+		}
+		return nil
+	})
+	for id, ck := range c.Nodes() {
+		for i := 0; i < 16; i++ {
+			for _, n := range ck.GetNodes(&clusterkit.Partition{ID: clusterkit.PartitionID(i)}) {
+				if n.ID == "node-4" {
+					t.Fatalf("%s routes partition-%d to node-4 while its copy runs", id, i)
+				}
+			}
+		}
+	}
+	if bad := c.Violations(); len(bad) > 0 {
+		t.Fatalf("invariants broken while node-4 copies: %q", bad)
+	}
+	close(release)
+	released = true
+	c.WaitConverged(20 * time.Second)
+}
+
 // A primary that crashes is replaced at once by a replica that has the data; the lost replica
 // is then copied in through a handoff. Primary epochs grow with every change of primary.
 func TestCrashPromotesReplicaAtOnce(t *testing.T) {
