@@ -7,31 +7,33 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"github.com/clusterkit-go/clusterkit/internal/etcdtest"
 	"github.com/clusterkit-go/clusterkit/internal/partition"
 	"github.com/clusterkit-go/clusterkit/pkg/clusterkit"
+	"github.com/clusterkit-go/clusterkit/pkg/clustertest"
 )
 
 func TestMain(m *testing.M) { os.Exit(etcdtest.RunWithoutLeaks(m)) }
 
 const testPartitions = 32
 
-// testCluster runs ClusterKit nodes in this process on one real etcd. Each node publishes the
+// testCluster runs ClusterKit nodes in this process (pkg/clustertest). Each node publishes the
 // address of a small data service of its own in Metadata["data_addr"]; the service answers
 // GET / with the node's ID, and can be closed to play a dead node.
 type testCluster struct {
 	t    *testing.T
-	etcd *etcdtest.Server
+	kit  *clustertest.Cluster
 	name string
+	etcd *clientv3.Client
 
-	mu    sync.Mutex
-	nodes map[string]*clusterkit.ClusterKit
-	data  map[string]*dataService
+	mu   sync.Mutex
+	data map[string]*dataService
 }
 
 type dataService struct {
@@ -42,13 +44,10 @@ type dataService struct {
 
 func newTestCluster(t *testing.T) *testCluster {
 	t.Helper()
-	tc := &testCluster{
-		t:     t,
-		etcd:  etcdtest.Start(t),
-		name:  strings.ReplaceAll(t.Name(), "/", "_"),
-		nodes: map[string]*clusterkit.ClusterKit{},
-		data:  map[string]*dataService{},
-	}
+	kit := clustertest.New(t, clusterkit.Options{PartitionCount: testPartitions})
+	tc := &testCluster{t: t, kit: kit, name: kit.Name(), etcd: kit.Etcd(), data: map[string]*dataService{}}
+	// Registered after the kit's cleanup, so it runs first: nodes leave before their data
+	// services close.
 	t.Cleanup(tc.stopAll)
 	return tc
 }
@@ -65,29 +64,15 @@ func (tc *testCluster) start(id string, before ...func(*clusterkit.ClusterKit)) 
 		io.WriteString(w, id)
 	})}
 	go func() { defer close(ds.served); ds.srv.Serve(l) }()
-	ck, err := clusterkit.NewClusterKit(clusterkit.Options{
-		NodeID:         id,
-		HTTPAddr:       "127.0.0.1:0",
-		EtcdClient:     tc.etcd.Client,
-		ClusterName:    tc.name,
-		PartitionCount: testPartitions,
-		LeaseTTL:       2 * time.Second,
-		StartTimeout:   20 * time.Second,
-		DataDir:        tc.t.TempDir(),
-		Metadata:       map[string]string{"data_addr": l.Addr().String()},
-	})
+	o := tc.kit.Options(id)
+	o.Metadata = map[string]string{"data_addr": l.Addr().String()}
+	ck, err := tc.kit.TryStart(o, before...)
 	if err != nil {
-		tc.t.Fatal(err)
-	}
-	for _, f := range before {
-		f(ck)
-	}
-	if err := ck.Start(); err != nil {
 		ds.close()
 		tc.t.Fatalf("start %s: %v", id, err)
 	}
 	tc.mu.Lock()
-	tc.nodes[id], tc.data[id] = ck, ds
+	tc.data[id] = ds
 	tc.mu.Unlock()
 	return ck
 }
@@ -107,18 +92,19 @@ func (tc *testCluster) closeData(id string) {
 
 func (tc *testCluster) stop(id string) {
 	tc.mu.Lock()
-	ck, ds := tc.nodes[id], tc.data[id]
-	delete(tc.nodes, id)
+	ds := tc.data[id]
 	delete(tc.data, id)
 	tc.mu.Unlock()
-	ck.Stop()
+	if tc.kit.Node(id) != nil {
+		tc.kit.Stop(id)
+	}
 	ds.close()
 }
 
 func (tc *testCluster) stopAll() {
 	tc.mu.Lock()
-	ids := make([]string, 0, len(tc.nodes))
-	for id := range tc.nodes {
+	ids := make([]string, 0, len(tc.data))
+	for id := range tc.data {
 		ids = append(ids, id)
 	}
 	tc.mu.Unlock()
@@ -127,42 +113,15 @@ func (tc *testCluster) stopAll() {
 	}
 }
 
-// settled waits until every node holds the same map with no copy in progress, and returns its
-// epoch.
+// settled waits until the cluster has converged (pkg/clustertest: every node holds the same
+// map, every partition fully held, no copy in progress) and returns its epoch.
 func (tc *testCluster) settled(within time.Duration) uint64 {
 	tc.t.Helper()
-	var epoch uint64
-	waitFor(tc.t, within, "cluster settled", func() error {
-		tc.mu.Lock()
-		defer tc.mu.Unlock()
-		epoch = 0
-		for id, ck := range tc.nodes {
-			if epoch != 0 && ck.Epoch() != epoch {
-				return fmt.Errorf("%s at epoch %d, another at %d", id, ck.Epoch(), epoch)
-			}
-			epoch = ck.Epoch()
-			holders := map[string]bool{}
-			for _, key := range partitionKeys {
-				p, err := ck.GetPartition(key)
-				if err != nil {
-					return err
-				}
-				if len(p.PendingNodes) > 0 {
-					return fmt.Errorf("%s: %s still moving", id, p.ID)
-				}
-				for _, n := range ck.GetNodes(p) {
-					holders[n.ID] = true
-				}
-			}
-			for other := range tc.nodes {
-				if !holders[other] {
-					return fmt.Errorf("%s at epoch %d gives %s nothing", id, epoch, other)
-				}
-			}
-		}
-		return nil
-	})
-	return epoch
+	tc.kit.WaitConverged(within)
+	for _, ck := range tc.kit.Nodes() {
+		return ck.Epoch()
+	}
+	return 0
 }
 
 // partitionKeys[i] is a key of partition-i.
