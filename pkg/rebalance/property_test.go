@@ -100,22 +100,28 @@ func event(rng *rand.Rand, live []Node, serial *int, zones, weights bool, nz int
 	return append(slices.Clone(live), n), "join " + n.ID
 }
 
+// TestPropertyEventSequence holds the README's movement figure: over 200 random joins, leaves and
+// crashes, the copies are exactly the per-step minimum at every step without zones or weights, and
+// within 0.6% of the sum of the per-step minima with zones, weights or both. The minimum of a step
+// is minCopies when the placement reaches that quick bound, and exactMinCopies otherwise: with
+// zones or weights the quick bound, which counts load changes only, is up to 2% below what any
+// placement can reach. Every step also keeps the primary of a partition whose primary is gone on
+// a holder that has the data, whenever one of them is still a holder.
 func TestPropertyEventSequence(t *testing.T) {
-	// Every variant is held to 2% over the sum of the per-step minima. The minimum of a step is
-	// minCopies when the placement reaches that quick bound, and exactMinCopies otherwise: with
-	// zones or weights the quick bound, which counts load changes only, is up to 2% below what
-	// any placement can reach.
 	tests := []struct {
 		name           string
 		zones, weights bool
 		// With weights a node may have to hold every partition; a partition can then need two new
 		// holders in one step, so the once-per-step check applies to equal weights only.
 		oncePerStep bool
+		// tolerance is how far above the sum of the per-step minima the copies of a sequence may
+		// go, as a fraction of it; 0 also holds every single step to its minimum.
+		tolerance float64
 	}{
-		{"equal weights", false, false, true},
-		{"zones", true, false, true},
-		{"weights", false, true, false},
-		{"zones and weights", true, true, false},
+		{"equal weights", false, false, true, 0},
+		{"zones", true, false, true, 0.006},
+		{"weights", false, true, false, 0.006},
+		{"zones and weights", true, true, false, 0.006},
 	}
 	for ti, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -156,6 +162,9 @@ func TestPropertyEventSequence(t *testing.T) {
 							t.Fatalf("seed %d step %d (%s): partition %d moved %d times: %v -> %v", seed, step, what, p, n, m[p], got[p])
 						}
 					}
+					if p := primaryWithoutData(m, got, next); p >= 0 {
+						t.Fatalf("seed %d step %d (%s): partition %d lost its primary, and %s, which did not hold it, took over from the surviving holders: %v -> %v", seed, step, what, p, got[p][0], m[p], got[p])
+					}
 					n, quick := copies(moves), minCopies(m, next, cfg)
 					least := quick
 					if n > quick {
@@ -166,6 +175,12 @@ func TestPropertyEventSequence(t *testing.T) {
 							t.Fatalf("seed %d step %d: exactMinCopies found %d copies but its placement has %d: %v", seed, step, least, copies(Moves(m, best)), errs)
 						}
 					}
+					if n < least {
+						t.Fatalf("seed %d step %d (%s): %d copies, below the minimum %d: the bound is wrong", seed, step, what, n, least)
+					}
+					if tt.tolerance == 0 && n != least {
+						t.Errorf("seed %d step %d (%s, %d nodes): %d replicas copied, want exactly the minimum %d", seed, step, what, len(next), n, least)
+					}
 					moved += n
 					minimum += least
 					bound += quick
@@ -174,12 +189,26 @@ func TestPropertyEventSequence(t *testing.T) {
 				ratio := float64(moved) / math.Max(1, float64(minimum))
 				t.Logf("seed %d P=%d R=%d: moved %d, minimum %d, ratio %.4f (quick bound %d, ratio %.4f)",
 					seed, cfg.Partitions, cfg.ReplicationFactor, moved, minimum, ratio, bound, float64(moved)/math.Max(1, float64(bound)))
-				if ratio > 1.02 {
-					t.Errorf("seed %d: moved %d replicas, %.4fx the minimum %d, want at most 1.02x", seed, moved, ratio, minimum)
+				if float64(moved) > (1+tt.tolerance)*float64(minimum) {
+					t.Errorf("seed %d: moved %d replicas, %.4fx the minimum %d, want at most %.3fx", seed, moved, ratio, minimum, 1+tt.tolerance)
 				}
 			}
 		})
 	}
+}
+
+// primaryWithoutData returns a partition whose primary in prev is not live and whose primary in
+// next did not hold it in prev although a holder of prev still holds it in next, or -1.
+func primaryWithoutData(prev, next Map, live []Node) int {
+	for p, hs := range prev {
+		if len(hs) == 0 || deadHolders(hs[:1], live) == 0 || len(next[p]) == 0 || slices.Contains(hs, next[p][0]) {
+			continue
+		}
+		if slices.ContainsFunc(next[p], func(h string) bool { return slices.Contains(hs, h) }) {
+			return p
+		}
+	}
+	return -1
 }
 
 func deadHolders(holders []string, live []Node) int {

@@ -35,6 +35,77 @@ func variantNodes(n, zones int, weighted bool) []Node {
 	return nodes
 }
 
+// variant is a zone and weight layout of BenchmarkPlacementVariants and TestPlacementVariants.
+type variant struct {
+	name     string
+	zones    int
+	weighted bool
+}
+
+var variants = []variant{
+	{"zones=2", 2, false}, // fewer zones than replicas: 1 or 2 holders per zone
+	{"zones=3", 3, false},
+	{"zones=5", 5, false},
+	{"weights", 0, true},
+	{"zones=3+weights", 3, true},
+	{"zones=5+weights", 5, true},
+}
+
+// cluster returns the variant's n nodes, its joiner (weight 2, in zone-0 when there are zones), the
+// nodes with the joiner, and the nodes without the middle one, which is the one that leaves.
+func (v variant) cluster(n int) (nodes []Node, joiner Node, joined, left []Node) {
+	nodes = variantNodes(n, v.zones, v.weighted)
+	joiner = Node{ID: "joiner", Weight: 2}
+	if v.zones > 0 {
+		joiner.Zone = "zone-0"
+	}
+	joined = append(slices.Clone(nodes), joiner)
+	left = slices.Delete(slices.Clone(nodes), n/2, n/2+1)
+	return nodes, joiner, joined, left
+}
+
+// TestPlacementVariants holds the cell of BenchmarkPlacementVariants (P=65536, N=1000, R=3 with
+// zones, weights or both) to what the README and BENCHMARKS.md say of it: the fresh placement and
+// the ones after the join and the leave keep every node at the floor or the ceiling of its weighted
+// fair shares, and, for these layouts, the join and the leave copy exactly the lower bound
+// minCopies and the join moves exactly the joiner's primary share, rounded down (the 1.00 of the
+// move-join, move-leave and prim-join columns).
+func TestPlacementVariants(t *testing.T) {
+	const P, N, R = 65536, 1000, 3
+	cfg := Config{Partitions: P, ReplicationFactor: R}
+	for _, v := range variants {
+		t.Run(v.name, func(t *testing.T) {
+			nodes, joiner, joined, left := v.cluster(N)
+			initial, err := Compute(nil, nodes, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkPlacement(t, initial, nodes, cfg)
+			join, err := Compute(initial, joined, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkPlacement(t, join, joined, cfg)
+			leave, err := Compute(initial, left, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkPlacement(t, leave, left, cfg)
+			if got, want := copies(Moves(initial, join)), minCopies(initial, joined, cfg); got != want {
+				t.Errorf("join: %d replicas copied, want the minimum %d", got, want)
+			}
+			if got, want := copies(Moves(initial, leave)), minCopies(initial, left, cfg); got != want {
+				t.Errorf("leave: %d replicas copied, want the minimum %d", got, want)
+			}
+			replicas, _ := loads(join)
+			share := int(math.Floor(fairPrimaries(joined, cfg, replicas)[joiner.ID] + 1e-6))
+			if got := len(PrimaryMoves(initial, join)); got != share {
+				t.Errorf("join: %d primary roles moved, want exactly the joiner's share %d", got, share)
+			}
+		})
+	}
+}
+
 // BenchmarkPlacementVariants runs the largest cell (P=65536, N=1000, R=3) with zones, with weights
 // and with both: balance against the fair shares of the package documentation, copies on one join
 // and one leave against the lower bound minCopies, and the time of each against recomputing
@@ -43,26 +114,9 @@ func variantNodes(n, zones int, weighted bool) []Node {
 func BenchmarkPlacementVariants(b *testing.B) {
 	const P, N, R = 65536, 1000, 3
 	cfg := Config{Partitions: P, ReplicationFactor: R}
-	for _, v := range []struct {
-		name     string
-		zones    int
-		weighted bool
-	}{
-		{"zones=2", 2, false}, // fewer zones than replicas: 1 or 2 holders per zone
-		{"zones=3", 3, false},
-		{"zones=5", 5, false},
-		{"weights", 0, true},
-		{"zones=3+weights", 3, true},
-		{"zones=5+weights", 5, true},
-	} {
+	for _, v := range variants {
 		b.Run(v.name, func(b *testing.B) {
-			nodes := variantNodes(N, v.zones, v.weighted)
-			joiner := Node{ID: "joiner", Weight: 2}
-			if v.zones > 0 {
-				joiner.Zone = "zone-0"
-			}
-			joined := append(slices.Clone(nodes), joiner)
-			left := slices.Delete(slices.Clone(nodes), N/2, N/2+1)
+			nodes, joiner, joined, left := v.cluster(N)
 			initial, err := Compute(nil, nodes, cfg)
 			if err != nil {
 				b.Fatal(err)
