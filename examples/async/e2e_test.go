@@ -126,7 +126,15 @@ func TestJoinKillAndStalePrimary(t *testing.T) {
 		done <- workload.Run(feed, kv, workload.Config{Ops: 100000, Keys: 120, Prefix: "j-", Concurrency: 4,
 			Rate: 80, ReadEvery: 5, OpTimeout: 30 * time.Second, Seed: 3})
 	}()
-	time.Sleep(4 * time.Second) // through the lease expiry (2s) and the promotions
+	// Through the lease expiry (2s) and the promotions: the writes stop once the seed's map no
+	// longer lists node-3, and a moment later.
+	failover, cancelFailover := context.WithTimeout(context.Background(), 30*time.Second)
+	_, err = report.WaitMap(failover, c.httpc, c.seed.Addr, report.Without("node-3"))
+	cancelFailover()
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
 	stopFeeding()
 	after := <-done
 	t.Logf("through the kill:\n%s", after.Summary())

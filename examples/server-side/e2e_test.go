@@ -82,9 +82,15 @@ func TestJoinAndKillDuringWrites(t *testing.T) {
 	// node-3 runs one of the embedded etcd's three members (nodes 1 to 3): the other two keep
 	// its quorum.
 	nodes[2].Kill(t)
-	// Keep writing through the failover: the lease (2s) expires, node-3's partitions get new
-	// primaries and their lost copies are made again.
-	time.Sleep(4 * time.Second)
+	// Keep writing through the failover: the lease (2s) expires and node-3's partitions get new
+	// primaries; the writes stop once the seed's map no longer lists node-3, and a moment later.
+	failover, cancelFailover := context.WithTimeout(context.Background(), 30*time.Second)
+	_, err = report.WaitMap(failover, httpc, seed.Addr, report.Without(nodes[2].ID))
+	cancelFailover()
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
 	stopFeeding()
 	res := <-done
 	t.Logf("during the join and the kill:\n%s", res.Summary())

@@ -78,9 +78,15 @@ func TestKillBusiestPrimaryDuringWrites(t *testing.T) {
 	victim, led := busiestPrimary(t, c, nodes)
 	t.Logf("killing %s with SIGKILL: primary of %d of the %d keys being written", victim.ID, led, keys)
 	victim.Kill(t)
-	// Keep writing through the failover: the lease (2s) expires, the victim's partitions get
-	// new primaries and their lost copies are made again.
-	time.Sleep(4 * time.Second)
+	// Keep writing through the failover: the lease (2s) expires and the victim's partitions get
+	// new primaries; the writes stop once the seed's map no longer lists it, and a moment later.
+	failover, cancelFailover := context.WithTimeout(ctx, 30*time.Second)
+	_, err = report.WaitMap(failover, httpc, seed.Addr, report.Without(victim.ID))
+	cancelFailover()
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
 	stopFeeding()
 	res := <-done
 	t.Logf("during the join and the kill:\n%s", res.Summary())

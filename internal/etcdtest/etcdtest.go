@@ -59,14 +59,25 @@ func NewClient(tb testing.TB, endpoints []string) *clientv3.Client {
 
 // Members returns the member list of the etcd cluster c talks to as name -> member ID in hex
 // (as etcdctl prints it), with "learner " before the ID of a learner, so that tests compare
-// member lists with maps.Equal.
+// member lists with maps.Equal. It fails the test if etcd does not answer; inside a polled
+// condition use MemberList.
 func Members(tb testing.TB, c *clientv3.Client) map[string]string {
 	tb.Helper()
+	out, err := MemberList(c)
+	if err != nil {
+		tb.Fatalf("etcd member list: %v", err)
+	}
+	return out
+}
+
+// MemberList is Members returning the error, for polled conditions (a member list read during
+// a membership change can fail and be retried).
+func MemberList(c *clientv3.Client) (map[string]string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	list, err := c.MemberList(ctx)
 	if err != nil {
-		tb.Fatalf("etcd member list: %v", err)
+		return nil, err
 	}
 	out := map[string]string{}
 	for _, m := range list.Members {
@@ -75,7 +86,7 @@ func Members(tb testing.TB, c *clientv3.Client) map[string]string {
 			out[m.Name] = "learner " + out[m.Name]
 		}
 	}
-	return out
+	return out, nil
 }
 
 // leakWait bounds how long RunWithoutLeaks waits for goroutines to end. The peer connections

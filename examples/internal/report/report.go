@@ -18,25 +18,46 @@ import (
 // Settled waits until the node at ckAddr (a ClusterKit HTTP address) serves a map that lists
 // exactly nodes nodes and has no copy in progress, and returns that map.
 func Settled(ctx context.Context, httpc *http.Client, ckAddr string, nodes int) (*wire.Cluster, error) {
+	return WaitMap(ctx, httpc, ckAddr, func(c *wire.Cluster) error {
+		switch {
+		case len(c.Cluster.Nodes) != nodes:
+			return fmt.Errorf("%d nodes listed, want %d", len(c.Cluster.Nodes), nodes)
+		case len(c.Cluster.Handoffs) > 0:
+			return fmt.Errorf("%d copies in progress", len(c.Cluster.Handoffs))
+		}
+		return nil
+	})
+}
+
+// WaitMap polls GET /cluster on the node at ckAddr every 50ms until cond accepts the map, and
+// returns that map; it fails when ctx ends first, with cond's last answer.
+func WaitMap(ctx context.Context, httpc *http.Client, ckAddr string, cond func(*wire.Cluster) error) (*wire.Cluster, error) {
 	var last error
 	for {
 		var c wire.Cluster
 		err := store.Call(ctx, httpc, http.MethodGet, ckAddr, "/cluster", nil, nil, &c)
-		switch {
-		case err != nil:
-			last = err
-		case len(c.Cluster.Nodes) != nodes:
-			last = fmt.Errorf("%d nodes listed, want %d", len(c.Cluster.Nodes), nodes)
-		case len(c.Cluster.Handoffs) > 0:
-			last = fmt.Errorf("%d copies in progress", len(c.Cluster.Handoffs))
-		default:
+		if err == nil {
+			err = cond(&c)
+		}
+		if err == nil {
 			return &c, nil
 		}
+		last = err
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("cluster at %s not settled: %v", ckAddr, last)
+			return nil, fmt.Errorf("map of %s: %v", ckAddr, last)
 		case <-time.After(50 * time.Millisecond):
 		}
+	}
+}
+
+// Without returns a WaitMap condition: the map no longer lists node id.
+func Without(id string) func(*wire.Cluster) error {
+	return func(c *wire.Cluster) error {
+		if _, ok := c.Cluster.Nodes[id]; ok {
+			return fmt.Errorf("epoch %d still lists %s", c.Cluster.Epoch, id)
+		}
+		return nil
 	}
 }
 
