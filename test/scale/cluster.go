@@ -121,7 +121,8 @@ func (c *cluster) start(ctx context.Context, n int) error {
 			EtcdEndpoints:     c.etcd.Endpoints(),
 		})
 		if err != nil {
-			return err
+			errs[i] = err
+			continue
 		}
 		ck.OnPartitionChange(func(string, []*clusterkit.Node, *clusterkit.Node) {})
 		wg.Go(func() {

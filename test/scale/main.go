@@ -99,7 +99,10 @@ func printHeader(w io.Writer) {
 
 func printRow(w io.Writer, r Row) {
 	result, took, p50, p99 := "settled", "-", "-", "-"
-	if !r.Settled {
+	switch {
+	case r.Took == 0:
+		result = "skipped"
+	case !r.Settled:
 		result = "NOT settled"
 	}
 	if r.Took > 0 {

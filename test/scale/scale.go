@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"time"
 
@@ -82,7 +83,7 @@ func Run(ctx context.Context, cfg Config) ([]Row, error) {
 	var rows []Row
 	for _, p := range cfg.Partitions {
 		for _, n := range cfg.Nodes {
-			caseDir := fmt.Sprintf("%s/p%d-n%d", dir, p, n)
+			caseDir := filepath.Join(dir, fmt.Sprintf("p%d-n%d", p, n))
 			rs, err := runCase(ctx, cfg, caseDir, p, n)
 			rows = append(rows, rs...)
 			if err != nil {
