@@ -14,7 +14,8 @@ import (
 
 // Map follows a cluster's partition map: the one map follower of the nodes and of pkg/client.
 // It reads every published map whole, its chunks at the revision of its head, so that it never
-// sees half a map; maps it cannot read are logged and skipped (the next one replaces them).
+// sees half a map. A map that does not decode is logged and skipped (the next one replaces it);
+// a read that fails is retried by resuming the watch before its event.
 type Map struct {
 	Client *clientv3.Client
 	Schema keys.Schema
@@ -50,15 +51,14 @@ func (f *Map) handle(ctx context.Context, resp clientv3.WatchResponse) error {
 			err = state.ReadChunks(rctx, f.Client, f.Schema, m, ev.Kv.ModRevision)
 			cancel()
 		}
-		if errors.Is(err, errCompacted) {
-			return err
-		}
-		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
+		if errors.Is(err, state.ErrCorrupt) {
 			f.Log.Error("ignoring unreadable partition map", zap.Int64("revision", ev.Kv.ModRevision), zap.Error(err))
 			continue
+		}
+		if err != nil {
+			// The chunks could not be read (a timeout, the revision compacted): the watch
+			// resumes from before this event, or reads the map afresh, so the map is not lost.
+			return err
 		}
 		f.Apply(m, ev.Kv.ModRevision)
 	}
