@@ -1,6 +1,7 @@
 package proctest
 
 import (
+	"slices"
 	"testing"
 	"time"
 )
@@ -10,6 +11,10 @@ type Node struct {
 	*Process
 	// ID is the node ID, Addr its ClusterKit HTTP address, KVAddr its data API address.
 	ID, Addr, KVAddr string
+	// pickedKV is set when LaunchNode chose KVAddr: WaitNode may then choose another one.
+	pickedKV bool
+	// launches counts the starts WaitNode made for a port that was taken.
+	launches int
 }
 
 // StartNode starts an example server as node id with a 2s lease and 16 partitions, its data API
@@ -28,10 +33,10 @@ func StartNode(t *testing.T, bin, id, kvAddr, join string, extra ...string) *Nod
 // launched together join concurrently.
 func LaunchNode(t *testing.T, bin, id, kvAddr, join string, extra ...string) *Node {
 	t.Helper()
-	if kvAddr == "" {
-		kvAddr = FreeAddr(t)
-	}
 	n := &Node{ID: id, KVAddr: kvAddr}
+	if kvAddr == "" {
+		n.KVAddr, n.pickedKV = FreeAddr(t), true
+	}
 	args := []string{"-id", id, "-addr", "127.0.0.1:0", "-kv-addr", n.KVAddr, "-data-dir", t.TempDir(),
 		"-lease-ttl", "2s", "-partitions", "16"}
 	if join != "" {
@@ -41,12 +46,41 @@ func LaunchNode(t *testing.T, bin, id, kvAddr, join string, extra ...string) *No
 	return n
 }
 
-// WaitNode waits until a launched node is ready and records its ClusterKit address.
+// maxLaunches bounds the starts of a node whose ports were taken.
+const maxLaunches = 3
+
+// WaitNode waits until a launched node is ready and records its ClusterKit address. A node that
+// exited before its first ready line because a port was taken before it bound it (its data
+// API's, or one its embedded etcd chose) is started again, with a new data directory and, when
+// LaunchNode chose the data API's address, a new one: it had not joined the cluster yet.
 func (n *Node) WaitNode(t *testing.T) {
 	t.Helper()
-	ready := n.WaitReady(t, time.Minute)
-	if len(ready) != 2 || ready[0] != n.ID {
-		t.Fatalf("%s printed ready %v, want its ID and address", n.ID, ready)
+	for {
+		ready, err := n.AwaitReady(time.Minute)
+		if err == nil {
+			if len(ready) != 2 || ready[0] != n.ID {
+				t.Fatalf("%s printed ready %v, want its ID and address", n.ID, ready)
+			}
+			n.Addr = ready[1]
+			return
+		}
+		n.launches++
+		if !n.PortTaken() || n.Addr != "" || n.launches >= maxLaunches {
+			t.Fatal(err)
+		}
+		t.Logf("%s: a port was taken before the node bound it; starting it again", n.ID)
+		if n.pickedKV {
+			n.KVAddr = FreeAddr(t)
+			setFlag(n.Args, "-kv-addr", n.KVAddr)
+		}
+		setFlag(n.Args, "-data-dir", t.TempDir())
+		n.Start(t)
 	}
-	n.Addr = ready[1]
+}
+
+// setFlag sets the value of the flag name in args, given as "-name value".
+func setFlag(args []string, name, value string) {
+	if i := slices.Index(args, name); i >= 0 && i+1 < len(args) {
+		args[i+1] = value
+	}
 }

@@ -12,6 +12,7 @@ package proctest
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -163,6 +164,8 @@ type life struct {
 	stdout *stdoutWriter
 	exited chan struct{}
 	status int // exit status, set before exited is closed
+	// logFrom is where this life's output starts in the log.
+	logFrom int64
 }
 
 // New returns a Process that Start runs; it is killed when the test ends (if it still runs),
@@ -206,11 +209,16 @@ func (p *Process) Start(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	info, err := logFile.Stat()
+	if err != nil {
+		logFile.Close()
+		t.Fatal(err)
+	}
 	cmd := exec.Command(p.Bin, p.Args...)
 	if p.Env != nil {
 		cmd.Env = append(os.Environ(), p.Env...)
 	}
-	l := &life{cmd: cmd, stdout: &stdoutWriter{log: logFile, ready: make(chan struct{})}, exited: make(chan struct{})}
+	l := &life{cmd: cmd, stdout: &stdoutWriter{log: logFile, ready: make(chan struct{})}, exited: make(chan struct{}), logFrom: info.Size()}
 	cmd.Stdout, cmd.Stderr = l.stdout, logFile
 	// A child of the program that outlives it would hold stdout open, and Wait with it.
 	cmd.WaitDelay = 5 * time.Second
@@ -258,16 +266,42 @@ func (p *Process) ExitStatus() int {
 // or stays silent for within.
 func (p *Process) WaitReady(t *testing.T, within time.Duration) []string {
 	t.Helper()
+	ready, err := p.AwaitReady(within)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ready
+}
+
+// AwaitReady is WaitReady returning an error, with the end of the log, instead of failing the
+// test: the caller may start the process again, for instance on another port when PortTaken.
+func (p *Process) AwaitReady(within time.Duration) ([]string, error) {
 	l := p.life
+	timer := time.NewTimer(within)
+	defer timer.Stop()
 	select {
 	case <-l.stdout.ready:
-		return strings.Fields(l.stdout.readyLine())[1:]
+		return strings.Fields(l.stdout.readyLine())[1:], nil
 	case <-l.exited:
-		t.Fatalf("%s exited with status %d before it was ready; log:\n%s", p.Name, l.status, Tail(p.Log(), 30))
-	case <-time.After(within):
-		t.Fatalf("%s not ready after %v; log:\n%s", p.Name, within, Tail(p.Log(), 30))
+		return nil, fmt.Errorf("%s exited with status %d before it was ready; log:\n%s", p.Name, l.status, Tail(p.LifeLog(), 30))
+	case <-timer.C:
+		return nil, fmt.Errorf("%s not ready after %v; log:\n%s", p.Name, within, Tail(p.LifeLog(), 30))
 	}
-	return nil
+}
+
+// PortTaken reports whether the process's last life has ended because an address it was told
+// to listen on was in use: a port that was free when the test chose it was taken by someone else
+// before the process bound it. Starting it again on another port is then the remedy.
+func (p *Process) PortTaken() bool {
+	if p.life == nil {
+		return false
+	}
+	select {
+	case <-p.life.exited:
+	default:
+		return false
+	}
+	return strings.Contains(p.LifeLog(), "address already in use")
 }
 
 // Wait waits for the process to exit by itself and returns its exit status. The test fails if
@@ -366,6 +400,15 @@ func (p *Process) Resume(t *testing.T) {
 func (p *Process) Log() string {
 	b, _ := os.ReadFile(p.LogPath)
 	return string(b)
+}
+
+// LifeLog returns what the process wrote to stdout and stderr in its current or last life.
+func (p *Process) LifeLog() string {
+	log := p.Log()
+	if p.life == nil || p.life.logFrom > int64(len(log)) {
+		return log
+	}
+	return log[p.life.logFrom:]
 }
 
 // Tail returns the last n lines of s.
