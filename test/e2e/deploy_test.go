@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -65,7 +66,9 @@ var builtDeployEnv builtTool
 func deploymentUnits(t *testing.T, file string) []deployUnit {
 	t.Helper()
 	deployenv := builtDeployEnv.get(t, filepath.Join(repoRoot, "deploy", "lint"), "./cmd/deployenv", "deployenv")
-	out, err := exec.Command(deployenv, "-root", repoRoot, filepath.Join(repoRoot, file)).Output()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, deployenv, "-root", repoRoot, filepath.Join(repoRoot, file)).Output()
 	if err != nil {
 		var stderr []byte
 		if ee, ok := err.(*exec.ExitError); ok {
@@ -133,23 +136,45 @@ func runDeployment(t *testing.T, bin, file string, units []deployUnit) {
 
 	partitions, replication := clusterkit.DefaultPartitionCount, clusterkit.DefaultReplicationFactor
 	var bootstrap, joiners []*nodeProcess
+	// configure sets a node's address and environment from the current addresses: a node moved
+	// to new ports (see nodeProcess.move) changes the environment of those started after it.
+	configure := map[*nodeProcess]func(*testing.T) map[string]string{}
 	for _, u := range nodes {
-		env, err := localEnv(u, local[u.Name], filepath.Join(c.dir, u.Name), addrs, known)
-		if err != nil {
-			t.Fatalf("%s: %s: %v", file, u.Name, err)
+		n := newNodeProcess(t, bin, u.Env["NODE_ID"], "", nil)
+		dataDir := filepath.Join(c.dir, u.Name)
+		configure[n] = func(t *testing.T) map[string]string {
+			env, err := localEnv(u, local[u.Name], dataDir, addrs, known)
+			if err != nil {
+				t.Fatalf("%s: %s: %v", file, u.Name, err)
+			}
+			n.addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(local[u.Name]))
+			n.Env = nil
+			for _, k := range slices.Sorted(maps.Keys(env)) {
+				n.Env = append(n.Env, k+"="+env[k])
+			}
+			return env
 		}
-		var kvs []string
-		for _, k := range slices.Sorted(maps.Keys(env)) {
-			kvs = append(kvs, k+"="+env[k])
+		env := configure[n](t)
+		n.embedded = env["ETCD_ENDPOINTS"] == ""
+		n.move = func(t *testing.T, first bool) {
+			port := proctest.FreeNodePort(t)
+			local[u.Name] = port
+			for _, h := range u.Hostnames {
+				for _, p := range u.Ports {
+					addrs[net.JoinHostPort(h, strconv.Itoa(p))] = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+				}
+			}
+			if first {
+				dataDir = t.TempDir()
+			}
+			configure[n](t)
 		}
-		n := newNodeProcess(t, bin, u.Env["NODE_ID"], net.JoinHostPort("127.0.0.1", strconv.Itoa(local[u.Name])), kvs)
 		if v := env["PARTITION_COUNT"]; v != "" {
 			partitions, _ = strconv.Atoi(v)
 		}
 		if v := env["REPLICATION_FACTOR"]; v != "" {
 			replication, _ = strconv.Atoi(v)
 		}
-		t.Logf("%s as %s: %s", u.Name, n.addr, strings.Join(n.Env, " "))
 		c.nodes = append(c.nodes, n)
 		if env["JOIN_ADDR"] == "" || env["JOIN_ADDR"] == env["ADVERTISE_ADDR"] {
 			bootstrap = append(bootstrap, n)
@@ -165,6 +190,8 @@ func runDeployment(t *testing.T, bin, file string, units []deployUnit) {
 	var readyAfter []time.Duration
 	for _, group := range [][]*nodeProcess{bootstrap, joiners} {
 		for _, n := range group {
+			configure[n](t)
+			t.Logf("%s as %s: %s", n.id, n.addr, strings.Join(n.Env, " "))
 			n.Start(t)
 		}
 		for _, n := range group {

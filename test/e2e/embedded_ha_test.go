@@ -48,8 +48,8 @@ func TestEmbeddedHA(t *testing.T) {
 	if len(members) != 3 || members["node-1"] == "" {
 		t.Fatalf("etcd members %v: want node-1 and two of the nodes that joined", members)
 	}
-	if records := etcdMemberRecords(t, etcd); !maps.Equal(records, members) {
-		t.Errorf("etcd members %v (no learner may remain), records under etcd-members/ %v", members, records)
+	if records, err := etcdMemberRecords(etcd); err != nil || !maps.Equal(records, members) {
+		t.Errorf("etcd members %v (no learner may remain), records under etcd-members/ %v (%v)", members, records, err)
 	}
 	var others []*nodeProcess // the members other than the bootstrap node
 	for _, n := range c.nodes {
@@ -151,11 +151,18 @@ func TestEmbeddedHA(t *testing.T) {
 	}
 	var after map[string]string
 	waitFor(t, 30*time.Second, "a client node in the lost member's place", func() error {
-		after = etcdtest.Members(t, etcd)
+		var err error
+		if after, err = etcdtest.MemberList(etcd); err != nil {
+			return fmt.Errorf("etcd member list: %w", err)
+		}
 		if len(after) != 3 {
 			return fmt.Errorf("members %v", after)
 		}
-		if records := etcdMemberRecords(t, etcd); !maps.Equal(records, after) {
+		records, err := etcdMemberRecords(etcd)
+		if err != nil {
+			return err
+		}
+		if !maps.Equal(records, after) {
 			return fmt.Errorf("members %v, records %v", after, records)
 		}
 		return nil
@@ -175,7 +182,7 @@ func (c *failoverCluster) launchEmbedded(t *testing.T, id, join string) *nodePro
 	if join != "" {
 		env = append(env, "JOIN_ADDR="+join)
 	}
-	return c.launchOn(t, id, proctest.FreeNodePort(t), env...)
+	return c.launchOn(t, id, proctest.FreeNodePort, env...)
 }
 
 // etcdClient connects to the embedded etcd members that a running node names in
@@ -200,14 +207,14 @@ func (c *failoverCluster) etcdClient(t *testing.T) *clientv3.Client {
 	return cl
 }
 
-// etcdMemberRecords returns /clusterkit/default/etcd-members/ as node ID -> member ID.
-func etcdMemberRecords(t *testing.T, cl *clientv3.Client) map[string]string {
-	t.Helper()
+// etcdMemberRecords returns /clusterkit/default/etcd-members/ as node ID -> member ID. It
+// returns errors rather than failing the test: polled conditions call it.
+func etcdMemberRecords(cl *clientv3.Client) (map[string]string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	resp, err := cl.Get(ctx, "/clusterkit/default/etcd-members/", clientv3.WithPrefix())
 	if err != nil {
-		t.Fatal(err)
+		return nil, fmt.Errorf("read etcd-members/: %w", err)
 	}
 	out := map[string]string{}
 	for _, kv := range resp.Kvs {
@@ -216,9 +223,9 @@ func etcdMemberRecords(t *testing.T, cl *clientv3.Client) map[string]string {
 			MemberID string `json:"member_id"`
 		}
 		if err := json.Unmarshal(kv.Value, &rec); err != nil {
-			t.Fatalf("%s: %v", kv.Key, err)
+			return nil, fmt.Errorf("%s: %w", kv.Key, err)
 		}
 		out[rec.NodeID] = rec.MemberID
 	}
-	return out
+	return out, nil
 }

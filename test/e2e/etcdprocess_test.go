@@ -77,7 +77,9 @@ func etcdBinary(t *testing.T) string {
 // etcdVersion returns the major and minor version that `etcd --version` reports.
 func etcdVersion(t *testing.T, bin string) (major, minor int) {
 	t.Helper()
-	out, err := exec.Command(bin, "--version").Output()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bin, "--version").Output()
 	if err != nil {
 		t.Fatalf("%s --version: %v", bin, err)
 	}
@@ -92,7 +94,10 @@ func etcdVersion(t *testing.T, bin string) (major, minor int) {
 type etcdProcess struct {
 	URL string
 	// CA is the pool that verifies the server's certificate.
-	CA      *x509.CertPool
+	CA *x509.CertPool
+	// Certs are the files of the CA and of the certificate etcd serves with (also valid for
+	// client authentication), for processes that connect over TLS; zero without TLS.
+	Certs   etcdtest.Certs
 	Version string
 	proc    *proctest.Process
 }
@@ -113,19 +118,18 @@ func launchEtcd(t *testing.T, withTLS bool) *etcdProcess {
 	major, minor := etcdVersion(t, bin)
 	dir := t.TempDir()
 	scheme := "http"
-	var ca *x509.CertPool
-	var certFile, keyFile string
+	var certs etcdtest.Certs
 	if withTLS {
 		scheme = "https"
-		certs := etcdtest.WriteCerts(t, dir)
-		ca, certFile, keyFile = certs.Pool, certs.CertFile, certs.KeyFile
+		certs = etcdtest.WriteCerts(t, dir)
 	}
 	var lastErr error
 	for attempt := 1; attempt <= 3; attempt++ {
 		clientPort, peerPort := proctest.FreePort(t), proctest.FreePort(t)
 		e := &etcdProcess{
 			URL:     fmt.Sprintf("%s://127.0.0.1:%d", scheme, clientPort),
-			CA:      ca,
+			CA:      certs.Pool,
+			Certs:   certs,
 			Version: fmt.Sprintf("%d.%d", major, minor),
 		}
 		peerURL := fmt.Sprintf("http://127.0.0.1:%d", peerPort)
@@ -145,7 +149,7 @@ func launchEtcd(t *testing.T, withTLS bool) *etcdProcess {
 		if withTLS {
 			// No --trusted-ca-file: etcd 3.5 and later then demand a client certificate even
 			// with --client-cert-auth=false, and the nodes authenticate with a password.
-			args = append(args, "--cert-file", certFile, "--key-file", keyFile)
+			args = append(args, "--cert-file", certs.CertFile, "--key-file", certs.KeyFile)
 		}
 		// etcd 3.4 (Debian's) has no --unsafe-no-fsync; a test etcd never survives a machine crash.
 		if major > 3 || major == 3 && minor >= 5 {

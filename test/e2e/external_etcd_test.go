@@ -199,6 +199,74 @@ func TestExternalEtcd(t *testing.T) {
 	}
 }
 
+// Three clusterkit-node processes reach an etcd process over TLS (ETCD_CA_FILE verifies it;
+// ETCD_CERT_FILE and ETCD_KEY_FILE are loaded as the client certificate, which this etcd does not
+// ask for) as a user that may only touch the cluster's prefix (ETCD_USERNAME, ETCD_PASSWORD).
+// They agree on one map; once their leader is killed with SIGKILL, the other two agree on a map
+// without it, published by a new leader, and its record is gone from etcd.
+func TestNodeProcessesOnExternalEtcd(t *testing.T) {
+	began := time.Now()
+	bin := buildNodeBinary(t)
+	etcd := startEtcdProcess(t)
+	c := newFailoverCluster(t, bin, etcd.URL)
+	prefix := "/clusterkit/" + c.name + "/"
+	rootPassword, ckPassword := etcd.enableAuth(t, prefix)
+	for i := 1; i <= 3; i++ {
+		c.launchOnEtcd(t, fmt.Sprintf("node-%d", i), etcd.URL,
+			"ETCD_CA_FILE="+etcd.Certs.CAFile,
+			"ETCD_CERT_FILE="+etcd.Certs.CertFile,
+			"ETCD_KEY_FILE="+etcd.Certs.KeyFile,
+			"ETCD_USERNAME=ck",
+			"ETCD_PASSWORD="+ckPassword,
+		)
+	}
+	for _, n := range c.nodes {
+		n.waitReady(t)
+	}
+	before := c.waitStable(t, 30*time.Second)
+	victim := c.byID(before.Cluster.Leader)
+	if victim == nil {
+		t.Fatalf("leader %q is none of the nodes", before.Cluster.Leader)
+	}
+	t.Logf("3 node processes on etcd %s over TLS with a password agree on epoch %d (leader %s) %v after the start",
+		etcd.Version, before.Cluster.Epoch, victim.id, time.Since(began).Round(time.Millisecond))
+
+	killed := time.Now()
+	victim.Kill(t)
+	after := c.waitStable(t, failoverTTL+15*time.Second)
+	t.Logf("leader %s killed: the other 2 agree on a map without it after %v (epoch %d, leader %s)",
+		victim.id, time.Since(killed).Round(time.Millisecond), after.Cluster.Epoch, after.Cluster.Leader)
+	if after.Cluster.Epoch <= before.Cluster.Epoch {
+		t.Errorf("map epoch %d after the kill, %d before", after.Cluster.Epoch, before.Cluster.Epoch)
+	}
+	if l := c.byID(after.Cluster.Leader); l == nil || l == victim {
+		t.Errorf("the map without %s was published by %q, want one of the other nodes", victim.id, after.Cluster.Leader)
+	}
+
+	root := etcd.client(t, "root", rootPassword)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := root.Get(ctx, "\x00", clientv3.WithFromKey(), clientv3.WithKeysOnly())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	for _, kv := range resp.Kvs {
+		keys = append(keys, string(kv.Key))
+		if !strings.HasPrefix(string(kv.Key), prefix) {
+			t.Errorf("key %q is outside the cluster's prefix %s", kv.Key, prefix)
+		}
+	}
+	if slices.Contains(keys, prefix+"nodes/"+victim.id) {
+		t.Errorf("the record of the killed node %s is still in etcd", victim.id)
+	}
+	for _, n := range c.running() {
+		if !slices.Contains(keys, prefix+"nodes/"+n.id) {
+			t.Errorf("etcd lacks the record of %s; it holds %q", n.id, keys)
+		}
+	}
+}
+
 // startMustFail starts a node that must fail, and returns its error. Start must give up within
 // a generous bound of StartTimeout rather than hang.
 func startMustFail(t *testing.T, o clusterkit.Options) error {

@@ -12,7 +12,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -37,7 +36,9 @@ const (
 // partitions taken over by the survivors within the lease TTL plus one second; a node stopped
 // with SIGSTOP for longer than its TTL loses its partitions meanwhile and claims none of them
 // once it resumes, then rejoins; and throughout, no two nodes ever claim the same partition at
-// the same primary epoch (sampled from every live node's GET /cluster/claims every 20ms).
+// the same primary epoch, and a primary deposed by a newer map claims its partitions only from
+// an older map and only transiently (sampled from every live node's GET /cluster/claims every
+// 20ms).
 func TestFailover(t *testing.T) {
 	began := time.Now()
 	bin := buildNodeBinary(t)
@@ -59,15 +60,17 @@ func TestFailover(t *testing.T) {
 	defer func() {
 		checker.stop()
 		k := checker
-		t.Logf("invariant: %d sampling rounds, %d claims answers, %d violations", k.rounds, k.samples, len(k.violations))
+		t.Logf("invariant: %d sampling rounds of two or more answers, %d claims answers, %d violations", k.rounds, k.samples, len(k.violations))
 		if k.overlapRounds > 0 {
 			t.Logf("in %d rounds two or more nodes claimed one partition at differing primary epochs (a map reaches the nodes at slightly different times); at most %d: %s",
 				k.overlapRounds, k.maxClaimers, k.maxClaimersWhat)
+			t.Logf("longest a deposed primary was seen claiming (bound %v): %s", maxDeposedFor, k.longestDeposedWhat)
 		} else {
 			t.Logf("no round saw two nodes claim one partition, even at differing primary epochs")
 		}
-		if k.samples == 0 {
-			t.Error("the invariant checker got no answer at all")
+		// A run that ends early has not sampled enough to count; its own failure says why.
+		if !t.Failed() && k.rounds < minClaimRounds {
+			t.Errorf("the invariant checker made %d rounds of two or more answers, want at least %d", k.rounds, minClaimRounds)
 		}
 		for i, v := range k.violations {
 			if i == 10 {
@@ -123,8 +126,13 @@ func testCrashedPrimary(t *testing.T, c *failoverCluster) {
 
 // testPausedPrimary stops the leader (a primary too) with SIGSTOP for longer than its lease TTL.
 // Its lease expires and the others promote new primaries at higher primary epochs while it is
-// stopped, but not before its own lease deadline; after SIGCONT it must not claim any of the
-// partitions it held, and it rejoins under a new lease.
+// stopped, but not before its own lease deadline; its first answer after SIGCONT says it is
+// fenced, it never claims any of the partitions it held at their old primary epochs, and it
+// rejoins under a new lease.
+//
+// The times are taken so that an error leans toward failing: the node's deadline is bounded from
+// above (an answer's arrival plus the lease time it says is left), and the first promotion from
+// below (the start of the last round in which no survivor showed one).
 func testPausedPrimary(t *testing.T, c *failoverCluster) {
 	view := c.waitStable(t, 30*time.Second)
 	victim := c.byID(view.Cluster.Leader)
@@ -140,18 +148,10 @@ func testPausedPrimary(t *testing.T, c *failoverCluster) {
 	if held.Fenced || len(held.Primaries) == 0 {
 		t.Fatalf("%s before the pause: fenced %v, primaries %v; want unfenced with some primaries", victim.id, held.Fenced, held.Primaries)
 	}
-	// The lease deadline as the node knows it: the request's send time plus what the node says
-	// is left is never later than the node's own deadline.
-	var health wiretest.Health
-	asked := time.Now()
-	if err := fetchJSON(httpc, victim.addr, "/health", &health); err != nil {
+	health, deadline, err := leaseDeadline(httpc, victim.addr)
+	if err != nil {
 		t.Fatal(err)
 	}
-	validFor, err := time.ParseDuration(health.LeaseValidFor)
-	if err != nil {
-		t.Fatalf("/health lease_valid_for %q: %v", health.LeaseValidFor, err)
-	}
-	deadline := asked.Add(validFor)
 
 	victim.Pause(t)
 	stopped := time.Now()
@@ -161,28 +161,66 @@ func testPausedPrimary(t *testing.T, c *failoverCluster) {
 			survivors = append(survivors, n)
 		}
 	}
-	// While it is stopped: every survivor must come to show another primary, at a higher primary
-	// epoch, for every partition the paused node held.
-	var promoted time.Time
+	// While it is stopped, for at least pauseFor and until every survivor shows another primary,
+	// at a higher primary epoch, for every partition the paused node held.
+	var firstPromoted, promoted time.Time
 	var promotedView *wiretest.Cluster
-	for time.Since(stopped) < pauseFor {
-		if promoted.IsZero() {
-			if v, err := c.promotedAway(survivors, victim.id, held.Primaries); err == nil {
-				promoted, promotedView = time.Now(), v
-			}
+	noneSince := stopped // the start of the last round in which no survivor showed a promotion
+	var lastErr error
+	for time.Since(stopped) < pauseFor || promoted.IsZero() && time.Since(stopped) < pauseBound {
+		round := time.Now()
+		v, some, all, err := c.promotion(survivors, victim.id, held.Primaries)
+		switch {
+		case err != nil:
+			lastErr = err
+		case !some:
+			noneSince = round
+		}
+		if some && firstPromoted.IsZero() {
+			firstPromoted = noneSince
+		}
+		if all && promoted.IsZero() {
+			promoted, promotedView = time.Now(), v
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
 	if promoted.IsZero() {
-		if _, err := c.promotedAway(survivors, victim.id, held.Primaries); err != nil {
-			t.Errorf("no new primaries for %s's partitions while it was stopped for %v: %v", victim.id, pauseFor, err)
-		}
+		t.Errorf("no new primaries for all of %s's partitions on every survivor while it was stopped for %v (last error: %v)",
+			victim.id, time.Since(stopped).Round(time.Millisecond), lastErr)
 	}
 	victim.Resume(t)
 	resumed := time.Now()
 
-	// Right after SIGCONT: poll its claims until it has rejoined. No answer may claim a
-	// partition at the primary epoch it held before the pause: others lead those now.
+	// The first answer after SIGCONT: fenced, and past the deadline of the lease it held. Unless
+	// it has a new lease already, it also tells that deadline with all renewals counted, the
+	// ones answered around SIGSTOP too.
+	var first wiretest.Health
+	var firstAt time.Duration
+	for {
+		h, d, err := leaseDeadline(httpc, victim.addr)
+		if err == nil {
+			first, firstAt = h, time.Since(resumed)
+			if !strings.HasPrefix(h.LeaseValidFor, "-") && h.LeaseValidFor != "0s" {
+				// A new lease: the old deadline stays the one measured before the pause.
+				break
+			}
+			if d.After(deadline) {
+				deadline = d
+			}
+			break
+		}
+		if time.Since(resumed) > 10*time.Second {
+			t.Fatalf("%s never answered GET /health within 10s of SIGCONT: %v", victim.id, err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if !first.Fenced {
+		t.Errorf("%s's first answer after SIGCONT (+%v): fenced=false, lease_valid_for %s, map epoch %d; want fenced",
+			victim.id, firstAt.Round(time.Millisecond), first.LeaseValidFor, first.Epoch)
+	}
+
+	// Then its claims until it has rejoined. No answer may claim a partition at the primary
+	// epoch it held before the pause: others lead those now.
 	type answer struct {
 		at     time.Duration
 		fenced bool
@@ -226,18 +264,22 @@ func testPausedPrimary(t *testing.T, c *failoverCluster) {
 			}
 		}
 	}
-	first := answers[0]
-	t.Logf("paused %s (leader: %v, primary of %d partitions) for %v; its lease deadline was %v after SIGSTOP",
-		victim.id, health.IsLeader, len(held.Primaries), pauseFor, deadline.Sub(stopped).Round(time.Millisecond))
-	if !promoted.IsZero() {
-		t.Logf("survivors showed new primaries (epoch %d) for all its partitions %v after SIGSTOP, %v after its lease deadline",
-			promotedView.Cluster.Epoch, promoted.Sub(stopped).Round(time.Millisecond), promoted.Sub(deadline).Round(time.Millisecond))
-		if !promoted.After(deadline) {
-			t.Errorf("new primaries were shown %v before %s's own lease deadline: both could act as primary", deadline.Sub(promoted), victim.id)
+	t.Logf("paused %s (leader: %v, primary of %d partitions) for %v; its lease deadline was at most %v after SIGSTOP",
+		victim.id, health.IsLeader, len(held.Primaries), resumed.Sub(stopped).Round(time.Millisecond), deadline.Sub(stopped).Round(time.Millisecond))
+	if !firstPromoted.IsZero() {
+		t.Logf("a survivor showed a new primary for one of its partitions at the earliest %v after SIGSTOP, %v after its lease deadline",
+			firstPromoted.Sub(stopped).Round(time.Millisecond), firstPromoted.Sub(deadline).Round(time.Millisecond))
+		if !firstPromoted.After(deadline) {
+			t.Errorf("a new primary may have been shown %v before %s's own lease deadline: both could act as primary",
+				deadline.Sub(firstPromoted).Round(time.Millisecond), victim.id)
 		}
 	}
-	t.Logf("after SIGCONT: first claims answer at +%v with fenced=%v (%v past its lease deadline), %d answers, %d with stale claims; unfenced again at +%v",
-		first.at.Round(time.Millisecond), first.fenced, resumed.Add(first.at).Sub(deadline).Round(time.Millisecond), len(answers), stale, unfenced.Round(time.Millisecond))
+	if !promoted.IsZero() {
+		t.Logf("every survivor showed new primaries (epoch %d) for all its partitions %v after SIGSTOP",
+			promotedView.Cluster.Epoch, promoted.Sub(stopped).Round(time.Millisecond))
+	}
+	t.Logf("after SIGCONT: first answer at +%v with fenced=%v (lease_valid_for %s); %d claims answers, %d with stale claims; unfenced again at +%v",
+		firstAt.Round(time.Millisecond), first.Fenced, first.LeaseValidFor, len(answers), stale, unfenced.Round(time.Millisecond))
 
 	waitFor(t, 10*time.Second, victim.id+" back in every node's map, healthy", func() error {
 		// 200: registered under a live lease, holding a map.
@@ -258,6 +300,43 @@ func testPausedPrimary(t *testing.T, c *failoverCluster) {
 	})
 	t.Logf("%s rejoined %v after SIGCONT", victim.id, time.Since(resumed).Round(time.Millisecond))
 	c.waitStable(t, 30*time.Second)
+}
+
+// pauseBound bounds how long testPausedPrimary keeps a node stopped while waiting for the others
+// to promote new primaries for its partitions.
+const pauseBound = 15 * time.Second
+
+// leaseDeadline asks the node at addr for GET /health, which answers 503 when the node is
+// fenced, and returns the answer with an upper bound of the node's lease deadline: the arrival
+// of the answer plus the lease time it says is left (rounded to the millisecond, so plus half of
+// one). The node read its clock between the request's sending and the answer's arrival.
+func leaseDeadline(httpc *http.Client, addr string) (wiretest.Health, time.Time, error) {
+	var h wiretest.Health
+	req, err := http.NewRequest(http.MethodGet, "http://"+addr+"/health", nil)
+	if err != nil {
+		return h, time.Time{}, err
+	}
+	resp, err := httpc.Do(req)
+	if err != nil {
+		return h, time.Time{}, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	arrived := time.Now()
+	if err != nil {
+		return h, time.Time{}, err
+	}
+	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusServiceUnavailable {
+		return h, time.Time{}, fmt.Errorf("GET /health: %s: %s", resp.Status, bytes.TrimSpace(body))
+	}
+	if err := json.Unmarshal(body, &h); err != nil {
+		return h, time.Time{}, fmt.Errorf("GET /health: %w", err)
+	}
+	left, err := time.ParseDuration(h.LeaseValidFor)
+	if err != nil {
+		return h, time.Time{}, fmt.Errorf("GET /health: lease_valid_for %q: %w", h.LeaseValidFor, err)
+	}
+	return h, arrived.Add(left + time.Millisecond/2), nil
 }
 
 // testLeave ends the cluster gracefully: the draining node hands its partitions over and exits
@@ -315,30 +394,49 @@ func newFailoverCluster(t *testing.T, bin, etcdURL string) *failoverCluster {
 	return c
 }
 
-// launch starts a new node process; waitReady waits for it.
+// launch starts a new node process on the cluster's etcd; waitReady waits for it.
 func (c *failoverCluster) launch(t *testing.T, id string) *nodeProcess {
 	t.Helper()
-	return c.launchOn(t, id, proctest.FreePort(t),
-		"ETCD_ENDPOINTS="+c.etcdURL,
-		"CLUSTER_NAME="+c.name,
-		"DRAIN_ON_SIGTERM="+strconv.FormatBool(id == drainingNode),
-	)
+	return c.launchOnEtcd(t, id, c.etcdURL)
 }
 
-// launchOn starts a new node process on HTTP port port, with the settings every test node has
-// and env.
-func (c *failoverCluster) launchOn(t *testing.T, id string, port int, env ...string) *nodeProcess {
+// launchOnEtcd starts a new node process that reaches etcd at endpoints, with env added.
+func (c *failoverCluster) launchOnEtcd(t *testing.T, id, endpoints string, env ...string) *nodeProcess {
 	t.Helper()
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	n := newNodeProcess(t, c.bin, id, addr, append([]string{
+	return c.launchOn(t, id, proctest.FreePort, append([]string{
+		"ETCD_ENDPOINTS=" + endpoints,
+		"CLUSTER_NAME=" + c.name,
+		"DRAIN_ON_SIGTERM=" + strconv.FormatBool(id == drainingNode),
+	}, env...)...)
+}
+
+// launchOn starts a new node process on an HTTP port from pick, with the settings every test
+// node has and env. Should a port be taken before the node binds it, waitReady starts it again
+// on a port from pick (see nodeProcess.move).
+func (c *failoverCluster) launchOn(t *testing.T, id string, pick func(*testing.T) int, env ...string) *nodeProcess {
+	t.Helper()
+	settings := append([]string{
 		"NODE_ID=" + id,
-		"HTTP_ADDR=" + addr,
 		"LEASE_TTL=" + failoverTTL.String(),
-		"PARTITION_COUNT=" + strconv.Itoa(partitionCount),
-		"REPLICATION_FACTOR=" + strconv.Itoa(replicationFactor),
-		"DATA_DIR=" + filepath.Join(c.dir, id),
+		"PARTITION_COUNT=" + strconv.Itoa(c.partitions),
+		"REPLICATION_FACTOR=" + strconv.Itoa(c.replication),
 		"LOG_LEVEL=info",
-	}, env...))
+	}, env...)
+	dataDir := filepath.Join(c.dir, id)
+	n := newNodeProcess(t, c.bin, id, "", nil)
+	place := func(t *testing.T) {
+		n.addr = fmt.Sprintf("127.0.0.1:%d", pick(t))
+		n.Env = append(slices.Clone(settings), "HTTP_ADDR="+n.addr, "DATA_DIR="+dataDir)
+	}
+	place(t)
+	n.embedded = envValue(settings, "ETCD_ENDPOINTS") == ""
+	n.move = func(t *testing.T, first bool) {
+		if first {
+			// Whatever the failed start left in DATA_DIR belongs to no node.
+			dataDir = t.TempDir()
+		}
+		place(t)
+	}
 	c.nodes = append(c.nodes, n)
 	n.Start(t)
 	return n
@@ -483,24 +581,27 @@ func (c *failoverCluster) waitNewPrimaries(t *testing.T, since time.Time, surviv
 	return 0, nil
 }
 
-// promotedAway reports nil when every survivor shows, for each partition of held, a primary
-// other than gone at a primary epoch above the one in held. It returns one survivor's map.
-func (c *failoverCluster) promotedAway(survivors []*nodeProcess, gone string, held map[string]uint64) (*wiretest.Cluster, error) {
-	var last *wiretest.Cluster
+// promotion asks every survivor for its map and reports whether any of them shows, for any
+// partition of held, a primary other than gone at a primary epoch above the one in held (some),
+// and whether every survivor shows that for every partition of held (all). It returns one
+// survivor's map, and an error when a survivor did not answer.
+func (c *failoverCluster) promotion(survivors []*nodeProcess, gone string, held map[string]uint64) (view *wiretest.Cluster, some, all bool, err error) {
+	all = true
 	for _, n := range survivors {
 		var v wiretest.Cluster
 		if err := fetchJSON(c.httpc, n.addr, "/cluster", &v); err != nil {
-			return nil, fmt.Errorf("%s: %w", n.id, err)
+			return nil, some, false, fmt.Errorf("%s: %w", n.id, err)
 		}
 		for pid, epoch := range held {
-			p := v.Cluster.PartitionMap[pid]
-			if p.PrimaryNode == gone || p.PrimaryEpoch <= epoch {
-				return nil, fmt.Errorf("%s shows %s as primary of %s at primary epoch %d (held at %d)", n.id, p.PrimaryNode, pid, p.PrimaryEpoch, epoch)
+			if p := v.Cluster.PartitionMap[pid]; p.PrimaryNode != gone && p.PrimaryEpoch > epoch {
+				some = true
+			} else {
+				all = false
 			}
 		}
-		last = &v
+		view = &v
 	}
-	return last, nil
+	return view, some, all, nil
 }
 
 // nodeProcess is one clusterkit-node, configured by its environment; Start starts it again
@@ -508,6 +609,15 @@ func (c *failoverCluster) promotedAway(survivors []*nodeProcess, gone string, he
 type nodeProcess struct {
 	*proctest.Process
 	id, addr string
+	// move, when set, gives the node a new HTTP port (and what follows from it) in addr and
+	// Env, for a start that failed because a port was taken: see waitReady. first is set when
+	// the node was never ready: it has not joined the cluster yet.
+	move func(t *testing.T, first bool)
+	// embedded is set for a node on embedded etcd: once it has been ready, it may run an etcd
+	// member whose peer URL follows its HTTP port, so it is never moved.
+	embedded bool
+	// everReady is set at its first ready line.
+	everReady bool
 }
 
 // newNodeProcess returns node id of the program bin, serving its HTTP API at addr, with env;
@@ -519,129 +629,30 @@ func newNodeProcess(t *testing.T, bin, id, addr string, env []string) *nodeProce
 	return &nodeProcess{Process: p, id: id, addr: addr}
 }
 
-// waitReady waits for the "ready <id> <addr>" line.
+// maxLaunches bounds the starts of a node whose ports were taken.
+const maxLaunches = 3
+
+// waitReady waits for the "ready <id> <addr>" line. A node that exited because a port was taken
+// between the test choosing it and the node binding it is moved to new ports and started again,
+// when it can be (see move and embedded).
 func (n *nodeProcess) waitReady(t *testing.T) {
 	t.Helper()
-	if got := n.WaitReady(t, 30*time.Second); !slices.Equal(got, []string{n.id, n.addr}) {
-		t.Errorf("%s printed ready %q, want %q", n.id, got, []string{n.id, n.addr})
-	}
-}
-
-// claimChecker samples GET /cluster/claims of every running node every claimsEvery and records
-// a violation when two nodes claim the same partition at the same primary epoch in one round.
-// Its results may be read once stop has returned.
-type claimChecker struct {
-	c      *failoverCluster
-	httpc  *http.Client
-	start  time.Time
-	cancel context.CancelFunc
-	done   chan struct{}
-
-	rounds, samples int
-	violations      []string
-	// maxClaimers is the most nodes that claimed one partition in one round, overlapRounds how
-	// many rounds had a partition with more than one claimer (at differing epochs: a map change
-	// reaches the nodes at slightly different times).
-	maxClaimers     int
-	maxClaimersWhat string
-	overlapRounds   int
-}
-
-func startClaimChecker(c *failoverCluster) *claimChecker {
-	ctx, cancel := context.WithCancel(context.Background())
-	k := &claimChecker{
-		c:      c,
-		httpc:  &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 2}},
-		start:  time.Now(),
-		cancel: cancel,
-		done:   make(chan struct{}),
-	}
-	go k.run(ctx)
-	return k
-}
-
-func (k *claimChecker) stop() {
-	k.cancel()
-	<-k.done
-	k.httpc.CloseIdleConnections()
-}
-
-func (k *claimChecker) run(ctx context.Context) {
-	defer close(k.done)
-	ticker := time.NewTicker(claimsEvery)
-	defer ticker.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-ticker.C:
-		}
-		var nodes []*nodeProcess
-		for _, n := range k.c.nodes {
-			if n.State() == proctest.Running {
-				nodes = append(nodes, n)
+	for launch := 1; ; launch++ {
+		got, err := n.AwaitReady(30 * time.Second)
+		if err == nil {
+			if !slices.Equal(got, []string{n.id, n.addr}) {
+				t.Errorf("%s printed ready %q, want %q", n.id, got, []string{n.id, n.addr})
 			}
-		}
-		answers := make([]*wiretest.Claims, len(nodes))
-		var wg sync.WaitGroup
-		for i, n := range nodes {
-			wg.Go(func() {
-				rctx, cancel := context.WithTimeout(ctx, time.Second)
-				defer cancel()
-				var a wiretest.Claims
-				if fetchJSONContext(rctx, k.httpc, n.addr, "/cluster/claims", &a) == nil {
-					answers[i] = &a
-				}
-			})
-		}
-		wg.Wait()
-		if ctx.Err() != nil {
+			n.everReady = true
 			return
 		}
-		k.check(answers)
-	}
-}
-
-// check evaluates one round of answers.
-func (k *claimChecker) check(answers []*wiretest.Claims) {
-	k.rounds++
-	at := time.Since(k.start).Round(time.Millisecond)
-	claimers := map[string]map[string]uint64{} // partition -> node -> primary epoch
-	for _, a := range answers {
-		if a == nil {
-			continue
+		if launch >= maxLaunches || !n.PortTaken() || n.move == nil || n.embedded && n.everReady {
+			t.Fatal(err)
 		}
-		k.samples++
-		for p, e := range a.Primaries {
-			if claimers[p] == nil {
-				claimers[p] = map[string]uint64{}
-			}
-			claimers[p][a.NodeID] = e
-		}
-	}
-	overlap := false
-	for _, p := range slices.Sorted(maps.Keys(claimers)) {
-		byNode := claimers[p]
-		if len(byNode) < 2 {
-			continue
-		}
-		overlap = true
-		byEpoch := map[uint64][]string{}
-		for _, node := range slices.Sorted(maps.Keys(byNode)) {
-			byEpoch[byNode[node]] = append(byEpoch[byNode[node]], node)
-		}
-		for e, nodes := range byEpoch {
-			if len(nodes) > 1 {
-				k.violations = append(k.violations, fmt.Sprintf("at +%v %v all claim %s at primary epoch %d", at, nodes, p, e))
-			}
-		}
-		if len(byNode) > k.maxClaimers {
-			k.maxClaimers = len(byNode)
-			k.maxClaimersWhat = fmt.Sprintf("%s claimed by %v at +%v", p, byNode, at)
-		}
-	}
-	if overlap {
-		k.overlapRounds++
+		was := n.addr
+		n.move(t, !n.everReady)
+		t.Logf("%s: a port was taken before the node bound it (HTTP address %s): starting it again at %s", n.id, was, n.addr)
+		n.Start(t)
 	}
 }
 

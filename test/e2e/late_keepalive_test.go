@@ -104,15 +104,8 @@ func TestLateKeepaliveAnswersNeverOutliveTheLease(t *testing.T) {
 	for i := 1; i <= 3; i++ {
 		c.launch(t, fmt.Sprintf("node-%d", i))
 	}
-	victim := c.launch(t, "node-4")
 	// node-4 reaches etcd through the proxy.
-	victim.Kill(t)
-	for i, e := range victim.Env {
-		if len(e) > 15 && e[:15] == "ETCD_ENDPOINTS=" {
-			victim.Env[i] = "ETCD_ENDPOINTS=http://" + l.Addr().String()
-		}
-	}
-	victim.Start(t)
+	victim := c.launchOnEtcd(t, "node-4", "http://"+l.Addr().String())
 	for _, n := range c.nodes {
 		n.waitReady(t)
 	}

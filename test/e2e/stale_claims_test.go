@@ -3,11 +3,9 @@ package e2e
 import (
 	"fmt"
 	"net/http"
-	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/clusterkit-go/clusterkit/internal/proctest"
 	"github.com/clusterkit-go/clusterkit/internal/wiretest"
 )
 
@@ -20,14 +18,9 @@ func TestPausedNodeClaimsNothingStale(t *testing.T) {
 	bin := buildNodeBinary(t)
 	etcd := startPlainEtcdProcess(t)
 	c := newFailoverCluster(t, bin, etcd.URL)
+	c.partitions, c.replication = 1024, 3
 	for i := 1; i <= 3; i++ {
-		id := fmt.Sprintf("node-%d", i)
-		addr := fmt.Sprintf("127.0.0.1:%d", proctest.FreePort(t))
-		n := newNodeProcess(t, bin, id, addr, []string{"NODE_ID=" + id, "HTTP_ADDR=" + addr, "ETCD_ENDPOINTS=" + etcd.URL, "CLUSTER_NAME=" + c.name,
-			"LEASE_TTL=2s", "PARTITION_COUNT=1024", "REPLICATION_FACTOR=3", "DATA_DIR=" + filepath.Join(c.dir, id)})
-		c.nodes = append(c.nodes, n)
-		n.Start(t)
-		n.waitReady(t)
+		c.launch(t, fmt.Sprintf("node-%d", i)).waitReady(t)
 	}
 	httpc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{}}
 	defer httpc.CloseIdleConnections()
@@ -48,21 +41,32 @@ func TestPausedNodeClaimsNothingStale(t *testing.T) {
 		}
 		return nil
 	})
-	t.Logf("node-1 leads %d partitions at map epoch %d; SIGSTOP for 5s (LEASE_TTL 2s)", len(before.Primaries), before.Epoch)
+	t.Logf("node-1 leads %d partitions at map epoch %d; SIGSTOP until the others publish a map without it (LEASE_TTL %v)",
+		len(before.Primaries), before.Epoch, failoverTTL)
 	victim.Pause(t)
-	time.Sleep(5 * time.Second)
+	paused := time.Now()
 	var after wiretest.Cluster
-	if err := fetchJSON(httpc, c.nodes[1].addr, "/cluster", &after); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("meanwhile node-2 holds map epoch %d, without node-1: %v", after.Cluster.Epoch, after.Cluster.Nodes["node-1"].ID == "")
+	waitFor(t, 30*time.Second, "node-2 holding a map without the paused node-1", func() error {
+		after = wiretest.Cluster{} // decoding into a used map would keep its keys
+		if err := fetchJSON(httpc, c.nodes[1].addr, "/cluster", &after); err != nil {
+			return err
+		}
+		if _, ok := after.Cluster.Nodes["node-1"]; ok {
+			return fmt.Errorf("node-2's map (epoch %d) still lists node-1", after.Cluster.Epoch)
+		}
+		return nil
+	})
+	t.Logf("%v after SIGSTOP, node-2 holds map epoch %d, without node-1", time.Since(paused).Round(time.Millisecond), after.Cluster.Epoch)
 	victim.Resume(t)
 	resumed := time.Now()
-	for time.Since(resumed) < 5*time.Second {
+	answers, rejoined := 0, false
+	for time.Since(resumed) < 15*time.Second {
 		var a wiretest.Claims
 		if err := fetchJSON(httpc, victim.addr, "/cluster/claims", &a); err != nil {
+			time.Sleep(5 * time.Millisecond)
 			continue
 		}
+		answers++
 		stale := 0
 		for p, e := range a.Primaries {
 			if before.Primaries[p] == e {
@@ -75,7 +79,15 @@ func TestPausedNodeClaimsNothingStale(t *testing.T) {
 			t.Errorf("node-1 is unfenced and claims %d partitions that others lead since epoch %d", stale, after.Cluster.Epoch)
 		}
 		if a.Epoch > before.Epoch && !a.Fenced {
+			rejoined = true
 			break
 		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	switch {
+	case answers == 0:
+		t.Errorf("node-1 never answered GET /cluster/claims within 15s of SIGCONT")
+	case !rejoined:
+		t.Errorf("node-1 did not register again within 15s of SIGCONT: never unfenced at a map epoch above %d", before.Epoch)
 	}
 }
