@@ -173,15 +173,7 @@ func TestNoRoutingBeforeAcknowledgement(t *testing.T) {
 // A primary that crashes is replaced at once by a replica that has the data; the lost replica
 // is then copied in through a handoff. Primary epochs grow with every change of primary.
 func TestCrashPromotesReplicaAtOnce(t *testing.T) {
-	c := clustertest.New(t, clusterkit.Options{PartitionCount: 16})
-	for i := 1; i <= 4; i++ {
-		c.Add(fmt.Sprintf("node-%d", i))
-	}
-	c.WaitConverged(10 * time.Second)
-	victim, obs := pickVictim(c)
-	before := clusterkit.RawMap(obs)
-	watch := recordMaps(t, c)
-	c.Kill(victim)
+	c, victim, _, before, watch := killOneOfFour(t, clusterkit.Options{PartitionCount: 16})
 	c.WaitConverged(10 * time.Second)
 
 	// The first map without the victim: every partition it led has a surviving holder of the
@@ -403,15 +395,7 @@ func TestDrainNeverUnderReplicates(t *testing.T) {
 // A crashed node that comes back within the grace period gets its partitions back; meanwhile its
 // primaries were promoted at once and nothing was copied to any other node.
 func TestCrashGracePeriod(t *testing.T) {
-	c := clustertest.New(t, clusterkit.Options{PartitionCount: 16, CrashGracePeriod: time.Minute})
-	for i := 1; i <= 4; i++ {
-		c.Add(fmt.Sprintf("node-%d", i))
-	}
-	c.WaitConverged(10 * time.Second)
-	victim, obs := pickVictim(c)
-	before := clusterkit.RawMap(obs)
-	watch := recordMaps(t, c)
-	c.Kill(victim)
+	c, victim, obs, before, watch := killOneOfFour(t, clusterkit.Options{PartitionCount: 16, CrashGracePeriod: time.Minute})
 	etcdtest.WaitFor(t, 10*time.Second, "crash noticed", func() error {
 		if _, ok := clusterkit.RawMap(obs).Nodes[victim]; ok {
 			return errors.New("still listed")
@@ -448,6 +432,23 @@ func TestCrashGracePeriod(t *testing.T) {
 			}
 		}
 	}
+}
+
+// killOneOfFour starts four nodes with opts, records every map published from then on, and
+// kills (kill -9) a node that does not lead. It returns the cluster, the victim, a node to
+// observe from, the observer's map before the kill and the recorder.
+func killOneOfFour(t *testing.T, opts clusterkit.Options) (c *clustertest.Cluster, victim string, obs *clusterkit.ClusterKit, before *state.Map, watch *mapLog) {
+	t.Helper()
+	c = clustertest.New(t, opts)
+	for i := 1; i <= 4; i++ {
+		c.Add(fmt.Sprintf("node-%d", i))
+	}
+	c.WaitConverged(10 * time.Second)
+	victim, obs = pickVictim(c)
+	before = clusterkit.RawMap(obs)
+	watch = recordMaps(t, c)
+	c.Kill(victim)
+	return c, victim, obs, before, watch
 }
 
 func sorted(s []string) []string { c := slices.Clone(s); slices.Sort(c); return c }

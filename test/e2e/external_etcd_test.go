@@ -160,17 +160,7 @@ func TestExternalEtcd(t *testing.T) {
 	})
 
 	// The state is in etcd, readable by an operator, and nowhere but under the cluster's prefix.
-	resp, err := root.Get(ctx, "\x00", clientv3.WithFromKey())
-	if err != nil {
-		t.Fatal(err)
-	}
-	var keys []string
-	for _, kv := range resp.Kvs {
-		keys = append(keys, string(kv.Key))
-		if !strings.HasPrefix(string(kv.Key), prefix) {
-			t.Errorf("key %q is outside the cluster's prefix %s", kv.Key, prefix)
-		}
-	}
+	keys := keysUnder(ctx, t, root, prefix)
 	var remaining []string
 	for id := range nodes {
 		remaining = append(remaining, prefix+"nodes/"+id)
@@ -246,6 +236,21 @@ func TestNodeProcessesOnExternalEtcd(t *testing.T) {
 	root := etcd.client(t, "root", rootPassword)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	keys := keysUnder(ctx, t, root, prefix)
+	if slices.Contains(keys, prefix+"nodes/"+victim.id) {
+		t.Errorf("the record of the killed node %s is still in etcd", victim.id)
+	}
+	for _, n := range c.running() {
+		if !slices.Contains(keys, prefix+"nodes/"+n.id) {
+			t.Errorf("etcd lacks the record of %s; it holds %q", n.id, keys)
+		}
+	}
+}
+
+// keysUnder returns every key in the etcd root reads, and fails the test for each one outside
+// the cluster's prefix: the state is in etcd, readable by an operator, and nowhere else.
+func keysUnder(ctx context.Context, t *testing.T, root *clientv3.Client, prefix string) []string {
+	t.Helper()
 	resp, err := root.Get(ctx, "\x00", clientv3.WithFromKey(), clientv3.WithKeysOnly())
 	if err != nil {
 		t.Fatal(err)
@@ -257,14 +262,7 @@ func TestNodeProcessesOnExternalEtcd(t *testing.T) {
 			t.Errorf("key %q is outside the cluster's prefix %s", kv.Key, prefix)
 		}
 	}
-	if slices.Contains(keys, prefix+"nodes/"+victim.id) {
-		t.Errorf("the record of the killed node %s is still in etcd", victim.id)
-	}
-	for _, n := range c.running() {
-		if !slices.Contains(keys, prefix+"nodes/"+n.id) {
-			t.Errorf("etcd lacks the record of %s; it holds %q", n.id, keys)
-		}
-	}
+	return keys
 }
 
 // startMustFail starts a node that must fail, and returns its error. Start must give up within
