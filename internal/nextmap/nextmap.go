@@ -346,18 +346,26 @@ func Pending(m *state.Map) int {
 	return n
 }
 
+// Completes reports whether acknowledgement a, naming the request of epoch since, is one that
+// m waits for: only such an acknowledgement can change the next map. A stale one, or the
+// deletion of any, cannot.
+func Completes(m *state.Map, a Ack, since uint64) bool {
+	if m == nil || a.Partition < 0 || a.Partition >= len(m.Partitions) {
+		return false
+	}
+	pd, ok := m.Partitions[a.Partition].PendingFor(a.Node)
+	return ok && pd.Since == since
+}
+
 // Stale lists the acknowledgements m no longer waits for: they can be deleted. A stale
 // acknowledgement never matches a later request, whose epoch differs, so failing to delete it
 // is harmless.
 func Stale(m *state.Map, acks map[Ack]uint64) []Ack {
 	var out []Ack
 	for k, since := range acks {
-		if k.Partition < len(m.Partitions) {
-			if pd, ok := m.Partitions[k.Partition].PendingFor(k.Node); ok && pd.Since == since {
-				continue
-			}
+		if !Completes(m, k, since) {
+			out = append(out, k)
 		}
-		out = append(out, k)
 	}
 	return out
 }

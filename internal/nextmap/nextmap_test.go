@@ -336,3 +336,28 @@ func TestStale(t *testing.T) {
 		t.Fatalf("stale %v, want %v", got, want)
 	}
 }
+
+func TestCompletes(t *testing.T) {
+	m := settled(t, "a", "b")
+	m.Partitions[1].Pending = []state.Pending{{Node: "c", Since: 5}}
+	tests := []struct {
+		ack   Ack
+		since uint64
+		want  bool
+	}{
+		{Ack{1, "c"}, 5, true},
+		{Ack{1, "c"}, 4, false},
+		{Ack{1, "d"}, 5, false},
+		{Ack{2, "c"}, 5, false},
+		{Ack{1000, "c"}, 5, false},
+		{Ack{-1, "c"}, 5, false},
+	}
+	for _, tt := range tests {
+		if got := Completes(m, tt.ack, tt.since); got != tt.want {
+			t.Errorf("Completes(%v, %d) = %v, want %v", tt.ack, tt.since, got, tt.want)
+		}
+	}
+	if Completes(nil, Ack{1, "c"}, 5) {
+		t.Error("an acknowledgement completes something in no map")
+	}
+}
