@@ -297,8 +297,8 @@ func AttachChunks(m *Map, chunks [][]byte) error {
 		return fmt.Errorf("%w: map epoch %d has %d of its %d chunks", ErrCorrupt, m.Epoch, len(chunks), m.Chunks)
 	}
 	for i, c := range chunks {
-		var part Entries
-		if err := json.Unmarshal(c, &part); err != nil {
+		part, err := DecodeEntries(c)
+		if err != nil {
 			return fmt.Errorf("%w: map epoch %d chunk %d: %v", ErrCorrupt, m.Epoch, i, err)
 		}
 		m.Partitions = append(m.Partitions, part...)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 )
 
 func bigMap(partitions, nodes int) *Map {
@@ -138,6 +139,10 @@ func TestEntriesDecode(t *testing.T) {
 		`[{"holders":["a\"b"],"primary_epoch":3}]`,
 		`[ {"holders": ["a"], "primary_epoch": 3} ]`,
 		`[{"primary_epoch":3,"holders":["a"]}]`,
+		`[{"holders":["a","b"],"primary_epoch":3,"pending":[{"node":"c","since":4,"started":"2026-01-01T00:00:00.123456789Z","attempt":1},{"node":"d","since":5,"started":"2026-01-01T00:00:01+02:00","attempt":12}],"target":["c","d","a"]},{"holders":["b"],"primary_epoch":9}]`,
+		`[{"holders":["a"],"primary_epoch":3,"target":["b"]}]`,
+		`[{"holders":["a"],"primary_epoch":3,"target":[]}]`,
+		`[{"holders":[],"primary_epoch":3}]`,
 	}
 	for _, in := range tests {
 		var fast Entries
@@ -157,10 +162,79 @@ func TestEntriesDecode(t *testing.T) {
 			}
 		}
 	}
-	for _, bad := range []string{`[{"holders":["a"],"primary_epoch":x}]`, `[{"holders":["a"]`, `{}`} {
+	for _, bad := range []string{`[{"holders":["a"],"primary_epoch":x}]`, `[{"holders":["a"]`, `{}`,
+		`[{"holders":["a"],"primary_epoch":3,"pending":[{"node":"c","since":4,"started":"not a time","attempt":1}]}]`} {
 		var es Entries
 		if err := json.Unmarshal([]byte(bad), &es); err == nil {
 			t.Fatalf("%s decoded", bad)
 		}
 	}
+}
+
+// Maps as the leader writes them, copies in flight included, take the fast path, and decode to
+// exactly what encoding/json gives (time values included: the leader compares entries with ==).
+func TestEntriesFastPathCoversWrittenMaps(t *testing.T) {
+	at := time.Date(2026, 1, 2, 3, 4, 5, 678000000, time.UTC)
+	es := Entries{
+		{Holders: []string{"a", "b", "c"}, PrimaryEpoch: 7},
+		{Holders: []string{"b", "c"}, PrimaryEpoch: 9, Target: []string{"d", "b", "c"},
+			Pending: []Pending{{Node: "d", Since: 9, Started: at, Attempt: 1}}},
+		{Holders: []string{"c", "a", "b"}, PrimaryEpoch: 3, Target: []string{"d", "e", "c"},
+			Pending: []Pending{{Node: "d", Since: 8, Started: at.Add(-time.Minute), Attempt: 2}, {Node: "e", Since: 9, Started: at, Attempt: 1}}},
+	}
+	b, err := json.Marshal(es)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fast, ok := decodeEntries(b)
+	if !ok {
+		t.Fatalf("the fast path declined %s", b)
+	}
+	var plain []Entry
+	if err := json.Unmarshal(b, &plain); err != nil {
+		t.Fatal(err)
+	}
+	if len(fast) != len(plain) {
+		t.Fatalf("%d entries, want %d", len(fast), len(plain))
+	}
+	for i := range plain {
+		if !fast[i].equal(&plain[i]) {
+			t.Fatalf("entry %d = %+v, want %+v", i, fast[i], plain[i])
+		}
+	}
+}
+
+// BenchmarkEntriesDecode decodes a chunk of 4096 partitions, half of them moving, as
+// AttachChunks does (DecodeEntries) and with encoding/json, in the same run.
+func BenchmarkEntriesDecode(b *testing.B) {
+	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	es := make(Entries, 4096)
+	for i := range es {
+		es[i] = Entry{Holders: []string{"node-1", "node-2", "node-3"}, PrimaryEpoch: uint64(i)}
+		if i%2 == 0 {
+			es[i].Target = []string{"node-4", "node-2", "node-3"}
+			es[i].Pending = []Pending{{Node: "node-4", Since: 40, Started: at, Attempt: 1}}
+		}
+	}
+	raw, err := json.Marshal(es)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var fast, plain time.Duration
+	for b.Loop() {
+		start := time.Now()
+		if _, err := DecodeEntries(raw); err != nil {
+			b.Fatal(err)
+		}
+		fast += time.Since(start)
+		start = time.Now()
+		var want []Entry
+		if err := json.Unmarshal(raw, &want); err != nil {
+			b.Fatal(err)
+		}
+		plain += time.Since(start)
+	}
+	b.ReportMetric(float64(fast.Microseconds())/float64(b.N), "fast-us/op")
+	b.ReportMetric(float64(plain.Microseconds())/float64(b.N), "encoding-json-us/op")
+	b.ReportMetric(float64(plain)/float64(fast), "speedup")
 }
