@@ -6,12 +6,13 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
-	"github.com/clusterkit-go/clusterkit/internal/nextmap"
 	"runtime"
 	"slices"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/clusterkit-go/clusterkit/internal/nextmap"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 

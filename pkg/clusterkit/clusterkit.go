@@ -24,11 +24,11 @@ import (
 // follower (the snapshot), the hook runner (dispatcher and acknowledgements), the embedded
 // member manager and the HTTP API. Start wires them in order; Stop closes them in order.
 type ClusterKit struct {
-	opts Options
-	log  *zap.Logger
-	env  *env
+	// env holds the options and the logger, shared with the parts.
+	env *env
 
-	clock *leaseClock
+	// clock is held by value, as maps is: IsPrimary reads it on every call.
+	clock leaseClock
 	// maps is held by value: lookups reach the snapshot pointer without another indirection.
 	maps     mapFollower
 	hooks    *hookRunner
@@ -45,7 +45,7 @@ type ClusterKit struct {
 	ownClient bool
 	// stop cancels the context every part's goroutines run under; group waits for them.
 	stop  context.CancelFunc
-	group group
+	group sync.WaitGroup
 	// stopping is closed when the node stops: long polls answer at once.
 	stopping chan struct{}
 }
@@ -79,9 +79,9 @@ func NewClusterKit(opts Options) (*ClusterKit, error) {
 	}
 	log := o.Logger.Named("clusterkit").With(zap.String("node_id", o.NodeID))
 	e := &env{opts: o, log: log, metrics: m, clusterName: o.ClusterName, addr: o.AdvertiseAddr}
-	ck := &ClusterKit{opts: o, log: log, env: e, stopping: make(chan struct{})}
-	ck.clock = newLeaseClock(log, m)
-	ck.election = newElection(e, log, ck.clock, nil, ck.record)
+	ck := &ClusterKit{env: e, stopping: make(chan struct{})}
+	ck.clock.init(log, m)
+	ck.election = newElection(e, log, &ck.clock, nil, ck.record)
 	ck.hooks = newHookRunner(e, log.Named("hooks"), o.NodeID, o.MaxConcurrentHooks, ck.election.lease)
 	ck.maps.init(e, ck.hooks.schedule)
 	ck.election.maps = &ck.maps
@@ -112,7 +112,7 @@ func (ck *ClusterKit) StartContext(ctx context.Context) (err error) {
 	ck.started = true
 	ck.mu.Unlock()
 
-	ctx, cancel := context.WithTimeout(ctx, ck.opts.StartTimeout)
+	ctx, cancel := context.WithTimeout(ctx, ck.env.opts.StartTimeout)
 	defer cancel()
 	runCtx, stop := context.WithCancel(context.Background())
 	ck.stop = stop
@@ -123,7 +123,7 @@ func (ck *ClusterKit) StartContext(ctx context.Context) (err error) {
 	}()
 
 	// The listener first, so that the advertised address is known before registering.
-	if err := ck.api.listen(ck.opts.HTTPAddr, ck.Handler()); err != nil {
+	if err := ck.api.listen(ck.env.opts.HTTPAddr, ck.Handler()); err != nil {
 		return err
 	}
 	if ck.env.addr == "" {
@@ -157,9 +157,9 @@ func (ck *ClusterKit) StartContext(ctx context.Context) (err error) {
 
 	if err := ck.maps.wait(ctx, ck.listsSelf); err != nil {
 		return fmt.Errorf("clusterkit: no partition map lists this node after %v (is a leader elected?): %w",
-			ck.opts.StartTimeout, err)
+			ck.env.opts.StartTimeout, err)
 	}
-	ck.log.Info("node started", zap.String("addr", ck.env.addr), zap.Uint64("epoch", ck.Epoch()),
+	ck.env.log.Info("node started", zap.String("addr", ck.env.addr), zap.Uint64("epoch", ck.Epoch()),
 		zap.String("cluster", ck.env.clusterName))
 	return nil
 }
@@ -171,11 +171,11 @@ func (ck *ClusterKit) record() (state.Node, error) {
 		return state.Node{}, err
 	}
 	self := state.Node{
-		ID:        ck.opts.NodeID,
+		ID:        ck.env.opts.NodeID,
 		IP:        ck.env.addr,
-		Zone:      ck.opts.Zone,
-		Weight:    ck.opts.Weight,
-		Metadata:  ck.opts.Metadata,
+		Zone:      ck.env.opts.Zone,
+		Weight:    ck.env.opts.Weight,
+		Metadata:  ck.env.opts.Metadata,
 		Instance:  instance,
 		StartedAt: time.Now().UTC().Truncate(time.Millisecond),
 	}
@@ -190,7 +190,7 @@ func (ck *ClusterKit) listsSelf(s *snapshot) bool {
 	if s == nil {
 		return false
 	}
-	_, ok := s.nodes[ck.opts.NodeID]
+	_, ok := s.nodes[ck.env.opts.NodeID]
 	return ok
 }
 
@@ -236,7 +236,7 @@ func (ck *ClusterKit) shutdown(mode stopMode) {
 		if !started {
 			return
 		}
-		deadline := time.Now().Add(ck.opts.ShutdownTimeout)
+		deadline := time.Now().Add(ck.env.opts.ShutdownTimeout)
 		if mode == stopLeave {
 			// A leader publishes the map without itself before its lease (and with it the
 			// leader key) goes; wait for that. A follower has nothing to hand over: revoking its
@@ -256,7 +256,7 @@ func (ck *ClusterKit) shutdown(mode stopMode) {
 			reg.stop()
 		}
 		if n := ck.hooks.close(max(0, time.Until(deadline))); n > 0 {
-			ck.log.Warn("hooks still running at stop", zap.Int("running", n))
+			ck.env.log.Warn("hooks still running at stop", zap.Int("running", n))
 		}
 		ck.api.close(deadline)
 		ck.group.Wait()
@@ -266,7 +266,7 @@ func (ck *ClusterKit) shutdown(mode stopMode) {
 		if m := ck.members.current(); m != nil {
 			m.Close()
 		}
-		ck.log.Info("node stopped")
+		ck.env.log.Info("node stopped")
 	})
 }
 
@@ -277,7 +277,7 @@ func (ck *ClusterKit) announceLeaving(reg *registration, deadline time.Time) {
 	ctx, cancel := context.WithTimeout(context.Background(), min(time.Second, max(0, time.Until(deadline))))
 	defer cancel()
 	if err := reg.setState(ctx, state.NodeLeaving); err != nil {
-		ck.log.Warn("marking the node as leaving failed", zap.Error(err))
+		ck.env.log.Warn("marking the node as leaving failed", zap.Error(err))
 		return
 	}
 	ck.maps.wait(ctx, func(s *snapshot) bool { return !ck.listsSelf(s) })
@@ -293,7 +293,7 @@ func (ck *ClusterKit) OnPartitionChange(hook func(partitionID string, copyFromNo
 }
 
 // GetMyNodeID returns this node's ID.
-func (ck *ClusterKit) GetMyNodeID() string { return ck.opts.NodeID }
+func (ck *ClusterKit) GetMyNodeID() string { return ck.env.opts.NodeID }
 
 // GetPartition returns the partition that holds key, from the current map. It returns
 // ErrNoPartitionMap before the node holds a map. The result is shared and must not be modified.
@@ -354,7 +354,7 @@ func (ck *ClusterKit) GetNodes(partition *Partition) []Node {
 // reach), another node may already have been made primary.
 func (ck *ClusterKit) IsPrimary(partition *Partition) bool {
 	s, i := ck.find(partition)
-	return s != nil && s.partitions[i].PrimaryNode == ck.opts.NodeID && !ck.clock.Fenced()
+	return s != nil && s.partitions[i].PrimaryNode == ck.env.opts.NodeID && !ck.clock.Fenced()
 }
 
 // IsPrimaryAt reports whether this node is still the primary of partition with the given
@@ -362,7 +362,7 @@ func (ck *ClusterKit) IsPrimary(partition *Partition) bool {
 // once another node has become primary (the epoch grew), and while the node is self-fenced.
 func (ck *ClusterKit) IsPrimaryAt(partition *Partition, primaryEpoch uint64) bool {
 	s, i := ck.find(partition)
-	return s != nil && s.partitions[i].PrimaryNode == ck.opts.NodeID && s.partitions[i].PrimaryEpoch == primaryEpoch &&
+	return s != nil && s.partitions[i].PrimaryNode == ck.env.opts.NodeID && s.partitions[i].PrimaryEpoch == primaryEpoch &&
 		!ck.clock.Fenced()
 }
 
@@ -387,7 +387,7 @@ func (ck *ClusterKit) IsReplica(partition *Partition) bool {
 		return false
 	}
 	for _, id := range s.partitions[i].ReplicaNodes {
-		if id == ck.opts.NodeID {
+		if id == ck.env.opts.NodeID {
 			return true
 		}
 	}
@@ -430,8 +430,8 @@ func (ck *ClusterKit) Drain(ctx context.Context) error {
 	if err := reg.setState(ctx, state.NodeDraining); err != nil {
 		return fmt.Errorf("clusterkit: mark node draining: %w", err)
 	}
-	ck.log.Info("draining")
-	if err := ck.maps.wait(ctx, func(s *snapshot) bool { return s != nil && !s.involves(ck.opts.NodeID) }); err != nil {
+	ck.env.log.Info("draining")
+	if err := ck.maps.wait(ctx, func(s *snapshot) bool { return s != nil && !s.involves(ck.env.opts.NodeID) }); err != nil {
 		return fmt.Errorf("clusterkit: drain not finished: %w", err)
 	}
 	return ck.Stop()

@@ -36,11 +36,11 @@ func (ck *ClusterKit) connect(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	switch ck.opts.mode() {
+	switch ck.env.opts.mode() {
 	case etcdClient:
-		ck.env.client = ck.opts.EtcdClient
+		ck.env.client = ck.env.opts.EtcdClient
 	case etcdEndpoints:
-		endpoints = ck.opts.EtcdEndpoints
+		endpoints = ck.env.opts.EtcdEndpoints
 	case etcdJoin:
 		if embed.HasData(ck.members.etcdDir()) {
 			// A member node restarting: its member knows its cluster, JoinAddr is not needed.
@@ -51,7 +51,7 @@ func (ck *ClusterKit) connect(ctx context.Context) error {
 				if name, _, err = ck.joinEndpoints(ctx, ls); err != nil {
 					return err
 				}
-				source = "the node at JoinAddr " + ck.opts.JoinAddr
+				source = "the node at JoinAddr " + ck.env.opts.JoinAddr
 			}
 			if err := ck.checkClusterName(name, source); err != nil {
 				return err
@@ -66,7 +66,7 @@ func (ck *ClusterKit) connect(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if err := ck.checkClusterName(name, "the node at JoinAddr "+ck.opts.JoinAddr); err != nil {
+		if err := ck.checkClusterName(name, "the node at JoinAddr "+ck.env.opts.JoinAddr); err != nil {
 			return err
 		}
 		endpoints = eps
@@ -74,7 +74,7 @@ func (ck *ClusterKit) connect(ctx context.Context) error {
 		if !embed.HasData(ck.members.etcdDir()) && len(ls.EtcdEndpoints) > 0 {
 			// Creating a new cluster here would split this node from the one it belonged to.
 			return fmt.Errorf("clusterkit: DataDir %s belonged to cluster %q (etcd at %v) but holds no etcd data: set JoinAddr to any node of that cluster to rejoin it, or empty DataDir to create a new cluster",
-				ck.opts.DataDir, ls.ClusterName, ls.EtcdEndpoints)
+				ck.env.opts.DataDir, ls.ClusterName, ls.EtcdEndpoints)
 		}
 		if err := ck.members.startMember(ctx, ls); err != nil {
 			return err
@@ -85,26 +85,26 @@ func (ck *ClusterKit) connect(ctx context.Context) error {
 	if ck.env.client == nil {
 		c, err := clientv3.New(clientv3.Config{
 			Endpoints:            endpoints,
-			DialTimeout:          ck.opts.EtcdDialTimeout,
-			DialKeepAliveTime:    ck.opts.LeaseTTL / 2,
-			DialKeepAliveTimeout: ck.opts.LeaseTTL / 4,
-			Username:             ck.opts.EtcdUsername,
-			Password:             ck.opts.EtcdPassword,
-			TLS:                  ck.opts.EtcdTLS,
-			Logger:               ck.log.Named("etcd-client").WithOptions(zap.IncreaseLevel(zap.ErrorLevel)),
+			DialTimeout:          ck.env.opts.EtcdDialTimeout,
+			DialKeepAliveTime:    ck.env.opts.LeaseTTL / 2,
+			DialKeepAliveTimeout: ck.env.opts.LeaseTTL / 4,
+			Username:             ck.env.opts.EtcdUsername,
+			Password:             ck.env.opts.EtcdPassword,
+			TLS:                  ck.env.opts.EtcdTLS,
+			Logger:               ck.env.log.Named("etcd-client").WithOptions(zap.IncreaseLevel(zap.ErrorLevel)),
 		})
 		if err != nil {
-			return fmt.Errorf("clusterkit: etcd client for %v%s: %w", endpoints, tlsHint(endpoints, ck.opts.EtcdTLS), err)
+			return fmt.Errorf("clusterkit: etcd client for %v%s: %w", endpoints, tlsHint(endpoints, ck.env.opts.EtcdTLS), err)
 		}
 		ck.env.client = c
 		ck.ownClient = true
 	}
 	// clientv3.New does not wait for a connection: prove etcd answers before going on.
-	pctx, cancel := context.WithTimeout(ctx, ck.opts.EtcdDialTimeout)
+	pctx, cancel := context.WithTimeout(ctx, ck.env.opts.EtcdDialTimeout)
 	defer cancel()
 	if _, err := ck.env.client.Get(pctx, ck.env.schema.Config()); err != nil {
 		return fmt.Errorf("clusterkit: etcd at %v does not answer within EtcdDialTimeout (%v)%s: %w",
-			ck.env.client.Endpoints(), ck.opts.EtcdDialTimeout, tlsHint(endpoints, ck.opts.EtcdTLS), err)
+			ck.env.client.Endpoints(), ck.env.opts.EtcdDialTimeout, tlsHint(endpoints, ck.env.opts.EtcdTLS), err)
 	}
 	return nil
 }
@@ -128,20 +128,20 @@ func (ck *ClusterKit) checkClusterName(name, source string) error {
 // life, those are used instead: a restarting node does not depend on the node it first joined.
 func (ck *ClusterKit) joinEndpoints(ctx context.Context, ls localState) (string, []string, error) {
 	if len(ls.EtcdEndpoints) == 0 || ls.ClusterName == "" {
-		info, err := fetchJoinInfo(ctx, ck.opts.JoinAddr)
+		info, err := fetchJoinInfo(ctx, ck.env.opts.JoinAddr)
 		if err != nil {
 			return "", nil, err
 		}
 		return info.ClusterName, info.EtcdEndpoints, nil
 	}
-	jctx, cancel := context.WithTimeout(ctx, ck.opts.EtcdDialTimeout)
-	info, err := fetchJoinInfo(jctx, ck.opts.JoinAddr)
+	jctx, cancel := context.WithTimeout(ctx, ck.env.opts.EtcdDialTimeout)
+	info, err := fetchJoinInfo(jctx, ck.env.opts.JoinAddr)
 	cancel()
 	if err == nil {
 		return info.ClusterName, info.EtcdEndpoints, nil
 	}
-	ck.log.Warn("JoinAddr does not answer, using the etcd endpoints remembered in DataDir",
-		zap.String("join_addr", ck.opts.JoinAddr), zap.Strings("endpoints", ls.EtcdEndpoints), zap.Error(err))
+	ck.env.log.Warn("JoinAddr does not answer, using the etcd endpoints remembered in DataDir",
+		zap.String("join_addr", ck.env.opts.JoinAddr), zap.Strings("endpoints", ls.EtcdEndpoints), zap.Error(err))
 	return ls.ClusterName, ls.EtcdEndpoints, nil
 }
 
@@ -160,13 +160,13 @@ func union(a, b []string) []string {
 func (ck *ClusterKit) ensureConfig(ctx context.Context) error {
 	local := state.Config{
 		ClusterID:         newID(),
-		PartitionCount:    ck.opts.PartitionCount,
-		ReplicationFactor: ck.opts.ReplicationFactor,
-		Hash:              state.HashConfig{Algorithm: state.HashMD5, Modulo: ck.opts.PartitionCount, Format: partition.Format},
+		PartitionCount:    ck.env.opts.PartitionCount,
+		ReplicationFactor: ck.env.opts.ReplicationFactor,
+		Hash:              state.HashConfig{Algorithm: state.HashMD5, Modulo: ck.env.opts.PartitionCount, Format: partition.Format},
 		CreatedAt:         time.Now().UTC(),
 	}
-	if ck.opts.mode() == etcdEmbedded {
-		local.EmbeddedMembers = cmp.Or(ck.opts.EmbeddedMembers, DefaultEmbeddedMembers)
+	if ck.env.opts.mode() == etcdEmbedded {
+		local.EmbeddedMembers = cmp.Or(ck.env.opts.EmbeddedMembers, DefaultEmbeddedMembers)
 	}
 	b, err := json.Marshal(local)
 	if err != nil {
@@ -182,7 +182,7 @@ func (ck *ClusterKit) ensureConfig(ctx context.Context) error {
 	}
 	if resp.Succeeded {
 		ck.env.config = local
-		ck.log.Info("cluster created", zap.String("cluster_id", local.ClusterID),
+		ck.env.log.Info("cluster created", zap.String("cluster_id", local.ClusterID),
 			zap.Int("partition_count", local.PartitionCount), zap.Int("replication_factor", local.ReplicationFactor))
 		return nil
 	}
@@ -198,7 +198,7 @@ func (ck *ClusterKit) ensureConfig(ctx context.Context) error {
 		return &ConfigMismatchError{Setting: setting, Local: ours, Cluster: theirs}
 	}
 	// A node that leaves EmbeddedMembers unset follows the cluster.
-	if n := ck.opts.EmbeddedMembers; n != 0 && n != stored.EmbeddedMembers {
+	if n := ck.env.opts.EmbeddedMembers; n != 0 && n != stored.EmbeddedMembers {
 		return &ConfigMismatchError{Setting: "EmbeddedMembers", Local: n, Cluster: stored.EmbeddedMembers}
 	}
 	ck.env.config = stored
@@ -207,11 +207,11 @@ func (ck *ClusterKit) ensureConfig(ctx context.Context) error {
 
 // instanceID returns the identity of this DataDir's life, creating it on first use.
 func (ck *ClusterKit) instanceID() (string, error) {
-	path := filepath.Join(ck.opts.DataDir, "instance")
+	path := filepath.Join(ck.env.opts.DataDir, "instance")
 	if b, err := os.ReadFile(path); err == nil && len(b) > 0 {
 		return string(b), nil
 	}
-	if err := os.MkdirAll(ck.opts.DataDir, 0o700); err != nil {
+	if err := os.MkdirAll(ck.env.opts.DataDir, 0o700); err != nil {
 		return "", fmt.Errorf("clusterkit: DataDir: %w", err)
 	}
 	id := newID()

@@ -26,7 +26,7 @@ type dispatcher struct {
 	closed  bool
 	idle    *sync.Cond
 	// group runs the hooks; close waits for it only up to its timeout, since a hook may hang.
-	group group
+	group sync.WaitGroup
 }
 
 func newDispatcher(log *zap.Logger, max int, deliver func(hookEvent)) *dispatcher {

@@ -163,7 +163,7 @@ func (el *election) reregister(ctx context.Context) (*registration, error) {
 // campaigns again after losing leadership, until the session ends or the node leaves.
 func (el *election) campaign(parent context.Context, reg *registration) {
 	ctx, cancel := context.WithCancel(parent)
-	var g group
+	var g sync.WaitGroup
 	defer func() { cancel(); g.Wait() }()
 	g.Go(func() {
 		select {

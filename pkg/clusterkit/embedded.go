@@ -338,7 +338,7 @@ func (ms *members) run(ctx context.Context) {
 	if ms.env.config.EmbeddedMembers == 0 {
 		return
 	}
-	var g group
+	var g sync.WaitGroup
 	g.Go(func() { ms.syncLoop(ctx) })
 	g.Go(func() { ms.fillLoop(ctx) })
 	g.Wait()

@@ -251,7 +251,7 @@ func (ck *ClusterKit) handleJoin(w http.ResponseWriter, r *http.Request) {
 }
 
 func (ck *ClusterKit) handleHealth(w http.ResponseWriter, r *http.Request) {
-	h := wire.Health{Status: "ok", NodeID: ck.opts.NodeID, Epoch: ck.Epoch(), Leader: ck.Leader(), IsLeader: ck.IsLeader(), Fenced: ck.clock.Fenced()}
+	h := wire.Health{Status: "ok", NodeID: ck.env.opts.NodeID, Epoch: ck.Epoch(), Leader: ck.Leader(), IsLeader: ck.IsLeader(), Fenced: ck.clock.Fenced()}
 	left := time.Until(ck.clock.Deadline())
 	h.LeaseValidFor = left.Round(time.Millisecond).String()
 	code := http.StatusOK
@@ -311,7 +311,7 @@ func getJoinInfo(ctx context.Context, url string) (*wire.JoinInfo, error) {
 }
 
 func (ck *ClusterKit) handleClaims(w http.ResponseWriter, r *http.Request) {
-	out := wire.Claims{NodeID: ck.opts.NodeID, Fenced: ck.clock.Fenced(), Primaries: map[string]uint64{}}
+	out := wire.Claims{NodeID: ck.env.opts.NodeID, Fenced: ck.clock.Fenced(), Primaries: map[string]uint64{}}
 	if s := ck.maps.snapshot(); s != nil {
 		out.Epoch = s.epoch
 		for i := range s.partitions {

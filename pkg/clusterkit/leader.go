@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -70,7 +71,7 @@ func (l *leader) lead(term *fence.Term) error {
 	}
 	updates := make(chan update)
 	wctx, stop := context.WithCancel(ctx)
-	var g group
+	var g sync.WaitGroup
 	defer func() { stop(); g.Wait() }()
 	for _, nodes := range []bool{true, false} {
 		p := &follow.Keys{Client: l.env.client, Log: l.log, ReadTimeout: l.env.opts.LeaseTTL, PrevKV: true,

@@ -30,8 +30,9 @@ type leaseClock struct {
 	renewed chan struct{}
 }
 
-func newLeaseClock(log *zap.Logger, m *metrics) *leaseClock {
-	return &leaseClock{log: log, metrics: m, base: time.Now(), renewed: make(chan struct{}, 1)}
+// init prepares c in place (the facade holds it by value).
+func (c *leaseClock) init(log *zap.Logger, m *metrics) {
+	c.log, c.metrics, c.base, c.renewed = log, m, time.Now(), make(chan struct{}, 1)
 }
 
 // extend records that the lease was renewed, at the latest at sent, for ttl seconds. A tenth of

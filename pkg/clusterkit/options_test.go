@@ -12,7 +12,7 @@ func TestOptionsDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	o := ck.opts
+	o := ck.env.opts
 	checks := []struct {
 		name      string
 		got, want any
@@ -43,8 +43,8 @@ func TestOptionsDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ck.opts.ClusterName != "" || ck.opts.mode() != etcdJoin {
-		t.Errorf("join: ClusterName %q mode %v", ck.opts.ClusterName, ck.opts.mode())
+	if ck.env.opts.ClusterName != "" || ck.env.opts.mode() != etcdJoin {
+		t.Errorf("join: ClusterName %q mode %v", ck.env.opts.ClusterName, ck.env.opts.mode())
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -24,7 +25,7 @@ type registration struct {
 	self    state.Node
 	session *concurrency.Session
 	cancel  context.CancelFunc
-	group   group
+	group   sync.WaitGroup
 }
 
 // register creates the node's record under a new lease, refusing to take the record of a live

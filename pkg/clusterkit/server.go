@@ -13,7 +13,7 @@ import (
 
 // apiServer owns the listener and the HTTP server of the node's API (the handlers are in
 // http.go). listen binds before the node registers, so that the advertised address is known;
-// serve runs on a goroutine of the node's group; close shuts the server down by a deadline.
+// serve runs on a goroutine of the node's WaitGroup; close shuts the server down by a deadline.
 type apiServer struct {
 	log      *zap.Logger
 	listener net.Listener
