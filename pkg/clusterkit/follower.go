@@ -30,7 +30,13 @@ type mapFollower struct {
 	// fromEmpty is set when the cluster had no map at start: the first map then creates every
 	// partition, and its hooks fire with no sources.
 	fromEmpty bool
+	// recent holds the last snapshots applied, oldest first (guarded by mu), so that a client
+	// holding one of them can be sent only what changed since.
+	recent []*snapshot
 }
+
+// keptSnapshots is how many recent snapshots a node keeps for incremental answers.
+const keptSnapshots = 16
 
 // init prepares f in place (the facade holds it by value).
 func (f *mapFollower) init(e *env, onApply func(old, s *snapshot, fire bool)) {
@@ -101,6 +107,10 @@ func (f *mapFollower) apply(m *state.Map, rev int64, fire bool) {
 	}
 	s := newSnapshot(m, rev)
 	f.snap.Store(s)
+	if len(f.recent) == keptSnapshots {
+		f.recent = append(f.recent[:0], f.recent[1:]...)
+	}
+	f.recent = append(f.recent, s)
 	f.onApply(old, s, fire && (old != nil || f.fromEmpty))
 	f.env.metrics.epoch.Set(float64(m.Epoch))
 	next := make(chan struct{})
@@ -123,6 +133,18 @@ func (f *mapFollower) wait(ctx context.Context, cond func(*snapshot) bool) error
 			return ctx.Err()
 		}
 	}
+}
+
+// at returns the snapshot of the map of epoch e if it is among the recent ones, else nil.
+func (f *mapFollower) at(e uint64) *snapshot {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, s := range f.recent {
+		if s.epoch == e {
+			return s
+		}
+	}
+	return nil
 }
 
 // epoch is the epoch of the map held, 0 before the first.
