@@ -1,7 +1,7 @@
 // Package embed starts etcd members inside the current process, so that a ClusterKit node
 // works with no etcd installed. It wraps go.etcd.io/etcd/server/v3/embed with the settings
-// ClusterKit needs: data in a given directory, automatic compaction, loopback-safe defaults and
-// ports that do not collide when several nodes run on one machine.
+// ClusterKit needs: data in a given directory, automatic compaction, a chosen space quota,
+// loopback-safe defaults and ports that do not collide when several nodes run on one machine.
 //
 // Quick start:
 //
@@ -19,6 +19,21 @@
 // caught up with the leader. Remove takes a member out of its cluster for good.
 //
 // A member started here is a real etcd server: etcdctl can talk to it on its client URL.
+//
+// # Space
+//
+// etcd keeps every revision of every key until it compacts them, and its database file (bbolt)
+// never shrinks by itself: compaction frees pages for reuse, only a defragmentation returns them.
+// When the file reaches the quota, etcd raises its NOSPACE alarm and refuses writes until an
+// operator compacts, defragments and disarms the alarm. A member started here therefore
+//
+//   - compacts automatically, keeping CompactionRetention of history (default 1 minute);
+//   - has an explicit quota, QuotaBackendBytes (default 2 GiB, etcd's own default);
+//   - commits its backend every 100ms or 10,000 operations, etcd's defaults, set explicitly.
+//
+// Nothing here defragments: a defragmentation blocks the member's reads and writes while it
+// copies the database. The ClusterKit node warns before the quota is reached; the operator then
+// compacts and defragments one member at a time (see the README).
 package embed
 
 import (
@@ -51,9 +66,16 @@ type Config struct {
 	// AdvertiseHost is the host other machines reach this member at. Default: the host of
 	// ClientAddr, or 127.0.0.1 when that is empty or unspecified (0.0.0.0, ::).
 	AdvertiseHost string
-	// CompactionRetention is how much history etcd keeps before compacting automatically.
-	// Default 5 minutes.
+	// CompactionRetention is how much history etcd keeps: every CompactionRetention, etcd
+	// compacts away the revisions older than CompactionRetention, so between one and two
+	// retentions of history are kept. Default DefaultCompactionRetention (1 minute); at least 1s.
 	CompactionRetention time.Duration
+	// QuotaBackendBytes is the size etcd's database file may reach: at the quota, etcd raises its
+	// NOSPACE alarm and refuses puts and new leases (reads and deletes still work) until an
+	// operator frees space (compact, defragment) and disarms the alarm. Default
+	// DefaultQuotaBackendBytes (2 GiB); between 4 MiB and 8 GiB (etcd's suggested maximum). All
+	// members of a cluster should use the same value.
+	QuotaBackendBytes int64
 	// StartTimeout bounds how long Start waits for the member to serve. Default 30 seconds.
 	StartTimeout time.Duration
 	// HeartbeatInterval is how often the raft leader heartbeats its followers. Default 100ms
@@ -68,6 +90,34 @@ type Config struct {
 	// Logger receives etcd's own log. Nil means silent.
 	Logger *zap.Logger
 }
+
+// Defaults of Config.
+const (
+	// DefaultCompactionRetention keeps a minute of history (one to two minutes between
+	// compactions). ClusterKit reads at the latest revision and resumes watches from the last
+	// revision it saw; a read or watch that finds its revision compacted reads afresh. A minute is
+	// several lease TTLs, so a node that still holds its lease resumes its watches from events; the
+	// history to store is a minute or two of writes, where 5 minutes let a burst of map writes fill
+	// the database five times as much.
+	DefaultCompactionRetention = time.Minute
+	// DefaultQuotaBackendBytes is etcd's own default quota, 2 GiB: an embedded cluster and an
+	// external etcd with default settings behave alike. ClusterKit's own data stays far below it
+	// (the README's scale section measures it).
+	DefaultQuotaBackendBytes int64 = 2 << 30
+
+	// minQuotaBackendBytes leaves room for a few requests of etcd's largest size (1.5 MiB).
+	minQuotaBackendBytes int64 = 4 << 20
+	// maxQuotaBackendBytes is etcd's suggested maximum: a larger database takes long to
+	// defragment, and etcd maps it all into memory.
+	maxQuotaBackendBytes int64 = 8 << 30
+
+	// backendBatchInterval and backendBatchLimit are etcd's defaults, set explicitly: the backend
+	// commits every 100ms or 10,000 operations. ClusterKit writes a few maps per second, so a
+	// batch holds a handful of writes: a longer interval would save little and hold written
+	// pages longer, a shorter one would add commits. Durability comes from the WAL either way.
+	backendBatchInterval = 100 * time.Millisecond
+	backendBatchLimit    = 10000
+)
 
 // ErrInvalidConfig is wrapped by every validation error of Start.
 var ErrInvalidConfig = errors.New("embed: invalid config")
@@ -106,10 +156,17 @@ func prepare(cfg Config) (*embed.Config, error) {
 		return nil, fmt.Errorf("%w: Dir is empty", ErrInvalidConfig)
 	}
 	if cfg.CompactionRetention == 0 {
-		cfg.CompactionRetention = 5 * time.Minute
+		cfg.CompactionRetention = DefaultCompactionRetention
 	}
 	if cfg.CompactionRetention < time.Second {
 		return nil, fmt.Errorf("%w: CompactionRetention %v is under 1s", ErrInvalidConfig, cfg.CompactionRetention)
+	}
+	if cfg.QuotaBackendBytes == 0 {
+		cfg.QuotaBackendBytes = DefaultQuotaBackendBytes
+	}
+	if cfg.QuotaBackendBytes < minQuotaBackendBytes || cfg.QuotaBackendBytes > maxQuotaBackendBytes {
+		return nil, fmt.Errorf("%w: QuotaBackendBytes %d is outside %d (4 MiB) to %d (8 GiB)",
+			ErrInvalidConfig, cfg.QuotaBackendBytes, minQuotaBackendBytes, maxQuotaBackendBytes)
 	}
 	if cfg.HeartbeatInterval == 0 {
 		cfg.HeartbeatInterval = 100 * time.Millisecond
@@ -145,8 +202,13 @@ func prepare(cfg Config) (*embed.Config, error) {
 	ec.AdvertisePeerUrls = []url.URL{peerAdvertise}
 	ec.TickMs = uint(cfg.HeartbeatInterval / time.Millisecond)
 	ec.ElectionMs = uint(cfg.ElectionTimeout / time.Millisecond)
-	ec.AutoCompactionMode = "periodic"
+	// Periodic, not revision, compaction: etcd's revision mode compacts only every 5 minutes,
+	// whatever the retention, so the history it keeps grows with the write rate.
+	ec.AutoCompactionMode = embed.CompactorModePeriodic
 	ec.AutoCompactionRetention = cfg.CompactionRetention.String()
+	ec.QuotaBackendBytes = cfg.QuotaBackendBytes
+	ec.BackendBatchInterval = backendBatchInterval
+	ec.BackendBatchLimit = backendBatchLimit
 	ec.UnsafeNoFsync = cfg.UnsafeNoFsync
 	ec.Logger = "zap"
 	ec.ZapLoggerBuilder = embed.NewZapLoggerBuilder(cfg.Logger)

@@ -21,19 +21,27 @@ func TestMain(m *testing.M) { os.Exit(etcdtest.RunWithoutLeaks(m)) }
 
 func TestInvalidConfig(t *testing.T) {
 	tests := []struct {
-		name string
-		cfg  embed.Config
+		name  string
+		cfg   embed.Config
+		field string
 	}{
-		{"no name", embed.Config{Dir: t.TempDir()}},
-		{"no dir", embed.Config{Name: "a"}},
-		{"bad client addr", embed.Config{Name: "a", Dir: t.TempDir(), ClientAddr: "nope"}},
-		{"bad peer port", embed.Config{Name: "a", Dir: t.TempDir(), PeerAddr: "127.0.0.1:70000"}},
-		{"tiny retention", embed.Config{Name: "a", Dir: t.TempDir(), CompactionRetention: time.Millisecond}},
+		{"no name", embed.Config{Dir: t.TempDir()}, "Name"},
+		{"no dir", embed.Config{Name: "a"}, "Dir"},
+		{"bad client addr", embed.Config{Name: "a", Dir: t.TempDir(), ClientAddr: "nope"}, "ClientAddr"},
+		{"bad peer port", embed.Config{Name: "a", Dir: t.TempDir(), PeerAddr: "127.0.0.1:70000"}, "PeerAddr"},
+		{"tiny retention", embed.Config{Name: "a", Dir: t.TempDir(), CompactionRetention: time.Millisecond}, "CompactionRetention"},
+		{"negative quota", embed.Config{Name: "a", Dir: t.TempDir(), QuotaBackendBytes: -1}, "QuotaBackendBytes"},
+		{"tiny quota", embed.Config{Name: "a", Dir: t.TempDir(), QuotaBackendBytes: 1 << 20}, "QuotaBackendBytes"},
+		{"huge quota", embed.Config{Name: "a", Dir: t.TempDir(), QuotaBackendBytes: 16 << 30}, "QuotaBackendBytes"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if _, err := embed.Start(context.Background(), tt.cfg); !errors.Is(err, embed.ErrInvalidConfig) {
+			_, err := embed.Start(context.Background(), tt.cfg)
+			if !errors.Is(err, embed.ErrInvalidConfig) {
 				t.Fatalf("got %v, want ErrInvalidConfig", err)
+			}
+			if !strings.Contains(err.Error(), ": "+tt.field) {
+				t.Fatalf("error %q does not name %s", err, tt.field)
 			}
 		})
 	}
