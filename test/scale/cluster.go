@@ -6,9 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
-	"net/http/httptest"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -19,7 +17,6 @@ import (
 
 	"github.com/clusterkit-go/clusterkit/internal/keys"
 	"github.com/clusterkit-go/clusterkit/internal/state"
-	"github.com/clusterkit-go/clusterkit/pkg/clusterkit"
 	"github.com/clusterkit-go/clusterkit/pkg/embed"
 )
 
@@ -32,10 +29,13 @@ const readTimeout = 10 * time.Second
 // cluster is one case's etcd, the nodes running against it, and the watch that tallies what
 // is written under the cluster's prefix. Its methods are called from one goroutine.
 type cluster struct {
-	partitions  int
-	replication int
-	timeout     time.Duration
-	dir         string
+	settings nodeSettings
+	timeout  time.Duration
+	dir      string
+	// bin is the node binary when the nodes run as processes, "" when they run in this one;
+	// http asks node processes.
+	bin  string
+	http *http.Client
 
 	etcd   *embed.Member
 	client *clientv3.Client
@@ -45,14 +45,15 @@ type cluster struct {
 	wg     sync.WaitGroup
 
 	// nodes are the live nodes in start order; started counts every node ever started, for IDs.
-	nodes   []*clusterkit.ClusterKit
+	nodes   []node
 	started int
 	// last is the newest map read from etcd; a published epoch never changes, so it is read once.
 	last *state.Map
 }
 
-// startCluster starts an etcd in dir and the watch of the cluster's prefix; no node yet.
-func startCluster(ctx context.Context, dir string, partitions, replication int, timeout time.Duration) (*cluster, error) {
+// startCluster starts an etcd in dir and the watch of the cluster's prefix; no node yet. With
+// bin, the nodes will be processes of that binary.
+func startCluster(ctx context.Context, dir string, partitions, replication int, timeout time.Duration, bin string) (*cluster, error) {
 	m, err := embed.Start(ctx, embed.Config{
 		Name:          "scale",
 		Dir:           filepath.Join(dir, "etcd"),
@@ -69,29 +70,36 @@ func startCluster(ctx context.Context, dir string, partitions, replication int, 
 		return nil, fmt.Errorf("etcd client: %w", err)
 	}
 	c := &cluster{
-		partitions:  partitions,
-		replication: replication,
-		timeout:     timeout,
-		dir:         dir,
-		etcd:        m,
-		client:      client,
-		schema:      keys.New(clusterName),
-		writes:      &writes{},
+		settings: nodeSettings{
+			partitions:   partitions,
+			replication:  replication,
+			startTimeout: timeout,
+			endpoints:    m.Endpoints(),
+		},
+		timeout: timeout,
+		dir:     dir,
+		bin:     bin,
+		http:    &http.Client{Transport: &http.Transport{}, Timeout: readTimeout},
+		etcd:    m,
+		client:  client,
+		schema:  keys.New(clusterName),
+		writes:  &writes{},
 	}
 	wctx, stop := context.WithCancel(context.Background())
 	c.stop = stop
-	c.wg.Go(func() { c.writes.run(wctx, client, c.schema.Prefix(), c.schema.Partitions()) })
+	c.wg.Go(func() { c.writes.run(wctx, client, c.schema) })
 	return c, nil
 }
 
 // close stops every node, the watch and etcd, and waits for them.
 func (c *cluster) close() {
 	var wg sync.WaitGroup
-	for _, ck := range c.nodes {
-		wg.Go(func() { ck.Stop() })
+	for _, n := range c.nodes {
+		wg.Go(func() { n.stop() })
 	}
 	wg.Wait()
 	c.nodes = nil
+	c.http.CloseIdleConnections()
 	if c.stop != nil {
 		c.stop()
 	}
@@ -103,91 +111,95 @@ func (c *cluster) close() {
 // start starts n nodes at once and adds those that started to the live nodes. Each node has
 // its own etcd client, hooks that do nothing, and a LeaseTTL of 5s.
 func (c *cluster) start(ctx context.Context, n int) error {
-	cks := make([]*clusterkit.ClusterKit, n)
+	started := make([]node, n)
 	errs := make([]error, n)
 	var wg sync.WaitGroup
 	for i := range n {
 		c.started++
 		id := fmt.Sprintf("node-%d", c.started)
-		ck, err := clusterkit.NewClusterKit(clusterkit.Options{
-			NodeID:            id,
-			HTTPAddr:          "127.0.0.1:0",
-			DataDir:           filepath.Join(c.dir, id),
-			ClusterName:       clusterName,
-			PartitionCount:    c.partitions,
-			ReplicationFactor: c.replication,
-			LeaseTTL:          5 * time.Second,
-			StartTimeout:      c.timeout,
-			EtcdEndpoints:     c.etcd.Endpoints(),
-		})
-		if err != nil {
-			errs[i] = err
-			continue
-		}
-		ck.OnPartitionChange(func(string, []*clusterkit.Node, *clusterkit.Node) {})
 		wg.Go(func() {
-			if errs[i] = ck.StartContext(ctx); errs[i] == nil {
-				cks[i] = ck
+			if c.bin != "" {
+				started[i], errs[i] = startProc(ctx, c.settings, c.bin, c.dir, id, c.http)
+			} else {
+				started[i], errs[i] = startInproc(ctx, c.settings, c.dir, id)
 			}
 		})
 	}
 	wg.Wait()
-	for _, ck := range cks {
-		if ck != nil {
-			c.nodes = append(c.nodes, ck)
+	for i, nd := range started {
+		if errs[i] == nil {
+			c.nodes = append(c.nodes, nd)
 		}
 	}
 	return errors.Join(errs...)
 }
 
-// leave stops the newest node that does not lead with Stop, and returns, for each other node
-// that held a map without it before ctx ended, how long after the call it first did.
-func (c *cluster) leave(ctx context.Context) ([]time.Duration, error) {
-	i := len(c.nodes) - 1
-	for i > 0 && c.nodes[i].IsLeader() {
-		i--
+// pollEvery is how often the epochs of the nodes are polled for the new map's arrival: every
+// millisecond in this process, every 5ms over HTTP, so that polling stays a small part of what
+// node processes do.
+func (c *cluster) pollEvery() time.Duration {
+	if c.bin != "" {
+		return 5 * time.Millisecond
 	}
-	gone := c.nodes[i]
-	id := gone.GetMyNodeID()
-	rest := slices.Delete(slices.Clone(c.nodes), i, i+1)
-	seen := make([]time.Duration, len(rest))
-	start := time.Now()
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		tick := time.NewTicker(time.Millisecond)
-		defer tick.Stop()
-		for left := len(rest); left > 0; {
-			for j, ck := range rest {
-				if seen[j] == 0 && !lists(ck, id) {
-					seen[j] = time.Since(start)
-					left--
-				}
-			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-tick.C:
-			}
-		}
-	})
-	gone.Stop()
-	c.nodes = rest
-	wg.Wait()
-	var out []time.Duration
-	for _, d := range seen {
-		if d > 0 {
-			out = append(out, d)
-		}
-	}
-	if len(out) < len(rest) {
-		return out, fmt.Errorf("%d of %d nodes still list %s", len(rest)-len(out), len(rest), id)
-	}
-	return out, nil
+	return time.Millisecond
 }
 
-// lists reports whether the map ck holds lists node id.
-func lists(ck *clusterkit.ClusterKit, id string) bool {
-	return slices.ContainsFunc(ck.Nodes(), func(n clusterkit.Node) bool { return n.ID == id })
+// victim returns the index of the newest live node that does not lead.
+func (c *cluster) victim(ctx context.Context) (int, error) {
+	if len(c.nodes) < 2 {
+		return 0, fmt.Errorf("%d live nodes: none can go", len(c.nodes))
+	}
+	for i := len(c.nodes) - 1; i >= 0; i-- {
+		leads, err := c.nodes[i].leads(ctx)
+		if err != nil {
+			return 0, err
+		}
+		if !leads {
+			return i, nil
+		}
+	}
+	return 0, errors.New("every live node leads")
+}
+
+// leave stops the newest node that does not lead gracefully (Stop, or SIGTERM for a process).
+func (c *cluster) leave(ctx context.Context) (change, error) {
+	i, err := c.victim(ctx)
+	if err != nil {
+		return change{}, err
+	}
+	gone := c.nodes[i]
+	c.nodes = slices.Delete(c.nodes, i, i+1)
+	ch := change{at: time.Now(), gone: gone.id()}
+	return ch, gone.stop()
+}
+
+// crash kills the newest node that does not lead without a word to etcd, and then revokes its
+// lease, as if its TTL had passed (as pkg/clustertest's Crash does): the change is made at the
+// revocation.
+func (c *cluster) crash(ctx context.Context) (change, error) {
+	i, err := c.victim(ctx)
+	if err != nil {
+		return change{}, err
+	}
+	gone := c.nodes[i]
+	c.nodes = slices.Delete(c.nodes, i, i+1)
+	if err := gone.kill(); err != nil {
+		return change{}, fmt.Errorf("kill %s: %w", gone.id(), err)
+	}
+	rctx, cancel := context.WithTimeout(ctx, readTimeout)
+	defer cancel()
+	resp, err := c.client.Get(rctx, c.schema.Node(gone.id()))
+	if err != nil {
+		return change{}, fmt.Errorf("read the record of %s: %w", gone.id(), err)
+	}
+	if len(resp.Kvs) != 1 || resp.Kvs[0].Lease == 0 {
+		return change{}, fmt.Errorf("%s has no record with a lease to revoke", gone.id())
+	}
+	ch := change{at: time.Now(), gone: gone.id()}
+	if _, err := c.client.Revoke(rctx, clientv3.LeaseID(resp.Kvs[0].Lease)); err != nil {
+		return ch, fmt.Errorf("revoke the lease of %s: %w", gone.id(), err)
+	}
+	return ch, nil
 }
 
 // settled reports nil when every live node holds the map that is in etcd, and that map lists
@@ -197,10 +209,16 @@ func (c *cluster) settled(ctx context.Context) error {
 	if len(c.nodes) == 0 {
 		return errors.New("no live node")
 	}
-	e := c.nodes[0].Epoch()
-	for _, ck := range c.nodes[1:] {
-		if ck.Epoch() != e {
-			return fmt.Errorf("%s holds epoch %d, %s holds %d", c.nodes[0].GetMyNodeID(), e, ck.GetMyNodeID(), ck.Epoch())
+	var e uint64
+	for i, n := range c.nodes {
+		ne, err := n.epoch(ctx)
+		if err != nil {
+			return fmt.Errorf("%s: %w", n.id(), err)
+		}
+		if i == 0 {
+			e = ne
+		} else if ne != e {
+			return fmt.Errorf("%s holds epoch %d, %s holds %d", c.nodes[0].id(), e, n.id(), ne)
 		}
 	}
 	if c.last == nil || c.last.Epoch < e {
@@ -213,8 +231,8 @@ func (c *cluster) settled(ctx context.Context) error {
 		return fmt.Errorf("the nodes hold epoch %d, etcd has %d", e, m.Epoch)
 	}
 	var want []string
-	for _, ck := range c.nodes {
-		want = append(want, ck.GetMyNodeID())
+	for _, n := range c.nodes {
+		want = append(want, n.id())
 	}
 	slices.Sort(want)
 	if got := slices.Sorted(maps.Keys(m.Nodes)); !slices.Equal(got, want) {
@@ -301,30 +319,8 @@ func (c *cluster) dbSize(ctx context.Context) (int64, error) {
 	return st.DbSize, nil
 }
 
-// clusterBody is the size of the GET /cluster body of the first live node.
-func (c *cluster) clusterBody() (int, error) {
-	if len(c.nodes) == 0 {
-		return 0, errors.New("no live node")
-	}
-	w := httptest.NewRecorder()
-	c.nodes[0].Handler().ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/cluster", nil))
-	if w.Code != http.StatusOK {
-		return 0, fmt.Errorf("GET /cluster: %d %s", w.Code, strings.TrimSpace(w.Body.String()))
-	}
-	return w.Body.Len(), nil
-}
-
-// heapInuse is the Go heap in use by the whole process (etcd, every node and the harness) after
-// a garbage collection.
-func heapInuse() uint64 {
-	runtime.GC()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	return ms.HeapInuse
-}
-
 // tally is what the watch counted: puts and the bytes of their values, in all and for the map
-// (its head and chunks).
+// (its head and every key under partitions/, whatever their layout).
 type tally struct {
 	puts, bytes, mapBytes int64
 }
@@ -333,20 +329,23 @@ func (t tally) minus(o tally) tally {
 	return tally{puts: t.puts - o.puts, bytes: t.bytes - o.bytes, mapBytes: t.mapBytes - o.mapBytes}
 }
 
-// writes tallies the puts under a prefix as a watch delivers them.
+// writes tallies the puts under a cluster's prefix as a watch delivers them, and keeps the
+// epoch and nodes of every map head written.
 type writes struct {
-	mu  sync.Mutex
-	sum tally
+	mu    sync.Mutex
+	sum   tally
+	heads []head
 	// rev is the revision up to which every event has been counted.
 	rev int64
 	err error
 }
 
-// run watches prefix until ctx ends. Keys starting with mapKey count as the map's. The watch
-// starts at the current revision (etcd answers progress requests only for watchers that are
-// not behind, and one started at a future revision counts as behind); upTo waits for it.
-func (w *writes) run(ctx context.Context, client *clientv3.Client, prefix, mapKey string) {
-	ch := client.Watch(clientv3.WithRequireLeader(ctx), prefix, clientv3.WithPrefix())
+// run watches the cluster's prefix until ctx ends. The watch starts at the current revision
+// (etcd answers progress requests only for watchers that are not behind, and one started at a
+// future revision counts as behind); upTo waits for it.
+func (w *writes) run(ctx context.Context, client *clientv3.Client, s keys.Schema) {
+	headKey := s.Partitions()
+	ch := client.Watch(clientv3.WithRequireLeader(ctx), s.Prefix(), clientv3.WithPrefix())
 	for resp := range ch {
 		w.mu.Lock()
 		if err := resp.Err(); err != nil && w.err == nil && ctx.Err() == nil {
@@ -359,15 +358,39 @@ func (w *writes) run(ctx context.Context, client *clientv3.Client, prefix, mapKe
 			}
 			w.sum.puts++
 			w.sum.bytes += int64(len(ev.Kv.Value))
-			if strings.HasPrefix(string(ev.Kv.Key), mapKey) {
-				w.sum.mapBytes += int64(len(ev.Kv.Value))
+			key := string(ev.Kv.Key)
+			if !strings.HasPrefix(key, headKey) {
+				continue
 			}
+			w.sum.mapBytes += int64(len(ev.Kv.Value))
+			if key != headKey {
+				continue
+			}
+			m, err := state.DecodeHead(ev.Kv.Value)
+			if err != nil {
+				if w.err == nil {
+					w.err = fmt.Errorf("map head at revision %d: %w", ev.Kv.ModRevision, err)
+				}
+				continue
+			}
+			w.heads = append(w.heads, head{epoch: m.Epoch, nodes: slices.Sorted(maps.Keys(m.Nodes))})
 		}
 		if resp.IsProgressNotify() {
 			w.rev = max(w.rev, resp.Header.Revision)
 		}
 		w.mu.Unlock()
 	}
+}
+
+// headsAfter returns the heads of the maps after epoch seen so far, in publication order.
+func (w *writes) headsAfter(epoch uint64) []head {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	i := slices.IndexFunc(w.heads, func(h head) bool { return h.epoch > epoch })
+	if i < 0 {
+		return nil
+	}
+	return slices.Clone(w.heads[i:])
 }
 
 // upTo waits until every event up to revision rev has been counted and returns the tally. It
