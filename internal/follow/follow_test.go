@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -128,20 +129,31 @@ func TestKeysFollowsOneKey(t *testing.T) {
 	})
 }
 
-// writeMap stores m under the partitions key, in chunks when they are small.
-func writeMap(t *testing.T, c *clientv3.Client, s keys.Schema, m *state.Map, maxValue int) {
+// writeMap stores m, the map after prev, as the leader does (without its guards).
+func writeMap(t *testing.T, c *clientv3.Client, s keys.Schema, prev, m *state.Map, maxValue int) {
 	t.Helper()
-	enc, err := state.Encode(m, maxValue)
+	enc, err := state.EncodeNext(prev, m, maxValue)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ops := []clientv3.Op{clientv3.OpPut(s.Partitions(), string(enc.Head))}
-	for i, ch := range enc.Chunks {
-		ops = append(ops, clientv3.OpPut(s.Chunk(m.Epoch, i), string(ch)))
+	before, head := enc.Writes(s, m.Epoch, maxValue)
+	for _, op := range before {
+		if _, err := c.Txn(context.Background()).Then(op).Commit(); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if _, err := c.Txn(context.Background()).Then(ops...).Commit(); err != nil {
+	if _, err := c.Txn(context.Background()).Then(head...).Commit(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// changeOne returns the map after m with partition p given to node a.
+func changeOne(m *state.Map, p int) *state.Map {
+	next := *m
+	next.Epoch++
+	next.Partitions = slices.Clone(m.Partitions)
+	next.Partitions[p] = state.Entry{Holders: []string{"a"}, PrimaryEpoch: next.Epoch}
+	return &next
 }
 
 func testMap(epoch uint64, partitions int) *state.Map {
@@ -156,15 +168,21 @@ func TestMapFollowsChunkedMapsAndRereadsAfterCompaction(t *testing.T) {
 	srv := etcdtest.Start(t)
 	c := srv.Client
 	schema := keys.New("t")
-	writeMap(t, c, schema, testMap(1, 64), 1<<20)
+	m1 := testMap(1, 64)
+	writeMap(t, c, schema, nil, m1, 1<<20)
 	var mu sync.Mutex
 	var epochs []uint64
-	f := &Map{Client: c, Schema: schema, Log: zap.NewNop(), Apply: func(m *state.Map, _ int64) {
-		if len(m.Partitions) != 64 {
-			t.Errorf("epoch %d has %d partitions", m.Epoch, len(m.Partitions))
+	var changes [][]int
+	f := &Map{Client: c, Schema: schema, Log: zap.NewNop(), Apply: func(u Update) {
+		if len(u.Map.Partitions) != 64 {
+			t.Errorf("epoch %d has %d partitions", u.Map.Epoch, len(u.Map.Partitions))
+		}
+		if u.Changed != nil && u.Since != u.Map.Epoch-1 {
+			t.Errorf("epoch %d read as a change since epoch %d", u.Map.Epoch, u.Since)
 		}
 		mu.Lock()
-		epochs = append(epochs, m.Epoch)
+		epochs = append(epochs, u.Map.Epoch)
+		changes = append(changes, u.Changed)
 		mu.Unlock()
 	}}
 	r, err := f.Read(context.Background())
@@ -179,17 +197,24 @@ func TestMapFollowsChunkedMapsAndRereadsAfterCompaction(t *testing.T) {
 		}
 		return epochs[len(epochs)-1]
 	}
-	run(t, func(ctx context.Context) { f.Run(ctx, r.Revision) })
-	writeMap(t, c, schema, testMap(2, 64), 512) // chunked
-	etcdtest.WaitFor(t, 5*time.Second, "chunked map applied", func() error {
-		if e := last(); e != 2 {
+	run(t, func(ctx context.Context) { f.Run(ctx, r.Revision, r.Map) })
+	m2 := testMap(2, 64)
+	writeMap(t, c, schema, m1, m2, 512) // a checkpoint in chunks
+	m3 := changeOne(m2, 17)
+	writeMap(t, c, schema, m2, m3, 512) // a delta
+	etcdtest.WaitFor(t, 5*time.Second, "chunked map and its change applied", func() error {
+		if e := last(); e != 3 {
 			return fmt.Errorf("at epoch %d", e)
 		}
 		return nil
 	})
+	mu.Lock()
+	if len(changes) != 2 || changes[0] != nil || !slices.Equal(changes[1], []int{17}) {
+		t.Errorf("changes %v, want a whole read then [17]", changes)
+	}
+	mu.Unlock()
 
 	// A follower that starts from a compacted revision reads the map afresh.
-	writeMap(t, c, schema, testMap(3, 64), 1<<20)
 	resp, err := c.Get(context.Background(), "compact-here")
 	if err != nil {
 		t.Fatal(err)
@@ -199,12 +224,12 @@ func TestMapFollowsChunkedMapsAndRereadsAfterCompaction(t *testing.T) {
 	}
 	var late []uint64
 	var lateMu sync.Mutex
-	g := &Map{Client: c, Schema: schema, Log: zap.NewNop(), Apply: func(m *state.Map, _ int64) {
+	g := &Map{Client: c, Schema: schema, Log: zap.NewNop(), Apply: func(u Update) {
 		lateMu.Lock()
-		late = append(late, m.Epoch)
+		late = append(late, u.Map.Epoch)
 		lateMu.Unlock()
 	}}
-	run(t, func(ctx context.Context) { g.Run(ctx, r.Revision) })
+	run(t, func(ctx context.Context) { g.Run(ctx, r.Revision, r.Map) })
 	etcdtest.WaitFor(t, 5*time.Second, "late follower reads the map after compaction", func() error {
 		lateMu.Lock()
 		defer lateMu.Unlock()
@@ -213,7 +238,7 @@ func TestMapFollowsChunkedMapsAndRereadsAfterCompaction(t *testing.T) {
 		}
 		return nil
 	})
-	writeMap(t, c, schema, testMap(4, 64), 1<<20)
+	writeMap(t, c, schema, m3, changeOne(m3, 5), 512)
 	etcdtest.WaitFor(t, 5*time.Second, "both follow the next map", func() error {
 		lateMu.Lock()
 		defer lateMu.Unlock()

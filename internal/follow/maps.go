@@ -13,18 +13,34 @@ import (
 )
 
 // Map follows a cluster's partition map: the one map follower of the nodes and of pkg/client.
-// It reads every published map whole, its chunks at the revision of its head, so that it never
-// sees half a map. A map that does not decode is logged and skipped (the next one replaces it);
-// a read that fails is retried by resuming the watch before its event.
+// It reads every published map at the revision of its head, so that it never sees half a map,
+// and reads only what changed since the map it read before (see state.ReadNext). A map that does
+// not decode is logged and skipped (the next one replaces it); a read that fails is retried by
+// resuming the watch before its event.
 type Map struct {
 	Client *clientv3.Client
 	Schema keys.Schema
 	Log    *zap.Logger
 	// ReadTimeout bounds each read; 0 means DefaultReadTimeout.
 	ReadTimeout time.Duration
-	// Apply receives each map read, with the revision it was written at, in revision order, on
-	// the goroutine of Run. It decides what to do with a map older than the one it has.
-	Apply func(m *state.Map, modRevision int64)
+	// Apply receives each map read, in revision order, on the goroutine of Run. It decides what
+	// to do with a map older than the one it has. The map shares its unchanged entries with the
+	// one before: neither may be modified.
+	Apply func(u Update)
+
+	// last is the map read before, which the next is read against (Run's goroutine only).
+	last *state.Map
+}
+
+// Update is one map read by Map.
+type Update struct {
+	Map *state.Map
+	// Revision is the etcd revision the map was written at.
+	Revision int64
+	// Changed lists, in order, the partitions that differ from the map of epoch Since, the one
+	// given to Apply before; nil when the map was read whole (any partition may differ).
+	Since   uint64
+	Changed []int
 }
 
 // Read reads the current map, bounded by the read timeout. Read.Map is nil when the cluster has
@@ -35,8 +51,10 @@ func (f *Map) Read(ctx context.Context) (state.Read, error) {
 	return state.ReadMap(rctx, f.Client, f.Schema, 0)
 }
 
-// Run follows the map from revision rev+1 (the Revision of a Read) until ctx ends.
-func (f *Map) Run(ctx context.Context, rev int64) {
+// Run follows the map from revision rev+1 (the Revision of a Read) until ctx ends. With from,
+// the map that Read returned, the first map after it is read as a change to it.
+func (f *Map) Run(ctx context.Context, rev int64, from *state.Map) {
+	f.last = from
 	watch(ctx, f.Client, f.Log, f.Schema.Partitions(), nil, rev, f.reread, f.handle)
 }
 
@@ -46,9 +64,10 @@ func (f *Map) handle(ctx context.Context, resp clientv3.WatchResponse) error {
 			continue
 		}
 		m, err := state.DecodeHead(ev.Kv.Value)
+		var changed []int
 		if err == nil {
 			rctx, cancel := context.WithTimeout(ctx, readTimeout(f.ReadTimeout))
-			err = state.ReadChunks(rctx, f.Client, f.Schema, m, ev.Kv.ModRevision)
+			changed, err = state.ReadNext(rctx, f.Client, f.Schema, m, ev.Kv.ModRevision, f.last)
 			cancel()
 		}
 		if errors.Is(err, state.ErrCorrupt) {
@@ -60,7 +79,12 @@ func (f *Map) handle(ctx context.Context, resp clientv3.WatchResponse) error {
 			// resumes from before this event, or reads the map afresh, so the map is not lost.
 			return err
 		}
-		f.Apply(m, ev.Kv.ModRevision)
+		u := Update{Map: m, Revision: ev.Kv.ModRevision}
+		if changed != nil {
+			u.Since, u.Changed = f.last.Epoch, changed
+		}
+		f.last = m
+		f.Apply(u)
 	}
 	return nil
 }
@@ -72,7 +96,8 @@ func (f *Map) reread(ctx context.Context) (int64, error) {
 		return 0, err
 	}
 	if r.Map != nil {
-		f.Apply(r.Map, r.ModRevision)
+		f.last = r.Map
+		f.Apply(Update{Map: r.Map, Revision: r.ModRevision})
 	}
 	return r.Revision, nil
 }

@@ -5,9 +5,13 @@
 //	config                      fixed settings, written once
 //	nodes/<node-id>             a node's record, attached to its lease
 //	leader/<lease-id>           election candidates (go.etcd.io/etcd/client/v3/concurrency)
-//	partitions                  the current partition map (or its manifest when chunked)
-//	partitions/<epoch>/<chunk>  chunks of a map too large for one value (epoch and chunk zero-padded)
-//	handoffs/<partition>/<id>   a node's acknowledgement that it copied a partition in
+//	partitions                  the current partition map: inline when small, else its head
+//	                            (epoch, node table, and where its partitions are)
+//	partitions/<epoch>/<chunk>  the checkpoint: every partition as of that epoch, in chunks
+//	                            (epoch and chunk zero-padded)
+//	partitions/<epoch>/delta-<piece>
+//	                            the partitions that changed at that epoch (one or more pieces)
+//	handoffs/<node-id>          the copies a node has acknowledged, attached to its lease
 //	etcd-members/<node-id>      the embedded etcd member a node runs (member ID and URLs), kept
 //	                            until the node is decommissioned
 //	etcd-members-lock/<lease>   the lock a node holds while it decides whether to become an
@@ -110,29 +114,61 @@ func (s Schema) Chunk(epoch uint64, i int) string {
 	return fmt.Sprintf("%s%06d", s.ChunksPrefix(epoch), i)
 }
 
-// HandoffsPrefix is the prefix of all handoff acknowledgements.
-func (s Schema) HandoffsPrefix() string { return s.prefix + "handoffs/" }
-
-// Handoff is the key of node id's acknowledgement that it copied partition p in.
-func (s Schema) Handoff(p int, id string) string {
-	return s.prefix + "handoffs/" + strconv.Itoa(p) + "/" + id
+// Delta is the key of piece i of the change published at epoch. "delta-" sorts after the
+// digits of chunk numbers, so a range over an epoch's chunks never includes its deltas.
+func (s Schema) Delta(epoch uint64, i int) string {
+	return fmt.Sprintf("%sdelta-%06d", s.ChunksPrefix(epoch), i)
 }
 
-// ParseHandoff returns the partition and node of an acknowledgement key.
-func (s Schema) ParseHandoff(key string) (int, string, bool) {
-	rest, ok := strings.CutPrefix(key, s.HandoffsPrefix())
+// MapKey is what the name of a key under AllChunksPrefix says.
+type MapKey struct {
+	Epoch uint64
+	// Delta is true for a delta piece, false for a checkpoint chunk.
+	Delta bool
+	// Index is the chunk or piece number.
+	Index int
+}
+
+// ParseMapKey parses a chunk or delta key, and reports false for anything else.
+func (s Schema) ParseMapKey(key string) (MapKey, bool) {
+	rest, ok := strings.CutPrefix(key, s.AllChunksPrefix())
 	if !ok {
-		return 0, "", false
+		return MapKey{}, false
 	}
-	ps, id, ok := strings.Cut(rest, "/")
-	if !ok || id == "" {
-		return 0, "", false
+	es, name, ok := strings.Cut(rest, "/")
+	if !ok || len(es) != 20 {
+		return MapKey{}, false
 	}
-	p, err := strconv.Atoi(ps)
-	if err != nil || p < 0 {
-		return 0, "", false
+	epoch, err := strconv.ParseUint(es, 10, 64)
+	if err != nil {
+		return MapKey{}, false
 	}
-	return p, id, true
+	k := MapKey{Epoch: epoch}
+	name, k.Delta = strings.CutPrefix(name, "delta-")
+	if len(name) != 6 {
+		return MapKey{}, false
+	}
+	i, err := strconv.Atoi(name)
+	if err != nil || i < 0 {
+		return MapKey{}, false
+	}
+	k.Index = i
+	return k, true
+}
+
+// HandoffsPrefix is the prefix of all handoff acknowledgement records.
+func (s Schema) HandoffsPrefix() string { return s.prefix + "handoffs/" }
+
+// Handoff is the key of node id's acknowledgement record.
+func (s Schema) Handoff(id string) string { return s.prefix + "handoffs/" + id }
+
+// HandoffNode returns the node of an acknowledgement record key.
+func (s Schema) HandoffNode(key string) (string, bool) {
+	id, ok := strings.CutPrefix(key, s.HandoffsPrefix())
+	if !ok || id == "" || strings.Contains(id, "/") {
+		return "", false
+	}
+	return id, true
 }
 
 // EtcdMembersPrefix is the prefix of the records of the nodes that run an embedded etcd member.

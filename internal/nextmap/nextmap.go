@@ -346,26 +346,18 @@ func Pending(m *state.Map) int {
 	return n
 }
 
-// Completes reports whether acknowledgement a, naming the request of epoch since, is one that
-// m waits for: only such an acknowledgement can change the next map. A stale one, or the
-// deletion of any, cannot.
-func Completes(m *state.Map, a Ack, since uint64) bool {
-	if m == nil || a.Partition < 0 || a.Partition >= len(m.Partitions) {
+// AllAcknowledged reports whether every copy m waits for is acknowledged: the next map then
+// completes every handoff of m at once.
+func AllAcknowledged(m *state.Map, acks map[Ack]uint64) bool {
+	if m == nil {
 		return false
 	}
-	pd, ok := m.Partitions[a.Partition].PendingFor(a.Node)
-	return ok && pd.Since == since
-}
-
-// Stale lists the acknowledgements m no longer waits for: they can be deleted. A stale
-// acknowledgement never matches a later request, whose epoch differs, so failing to delete it
-// is harmless.
-func Stale(m *state.Map, acks map[Ack]uint64) []Ack {
-	var out []Ack
-	for k, since := range acks {
-		if !Completes(m, k, since) {
-			out = append(out, k)
+	for i := range m.Partitions {
+		for _, pd := range m.Partitions[i].Pending {
+			if since, ok := acks[Ack{i, pd.Node}]; !ok || since != pd.Since {
+				return false
+			}
 		}
 	}
-	return out
+	return true
 }

@@ -2,7 +2,6 @@ package nextmap
 
 import (
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -320,44 +319,27 @@ func TestWake(t *testing.T) {
 	}
 }
 
-func TestStale(t *testing.T) {
+func TestAllAcknowledged(t *testing.T) {
 	m := settled(t, "a", "b")
 	m.Partitions[1].Pending = []state.Pending{{Node: "c", Since: 5}}
-	acks := map[Ack]uint64{{1, "c"}: 5, {1, "d"}: 5, {2, "c"}: 5, {1000, "c"}: 5}
-	got := Stale(m, acks)
-	slices.SortFunc(got, func(a, b Ack) int {
-		if a.Partition != b.Partition {
-			return a.Partition - b.Partition
-		}
-		return strings.Compare(a.Node, b.Node)
-	})
-	want := []Ack{{1, "d"}, {2, "c"}, {1000, "c"}}
-	if !slices.Equal(got, want) {
-		t.Fatalf("stale %v, want %v", got, want)
-	}
-}
-
-func TestCompletes(t *testing.T) {
-	m := settled(t, "a", "b")
-	m.Partitions[1].Pending = []state.Pending{{Node: "c", Since: 5}}
+	m.Partitions[2].Pending = []state.Pending{{Node: "c", Since: 6}, {Node: "d", Since: 6}}
 	tests := []struct {
-		ack   Ack
-		since uint64
-		want  bool
+		name string
+		acks map[Ack]uint64
+		want bool
 	}{
-		{Ack{1, "c"}, 5, true},
-		{Ack{1, "c"}, 4, false},
-		{Ack{1, "d"}, 5, false},
-		{Ack{2, "c"}, 5, false},
-		{Ack{1000, "c"}, 5, false},
-		{Ack{-1, "c"}, 5, false},
+		{"every copy", map[Ack]uint64{{1, "c"}: 5, {2, "c"}: 6, {2, "d"}: 6}, true},
+		{"and a stale one", map[Ack]uint64{{1, "c"}: 5, {2, "c"}: 6, {2, "d"}: 6, {3, "c"}: 2}, true},
+		{"one missing", map[Ack]uint64{{1, "c"}: 5, {2, "c"}: 6}, false},
+		{"one for an older request", map[Ack]uint64{{1, "c"}: 4, {2, "c"}: 6, {2, "d"}: 6}, false},
+		{"none", nil, false},
 	}
 	for _, tt := range tests {
-		if got := Completes(m, tt.ack, tt.since); got != tt.want {
-			t.Errorf("Completes(%v, %d) = %v, want %v", tt.ack, tt.since, got, tt.want)
+		if got := AllAcknowledged(m, tt.acks); got != tt.want {
+			t.Errorf("%s: AllAcknowledged = %v, want %v", tt.name, got, tt.want)
 		}
 	}
-	if Completes(nil, Ack{1, "c"}, 5) {
-		t.Error("an acknowledgement completes something in no map")
+	if AllAcknowledged(nil, nil) {
+		t.Error("every copy of no map is acknowledged")
 	}
 }

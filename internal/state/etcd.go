@@ -41,27 +41,10 @@ func ReadMap(ctx context.Context, kv clientv3.KV, s keys.Schema, rev int64) (Rea
 	if err != nil {
 		return Read{}, err
 	}
-	if err := ReadChunks(ctx, kv, s, m, resp.Header.Revision); err != nil {
+	if _, err := ReadNext(ctx, kv, s, m, resp.Header.Revision, nil); err != nil {
 		return Read{}, err
 	}
 	return Read{Map: m, Revision: resp.Header.Revision, ModRevision: resp.Kvs[0].ModRevision}, nil
-}
-
-// ReadChunks attaches the chunks of a chunked head, read at revision rev: the chunks written for
-// that head are then exactly the ones visible, so a reader never sees half a map.
-func ReadChunks(ctx context.Context, kv clientv3.KV, s keys.Schema, m *Map, rev int64) error {
-	if m.Chunks == 0 {
-		return nil
-	}
-	resp, err := kv.Get(ctx, s.Chunk(m.Epoch, 0), clientv3.WithRange(s.Chunk(m.Epoch, m.Chunks)), clientv3.WithRev(rev))
-	if err != nil {
-		return fmt.Errorf("read map chunks: %w", err)
-	}
-	chunks := make([][]byte, 0, len(resp.Kvs))
-	for _, kv := range resp.Kvs {
-		chunks = append(chunks, kv.Value)
-	}
-	return AttachChunks(m, chunks)
 }
 
 // ReadConfig reads the cluster's fixed settings; nil when the cluster does not exist yet.

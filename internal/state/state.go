@@ -4,7 +4,6 @@
 package state
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -144,7 +143,8 @@ func (e *Entry) PendingFor(node string) (Pending, bool) {
 	return Pending{}, false
 }
 
-func (e *Entry) equal(o *Entry) bool {
+// Equal reports whether two entries are the same.
+func (e *Entry) Equal(o *Entry) bool {
 	return e.PrimaryEpoch == o.PrimaryEpoch && slices.Equal(e.Holders, o.Holders) &&
 		slices.Equal(e.Target, o.Target) && slices.Equal(e.Pending, o.Pending)
 }
@@ -177,10 +177,18 @@ type Map struct {
 	// Absent are nodes that crashed less than the grace period ago: their places in the
 	// partitions' targets are kept for them, but they hold nothing.
 	Absent map[string]Absent `json:"absent,omitempty"`
-	// Partitions[i] is partition-i. Empty in the stored head of a chunked map.
+	// Partitions[i] is partition-i. Empty in the stored head of a map kept out of line.
 	Partitions Entries `json:"partitions,omitempty"`
-	// Chunks is the number of chunk keys holding Partitions, 0 when they are inline.
-	Chunks int `json:"chunks,omitempty"`
+
+	// Where the partitions of a map stored out of line are (see store.go); all zero for an
+	// inline map. Chunks is the number of chunk keys of the checkpoint of epoch Checkpoint;
+	// every epoch after it, up to Epoch, has a delta. CheckpointBytes and DeltaBytes are the
+	// bytes of the checkpoint and of the deltas since: a new checkpoint is written when the
+	// deltas would outweigh it.
+	Chunks          int    `json:"chunks,omitempty"`
+	Checkpoint      uint64 `json:"checkpoint,omitempty"`
+	CheckpointBytes int    `json:"checkpoint_bytes,omitempty"`
+	DeltaBytes      int    `json:"delta_bytes,omitempty"`
 }
 
 // Absent is a crashed node kept in the targets during its grace period.
@@ -196,7 +204,7 @@ func (m *Map) SamePlacement(o *Map) bool {
 		return false
 	}
 	for i := range m.Partitions {
-		if !m.Partitions[i].equal(&o.Partitions[i]) {
+		if !m.Partitions[i].Equal(&o.Partitions[i]) {
 			return false
 		}
 	}
@@ -215,96 +223,6 @@ func (m *Map) SamePlacement(o *Map) bool {
 
 // ErrCorrupt is returned when a stored value cannot be decoded or breaks the map's invariants.
 var ErrCorrupt = errors.New("state: corrupt value")
-
-// Encoded is a map ready to be written: Head goes under the partitions key, Chunks[i] under
-// the chunk key i of the map's epoch.
-type Encoded struct {
-	Head   []byte
-	Chunks [][]byte
-}
-
-// Encode encodes m so that no value exceeds maxValue bytes. A map that fits is stored inline
-// in the head; a larger one is split into chunks of whole partitions.
-func Encode(m *Map, maxValue int) (Encoded, error) {
-	whole, err := json.Marshal(m)
-	if err != nil {
-		return Encoded{}, err
-	}
-	if len(whole) <= maxValue {
-		return Encoded{Head: whole}, nil
-	}
-	head := *m
-	head.Partitions = nil
-	var chunks [][]byte
-	for start := 0; start < len(m.Partitions); {
-		end, b, err := fitChunk(m.Partitions, start, maxValue)
-		if err != nil {
-			return Encoded{}, err
-		}
-		chunks = append(chunks, b)
-		start = end
-	}
-	head.Chunks = len(chunks)
-	hb, err := json.Marshal(&head)
-	if err != nil {
-		return Encoded{}, err
-	}
-	if len(hb) > maxValue {
-		return Encoded{}, fmt.Errorf("state: map head of %d bytes exceeds %d bytes (too many nodes)", len(hb), maxValue)
-	}
-	return Encoded{Head: hb, Chunks: chunks}, nil
-}
-
-// fitChunk encodes the longest run of partitions from start whose encoding fits in maxValue.
-func fitChunk(parts []Entry, start, maxValue int) (int, []byte, error) {
-	// Estimate from the size of one entry, then shrink until it fits.
-	one, err := json.Marshal(parts[start : start+1])
-	if err != nil {
-		return 0, nil, err
-	}
-	n := max(1, maxValue*9/10/max(1, len(one)))
-	for {
-		end := min(len(parts), start+n)
-		b, err := json.Marshal(parts[start:end])
-		if err != nil {
-			return 0, nil, err
-		}
-		if len(b) <= maxValue {
-			return end, b, nil
-		}
-		if n == 1 {
-			return 0, nil, fmt.Errorf("state: partition %d alone encodes to %d bytes, over %d", start, len(b), maxValue)
-		}
-		n /= 2
-	}
-}
-
-// DecodeHead decodes the value of the partitions key.
-func DecodeHead(b []byte) (*Map, error) {
-	var m Map
-	if err := json.Unmarshal(b, &m); err != nil {
-		return nil, fmt.Errorf("%w: partition map: %v", ErrCorrupt, err)
-	}
-	if m.Chunks < 0 {
-		return nil, fmt.Errorf("%w: partition map has %d chunks", ErrCorrupt, m.Chunks)
-	}
-	return &m, nil
-}
-
-// AttachChunks fills the partitions of a chunked head from its chunk values, in order.
-func AttachChunks(m *Map, chunks [][]byte) error {
-	if len(chunks) != m.Chunks {
-		return fmt.Errorf("%w: map epoch %d has %d of its %d chunks", ErrCorrupt, m.Epoch, len(chunks), m.Chunks)
-	}
-	for i, c := range chunks {
-		part, err := DecodeEntries(c)
-		if err != nil {
-			return fmt.Errorf("%w: map epoch %d chunk %d: %v", ErrCorrupt, m.Epoch, i, err)
-		}
-		m.Partitions = append(m.Partitions, part...)
-	}
-	return nil
-}
 
 // Validate checks the invariants every reader relies on: one entry per partition, at least
 // one holder each, distinct holders, every holder and pending node in the node table.

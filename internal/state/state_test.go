@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -23,9 +25,10 @@ func bigMap(partitions, nodes int) *Map {
 	return m
 }
 
-// A map that fits stays inline; a larger one is cut into chunks no larger than the limit, and
-// reassembles to the same map.
-func TestEncodeChunks(t *testing.T) {
+// A small map stays inline; a larger one is a checkpoint cut into chunks no larger than the
+// limit; a change to it is a delta of the changed partitions only, split into pieces no larger
+// than the limit.
+func TestEncodeNext(t *testing.T) {
 	tests := []struct {
 		name       string
 		partitions int
@@ -39,12 +42,12 @@ func TestEncodeChunks(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			m := bigMap(tt.partitions, 5)
-			enc, err := Encode(m, tt.maxValue)
+			enc, err := EncodeNext(nil, m, tt.maxValue)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if (len(enc.Chunks) > 0) != tt.chunked {
-				t.Fatalf("%d chunks, chunked=%v wanted", len(enc.Chunks), tt.chunked)
+			if enc.Checkpoint() != tt.chunked || m.Chunks != len(enc.Chunks) || len(enc.Deltas) != 0 {
+				t.Fatalf("%d chunks (head says %d), %d deltas, chunked=%v wanted", len(enc.Chunks), m.Chunks, len(enc.Deltas), tt.chunked)
 			}
 			for i, c := range enc.Chunks {
 				if len(c) > tt.maxValue {
@@ -54,31 +57,119 @@ func TestEncodeChunks(t *testing.T) {
 			if len(enc.Head) > tt.maxValue {
 				t.Fatalf("head is %d bytes", len(enc.Head))
 			}
-			got, err := DecodeHead(enc.Head)
+			if !tt.chunked {
+				return
+			}
+			// One partition changes: the next map is a delta of that partition.
+			next := *m
+			next.Epoch++
+			next.Partitions = slices.Clone(m.Partitions)
+			next.Partitions[7] = Entry{Holders: []string{"node-4"}, PrimaryEpoch: next.Epoch}
+			enc2, err := EncodeNext(m, &next, tt.maxValue)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := AttachChunks(got, enc.Chunks); err != nil {
-				t.Fatal(err)
+			if enc2.Checkpoint() || len(enc2.Deltas) != 1 || enc2.Changed != 1 || next.Checkpoint != m.Epoch {
+				t.Fatalf("one change: %d chunks, %d pieces, %d changed, checkpoint %d", len(enc2.Chunks), len(enc2.Deltas), enc2.Changed, next.Checkpoint)
 			}
-			if err := got.Validate(tt.partitions); err != nil {
-				t.Fatal(err)
-			}
-			if !got.SamePlacement(m) || got.Epoch != m.Epoch {
-				t.Fatal("decoded map differs")
+			p, err := decodePiece(enc2.Deltas[0])
+			if err != nil || !slices.Equal(p.Partitions, []int{7}) || !p.Entries[0].Equal(&next.Partitions[7]) {
+				t.Fatalf("delta %s decodes to %+v, %v", enc2.Deltas[0], p, err)
 			}
 		})
 	}
 }
 
-func TestAttachChunksRefusesMissingChunk(t *testing.T) {
-	enc, err := Encode(bigMap(50, 5), 600)
+// A delta too large for one value is cut into pieces, each within the limit and each saying how
+// many there are; the fast decoder reads them exactly as encoding/json does.
+func TestDeltaPieces(t *testing.T) {
+	m := bigMap(400, 5)
+	var changed []int
+	for i := 0; i < 400; i += 3 {
+		m.Partitions[i].Pending = []Pending{{Node: "node-4", Since: 9, Started: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), Attempt: 1}}
+		m.Partitions[i].Target = []string{"node-4", "node-1"}
+		changed = append(changed, i)
+	}
+	pieces, size, err := encodeDelta(9, changed, m.Partitions, 2000)
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, _ := DecodeHead(enc.Head)
-	if err := AttachChunks(m, enc.Chunks[1:]); !errors.Is(err, ErrCorrupt) {
-		t.Fatalf("half a map accepted: %v", err)
+	if len(pieces) < 3 {
+		t.Fatalf("%d pieces for %d changes under 2000 bytes", len(pieces), len(changed))
+	}
+	var got []int
+	total := 0
+	for i, b := range pieces {
+		total += len(b)
+		if len(b) > 2000 {
+			t.Fatalf("piece %d is %d bytes", i, len(b))
+		}
+		fast, ok := decodePieceFast(b)
+		if !ok {
+			t.Fatalf("the fast path declined piece %d: %s", i, b)
+		}
+		var plain deltaPiece
+		if err := json.Unmarshal(b, &plain); err != nil {
+			t.Fatal(err)
+		}
+		if fast.Epoch != 9 || fast.Piece != i || fast.Pieces != len(pieces) || !slices.Equal(fast.Partitions, plain.Partitions) || len(fast.Entries) != len(plain.Entries) {
+			t.Fatalf("piece %d: fast %+v, plain %+v", i, fast, plain)
+		}
+		for j := range plain.Entries {
+			if !fast.Entries[j].Equal(&plain.Entries[j]) || !fast.Entries[j].Equal(&m.Partitions[fast.Partitions[j]]) {
+				t.Fatalf("piece %d entry %d differs", i, j)
+			}
+		}
+		got = append(got, fast.Partitions...)
+	}
+	if !slices.Equal(got, changed) || total != size {
+		t.Fatalf("pieces name %d partitions of %d, %d bytes counted as %d", len(got), len(changed), total, size)
+	}
+}
+
+func TestRanges(t *testing.T) {
+	for _, tt := range []struct {
+		ps   []int
+		text string
+	}{
+		{nil, ""},
+		{[]int{0}, "0"},
+		{[]int{0, 1, 2, 5, 7, 8}, "0-2,5,7-8"},
+		{[]int{3, 9, 10, 11, 4095}, "3,9-11,4095"},
+	} {
+		if got := FormatRanges(tt.ps); got != tt.text {
+			t.Errorf("FormatRanges(%v) = %q, want %q", tt.ps, got, tt.text)
+		}
+		back, err := ParseRanges(tt.text, 4096)
+		if err != nil || !slices.Equal(back, tt.ps) && len(tt.ps) > 0 {
+			t.Errorf("ParseRanges(%q) = %v, %v", tt.text, back, err)
+		}
+	}
+	for _, bad := range []string{"x", "1-", "5-3", "-1", "4096", "0-4096", "1,,2"} {
+		if _, err := ParseRanges(bad, 4096); err == nil {
+			t.Errorf("ParseRanges(%q) accepted", bad)
+		}
+	}
+}
+
+func TestAcksRecord(t *testing.T) {
+	acked := map[int]uint64{0: 5, 1: 5, 2: 5, 9: 5, 3: 7, 4095: 7}
+	b, err := EncodeAcks("node-4", acked)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `{"node":"node-4","copies":[{"since":5,"partitions":"0-2,9"},{"since":7,"partitions":"3,4095"}]}`; string(b) != want {
+		t.Fatalf("record %s, want %s", b, want)
+	}
+	node, got, err := DecodeAcks(b, 4096)
+	if err != nil || node != "node-4" || !maps.Equal(got, acked) {
+		t.Fatalf("decoded %q %v, %v", node, got, err)
+	}
+	if _, _, err := DecodeAcks(b, 4000); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("a partition beyond the count accepted: %v", err)
+	}
+	if _, _, err := DecodeAcks([]byte("{"), 4096); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("garbage accepted: %v", err)
 	}
 }
 
@@ -157,7 +248,7 @@ func TestEntriesDecode(t *testing.T) {
 			t.Fatalf("%s: %d entries, want %d", in, len(fast), len(plain))
 		}
 		for i := range plain {
-			if !fast[i].equal(&plain[i]) {
+			if !fast[i].Equal(&plain[i]) {
 				t.Fatalf("%s: entry %d = %+v, want %+v", in, i, fast[i], plain[i])
 			}
 		}
@@ -198,14 +289,14 @@ func TestEntriesFastPathCoversWrittenMaps(t *testing.T) {
 		t.Fatalf("%d entries, want %d", len(fast), len(plain))
 	}
 	for i := range plain {
-		if !fast[i].equal(&plain[i]) {
+		if !fast[i].Equal(&plain[i]) {
 			t.Fatalf("entry %d = %+v, want %+v", i, fast[i], plain[i])
 		}
 	}
 }
 
 // BenchmarkEntriesDecode decodes a chunk of 4096 partitions, half of them moving, as
-// AttachChunks does (DecodeEntries) and with encoding/json, in the same run.
+// a reader does (DecodeEntries) and with encoding/json, in the same run.
 func BenchmarkEntriesDecode(b *testing.B) {
 	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	es := make(Entries, 4096)

@@ -15,7 +15,8 @@ import (
 // source is the map follower of etcd mode: the same one the nodes run.
 func (c *Client) source() *follow.Map {
 	return &follow.Map{Client: c.cfg.Etcd, Schema: c.schema, Log: c.log, ReadTimeout: readTimeout,
-		Apply: func(m *state.Map, rev int64) {
+		Apply: func(u follow.Update) {
+			m, rev := u.Map, u.Revision
 			// The settings are fixed when the cluster is created: the ones first read hold.
 			t, err := fromStateMap(c.cfg.ClusterName, c.etcdConfig, m)
 			if err != nil {
@@ -81,5 +82,5 @@ func (c *Client) firstEtcdRead(ctx context.Context) (int64, error) {
 
 // followEtcd follows the map from revision rev until ctx ends (see follow.Map).
 func (c *Client) followEtcd(ctx context.Context, rev int64) {
-	c.source().Run(ctx, rev)
+	c.source().Run(ctx, rev, nil)
 }

@@ -34,6 +34,7 @@ type ClusterKit struct {
 	hooks    *hookRunner
 	election *election
 	members  *members
+	etcdSize *etcdSize
 	api      *apiServer
 
 	// mu guards started and stopped; stopOnce runs the shutdown once.
@@ -82,10 +83,11 @@ func NewClusterKit(opts Options) (*ClusterKit, error) {
 	ck := &ClusterKit{env: e, stopping: make(chan struct{})}
 	ck.clock.init(log, m)
 	ck.election = newElection(e, log, &ck.clock, nil, ck.record)
-	ck.hooks = newHookRunner(e, log.Named("hooks"), o.NodeID, o.MaxConcurrentHooks, ck.election.lease)
+	ck.hooks = newHookRunner(e, log.Named("hooks"), o.NodeID, o.MaxConcurrentHooks, ck.election.lease, ck.maps.snapshot)
 	ck.maps.init(e, ck.hooks.schedule)
 	ck.election.maps = &ck.maps
 	ck.members = &members{env: e, log: log, leaving: ck.election.leaving}
+	ck.etcdSize = newEtcdSize(e, log.Named("etcd-size"), ck.members, m.etcd)
 	ck.api = &apiServer{log: log}
 	return ck, nil
 }
@@ -154,6 +156,7 @@ func (ck *ClusterKit) StartContext(ctx context.Context) (err error) {
 	ck.group.Go(func() { ck.hooks.run(runCtx) })
 	ck.group.Go(func() { ck.election.run(runCtx) })
 	ck.group.Go(func() { ck.members.run(runCtx) })
+	ck.group.Go(func() { ck.etcdSize.run(runCtx) })
 
 	if err := ck.maps.wait(ctx, ck.listsSelf); err != nil {
 		return fmt.Errorf("clusterkit: no partition map lists this node after %v (is a leader elected?): %w",

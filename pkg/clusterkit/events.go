@@ -81,7 +81,7 @@ func roleIn(e *state.Entry, node string) Role {
 func diffRoles(old, next *snapshot, self string) []hookEvent {
 	var events []hookEvent
 	_, listed := next.nodes[self]
-	for i := range next.raw.Partitions {
+	for i := range next.diffed(old) {
 		e := &next.raw.Partitions[i]
 		was := RoleNone
 		var wasPending state.Pending

@@ -30,6 +30,8 @@ type mapFollower struct {
 	// fromEmpty is set when the cluster had no map at start: the first map then creates every
 	// partition, and its hooks fire with no sources.
 	fromEmpty bool
+	// initial is the map given to begin, which run reads the next map against.
+	initial *state.Map
 	// recent holds the last snapshots applied, oldest first (guarded by mu), so that a client
 	// holding one of them can be sent only what changed since.
 	recent []*snapshot
@@ -55,7 +57,7 @@ func (f *mapFollower) changes() <-chan struct{} { return *f.changed.Load() }
 // source is the follow.Map of this node's cluster.
 func (f *mapFollower) source() *follow.Map {
 	return &follow.Map{Client: f.env.client, Schema: f.env.schema, Log: f.env.log, ReadTimeout: f.env.opts.LeaseTTL,
-		Apply: func(m *state.Map, rev int64) { f.apply(m, rev, true) }}
+		Apply: func(u follow.Update) { f.apply(u, true) }}
 }
 
 // read reads the current map; Start does so before registering, so that the map that adds
@@ -68,15 +70,16 @@ func (f *mapFollower) read(ctx context.Context) (state.Read, error) {
 // It runs before Run's goroutine starts.
 func (f *mapFollower) begin(initial state.Read) {
 	f.fromEmpty = initial.Map == nil
+	f.initial = initial.Map
 	if initial.Map != nil {
-		f.apply(initial.Map, initial.ModRevision, false)
+		f.apply(follow.Update{Map: initial.Map, Revision: initial.ModRevision}, false)
 	}
 }
 
 // run follows the map from revision rev+1 (the revision of the map given to begin) until ctx
 // ends.
 func (f *mapFollower) run(ctx context.Context, rev int64) {
-	f.source().Run(ctx, rev)
+	f.source().Run(ctx, rev, f.initial)
 }
 
 // catchUp reads and applies the current map, with its hooks.
@@ -86,15 +89,17 @@ func (f *mapFollower) catchUp(ctx context.Context) error {
 		return err
 	}
 	if r.Map != nil {
-		f.apply(r.Map, r.ModRevision, true)
+		f.apply(follow.Update{Map: r.Map, Revision: r.ModRevision}, true)
 	}
 	return nil
 }
 
-// apply makes m the node's map if it is newer than the one it holds. With fire, the hooks of
-// the difference are scheduled, unless this is the first map of a node that joined a cluster
-// which already had one (that map is only the baseline).
-func (f *mapFollower) apply(m *state.Map, rev int64, fire bool) {
+// apply makes u's map the node's map if it is newer than the one it holds. With fire, the
+// hooks of the difference are scheduled, unless this is the first map of a node that joined a
+// cluster which already had one (that map is only the baseline). When u says what changed since
+// the map held, only that is rebuilt and diffed.
+func (f *mapFollower) apply(u follow.Update, fire bool) {
+	m := u.Map
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	old := f.snap.Load()
@@ -105,7 +110,11 @@ func (f *mapFollower) apply(m *state.Map, rev int64, fire bool) {
 		f.env.log.Error("ignoring invalid partition map", zap.Error(err))
 		return
 	}
-	s := newSnapshot(m, rev)
+	changed := u.Changed
+	if old == nil || u.Since != old.epoch {
+		changed = nil
+	}
+	s := nextSnapshot(old, m, u.Revision, changed)
 	f.snap.Store(s)
 	if len(f.recent) == keptSnapshots {
 		f.recent = append(f.recent[:0], f.recent[1:]...)

@@ -3,6 +3,7 @@ package clusterkit
 import (
 	"testing"
 
+	"github.com/clusterkit-go/clusterkit/internal/follow"
 	"go.uber.org/zap"
 )
 
@@ -20,7 +21,7 @@ func TestFollowerNeverGoesBack(t *testing.T) {
 	f.init(e, func(old, s *snapshot, fire bool) { applied++ })
 
 	abc := []string{"a", "b", "c"}
-	f.apply(testMap(5, abc, []string{"a", "b"}, []string{"b", "c"}), 50, true)
+	f.apply(follow.Update{Map: testMap(5, abc, []string{"a", "b"}, []string{"b", "c"}), Revision: 50}, true)
 	held := f.snapshot()
 	changed := f.changes()
 	tests := []struct {
@@ -32,7 +33,7 @@ func TestFollowerNeverGoesBack(t *testing.T) {
 		{"the same epoch with other holders", 5},
 	}
 	for _, tt := range tests {
-		f.apply(testMap(tt.epoch, abc, []string{"c", "a"}, []string{"a", "c"}), 60, true)
+		f.apply(follow.Update{Map: testMap(tt.epoch, abc, []string{"c", "a"}, []string{"a", "c"}), Revision: 60}, true)
 		if s := f.snapshot(); s != held {
 			t.Fatalf("%s: the node went from epoch %d to %d", tt.name, held.epoch, s.epoch)
 		}
@@ -46,7 +47,7 @@ func TestFollowerNeverGoesBack(t *testing.T) {
 		}
 	}
 	// A newer epoch is applied.
-	f.apply(testMap(6, abc, []string{"c", "a"}, []string{"a", "c"}), 70, true)
+	f.apply(follow.Update{Map: testMap(6, abc, []string{"c", "a"}, []string{"a", "c"}), Revision: 70}, true)
 	if s := f.snapshot(); s.epoch != 6 || s.partitions[0].PrimaryNode != "c" || applied != 2 {
 		t.Fatalf("epoch 6 not applied: at %d, primary %s, %d applies", s.epoch, s.partitions[0].PrimaryNode, applied)
 	}

@@ -36,9 +36,9 @@ func recordMaps(t *testing.T, c *clustertest.Cluster) *mapLog {
 	t.Helper()
 	l := &mapLog{}
 	ctx, cancel := context.WithCancel(context.Background())
-	f := &follow.Map{Client: c.Etcd(), Schema: keys.New(c.Name()), Log: zap.NewNop(), Apply: func(m *state.Map, _ int64) {
+	f := &follow.Map{Client: c.Etcd(), Schema: keys.New(c.Name()), Log: zap.NewNop(), Apply: func(u follow.Update) {
 		l.mu.Lock()
-		l.maps = append(l.maps, m)
+		l.maps = append(l.maps, u.Map)
 		l.mu.Unlock()
 	}}
 	r, err := f.Read(ctx)
@@ -48,7 +48,7 @@ func recordMaps(t *testing.T, c *clustertest.Cluster) *mapLog {
 	}
 	l.maps = append(l.maps, r.Map)
 	done := make(chan struct{})
-	go func() { defer close(done); f.Run(ctx, r.Revision) }()
+	go func() { defer close(done); f.Run(ctx, r.Revision, r.Map) }()
 	t.Cleanup(func() { cancel(); <-done })
 	return l
 }

@@ -2,13 +2,14 @@ package clusterkit
 
 import (
 	"context"
-	"encoding/json"
-	"sync"
+		"sync"
 	"sync/atomic"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+
+	"github.com/clusterkit-go/clusterkit/internal/state"
 )
 
 // hookRunner owns the application's hooks and what follows from them: it turns each applied map
@@ -27,14 +28,18 @@ type hookRunner struct {
 	eventHooks atomic.Pointer[[]EventHook]
 
 	dispatch *dispatcher
-	// acks carries acknowledgements to Run.
-	acks chan ackReq
+	// current returns the map the node holds.
+	current func() *snapshot
+	// acks carries acknowledgements to run; mapped tells it that a new map was applied.
+	acks   chan ackReq
+	mapped chan struct{}
 	// stop is closed when the node stops: a hook finishing then acknowledges nothing.
 	stop chan struct{}
 }
 
-func newHookRunner(e *env, log *zap.Logger, self string, maxConcurrent int, lease func() clientv3.LeaseID) *hookRunner {
-	h := &hookRunner{env: e, log: log, self: self, lease: lease, acks: make(chan ackReq, 1024), stop: make(chan struct{})}
+func newHookRunner(e *env, log *zap.Logger, self string, maxConcurrent int, lease func() clientv3.LeaseID, current func() *snapshot) *hookRunner {
+	h := &hookRunner{env: e, log: log, self: self, lease: lease, current: current,
+		acks: make(chan ackReq, 1024), mapped: make(chan struct{}, 1), stop: make(chan struct{})}
 	h.dispatch = newDispatcher(log, maxConcurrent, h.deliver)
 	return h
 }
@@ -60,6 +65,10 @@ func addHook[T any](mu *sync.Mutex, p *atomic.Pointer[[]T], hook T) {
 func (h *hookRunner) schedule(old, s *snapshot, fire bool) {
 	if fire {
 		h.dispatch.enqueue(h.jobs(old, s))
+	}
+	select {
+	case h.mapped <- struct{}{}:
+	default:
 	}
 }
 
@@ -110,55 +119,121 @@ func (h *hookRunner) deliver(ev hookEvent) {
 	}
 }
 
-// maxAckBatch is the most acknowledgements written in one transaction: etcd's default limit of
-// operations per transaction is 128.
-const maxAckBatch = 128
-
 // ackReq is an acknowledgement to write.
 type ackReq struct {
 	partition int
 	since     uint64
 }
 
-// ack is the value of a handoff acknowledgement.
-type ack struct {
-	Since uint64 `json:"since"`
-}
+// Acknowledgements that finish within ackLinger of each other are written together, waiting
+// at most maxAckDelay after the first.
+const (
+	ackLinger   = 20 * time.Millisecond
+	maxAckDelay = 200 * time.Millisecond
+)
 
-// run writes handoff acknowledgements under the node's lease, batching those that are ready
-// together, until ctx ends.
+// run keeps this node's acknowledgement record (state.Acks under handoffs/<node-id>, attached to
+// the node's lease) until ctx ends: it adds the copies whose hooks returned, a batch at a time,
+// and drops the ones the map no longer waits for when a new map arrives. A failed write is
+// retried with backoff.
 func (h *hookRunner) run(ctx context.Context) {
+	acked := map[int]uint64{}
+	stored, dirty := false, false
+	retry := time.NewTimer(time.Hour)
+	defer retry.Stop()
+	backoff := 100 * time.Millisecond
 	for {
-		var batch []ackReq
 		select {
 		case <-ctx.Done():
 			return
 		case a := <-h.acks:
-			batch = append(batch, a)
+			acked[a.partition] = a.since
+			h.linger(ctx, acked)
+			dirty = true
+		case <-h.mapped:
+		case <-retry.C:
 		}
-	more:
-		for len(batch) < maxAckBatch {
-			select {
-			case a := <-h.acks:
-				batch = append(batch, a)
-			default:
-				break more
+		if h.prune(acked) {
+			dirty = true
+		}
+		if !dirty || !stored && len(acked) == 0 {
+			dirty = false
+			continue
+		}
+		if err := h.writeAcks(ctx, acked); err != nil {
+			if ctx.Err() != nil {
+				return
 			}
+			h.log.Warn("writing handoff acknowledgements failed; retrying", zap.Int("copies", len(acked)),
+				zap.Duration("backoff", backoff), zap.Error(err))
+			retry.Reset(backoff)
+			backoff = min(2*backoff, 5*time.Second)
+			continue
 		}
-		lease := h.lease()
-		ops := make([]clientv3.Op, 0, len(batch))
-		for _, a := range batch {
-			b, _ := json.Marshal(ack{Since: a.since})
-			ops = append(ops, clientv3.OpPut(h.env.schema.Handoff(a.partition, h.self), string(b), clientv3.WithLease(lease)))
-		}
-		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		_, err := h.env.client.Txn(wctx).Then(ops...).Commit()
-		cancel()
-		if err != nil && ctx.Err() == nil {
-			h.log.Warn("writing handoff acknowledgements failed; the leader asks again after HandoffTimeout",
-				zap.Int("count", len(batch)), zap.Error(err))
+		stored, dirty = len(acked) > 0, false
+		backoff = 100 * time.Millisecond
+	}
+}
+
+// linger adds to acked the acknowledgements that arrive within ackLinger of each other, for at
+// most maxAckDelay.
+func (h *hookRunner) linger(ctx context.Context, acked map[int]uint64) {
+	deadline := time.NewTimer(maxAckDelay)
+	defer deadline.Stop()
+	quiet := time.NewTimer(ackLinger)
+	defer quiet.Stop()
+	for {
+		select {
+		case a := <-h.acks:
+			acked[a.partition] = a.since
+			quiet.Reset(ackLinger)
+		case <-quiet.C:
+			return
+		case <-deadline.C:
+			return
+		case <-ctx.Done():
+			return
 		}
 	}
+}
+
+// prune drops the copies the map held no longer waits for (done, or asked again), and reports
+// whether it dropped any.
+func (h *hookRunner) prune(acked map[int]uint64) bool {
+	s := h.current()
+	if s == nil {
+		return false
+	}
+	dropped := false
+	for p, since := range acked {
+		if p >= len(s.raw.Partitions) {
+			delete(acked, p)
+			dropped = true
+			continue
+		}
+		if pd, ok := s.raw.Partitions[p].PendingFor(h.self); !ok || pd.Since != since {
+			delete(acked, p)
+			dropped = true
+		}
+	}
+	return dropped
+}
+
+// writeAcks writes the record of acked under the node's lease, or deletes it when it is empty.
+func (h *hookRunner) writeAcks(ctx context.Context, acked map[int]uint64) error {
+	key := h.env.schema.Handoff(h.self)
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if len(acked) == 0 {
+		_, err := h.env.client.Delete(wctx, key)
+		return err
+	}
+	b, err := state.EncodeAcks(h.self, acked)
+	if err != nil {
+		return err
+	}
+	_, err = h.env.client.Put(wctx, key, string(b), clientv3.WithLease(h.lease()))
+	return err
 }
 
 // close stops acknowledging, drops pending jobs and waits up to timeout for running hooks. It

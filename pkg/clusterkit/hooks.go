@@ -33,7 +33,7 @@ type hookEvent struct {
 // with the previous holders still live as sources.
 func diffHolders(old, next *snapshot) []hookEvent {
 	var events []hookEvent
-	for i := range next.raw.Partitions {
+	for i := range next.diffed(old) {
 		e := &next.raw.Partitions[i]
 		var before *state.Entry
 		if old != nil {

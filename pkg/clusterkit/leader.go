@@ -2,7 +2,6 @@ package clusterkit
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -44,7 +43,9 @@ type view struct {
 	// departed are nodes seen leaving on purpose since the last published map.
 	departed map[string]bool
 	acks     map[nextmap.Ack]uint64
-	cur      *state.Map
+	// acked lists the partitions of each node's acknowledgement record, as held in acks.
+	acked  map[string][]int
+	cur    *state.Map
 	curRev   int64 // ModRevision of the partitions key, 0 when there is no map
 
 	lastPublish time.Time
@@ -95,8 +96,20 @@ func (l *leader) lead(term *fence.Term) error {
 
 	haveNodes, haveAcks := false, false
 	dirty := true
+	// Acknowledgements arriving since the last map: they are published together once none has
+	// arrived for CoalesceWindow, every copy is done, or maxCompletionDelay has passed.
+	var firstAck, lastAck time.Time
 	for {
 		wake := l.wake(v)
+		now := time.Now()
+		if !firstAck.IsZero() && !dirty {
+			if nextmap.AllAcknowledged(v.cur, v.acks) || now.Sub(lastAck) >= l.env.opts.CoalesceWindow ||
+				now.Sub(firstAck) >= maxCompletionDelay {
+				dirty = true
+			} else {
+				wake = min(wake, lastAck.Add(l.env.opts.CoalesceWindow).Sub(now), firstAck.Add(maxCompletionDelay).Sub(now))
+			}
+		}
 		if dirty && haveNodes && haveAcks {
 			if wait := l.env.opts.CoalesceWindow - time.Since(v.lastPublish); wait > 0 {
 				wake = min(wake, wait)
@@ -112,27 +125,40 @@ func (l *leader) lead(term *fence.Term) error {
 					return l.leave(v, err)
 				}
 				dirty = false
+				firstAck, lastAck = time.Time{}, time.Time{}
 				wake = l.wake(v)
 			}
 		}
-		timer.Reset(wake)
+		timer.Reset(max(wake, time.Millisecond))
 		select {
 		case <-ctx.Done():
 			return l.leave(v, ctx.Err())
 		case <-timer.C:
-			dirty = true
+			dirty = dirty || nextmap.Wake(v.cur, l.env.opts.HandoffTimeout, l.env.opts.CrashGracePeriod, time.Now()) <= time.Millisecond
 		case u := <-updates:
 			if u.nodes {
 				l.applyNodes(v, u)
 				haveNodes = haveNodes || u.reset
+				dirty = true
 			} else {
 				l.applyAcks(v, u)
 				haveAcks = haveAcks || u.reset
+				if u.reset {
+					dirty = true
+				} else {
+					lastAck = time.Now()
+					if firstAck.IsZero() {
+						firstAck = lastAck
+					}
+				}
 			}
-			dirty = true
 		}
 	}
 }
+
+// maxCompletionDelay is how long finished copies may wait for others before the map that
+// routes to them is published.
+const maxCompletionDelay = time.Second
 
 // wake is how long until the next handoff deadline or grace-period end.
 func (l *leader) wake(v *view) time.Duration {
@@ -188,7 +214,8 @@ func (l *leader) decodeNode(key, value []byte) (string, state.Node, bool) {
 
 func (l *leader) applyAcks(v *view, u update) {
 	if u.reset {
-		v.acks = make(map[nextmap.Ack]uint64, len(u.kvs))
+		v.acks = map[nextmap.Ack]uint64{}
+		v.acked = map[string][]int{}
 		for _, kv := range u.kvs {
 			l.applyAck(v, kv.Key, kv.Value, false)
 		}
@@ -199,22 +226,33 @@ func (l *leader) applyAcks(v *view, u update) {
 	}
 }
 
+// applyAck replaces what the view holds of one node's acknowledgement record.
 func (l *leader) applyAck(v *view, key, value []byte, deleted bool) {
-	p, id, ok := l.env.schema.ParseHandoff(string(key))
+	id, ok := l.env.schema.HandoffNode(string(key))
 	if !ok {
 		return
 	}
-	k := nextmap.Ack{Partition: p, Node: id}
+	for _, p := range v.acked[id] {
+		delete(v.acks, nextmap.Ack{Partition: p, Node: id})
+	}
+	delete(v.acked, id)
 	if deleted {
-		delete(v.acks, k)
 		return
 	}
-	var a ack
-	if err := json.Unmarshal(value, &a); err != nil {
-		l.log.Error("ignoring unreadable handoff acknowledgement", zap.String("key", string(key)), zap.Error(err))
+	node, acked, err := state.DecodeAcks(value, l.env.config.PartitionCount)
+	if err == nil && node != id {
+		err = fmt.Errorf("record of node %q under the key of %q", node, id)
+	}
+	if err != nil {
+		l.log.Error("ignoring unreadable handoff acknowledgements", zap.String("key", string(key)), zap.Error(err))
 		return
 	}
-	v.acks[k] = a.Since
+	ps := make([]int, 0, len(acked))
+	for p, since := range acked {
+		v.acks[nextmap.Ack{Partition: p, Node: id}] = since
+		ps = append(ps, p)
+	}
+	v.acked[id] = ps
 }
 
 func (l *leader) readMap(ctx context.Context, v *view) error {
@@ -287,57 +325,30 @@ func (l *leader) publish(ctx context.Context, v *view, leaving bool) error {
 	v.cur, v.curRev = next, rev
 	v.lastPublish = time.Now()
 	clear(v.departed)
-	l.dropAcks(ctx, v)
 	return nil
 }
 
-// writeMap publishes m: chunks first (each guarded by the leader key), then the head in one
-// transaction guarded by the leader key and by the map's revision, deleting older chunks. It
-// returns the new revision of the partitions key.
+// writeMap publishes m as state.Encoded.Writes says: every transaction guarded by the leader
+// key, the head's also by the map's revision. It returns the new revision of the partitions key.
 func (l *leader) writeMap(ctx context.Context, v *view, m *state.Map) (int64, error) {
-	enc, err := state.Encode(m, maxMapValue)
+	enc, err := state.EncodeNext(v.cur, m, maxMapValue)
 	if err != nil {
 		return 0, err
 	}
-	s := l.env.schema
-	for i, c := range enc.Chunks {
-		if _, err := v.term.Txn(ctx, nil, clientv3.OpPut(s.Chunk(m.Epoch, i), string(c))); err != nil {
-			return 0, fmt.Errorf("write map chunk %d: %w", i, err)
+	before, head := enc.Writes(l.env.schema, m.Epoch, maxMapValue)
+	for _, op := range before {
+		if _, err := v.term.Txn(ctx, nil, op); err != nil {
+			return 0, fmt.Errorf("write map epoch %d: %w", m.Epoch, err)
 		}
 	}
-	key := s.Partitions()
-	resp, err := v.term.Txn(ctx,
-		[]clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(key), "=", v.curRev)},
-		clientv3.OpPut(key, string(enc.Head)),
-		clientv3.OpDelete(s.AllChunksPrefix(), clientv3.WithRange(s.ChunksPrefix(m.Epoch))),
-	)
+	key := l.env.schema.Partitions()
+	resp, err := v.term.Txn(ctx, []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(key), "=", v.curRev)}, head...)
 	if err != nil {
 		return 0, fmt.Errorf("write map: %w", err)
 	}
 	if !resp.Succeeded {
 		return 0, errMapChanged
 	}
+	l.env.metrics.observeMapWrite(enc)
 	return resp.Header.Revision, nil
-}
-
-// dropAcks deletes the acknowledgements the current map no longer waits for, in batches.
-// Failing to delete them is harmless (see nextmap.Stale).
-func (l *leader) dropAcks(ctx context.Context, v *view) {
-	var ops []clientv3.Op
-	flush := func() {
-		if len(ops) == 0 {
-			return
-		}
-		if _, err := v.term.Txn(ctx, nil, ops...); err != nil {
-			l.log.Debug("dropping handoff acknowledgements failed", zap.Error(err))
-		}
-		ops = ops[:0]
-	}
-	for _, k := range nextmap.Stale(v.cur, v.acks) {
-		ops = append(ops, clientv3.OpDelete(l.env.schema.Handoff(k.Partition, k.Node)))
-		if len(ops) == 100 {
-			flush()
-		}
-	}
-	flush()
 }

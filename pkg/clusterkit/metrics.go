@@ -17,6 +17,8 @@ type metrics struct {
 	handoffRetries   prometheus.Counter
 	rebalanceSeconds prometheus.Histogram
 	fenced           prometheus.Gauge
+	mapWriteBytes    *prometheus.CounterVec
+	etcd             etcdSizeMetrics
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -33,9 +35,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Time to compute and publish a partition map.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
 		fenced: prometheus.NewGauge(prometheus.GaugeOpts{Name: "clusterkit_self_fenced",
 			Help: "1 while the node could not renew its lease in time and claims no primary role."}),
+		mapWriteBytes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "clusterkit_map_write_bytes_total",
+			Help: "Bytes of partition maps this node wrote to etcd as leader, by part: head, checkpoint or delta."}, []string{"part"}),
+		etcd: newEtcdSizeMetrics(),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.epoch, m.handoffsPending, m.handoffsOverdue, m.handoffRetries, m.rebalanceSeconds, m.fenced} {
+		for _, c := range append([]prometheus.Collector{m.epoch, m.handoffsPending, m.handoffsOverdue, m.handoffRetries, m.rebalanceSeconds, m.fenced, m.mapWriteBytes}, m.etcd.collectors()...) {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}
@@ -60,4 +65,14 @@ func (m *metrics) observePublish(next *state.Map, took time.Duration) {
 	}
 	m.handoffsPending.Set(float64(pending))
 	m.handoffsOverdue.Set(float64(overdue))
+}
+
+func (m *metrics) observeMapWrite(enc state.Encoded) {
+	m.mapWriteBytes.WithLabelValues("head").Add(float64(len(enc.Head)))
+	for _, c := range enc.Chunks {
+		m.mapWriteBytes.WithLabelValues("checkpoint").Add(float64(len(c)))
+	}
+	for _, d := range enc.Deltas {
+		m.mapWriteBytes.WithLabelValues("delta").Add(float64(len(d)))
+	}
 }

@@ -1,6 +1,7 @@
 package clusterkit
 
 import (
+	"iter"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -29,6 +30,10 @@ type snapshot struct {
 	nodeIDs []string
 	// raw is the decoded stored map, kept to diff against the next one.
 	raw *state.Map
+	// changed lists the partitions that differ from the snapshot of epoch since, the one this
+	// snapshot was built from; nil when it was built whole (any partition may differ).
+	since   uint64
+	changed []int
 
 	// enc is the /cluster body of this map, built on first request.
 	encOnce sync.Once
@@ -37,54 +42,123 @@ type snapshot struct {
 
 // newSnapshot builds the lookup structures of a validated map.
 func newSnapshot(m *state.Map, revision int64) *snapshot {
+	return nextSnapshot(nil, m, revision, nil)
+}
+
+// nextSnapshot builds the snapshot of a validated map m. With old, the snapshot of the map m was
+// read against, and changed, the partitions that differ from it (follow.Update), it copies the
+// fixed-size per-partition arrays of old and rebuilds only the changed partitions and those
+// held by a node whose record changed; otherwise it builds every partition.
+func nextSnapshot(old *snapshot, m *state.Map, revision int64, changed []int) *snapshot {
+	n := len(m.Partitions)
+	incremental := old != nil && changed != nil && len(old.partitions) == n
 	s := &snapshot{
-		epoch:      m.Epoch,
-		leader:     m.Leader,
-		updatedAt:  m.UpdatedAt,
-		revision:   revision,
-		partitions: make([]Partition, len(m.Partitions)),
-		mod:        partition.NewModulo(len(m.Partitions)),
-		holders:    make([][]Node, len(m.Partitions)),
-		primaries:  make([]*Node, len(m.Partitions)),
-		nodes:      make(map[string]*Node, len(m.Nodes)),
-		raw:        m,
+		epoch:     m.Epoch,
+		leader:    m.Leader,
+		updatedAt: m.UpdatedAt,
+		revision:  revision,
+		mod:       partition.NewModulo(n),
+		nodes:     make(map[string]*Node, len(m.Nodes)),
+		raw:       m,
 	}
+	var renamed []string // nodes whose record changed or went away
 	for id, rec := range m.Nodes {
+		if incremental {
+			if prev, ok := old.raw.Nodes[id]; ok && prev.Equal(rec) {
+				s.nodes[id] = old.nodes[id]
+				s.nodeIDs = append(s.nodeIDs, id)
+				continue
+			}
+		}
 		n := nodeFromRecord(rec)
 		s.nodes[id] = &n
 		s.nodeIDs = append(s.nodeIDs, id)
 	}
 	slices.Sort(s.nodeIDs)
-	ids := partitionIDs(len(m.Partitions))
-	// One backing array for every holder slice keeps the map compact.
-	total := 0
-	for i := range m.Partitions {
-		total += len(m.Partitions[i].Holders)
+	ids := partitionIDs(n)
+	if !incremental {
+		s.partitions = make([]Partition, n)
+		s.holders = make([][]Node, n)
+		s.primaries = make([]*Node, n)
+		// One backing array for every holder slice keeps the map compact.
+		total := 0
+		for i := range m.Partitions {
+			total += len(m.Partitions[i].Holders)
+		}
+		backing := make([]Node, 0, total)
+		for i := range m.Partitions {
+			backing = s.build(i, ids[i], backing)
+		}
+		return s
 	}
-	backing := make([]Node, 0, total)
-	for i := range m.Partitions {
-		e := &m.Partitions[i]
-		start := len(backing)
-		for _, id := range e.Holders {
-			backing = append(backing, *s.nodes[id])
+	for id, rec := range old.raw.Nodes {
+		if now, ok := m.Nodes[id]; !ok || !now.Equal(rec) {
+			renamed = append(renamed, id)
 		}
-		hs := backing[start:len(backing):len(backing)]
-		s.holders[i] = hs
-		s.primaries[i] = &hs[0]
-		p := Partition{
-			ID:           ids[i],
-			PrimaryNode:  e.Holders[0],
-			ReplicaNodes: e.Holders[1:len(e.Holders):len(e.Holders)],
-			PrimaryEpoch: e.PrimaryEpoch,
-			Epoch:        m.Epoch,
-			index:        i,
+	}
+	if len(renamed) > 0 {
+		for i := range old.raw.Partitions {
+			if slices.ContainsFunc(old.raw.Partitions[i].Holders, func(h string) bool { return slices.Contains(renamed, h) }) {
+				changed = append(changed, i)
+			}
 		}
-		for _, pd := range e.Pending {
-			p.PendingNodes = append(p.PendingNodes, pd.Node)
-		}
-		s.partitions[i] = p
+		changed = slices.Compact(slices.Sorted(slices.Values(changed)))
+	}
+	s.since, s.changed = old.epoch, changed
+	s.partitions = slices.Clone(old.partitions)
+	s.holders = slices.Clone(old.holders)
+	s.primaries = slices.Clone(old.primaries)
+	for i := range s.partitions {
+		s.partitions[i].Epoch = m.Epoch
+	}
+	for _, i := range changed {
+		s.build(i, ids[i], nil)
 	}
 	return s
+}
+
+// build sets partition i from the map's entry, appending its holders to backing (or to a slice
+// of their own when backing is nil), and returns backing.
+func (s *snapshot) build(i int, id string, backing []Node) []Node {
+	e := &s.raw.Partitions[i]
+	if backing == nil {
+		backing = make([]Node, 0, len(e.Holders))
+	}
+	start := len(backing)
+	for _, h := range e.Holders {
+		backing = append(backing, *s.nodes[h])
+	}
+	hs := backing[start:len(backing):len(backing)]
+	s.holders[i] = hs
+	s.primaries[i] = &hs[0]
+	p := Partition{
+		ID:           id,
+		PrimaryNode:  e.Holders[0],
+		ReplicaNodes: e.Holders[1:len(e.Holders):len(e.Holders)],
+		PrimaryEpoch: e.PrimaryEpoch,
+		Epoch:        s.epoch,
+		index:        i,
+	}
+	for _, pd := range e.Pending {
+		p.PendingNodes = append(p.PendingNodes, pd.Node)
+	}
+	s.partitions[i] = p
+	return backing
+}
+
+// diffed returns the partitions that may differ between old and s: s.changed when s was built
+// from old, every partition otherwise.
+func (s *snapshot) diffed(old *snapshot) iter.Seq[int] {
+	if old != nil && s.changed != nil && s.since == old.epoch {
+		return slices.Values(s.changed)
+	}
+	return func(yield func(int) bool) {
+		for i := range s.raw.Partitions {
+			if !yield(i) {
+				return
+			}
+		}
+	}
 }
 
 // idCache holds "partition-<i>" for every index up to the largest partition count seen, so that

@@ -36,18 +36,29 @@ func TestLargeMapInChunks(t *testing.T) {
 	}
 	c.Add("node-4")
 	c.WaitConverged(60 * time.Second)
-	// Only the current epoch's chunks remain.
-	resp, err := c.Etcd().Get(context.Background(), keys.New(c.Name()).AllChunksPrefix(), clientv3.WithPrefix())
+	// Only the current checkpoint's chunks and the deltas since remain.
+	r, err = state.ReadMap(context.Background(), c.Etcd(), keys.New(c.Name()), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ck := anyNode(c)
-	epoch := ck.Epoch()
+	resp, err := c.Etcd().Get(context.Background(), keys.New(c.Name()).AllChunksPrefix(), clientv3.WithPrefix(), clientv3.WithKeysOnly())
+	if err != nil {
+		t.Fatal(err)
+	}
+	deltas := 0
 	for _, kv := range resp.Kvs {
-		if want := keys.New(c.Name()).ChunksPrefix(epoch); string(kv.Key[:len(want)]) != want {
-			t.Fatalf("stale chunk %s left behind (epoch %d)", kv.Key, epoch)
+		k, ok := keys.New(c.Name()).ParseMapKey(string(kv.Key))
+		switch {
+		case !ok || k.Epoch < r.Map.Checkpoint || k.Epoch > r.Map.Epoch || k.Delta == (k.Epoch == r.Map.Checkpoint):
+			t.Fatalf("stale key %s left behind (checkpoint %d, epoch %d)", kv.Key, r.Map.Checkpoint, r.Map.Epoch)
+		case k.Delta:
+			deltas++
 		}
 	}
+	if r.Map.Epoch > r.Map.Checkpoint && deltas == 0 {
+		t.Fatalf("epoch %d after checkpoint %d has no delta", r.Map.Epoch, r.Map.Checkpoint)
+	}
+	ck := anyNode(c)
 	p, err := ck.GetPartition("user:123")
 	if err != nil || ck.GetPrimary(p) == nil || len(ck.GetNodes(p)) != 3 {
 		t.Fatalf("lookup in the large map: %v", err)

@@ -2,10 +2,10 @@ package clustertest
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -74,33 +74,45 @@ func New(tb testing.TB, base clusterkit.Options) *Cluster {
 	c.check = &checker{inv: newInvariants(cmpOr(base.ReplicationFactor, clusterkit.DefaultReplicationFactor))}
 	ctx, stop := context.WithCancel(context.Background())
 	c.stop = stop
-	f := &follow.Map{Client: c.etcd.Client, Schema: c.schema, Log: zap.NewNop(), Apply: func(m *state.Map, rev int64) {
-		c.check.feed(m, c.ackedAt(ctx, rev))
+	f := &follow.Map{Client: c.etcd.Client, Schema: c.schema, Log: zap.NewNop(), Apply: func(u follow.Update) {
+		c.check.feed(u.Map, c.ackedAt(ctx, u.Revision))
 	}}
-	c.wg.Go(func() { f.Run(ctx, 0) })
+	c.wg.Go(func() { f.Run(ctx, 0, nil) })
 	tb.Cleanup(c.cleanup)
 	return c
 }
 
 // ackedAt reads acknowledgements as etcd held them at revision rev, the revision a map was
-// written at: the leader deletes the ones it used only after that write. A read that fails (the
+// written at: a node drops the copies it acknowledged from its record only once it holds a map
+// that no longer waits for them. Each node's record is read once per map. A read that fails (the
 // revision compacted, the test ending) counts as acknowledged: the checker reports only what it
 // saw.
 func (c *Cluster) ackedAt(ctx context.Context, rev int64) acked {
+	records := map[string]map[int]uint64{}
+	failed := map[string]bool{}
 	return func(p int, node string, since uint64) bool {
-		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		defer cancel()
-		resp, err := c.etcd.Client.Get(rctx, c.schema.Handoff(p, node), clientv3.WithRev(rev))
-		if err != nil {
+		if _, ok := records[node]; !ok && !failed[node] {
+			rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			resp, err := c.etcd.Client.Get(rctx, c.schema.Handoff(node), clientv3.WithRev(rev))
+			cancel()
+			switch {
+			case err != nil:
+				failed[node] = true
+			case len(resp.Kvs) == 0:
+				records[node] = nil
+			default:
+				_, a, err := state.DecodeAcks(resp.Kvs[0].Value, math.MaxInt)
+				if err != nil {
+					c.tb.Errorf("unreadable acknowledgement record of %s: %v", node, err)
+				}
+				records[node] = a
+			}
+		}
+		if failed[node] {
 			return true
 		}
-		if len(resp.Kvs) == 0 {
-			return false
-		}
-		var a struct {
-			Since uint64 `json:"since"`
-		}
-		return json.Unmarshal(resp.Kvs[0].Value, &a) == nil && a.Since == since
+		s, ok := records[node][p]
+		return ok && s == since
 	}
 }
 

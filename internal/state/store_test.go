@@ -1,0 +1,205 @@
+package state_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"slices"
+	"testing"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/clusterkit-go/clusterkit/internal/etcdtest"
+	"github.com/clusterkit-go/clusterkit/internal/keys"
+	"github.com/clusterkit-go/clusterkit/internal/state"
+)
+
+func TestMain(m *testing.M) { os.Exit(etcdtest.RunWithoutLeaks(m)) }
+
+// store writes maps as the leader does (state.Encoded.Writes), without the leader's guards.
+type store struct {
+	t        *testing.T
+	c        *clientv3.Client
+	s        keys.Schema
+	maxValue int
+	cur      *state.Map
+	written  int
+}
+
+func (st *store) publish(next *state.Map) state.Encoded {
+	st.t.Helper()
+	enc, err := state.EncodeNext(st.cur, next, st.maxValue)
+	if err != nil {
+		st.t.Fatal(err)
+	}
+	before, head := enc.Writes(st.s, next.Epoch, st.maxValue)
+	ctx := context.Background()
+	for _, op := range before {
+		if _, err := st.c.Txn(ctx).Then(op).Commit(); err != nil {
+			st.t.Fatal(err)
+		}
+	}
+	if _, err := st.c.Txn(ctx).Then(head...).Commit(); err != nil {
+		st.t.Fatal(err)
+	}
+	st.written = len(enc.Head)
+	for _, b := range append(slices.Clone(enc.Chunks), enc.Deltas...) {
+		st.written += len(b)
+	}
+	st.cur = next
+	return enc
+}
+
+func testMap(partitions int) *state.Map {
+	m := &state.Map{Epoch: 1, Leader: "n0", Nodes: map[string]state.Node{}}
+	for i := range 6 {
+		id := fmt.Sprintf("n%d", i)
+		m.Nodes[id] = state.Node{ID: id, IP: "127.0.0.1:1"}
+	}
+	for p := range partitions {
+		m.Partitions = append(m.Partitions, state.Entry{Holders: []string{fmt.Sprintf("n%d", p%6), fmt.Sprintf("n%d", (p+1)%6)}, PrimaryEpoch: 1})
+	}
+	return m
+}
+
+// mutate returns the map after m with k random partitions changed, and their indices.
+func mutate(rng *rand.Rand, m *state.Map, k int) (*state.Map, []int) {
+	next := *m
+	next.Epoch++
+	next.Partitions = slices.Clone(m.Partitions)
+	var changed []int
+	for _, p := range rng.Perm(len(m.Partitions))[:k] {
+		a, b := rng.IntN(6), rng.IntN(5)
+		if b >= a {
+			b++
+		}
+		next.Partitions[p] = state.Entry{Holders: []string{fmt.Sprintf("n%d", a), fmt.Sprintf("n%d", b)}, PrimaryEpoch: next.Epoch}
+		if !next.Partitions[p].Equal(&m.Partitions[p]) {
+			changed = append(changed, p)
+		}
+	}
+	slices.Sort(changed)
+	return &next, changed
+}
+
+func same(t *testing.T, what string, got, want *state.Map) {
+	t.Helper()
+	if got.Epoch != want.Epoch || !got.SamePlacement(want) {
+		t.Fatalf("%s: epoch %d differs from the map written (epoch %d)", what, got.Epoch, want.Epoch)
+	}
+}
+
+// Over many epochs of small and large changes, a whole read and a read against the map before
+// both give exactly the map written; the incremental read names exactly the partitions that
+// changed; checkpoints roll over and leave no older chunk or delta behind; and a small change
+// writes a small fraction of the map.
+func TestStoredMapFollowsChanges(t *testing.T) {
+	srv := etcdtest.Start(t)
+	ctx := context.Background()
+	const partitions = 600
+	st := &store{t: t, c: srv.Client, s: keys.New("t"), maxValue: 4000}
+	rng := rand.New(rand.NewPCG(1, 2))
+	m := testMap(partitions)
+	first := st.publish(m)
+	if !first.Checkpoint() || m.Chunks < 5 {
+		t.Fatalf("the first map: checkpoint %v in %d chunks", first.Checkpoint(), m.Chunks)
+	}
+	full := st.written
+	held := m // what an incremental reader holds
+	checkpoints, smallest := 0, 1.0
+	for range 60 {
+		k := 1 + rng.IntN(6)
+		if rng.IntN(8) == 0 {
+			k = 200 + rng.IntN(400)
+		}
+		next, changed := mutate(rng, st.cur, k)
+		enc := st.publish(next)
+		if enc.Checkpoint() {
+			checkpoints++
+		} else if k < 7 {
+			smallest = min(smallest, float64(st.written)/float64(full))
+			if frac := float64(st.written) / float64(full); frac > 0.1 {
+				t.Fatalf("%d partitions changed: %d bytes written, %.0f%% of the whole map", k, st.written, 100*frac)
+			}
+		}
+		r, err := state.ReadMap(ctx, srv.Client, st.s, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		same(t, "whole read", r.Map, next)
+
+		resp, err := srv.Client.Get(ctx, st.s.Partitions())
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, err := state.DecodeHead(resp.Kvs[0].Value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := state.ReadNext(ctx, srv.Client, st.s, h, resp.Header.Revision, held)
+		if err != nil {
+			t.Fatal(err)
+		}
+		same(t, "incremental read", h, next)
+		if enc.Checkpoint() {
+			if got != nil {
+				t.Fatalf("a read across a new checkpoint names changes %v", got)
+			}
+		} else if !slices.Equal(got, changed) {
+			t.Fatalf("changed %v, want %v", got, changed)
+		}
+		held = h
+
+		// Nothing older than the checkpoint stays in etcd.
+		all, err := srv.Client.Get(ctx, st.s.AllChunksPrefix(), clientv3.WithPrefix(), clientv3.WithKeysOnly())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, kv := range all.Kvs {
+			if k, ok := st.s.ParseMapKey(string(kv.Key)); !ok || k.Epoch < next.Checkpoint {
+				t.Fatalf("key %s left behind (checkpoint %d)", kv.Key, next.Checkpoint)
+			}
+		}
+	}
+	if checkpoints == 0 || checkpoints > 20 {
+		t.Fatalf("%d checkpoints in 60 epochs", checkpoints)
+	}
+	t.Logf("%d checkpoints; a change of a few partitions wrote at least %.1f%% of the whole map", checkpoints, 100*smallest)
+}
+
+// A reader never assembles a map with a part missing: a lost delta or chunk is ErrCorrupt.
+func TestStoredMapMissingPartsAreCorrupt(t *testing.T) {
+	srv := etcdtest.Start(t)
+	ctx := context.Background()
+	st := &store{t: t, c: srv.Client, s: keys.New("t"), maxValue: 4000}
+	rng := rand.New(rand.NewPCG(3, 4))
+	st.publish(testMap(600))
+	base := st.cur
+	for range 3 {
+		next, _ := mutate(rng, st.cur, 3)
+		st.publish(next)
+	}
+	if _, err := srv.Client.Delete(ctx, st.s.Delta(base.Epoch+2, 0)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := state.ReadMap(ctx, srv.Client, st.s, 0); !errors.Is(err, state.ErrCorrupt) {
+		t.Fatalf("a map with a delta missing read: %v", err)
+	}
+	resp, err := srv.Client.Get(ctx, st.s.Partitions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, _ := state.DecodeHead(resp.Kvs[0].Value)
+	if _, err := state.ReadNext(ctx, srv.Client, st.s, h, resp.Header.Revision, base); !errors.Is(err, state.ErrCorrupt) {
+		t.Fatalf("an incremental read with a delta missing: %v", err)
+	}
+	if _, err := srv.Client.Delete(ctx, st.s.Chunk(base.Epoch, 1)); err != nil {
+		t.Fatal(err)
+	}
+	h, _ = state.DecodeHead(resp.Kvs[0].Value)
+	if _, err := state.ReadNext(ctx, srv.Client, st.s, h, 0, nil); !errors.Is(err, state.ErrCorrupt) {
+		t.Fatalf("a map with a chunk missing read: %v", err)
+	}
+}
