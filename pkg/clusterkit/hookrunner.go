@@ -2,7 +2,7 @@ package clusterkit
 
 import (
 	"context"
-		"sync"
+	"sync"
 	"sync/atomic"
 	"time"
 

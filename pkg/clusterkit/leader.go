@@ -46,7 +46,7 @@ type view struct {
 	// acked lists the partitions of each node's acknowledgement record, as held in acks.
 	acked  map[string][]int
 	cur    *state.Map
-	curRev   int64 // ModRevision of the partitions key, 0 when there is no map
+	curRev int64 // ModRevision of the partitions key, 0 when there is no map
 
 	lastPublish time.Time
 }
