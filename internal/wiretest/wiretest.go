@@ -31,6 +31,22 @@ type ClusterState struct {
 	Handoffs []Handoff `json:"handoffs"`
 }
 
+// MapDelta is the body of GET /cluster/map.
+type MapDelta struct {
+	ID             string          `json:"id"`
+	Name           string          `json:"name"`
+	Epoch          uint64          `json:"epoch"`
+	Since          uint64          `json:"since"`
+	Full           bool            `json:"full"`
+	Leader         string          `json:"leader"`
+	UpdatedAt      time.Time       `json:"updated_at"`
+	Nodes          map[string]Node `json:"nodes"`
+	PartitionCount int             `json:"partition_count"`
+	HashConfig     HashConfig      `json:"hash_config"`
+	// Partitions are the partitions that changed since Since (all of them when Full).
+	Partitions []Partition `json:"partitions"`
+}
+
 // Cause is why a map was published.
 type Cause struct {
 	Reason string   `json:"reason"`
@@ -106,6 +122,12 @@ type Claims struct {
 func (c *Cluster) UnmarshalJSON(b []byte) error {
 	type plain Cluster
 	return strict(b, (*plain)(c))
+}
+
+// UnmarshalJSON decodes GET /cluster/map strictly.
+func (d *MapDelta) UnmarshalJSON(b []byte) error {
+	type plain MapDelta
+	return strict(b, (*plain)(d))
 }
 
 // UnmarshalJSON decodes GET /cluster/join strictly.

@@ -31,6 +31,19 @@ func TestStrict(t *testing.T) {
 			t.Errorf("%s renamed %s: decoded without an error", bad.old, bad.new)
 		}
 	}
+	const delta = `{"id":"c1","name":"default","epoch":8,"since":7,"full":false,"leader":"a","updated_at":"2025-01-02T03:04:05Z",` +
+		`"nodes":{"a":{"id":"a","ip":"127.0.0.1:1"}},"partition_count":4,"hash_config":{"algorithm":"md5","modulo":4,"format":"partition-%d"},` +
+		`"partitions":[{"id":"partition-2","primary_node":"a","replica_nodes":[],"primary_epoch":8,"epoch":8}]}`
+	var d MapDelta
+	if err := json.Unmarshal([]byte(delta), &d); err != nil {
+		t.Fatal(err)
+	}
+	if d.Since != 7 || d.PartitionCount != 4 || len(d.Partitions) != 1 || d.Partitions[0].PrimaryEpoch != 8 {
+		t.Fatalf("decoded %+v", d)
+	}
+	if err := json.Unmarshal([]byte(strings.Replace(delta, `"since"`, `"base"`, 1)), &d); err == nil {
+		t.Error("map delta with since renamed base: decoded without an error")
+	}
 	var h Health
 	if err := json.Unmarshal([]byte(`{"status":"ok","uptime":"1s"}`), &h); err == nil {
 		t.Error("health with an undeclared field: decoded without an error")

@@ -26,6 +26,11 @@ const (
 	fenceCheckEvery = time.Second
 )
 
+// maxLongPolls bounds the long polls (GET /cluster and GET /cluster/map with wait) that wait on
+// one node at once; one more is answered 503, so that its client asks another node. Each one
+// holds a goroutine and a connection; a client holds one. A variable for the tests.
+var maxLongPolls int64 = 4096
+
 func newHTTPServer(h http.Handler) *http.Server {
 	return &http.Server{
 		Handler:           h,
@@ -48,6 +53,10 @@ type encodedCluster struct {
 //	GET /cluster       the cluster's nodes and partition map, with an ETag derived from the epoch;
 //	                   with ?wait=30s and If-None-Match: <tag>, a long poll that answers as soon as
 //	                   the node holds another map (200), or 304 after the wait (at most 60s)
+//	GET /cluster/map   ?since=<epoch>: the partitions that changed since the map of that epoch,
+//	                   with the node table; every partition ("full") when since is 0 or a map the
+//	                   node no longer keeps; 304 when the map is still that one, after the
+//	                   ?wait= long poll of GET /cluster
 //	GET /cluster/join  the etcd endpoints and cluster name, for nodes started with JoinAddr
 //	GET /health        200 when the node is registered and holds a map, 503 otherwise
 //	GET /cluster/claims the partitions this node claims to lead right now, with their primary
@@ -58,6 +67,7 @@ type encodedCluster struct {
 func (ck *ClusterKit) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/cluster", ck.handleCluster)
+	mux.HandleFunc("/cluster/map", ck.handleClusterMap)
 	mux.HandleFunc("/cluster/join", ck.handleJoin)
 	mux.HandleFunc("/health", ck.handleHealth)
 	mux.HandleFunc("/cluster/claims", ck.handleClaims)
@@ -104,13 +114,13 @@ func (ck *ClusterKit) handleCluster(w http.ResponseWriter, r *http.Request) {
 	enc := s.encoded(ck)
 	match := r.Header.Get("If-None-Match")
 	if wait > 0 && match != "" && etagMatches(match, enc.etag) {
-		next, code, msg := ck.waitNewMap(w, r, changed, enc.etag, wait)
+		next, code, msg := ck.waitNewMap(w, r, changed, s.epoch, wait)
 		if code != 0 {
 			writeError(w, code, msg)
 			return
 		}
 		if next != nil {
-			enc, match = next, ""
+			enc, match = next.encoded(ck), ""
 		}
 	}
 	w.Header().Set("ETag", enc.etag)
@@ -127,8 +137,8 @@ func (ck *ClusterKit) handleCluster(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// parseWait parses the wait parameter of GET /cluster: a Go duration ("30s"), capped at
-// maxClusterWait; "" is no wait.
+// parseWait parses the wait parameter of GET /cluster and /cluster/map: a Go duration
+// ("30s"), capped at maxClusterWait; "" is no wait.
 func parseWait(v string) (time.Duration, error) {
 	if v == "" {
 		return 0, nil
@@ -140,11 +150,16 @@ func parseWait(v string) (time.Duration, error) {
 	return min(d, maxClusterWait), nil
 }
 
-// waitNewMap is the long poll of GET /cluster?wait=: it blocks until the node holds a map
-// whose tag differs from etag (and returns it), wait passes or the client goes away (nil), or
-// the node stops or fences itself (an error status: its map may then be stale, so the client
-// should ask another node).
-func (ck *ClusterKit) waitNewMap(w http.ResponseWriter, r *http.Request, changed <-chan struct{}, etag string, wait time.Duration) (*encodedCluster, int, string) {
+// waitNewMap is the long poll of GET /cluster and /cluster/map with wait: it blocks until the
+// node holds a map of an epoch above after (and returns it), wait passes or the client goes
+// away (nil), or the node stops or fences itself (an error status: its map may then be stale,
+// so the client should ask another node). When maxLongPolls already wait, it answers 503 at once.
+func (ck *ClusterKit) waitNewMap(w http.ResponseWriter, r *http.Request, changed <-chan struct{}, after uint64, wait time.Duration) (*snapshot, int, string) {
+	if ck.api.polls.Add(1) > maxLongPolls {
+		ck.api.polls.Add(-1)
+		return nil, http.StatusServiceUnavailable, "too many long polls wait on this node: ask another"
+	}
+	defer ck.api.polls.Add(-1)
 	// The server's WriteTimeout counts from the request: extend it past the wait. A writer
 	// that cannot (the handler mounted on another server) keeps that server's timeout.
 	http.NewResponseController(w).SetWriteDeadline(time.Now().Add(wait + writeTimeout))
@@ -161,8 +176,8 @@ func (ck *ClusterKit) waitNewMap(w http.ResponseWriter, r *http.Request, changed
 		select {
 		case <-changed:
 			changed = ck.maps.changes()
-			if enc := ck.maps.snapshot().encoded(ck); enc.etag != etag {
-				return enc, 0, ""
+			if s := ck.maps.snapshot(); s.epoch > after {
+				return s, 0, ""
 			}
 		case <-timer.C:
 			return nil, 0, ""
@@ -227,11 +242,16 @@ func (s *snapshot) encoded(ck *ClusterKit) *encodedCluster {
 		if err != nil {
 			b, _ = json.Marshal(wire.Error{Error: err.Error()})
 		}
-		// The cluster ID makes the tag differ between two clusters (or a recreated one) at the
-		// same epoch; the epoch makes every published map differ.
-		s.enc = &encodedCluster{body: append(b, '\n'), etag: fmt.Sprintf(`"%s-%d"`, ck.env.config.ClusterID, s.epoch)}
+		s.enc = &encodedCluster{body: append(b, '\n'), etag: mapETag(ck.env.config.ClusterID, s.epoch)}
 	})
 	return s.enc
+}
+
+// mapETag is the ETag of the map of epoch in GET /cluster and /cluster/map. The cluster ID makes
+// the tag differ between two clusters (or a recreated one) at the same epoch; the epoch makes
+// every published map differ.
+func mapETag(clusterID string, epoch uint64) string {
+	return fmt.Sprintf(`"%s-%d"`, clusterID, epoch)
 }
 
 func (ck *ClusterKit) handleJoin(w http.ResponseWriter, r *http.Request) {

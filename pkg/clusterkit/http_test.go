@@ -2,6 +2,9 @@ package clusterkit
 
 import (
 	"encoding/json"
+	"reflect"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -69,5 +72,77 @@ func TestHTTPTypesMarshalAsWire(t *testing.T) {
 		if string(ours) != string(theirs) {
 			t.Errorf("%s: %s, wire %s", tt.name, ours, theirs)
 		}
+	}
+}
+
+// A GET /cluster/map answer lists a partition when what GET /cluster shows of it differs from
+// the base map: holders and their order, primary epoch, pending nodes. What only the leader
+// uses (targets, times and attempts of copies) does not count; without a base, every partition
+// is listed, in the shape and with the values of GET /cluster.
+func TestHTTPMapDelta(t *testing.T) {
+	at := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
+	pending := func(node string, attempt int) []state.Pending {
+		return []state.Pending{{Node: node, Since: 6, Started: at.Add(time.Duration(attempt) * time.Second), Attempt: attempt}}
+	}
+	base := state.Entry{Holders: []string{"a", "b"}, PrimaryEpoch: 3, Pending: pending("c", 1)}
+	tests := []struct {
+		name   string
+		edit   func(e *state.Entry)
+		listed bool
+	}{
+		{"unchanged", func(e *state.Entry) {}, false},
+		{"replicas reordered", func(e *state.Entry) { e.Holders = []string{"b", "a"} }, true},
+		{"holder added", func(e *state.Entry) { e.Holders = []string{"a", "b", "c"}; e.Pending = nil }, true},
+		{"primary epoch", func(e *state.Entry) { e.PrimaryEpoch = 8 }, true},
+		{"pending done", func(e *state.Entry) { e.Pending = nil }, true},
+		{"another pending node", func(e *state.Entry) { e.Pending = pending("d", 1) }, true},
+		{"copy retried", func(e *state.Entry) { e.Pending = pending("c", 2) }, false},
+		{"target set", func(e *state.Entry) { e.Target = []string{"a", "c"} }, false},
+	}
+	nodes := map[string]state.Node{"a": {ID: "a", IP: "127.0.0.1:1"}, "b": {ID: "b", IP: "127.0.0.1:2"}, "c": {ID: "c", IP: "127.0.0.1:3"}, "d": {ID: "d", IP: "127.0.0.1:4"}}
+	ck := &ClusterKit{env: &env{
+		clusterName: "default",
+		config:      state.Config{ClusterID: "c1", Hash: state.HashConfig{Algorithm: state.HashMD5, Modulo: 2, Format: partition.Format}},
+	}}
+	// Partition 0 stays as it is; partition 1 gets the edit.
+	mapOf := func(epoch uint64, second state.Entry) *snapshot {
+		first := state.Entry{Holders: []string{"b", "a"}, PrimaryEpoch: 2}
+		return newSnapshot(&state.Map{Epoch: epoch, Leader: "a", UpdatedAt: at, Nodes: nodes, Partitions: state.Entries{first, second}}, 1)
+	}
+	old := mapOf(7, base)
+	for _, tt := range tests {
+		e := base
+		e.Pending = slices.Clone(base.Pending)
+		tt.edit(&e)
+		d := delta(ck, old, mapOf(8, e))
+		if d.Full || d.Since != 7 || d.Epoch != 8 || d.PartitionCount != 2 || len(d.Nodes) != 4 || d.ID != "c1" {
+			t.Fatalf("%s: head %+v", tt.name, d)
+		}
+		if got := len(d.Partitions) == 1 && d.Partitions[0].ID == "partition-1"; got != tt.listed || len(d.Partitions) > 1 {
+			t.Errorf("%s: listed %v, want partition-1 listed %v", tt.name, d.Partitions, tt.listed)
+		}
+	}
+
+	// Without a base: every partition, as GET /cluster shows it.
+	cur := mapOf(8, base)
+	d := delta(ck, nil, cur)
+	var full wire.Cluster
+	if err := json.Unmarshal(cur.encoded(ck).body, &full); err != nil {
+		t.Fatal(err)
+	}
+	if !d.Full || d.Since != 0 || len(d.Partitions) != 2 || d.Partitions == nil {
+		t.Fatalf("full answer %+v", d)
+	}
+	for _, p := range d.Partitions {
+		if want := full.Cluster.PartitionMap[p.ID]; !reflect.DeepEqual(p, want) {
+			t.Errorf("%s: %+v, GET /cluster has %+v", p.ID, p, want)
+		}
+	}
+	if !reflect.DeepEqual(d.Nodes, full.Cluster.Nodes) {
+		t.Errorf("nodes %v, GET /cluster has %v", d.Nodes, full.Cluster.Nodes)
+	}
+	// Nothing changed: an empty list, never null.
+	if b, _ := json.Marshal(delta(ck, old, mapOf(9, base))); !strings.Contains(string(b), `"partitions":[]`) {
+		t.Errorf("an answer without changes: %s", b)
 	}
 }

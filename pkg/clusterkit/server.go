@@ -6,18 +6,25 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
 )
 
 // apiServer owns the listener and the HTTP server of the node's API (the handlers are in
-// http.go). listen binds before the node registers, so that the advertised address is known;
-// serve runs on a goroutine of the node's WaitGroup; close shuts the server down by a deadline.
+// http.go and mapdelta.go), and what the handlers share between requests. listen binds before
+// the node registers, so that the advertised address is known; serve runs on a goroutine of the
+// node's WaitGroup; close shuts the server down by a deadline.
 type apiServer struct {
 	log      *zap.Logger
 	listener net.Listener
 	server   *http.Server
+
+	// polls counts the long polls waiting (waitNewMap), to bound them.
+	polls atomic.Int64
+	// answers are the last GET /cluster/map bodies.
+	answers mapAnswers
 }
 
 func (a *apiServer) listen(addr string, h http.Handler) error {

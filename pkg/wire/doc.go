@@ -1,9 +1,11 @@
 // Package wire declares the JSON documents of a ClusterKit node's HTTP API, for Go programs that
-// read them. The node writes its answers with these types and pkg/client reads GET /cluster with
-// them.
+// read them. The node writes its answers with these types and pkg/client reads GET /cluster and
+// GET /cluster/map with them.
 //
 //	GET /cluster         Cluster: the nodes, the partition map and its epoch, handoffs in
 //	                     progress, and how keys map to partitions (HashConfig)
+//	GET /cluster/map     MapDelta: the partitions that changed since a given epoch (or all),
+//	                     with the nodes; what pkg/client follows the map with
 //	GET /cluster/join    JoinInfo: what a node started with JoinAddr needs
 //	GET /cluster/claims  Claims: the partitions the node claims to lead, with their primary epochs
 //	GET /health          Health

@@ -31,6 +31,36 @@ type ClusterState struct {
 	Handoffs []Handoff `json:"handoffs"`
 }
 
+// MapDelta is the body of GET /cluster/map?since=<epoch>: the map the answering node holds, as
+// the partitions that changed since the map of epoch Since, or whole when Full is set. A reader
+// holding the map of epoch Since (of the cluster ID) builds the new map by replacing the listed
+// partitions of its own and keeping the others; with Full it replaces every partition.
+type MapDelta struct {
+	// ID identifies the cluster: a reader applies a delta only to a map of the same cluster.
+	ID string `json:"id"`
+	// Name is the cluster's name.
+	Name string `json:"name"`
+	// Epoch is the epoch of the map the answer describes.
+	Epoch uint64 `json:"epoch"`
+	// Since is the epoch the answer is relative to: the since parameter, or 0 when Full.
+	Since uint64 `json:"since"`
+	// Full is true when Partitions holds every partition: since was 0, or a map the node no
+	// longer keeps (or never had).
+	Full      bool      `json:"full"`
+	Leader    string    `json:"leader"`
+	UpdatedAt time.Time `json:"updated_at"`
+	// Nodes are the live nodes of the map, all of them, by ID.
+	Nodes map[string]Node `json:"nodes"`
+	// PartitionCount is the number of partitions of the map, listed or not.
+	PartitionCount int `json:"partition_count"`
+	// HashConfig says how keys map to partitions, as in GET /cluster.
+	HashConfig HashConfig `json:"hash_config"`
+	// Partitions are the partitions whose primary, replicas, pending nodes or primary epoch
+	// differ from the map of epoch Since (every partition when Full), in index order, in the
+	// shape of GET /cluster's partition_map. Never null.
+	Partitions []Partition `json:"partitions"`
+}
+
 // Node is a member of the cluster, with the JSON of clusterkit.Node.
 type Node struct {
 	// ID is the node's unique name.

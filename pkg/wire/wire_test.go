@@ -39,6 +39,17 @@ func TestJSON(t *testing.T) {
 			`"hash_config":{"algorithm":"md5","modulo":1,"format":"partition-%d"}}`},
 		{"empty cluster", wire.Cluster{},
 			`{"cluster":{"id":"","name":"","epoch":0,"leader":"","updated_at":"0001-01-01T00:00:00Z","cause":{"reason":""},"nodes":null,"partition_map":null,"handoffs":null},"hash_config":{"algorithm":"","modulo":0,"format":""}}`},
+		{"map delta", wire.MapDelta{
+			ID: "c1", Name: "default", Epoch: 8, Since: 7, Leader: "a", UpdatedAt: at,
+			Nodes:          map[string]wire.Node{"a": {ID: "a", IP: "127.0.0.1:1"}},
+			PartitionCount: 4,
+			HashConfig:     wire.HashConfig{Algorithm: "md5", Modulo: 4, Format: "partition-%d"},
+			Partitions:     []wire.Partition{{ID: "partition-2", PrimaryNode: "a", ReplicaNodes: []string{}, PrimaryEpoch: 8, Epoch: 8}},
+		}, `{"id":"c1","name":"default","epoch":8,"since":7,"full":false,"leader":"a","updated_at":"2025-01-02T03:04:05Z",` +
+			`"nodes":{"a":{"id":"a","ip":"127.0.0.1:1"}},"partition_count":4,"hash_config":{"algorithm":"md5","modulo":4,"format":"partition-%d"},` +
+			`"partitions":[{"id":"partition-2","primary_node":"a","replica_nodes":[],"primary_epoch":8,"epoch":8}]}`},
+		{"empty map delta", wire.MapDelta{},
+			`{"id":"","name":"","epoch":0,"since":0,"full":false,"leader":"","updated_at":"0001-01-01T00:00:00Z","nodes":null,"partition_count":0,"hash_config":{"algorithm":"","modulo":0,"format":""},"partitions":null}`},
 		{"empty handoff", wire.Handoff{},
 			`{"partition":"","node":"","from":null,"since_epoch":0,"started":"0001-01-01T00:00:00Z","attempt":0,"age":"","overdue":false}`},
 		{"join", wire.JoinInfo{ClusterName: "default", ClusterID: "c1", EtcdEndpoints: []string{"http://127.0.0.1:2379"}, PartitionCount: 64, ReplicationFactor: 3},

@@ -1,0 +1,188 @@
+package clusterkit
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"sync"
+
+	"github.com/clusterkit-go/clusterkit/internal/state"
+	"github.com/clusterkit-go/clusterkit/pkg/wire"
+)
+
+// keptAnswers is how many GET /cluster/map bodies a node keeps: after a new map, the clients
+// that held the previous one all ask for the same body, and a few lag behind.
+const keptAnswers = 4
+
+// handleClusterMap answers GET /cluster/map?since=<epoch>[&wait=<duration>]: the map the node
+// holds as the partitions that changed since the map of epoch since (wire.MapDelta), or every
+// partition (full) when since is 0 or a map the node does not keep. When the node's map is
+// still the one of epoch since, it answers 304, after waiting for a newer map as GET /cluster
+// does when wait is given; a since above the node's epoch (a node behind its client) waits
+// too, and is answered in full if the wait passes first.
+func (ck *ClusterKit) handleClusterMap(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	since, err := parseSince(q.Get("since"))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	wait, err := parseWait(q.Get("wait"))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	// The channel before the snapshot, as in handleCluster.
+	changed := ck.maps.changes()
+	s := ck.maps.snapshot()
+	if s == nil {
+		writeError(w, http.StatusServiceUnavailable, "no partition map yet")
+		return
+	}
+	if wait > 0 && since >= s.epoch {
+		next, code, msg := ck.waitNewMap(w, r, changed, since, wait)
+		if code != 0 {
+			writeError(w, code, msg)
+			return
+		}
+		if next == nil {
+			// A node behind its client may have caught up meanwhile, to since or not.
+			next = ck.maps.snapshot()
+		}
+		s = next
+	}
+	w.Header().Set("ETag", mapETag(ck.env.config.ClusterID, s.epoch))
+	w.Header().Set("Cache-Control", "no-cache")
+	if since == s.epoch {
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	var base *snapshot
+	if since != 0 && since < s.epoch {
+		base = ck.maps.at(since)
+	}
+	body := ck.api.answers.get(base, s, func() []byte { return ck.encodeDelta(base, s) })
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(http.StatusOK)
+	if r.Method == http.MethodGet {
+		w.Write(body)
+	}
+}
+
+// parseSince parses the since parameter of GET /cluster/map: a map epoch; "" is 0, the whole map.
+func parseSince(v string) (uint64, error) {
+	if v == "" {
+		return 0, nil
+	}
+	e, err := strconv.ParseUint(v, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("parameter since=%q: want the epoch of the map the client holds (a number; 0 for the whole map)", v)
+	}
+	return e, nil
+}
+
+// encodeDelta returns the GET /cluster/map body of s relative to base, or of every partition
+// when base is nil.
+func (ck *ClusterKit) encodeDelta(base, s *snapshot) []byte {
+	b, err := json.Marshal(delta(ck, base, s))
+	if err != nil {
+		b, _ = json.Marshal(wire.Error{Error: err.Error()})
+	}
+	return append(b, '\n')
+}
+
+// delta is the GET /cluster/map document of s relative to base (every partition when base is
+// nil): one comparison of stored entries per partition, and only the partitions that differ
+// are converted.
+func delta(ck *ClusterKit, base, s *snapshot) wire.MapDelta {
+	if base != nil && len(base.raw.Partitions) != len(s.raw.Partitions) {
+		base = nil
+	}
+	d := wire.MapDelta{
+		ID:             ck.env.config.ClusterID,
+		Name:           ck.env.clusterName,
+		Epoch:          s.epoch,
+		Full:           base == nil,
+		Leader:         s.leader,
+		UpdatedAt:      s.updatedAt,
+		Nodes:          make(map[string]wire.Node, len(s.nodes)),
+		PartitionCount: len(s.partitions),
+		HashConfig:     ck.env.config.Hash,
+		Partitions:     []wire.Partition{},
+	}
+	if base != nil {
+		d.Since = base.epoch
+	}
+	for id, n := range s.nodes {
+		d.Nodes[id] = wire.Node(*n)
+	}
+	for i := range s.raw.Partitions {
+		if base != nil && sameEntry(&base.raw.Partitions[i], &s.raw.Partitions[i]) {
+			continue
+		}
+		p := &s.partitions[i]
+		d.Partitions = append(d.Partitions, wire.Partition{
+			ID: p.ID, PrimaryNode: p.PrimaryNode, ReplicaNodes: p.ReplicaNodes,
+			PrimaryEpoch: p.PrimaryEpoch, Epoch: s.epoch, PendingNodes: p.PendingNodes,
+		})
+	}
+	return d
+}
+
+// sameEntry reports whether a and b look the same in GET /cluster: the same holders in order,
+// primary epoch and pending nodes. What only the leader uses (targets, the times and attempts
+// of copies) is not compared.
+func sameEntry(a, b *state.Entry) bool {
+	if a.PrimaryEpoch != b.PrimaryEpoch || !slices.Equal(a.Holders, b.Holders) || len(a.Pending) != len(b.Pending) {
+		return false
+	}
+	for i := range a.Pending {
+		if a.Pending[i].Node != b.Pending[i].Node {
+			return false
+		}
+	}
+	return true
+}
+
+// mapAnswers keeps the last GET /cluster/map bodies, so that the clients long-polling a node,
+// which all ask for the same change when a map arrives, get one body built once.
+type mapAnswers struct {
+	mu   sync.Mutex
+	kept [keptAnswers]*mapAnswer
+	next int
+}
+
+// mapAnswer is the body of the map of epoch relative to since (0: the whole map).
+type mapAnswer struct {
+	since, epoch uint64
+	once         sync.Once
+	body         []byte
+}
+
+// get returns the body of s relative to base (nil: the whole map), built by build the first
+// time it is asked for.
+func (a *mapAnswers) get(base, s *snapshot, build func() []byte) []byte {
+	var since uint64
+	if base != nil {
+		since = base.epoch
+	}
+	a.mu.Lock()
+	var ans *mapAnswer
+	for _, k := range a.kept {
+		if k != nil && k.since == since && k.epoch == s.epoch {
+			ans = k
+			break
+		}
+	}
+	if ans == nil {
+		ans = &mapAnswer{since: since, epoch: s.epoch}
+		a.kept[a.next] = ans
+		a.next = (a.next + 1) % keptAnswers
+	}
+	a.mu.Unlock()
+	ans.once.Do(func() { ans.body = build() })
+	return ans.body
+}
