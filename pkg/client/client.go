@@ -23,7 +23,7 @@ import (
 const DefaultClusterName = "default"
 
 const (
-	// pollWait is how long one GET /cluster long poll waits for a new map.
+	// pollWait is how long one long poll waits for a new map.
 	pollWait = 20 * time.Second
 	// pollSlack is added to pollWait to bound the whole request: a node that hangs without
 	// closing its connections (paused, cut off) holds the poll up for at most their sum.
@@ -43,7 +43,8 @@ const (
 // Config says where a Client learns the cluster's topology. Set Seeds or Etcd, not both.
 type Config struct {
 	// Seeds are host:port addresses of any nodes' ClusterKit HTTP API. The client reads the map
-	// from the first that answers, then keeps it fresh with long polls of GET /cluster, moving
+	// from the first that answers (GET /cluster), then keeps it fresh with long polls of
+	// GET /cluster/map, which send only what changed (GET /cluster on nodes without it), moving
 	// over the seeds and the nodes it learned when one is down.
 	Seeds []string
 	// Etcd, instead of Seeds, reads and watches the map in the cluster's etcd directly. The

@@ -3,8 +3,8 @@
 // nodes' hash, and runs operations on the primary with immediate fallback to the replicas.
 //
 // It does not import pkg/clusterkit: a client binary carries no etcd server, only (in etcd mode)
-// the etcd client it is given. It reads GET /cluster with the types of pkg/wire, the ones the
-// nodes write it with.
+// the etcd client it is given. It reads GET /cluster and GET /cluster/map with the types of
+// pkg/wire, the ones the nodes write them with.
 //
 // Quick start:
 //
@@ -17,10 +17,13 @@
 //	})
 //
 // Where the map comes from. With Seeds, New reads GET /cluster from the first seed that
-// answers; a goroutine of the client then long-polls GET /cluster?wait=20s with the map's ETag
-// on one node, which answers as soon as it holds a newer map. When that node fails, the poll
-// moves at once to the next seed or to another node of the map, with a bounded backoff once
-// every address has failed. With Etcd, the client reads the map from the cluster's etcd prefix
+// answers; a goroutine of the client then long-polls GET /cluster/map?since=<epoch>&wait=20s on
+// one node, which answers as soon as it holds a newer map, with only the partitions that
+// changed since the client's epoch (and the node table); the client copies its map and replaces
+// those. A node that answers 404 there (an older version) is long-polled with
+// GET /cluster?wait=20s and the map's ETag instead, and answers the whole map. When that node
+// fails, the poll moves at once to the next seed or to another node of the map, with a bounded
+// backoff once every address has failed. With Etcd, the client reads the map from the cluster's etcd prefix
 // and watches it, as the nodes themselves do. In both modes a new map reaches the client as
 // soon as the node it follows (or etcd) has it: one HTTP answer or one watch event later, with
 // no polling period.

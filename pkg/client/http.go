@@ -22,8 +22,12 @@ const maxClusterBody = 64 << 20
 // staleAnswerPause is how long the poll pauses after an answer that brought no newer map.
 const staleAnswerPause = time.Second
 
-// errNotModified is a 304: the node's map is still the one named by the tag sent.
+// errNotModified is a 304: the node's map is still the one named by the tag or epoch sent.
 var errNotModified = errors.New("not modified")
+
+// errNoMapEndpoint is a 404 for GET /cluster/map: a node of a version without it, to be asked
+// GET /cluster instead.
+var errNoMapEndpoint = errors.New("the node does not serve GET /cluster/map")
 
 // fetch GETs the map of the node at addr. With a tag and a wait it is a long poll: it returns
 // errNotModified when the node's map is still that one after the wait.
@@ -72,6 +76,49 @@ func (c *Client) fetch(ctx context.Context, addr, tag string, wait time.Duration
 	return t, nil
 }
 
+// fetchDelta long-polls GET /cluster/map on the node at addr for what changed since the map the
+// client holds, and builds the new map from it (see fromDelta). It returns errNotModified when
+// the node's map is still the client's after the wait, and errNoMapEndpoint when the node does
+// not serve GET /cluster/map.
+func (c *Client) fetchDelta(ctx context.Context, addr string, wait time.Duration) (*topology, error) {
+	held := c.topo.Load()
+	url := fmt.Sprintf("http://%s/cluster/map?since=%d&wait=%s", addr, held.epoch, wait)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.httpc.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxClusterBody))
+	if err != nil {
+		return nil, fmt.Errorf("GET %s: %w", url, err)
+	}
+	switch resp.StatusCode {
+	case http.StatusOK:
+	case http.StatusNotModified:
+		return nil, errNotModified
+	case http.StatusNotFound:
+		return nil, errNoMapEndpoint
+	default:
+		return nil, fmt.Errorf("GET %s: %s: %s", url, resp.Status, strings.TrimSpace(string(body)))
+	}
+	var d wire.MapDelta
+	if err := json.Unmarshal(body, &d); err != nil {
+		return nil, fmt.Errorf("GET %s: not a ClusterKit node: %v", url, err)
+	}
+	if d.ID != held.clusterID {
+		return nil, fmt.Errorf("GET %s: the node belongs to another cluster (id %q, this client follows %s)", url, d.ID, held.clusterID)
+	}
+	t, err := fromDelta(held, &d, resp.Header.Get("ETag"))
+	if err != nil {
+		return nil, fmt.Errorf("GET %s: %w", url, err)
+	}
+	return t, nil
+}
+
 // firstHTTPRead reads the map from the seeds, in order, round after round until one answers or
 // ctx ends. It returns the address that answered.
 func (c *Client) firstHTTPRead(ctx context.Context) (string, error) {
@@ -109,10 +156,15 @@ func (c *Client) firstHTTPRead(ctx context.Context) (string, error) {
 	}
 }
 
-// followHTTP keeps the map fresh until ctx ends: it long-polls one node at a time, and moves to
-// the next seed or learned node when that one fails, with a backoff once all have failed.
+// followHTTP keeps the map fresh until ctx ends: it long-polls one node at a time for what
+// changed since the map it holds (GET /cluster/map), and moves to the next seed or learned node
+// when that one fails, with a backoff once all have failed. A node that does not serve
+// GET /cluster/map is long-polled with GET /cluster and the map's tag instead.
 func (c *Client) followHTTP(ctx context.Context, addr string) {
 	tag := c.topo.Load().etag
+	// plain is set while addr is a node without GET /cluster/map (an older version), until the
+	// poll moves to another node: a node upgraded meanwhile is asked again then.
+	plain := false
 	failures := 0
 	backoff := minBackoff
 	for ctx.Err() == nil {
@@ -120,7 +172,17 @@ func (c *Client) followHTTP(ctx context.Context, addr string) {
 		c.pollMu.Lock()
 		c.pollAddr, c.pollCancel = addr, cancel
 		c.pollMu.Unlock()
-		t, err := c.fetch(pctx, addr, tag, c.wait)
+		var t *topology
+		var err error
+		if !plain {
+			if t, err = c.fetchDelta(pctx, addr, c.wait); errors.Is(err, errNoMapEndpoint) {
+				c.log.Debug("node does not serve GET /cluster/map, polling GET /cluster", zap.String("addr", addr))
+				plain, tag = true, c.topo.Load().etag
+			}
+		}
+		if plain {
+			t, err = c.fetch(pctx, addr, tag, c.wait)
+		}
 		c.pollMu.Lock()
 		c.pollAddr, c.pollCancel = "", nil
 		c.pollMu.Unlock()
@@ -134,9 +196,11 @@ func (c *Client) followHTTP(ctx context.Context, addr string) {
 			continue
 		case err == nil:
 			failures, backoff = 0, minBackoff
-			// A node behind the client answers with an older map, which is not applied; its
-			// own tag is polled next, so that it answers only when it changes. A node that
-			// ignores the long poll answers at once every time: the pause bounds that loop.
+			// A node behind the client answers with an older map, which is not applied: in
+			// GET /cluster/map it waits until it has a newer one than the client's before it
+			// answers; in GET /cluster its own tag is polled next, so that it answers only when
+			// it changes. A node that ignores the long poll answers at once every time: the
+			// pause bounds that loop.
 			tag = t.etag
 			if !c.apply(t) {
 				select {
@@ -149,7 +213,7 @@ func (c *Client) followHTTP(ctx context.Context, addr string) {
 		candidates := c.candidates()
 		c.log.Debug("topology poll failed, moving on", zap.String("addr", addr), zap.Error(err))
 		addr = next(candidates, addr)
-		tag = c.topo.Load().etag
+		tag, plain = c.topo.Load().etag, false
 		if failures++; failures < len(candidates) {
 			continue
 		}

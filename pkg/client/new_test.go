@@ -35,6 +35,21 @@ func servedMap(epoch uint64, hash state.HashConfig, partitions int) []byte {
 	return b
 }
 
+// servedDelta is the full GET /cluster/map answer of the map servedMap gives.
+func servedDelta(epoch uint64, hash state.HashConfig, partitions int) []byte {
+	var ps []map[string]any
+	for i := 0; i < partitions; i++ {
+		ps = append(ps, map[string]any{"id": partition.ID(i), "primary_node": "a", "replica_nodes": []string{"b"}, "primary_epoch": epoch})
+	}
+	b, _ := json.Marshal(map[string]any{
+		"id": "c1", "name": "default", "epoch": epoch, "since": 0, "full": true, "partition_count": partitions,
+		"nodes":       map[string]any{"a": map[string]string{"id": "a", "ip": "127.0.0.1:1"}, "b": map[string]string{"id": "b", "ip": "127.0.0.1:2"}},
+		"hash_config": map[string]any{"algorithm": hash.Algorithm, "modulo": hash.Modulo, "format": hash.Format},
+		"partitions":  ps,
+	})
+	return b
+}
+
 func serve(t *testing.T, body []byte) string {
 	t.Helper()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -92,12 +92,33 @@ func checkHash(h wire.HashConfig, partitions int) error {
 // newTopology checks a map (every partition has holders, every holder is a known node with an
 // address, no node twice) and builds its routes. The caller has checked the hash.
 func newTopology(clusterID, clusterName string, epoch uint64, nodes map[string]Node, entries []entry) (*topology, error) {
+	t, err := topologyHead(clusterID, clusterName, epoch, nodes, len(entries))
+	if err != nil {
+		return nil, err
+	}
+	t.routes = make([]Route, len(entries))
+	total := 0
+	for _, e := range entries {
+		total += len(e.holders) + len(e.pending)
+	}
+	// One backing array for every route keeps the snapshot compact.
+	backing := make([]Node, 0, total)
+	for i, e := range entries {
+		if t.routes[i], backing, err = newRoute(i, partition.ID(i), epoch, e, nodes, backing); err != nil {
+			return nil, err
+		}
+	}
+	return t, nil
+}
+
+// topologyHead returns a topology of partitions partitions without routes, with its node table
+// checked (every node listed under its ID, with an address) and sorted.
+func topologyHead(clusterID, clusterName string, epoch uint64, nodes map[string]Node, partitions int) (*topology, error) {
 	t := &topology{
 		clusterID:   clusterID,
 		clusterName: clusterName,
 		epoch:       epoch,
-		mod:         partition.NewModulo(len(entries)),
-		routes:      make([]Route, len(entries)),
+		mod:         partition.NewModulo(partitions),
 	}
 	for id, n := range nodes {
 		if n.ID != id || n.Addr == "" {
@@ -106,44 +127,42 @@ func newTopology(clusterID, clusterName string, epoch uint64, nodes map[string]N
 		t.nodes = append(t.nodes, n)
 	}
 	slices.SortFunc(t.nodes, func(a, b Node) int { return strings.Compare(a.ID, b.ID) })
-	total := 0
-	for _, e := range entries {
-		total += len(e.holders) + len(e.pending)
-	}
-	// One backing array for every route keeps the snapshot compact.
-	backing := make([]Node, 0, total)
-	for i, e := range entries {
-		if len(e.holders) == 0 {
-			return nil, fmt.Errorf("map epoch %d: %s has no holder", epoch, partition.ID(i))
-		}
-		start := len(backing)
-		for j, id := range e.holders {
-			n, ok := nodes[id]
-			if !ok || slices.Contains(e.holders[:j], id) {
-				return nil, fmt.Errorf("map epoch %d: %s holder %q is unknown or listed twice", epoch, partition.ID(i), id)
-			}
-			backing = append(backing, n)
-		}
-		held := len(backing)
-		for _, id := range e.pending {
-			n, ok := nodes[id]
-			if !ok || slices.Contains(e.holders, id) {
-				return nil, fmt.Errorf("map epoch %d: %s pending node %q is unknown or a holder", epoch, partition.ID(i), id)
-			}
-			backing = append(backing, n)
-		}
-		t.routes[i] = Route{
-			Partition:    partition.ID(i),
-			Index:        i,
-			Epoch:        epoch,
-			PrimaryEpoch: e.primaryEpoch,
-			Nodes:        backing[start:held:held],
-		}
-		if held < len(backing) {
-			t.routes[i].Pending = backing[held:len(backing):len(backing)]
-		}
-	}
 	return t, nil
+}
+
+// newRoute checks partition i's entry against nodes and returns its route, whose nodes are
+// appended to backing (returned grown).
+func newRoute(i int, id string, epoch uint64, e entry, nodes map[string]Node, backing []Node) (Route, []Node, error) {
+	if len(e.holders) == 0 {
+		return Route{}, nil, fmt.Errorf("map epoch %d: %s has no holder", epoch, id)
+	}
+	start := len(backing)
+	for j, h := range e.holders {
+		n, ok := nodes[h]
+		if !ok || slices.Contains(e.holders[:j], h) {
+			return Route{}, nil, fmt.Errorf("map epoch %d: %s holder %q is unknown or listed twice", epoch, id, h)
+		}
+		backing = append(backing, n)
+	}
+	held := len(backing)
+	for _, p := range e.pending {
+		n, ok := nodes[p]
+		if !ok || slices.Contains(e.holders, p) {
+			return Route{}, nil, fmt.Errorf("map epoch %d: %s pending node %q is unknown or a holder", epoch, id, p)
+		}
+		backing = append(backing, n)
+	}
+	r := Route{
+		Partition:    id,
+		Index:        i,
+		Epoch:        epoch,
+		PrimaryEpoch: e.primaryEpoch,
+		Nodes:        backing[start:held:held],
+	}
+	if held < len(backing) {
+		r.Pending = backing[held:len(backing):len(backing)]
+	}
+	return r, backing, nil
 }
 
 // fromStateMap builds the topology of a map read from etcd.
@@ -188,7 +207,7 @@ func fromCluster(d *wire.Cluster, etag string) (*topology, error) {
 		if !ok {
 			return nil, fmt.Errorf("map epoch %d lacks %s", c.Epoch, partition.ID(i))
 		}
-		entries[i] = entry{holders: append([]string{p.PrimaryNode}, p.ReplicaNodes...), pending: p.PendingNodes, primaryEpoch: p.PrimaryEpoch}
+		entries[i] = entryOf(&p)
 	}
 	t, err := newTopology(c.ID, c.Name, c.Epoch, nodes, entries)
 	if err != nil {
@@ -196,4 +215,127 @@ func fromCluster(d *wire.Cluster, etag string) (*topology, error) {
 	}
 	t.etag = etag
 	return t, nil
+}
+
+// entryOf is the entry of a partition as GET /cluster and /cluster/map list it.
+func entryOf(p *wire.Partition) entry {
+	return entry{holders: append([]string{p.PrimaryNode}, p.ReplicaNodes...), pending: p.PendingNodes, primaryEpoch: p.PrimaryEpoch}
+}
+
+// fromDelta builds the topology a GET /cluster/map answer d, served with etag, describes. A full
+// answer is built as a GET /cluster answer is. Any other must be relative to held, the map the
+// client holds: the routes of held are copied, and only the partitions d lists (and those that
+// name a node whose record changed) are built again, each on a backing array of its own so
+// that no route keeps an older map's array alive.
+func fromDelta(held *topology, d *wire.MapDelta, etag string) (*topology, error) {
+	if d.ID == "" || d.Epoch == 0 {
+		return nil, fmt.Errorf("not a ClusterKit map: cluster id %q, epoch %d", d.ID, d.Epoch)
+	}
+	if err := checkHash(d.HashConfig, d.PartitionCount); err != nil {
+		return nil, err
+	}
+	nodes := make(map[string]Node, len(d.Nodes))
+	for id, n := range d.Nodes {
+		nodes[id] = Node{ID: n.ID, Addr: n.IP, Zone: n.Zone, Metadata: n.Metadata}
+	}
+	count := d.PartitionCount
+	if d.Full {
+		entries := make([]entry, count)
+		listed := 0
+		for _, p := range d.Partitions {
+			i, err := partition.Parse(p.ID, count)
+			if err != nil || len(entries[i].holders) > 0 {
+				return nil, fmt.Errorf("map epoch %d: partition %q is not one of %d or is listed twice", d.Epoch, p.ID, count)
+			}
+			entries[i] = entryOf(&p)
+			listed++
+		}
+		if listed != count {
+			return nil, fmt.Errorf("map epoch %d: %d of %d partitions listed in a full answer", d.Epoch, listed, count)
+		}
+		t, err := newTopology(d.ID, d.Name, d.Epoch, nodes, entries)
+		if err != nil {
+			return nil, err
+		}
+		t.etag = etag
+		return t, nil
+	}
+	switch {
+	case d.Since != held.epoch || d.Epoch <= d.Since:
+		return nil, fmt.Errorf("map epoch %d: the answer is relative to epoch %d, the client holds %d", d.Epoch, d.Since, held.epoch)
+	case count != len(held.routes):
+		return nil, fmt.Errorf("map epoch %d: %d partitions, the client's map has %d", d.Epoch, count, len(held.routes))
+	}
+	t, err := topologyHead(d.ID, d.Name, d.Epoch, nodes, count)
+	if err != nil {
+		return nil, err
+	}
+	t.etag = etag
+	t.routes = slices.Clone(held.routes)
+	for i := range t.routes {
+		t.routes[i].Epoch = d.Epoch
+	}
+	listed := make([]int, 0, len(d.Partitions))
+	for _, p := range d.Partitions {
+		i, err := partition.Parse(p.ID, count)
+		if err != nil || (len(listed) > 0 && i <= listed[len(listed)-1]) {
+			return nil, fmt.Errorf("map epoch %d: partition %q is not one of %d or out of index order", d.Epoch, p.ID, count)
+		}
+		e := entryOf(&p)
+		if t.routes[i], _, err = newRoute(i, held.routes[i].Partition, d.Epoch, e, nodes, make([]Node, 0, len(e.holders)+len(e.pending))); err != nil {
+			return nil, err
+		}
+		listed = append(listed, i)
+	}
+	// The routes the answer does not list still carry the held node records: build again those
+	// that name a node whose record changed (a node that went away must have been listed).
+	var changed []string
+	for _, n := range held.nodes {
+		if m, ok := nodes[n.ID]; !ok || !sameNode(n, m) {
+			changed = append(changed, n.ID)
+		}
+	}
+	if len(changed) == 0 {
+		return t, nil
+	}
+	next := 0
+	for i := range t.routes {
+		if next < len(listed) && listed[next] == i {
+			next++
+			continue
+		}
+		r := &t.routes[i]
+		if !names(r.Nodes, changed) && !names(r.Pending, changed) {
+			continue
+		}
+		e := entry{holders: ids(r.Nodes), pending: ids(r.Pending), primaryEpoch: r.PrimaryEpoch}
+		if *r, _, err = newRoute(i, r.Partition, d.Epoch, e, nodes, make([]Node, 0, len(e.holders)+len(e.pending))); err != nil {
+			return nil, fmt.Errorf("%w (not listed as changed since epoch %d)", err, d.Since)
+		}
+	}
+	return t, nil
+}
+
+// sameNode reports whether a and b are the same record.
+func sameNode(a, b Node) bool {
+	return a.ID == b.ID && a.Addr == b.Addr && a.Zone == b.Zone && maps.Equal(a.Metadata, b.Metadata)
+}
+
+// names reports whether any of ns has one of the IDs.
+func names(ns []Node, ids []string) bool {
+	for _, n := range ns {
+		if slices.Contains(ids, n.ID) {
+			return true
+		}
+	}
+	return false
+}
+
+// ids returns the IDs of ns.
+func ids(ns []Node) []string {
+	out := make([]string, len(ns))
+	for i, n := range ns {
+		out[i] = n.ID
+	}
+	return out
 }
