@@ -136,6 +136,14 @@ func TestClusterMapSince(t *testing.T) {
 		}
 	}
 
+	// A since above the node's epoch with a wait (a node behind its client): the node waits for
+	// a newer map than the client's, and answers in full once the wait has passed.
+	began := time.Now()
+	future := fmt.Sprintf("since=%d&wait=300ms", after.Cluster.Epoch+1000)
+	if d := getMap(addr, future, 5*time.Second).delta(t); !d.Full || d.Epoch != after.Cluster.Epoch || time.Since(began) < 300*time.Millisecond {
+		t.Errorf("?%s: full %v at epoch %d after %v", future, d.Full, d.Epoch, time.Since(began))
+	}
+
 	// Bad parameters: 400, naming the parameter.
 	for _, q := range []string{"since=soon", "since=-1", "since=1.5", "since=3&wait=soon", "since=3&wait=-1s"} {
 		name := "since"
@@ -154,7 +162,7 @@ func TestClusterMapSince(t *testing.T) {
 	if a := getMap(addr, now, 5*time.Second); a.err != nil || a.code != http.StatusNotModified {
 		t.Fatalf("?%s: %d %s %v", now, a.code, a.body, a.err)
 	}
-	began := time.Now()
+	began = time.Now()
 	if a := getMap(addr, now+"&wait=300ms", 5*time.Second); a.err != nil || a.code != http.StatusNotModified {
 		t.Fatalf("?%s&wait=300ms: %d %s %v", now, a.code, a.body, a.err)
 	}
