@@ -29,15 +29,26 @@ type Server struct {
 // needs to survive a machine crash.
 func Start(tb testing.TB) *Server {
 	tb.Helper()
+	return StartWith(tb, nil)
+}
+
+// StartWith is Start with the member's configuration changed by edit, if not nil (a small quota,
+// a longer compaction retention).
+func StartWith(tb testing.TB, edit func(*embed.Config)) *Server {
+	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	m, err := embed.Start(ctx, embed.Config{
+	cfg := embed.Config{
 		Name:          "test",
 		Dir:           tb.TempDir(),
 		ClientAddr:    "127.0.0.1:0",
 		PeerAddr:      "127.0.0.1:0",
 		UnsafeNoFsync: true,
-	})
+	}
+	if edit != nil {
+		edit(&cfg)
+	}
+	m, err := embed.Start(ctx, cfg)
 	if err != nil {
 		tb.Fatalf("start etcd: %v", err)
 	}

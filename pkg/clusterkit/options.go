@@ -158,6 +158,9 @@ type Options struct {
 	// embeddedHeartbeat is the embedded etcd's raft heartbeat (election timeout: 10 times it);
 	// 0 means etcd's defaults (100ms, 1s). Only tests shorten it.
 	embeddedHeartbeat time.Duration
+	// etcdSizeEvery is how often the etcd size monitor polls; 0 means every 30s. Only tests
+	// shorten it.
+	etcdSizeEvery time.Duration
 }
 
 // etcdMode says where the node's etcd comes from.
