@@ -26,9 +26,10 @@ import (
 // the cluster can spare it now, is the operator's call.
 
 const (
-	// defaultEtcdSizeEvery is how often the monitor asks each member for its status. The
-	// database grows by at most a few maps per second, and the warning leaves a fifth of the
-	// quota: polls this far apart see the threshold crossed long before the quota is reached.
+	// defaultEtcdSizeEvery is how often the monitor asks each member for its status (a new
+	// connection and one small request). Filling the fifth of a 2 GiB quota that the warning
+	// leaves within one period would take over 13 MB of writes per second, far more than a few
+	// maps per second write.
 	defaultEtcdSizeEvery = 30 * time.Second
 	// etcdSizeWarnShare is the share of its quota at which a member's database is warned about.
 	etcdSizeWarnShare = 0.8
