@@ -227,26 +227,56 @@ var ErrCorrupt = errors.New("state: corrupt value")
 // Validate checks the invariants every reader relies on: one entry per partition, at least
 // one holder each, distinct holders, every holder and pending node in the node table.
 func (m *Map) Validate(partitionCount int) error {
+	return m.ValidateChange(partitionCount, nil, nil)
+}
+
+// ValidateChange checks what Validate checks, knowing that m follows prev, a valid map, with
+// changed the partitions that differ (nil: any may): only those are checked, and the others
+// only when a node left the table.
+func (m *Map) ValidateChange(partitionCount int, prev *Map, changed []int) error {
 	if len(m.Partitions) != partitionCount {
 		return fmt.Errorf("%w: map epoch %d has %d partitions, the cluster has %d", ErrCorrupt, m.Epoch, len(m.Partitions), partitionCount)
 	}
-	for i := range m.Partitions {
-		e := &m.Partitions[i]
-		if len(e.Holders) == 0 {
-			return fmt.Errorf("%w: map epoch %d: %s has no holder", ErrCorrupt, m.Epoch, partition.ID(i))
-		}
-		for j, h := range e.Holders {
-			if _, ok := m.Nodes[h]; !ok {
-				return fmt.Errorf("%w: map epoch %d: %s holder %q is not in the node table", ErrCorrupt, m.Epoch, partition.ID(i), h)
-			}
-			if slices.Contains(e.Holders[:j], h) {
-				return fmt.Errorf("%w: map epoch %d: %s lists %q twice", ErrCorrupt, m.Epoch, partition.ID(i), h)
+	if prev != nil && changed != nil {
+		for id := range prev.Nodes {
+			if _, ok := m.Nodes[id]; !ok {
+				changed = nil // a node left: every partition may name it
+				break
 			}
 		}
-		for _, p := range e.Pending {
-			if _, ok := m.Nodes[p.Node]; !ok || slices.Contains(e.Holders, p.Node) {
-				return fmt.Errorf("%w: map epoch %d: %s pending node %q is unknown or already a holder", ErrCorrupt, m.Epoch, partition.ID(i), p.Node)
+	}
+	if prev == nil || changed == nil {
+		for i := range m.Partitions {
+			if err := m.validEntry(i); err != nil {
+				return err
 			}
+		}
+		return nil
+	}
+	for _, i := range changed {
+		if err := m.validEntry(i); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (m *Map) validEntry(i int) error {
+	e := &m.Partitions[i]
+	if len(e.Holders) == 0 {
+		return fmt.Errorf("%w: map epoch %d: %s has no holder", ErrCorrupt, m.Epoch, partition.ID(i))
+	}
+	for j, h := range e.Holders {
+		if _, ok := m.Nodes[h]; !ok {
+			return fmt.Errorf("%w: map epoch %d: %s holder %q is not in the node table", ErrCorrupt, m.Epoch, partition.ID(i), h)
+		}
+		if slices.Contains(e.Holders[:j], h) {
+			return fmt.Errorf("%w: map epoch %d: %s lists %q twice", ErrCorrupt, m.Epoch, partition.ID(i), h)
+		}
+	}
+	for _, p := range e.Pending {
+		if _, ok := m.Nodes[p.Node]; !ok || slices.Contains(e.Holders, p.Node) {
+			return fmt.Errorf("%w: map epoch %d: %s pending node %q is unknown or already a holder", ErrCorrupt, m.Epoch, partition.ID(i), p.Node)
 		}
 	}
 	return nil

@@ -329,3 +329,27 @@ func BenchmarkEntriesDecode(b *testing.B) {
 	b.ReportMetric(float64(plain.Microseconds())/float64(b.N), "encoding-json-us/op")
 	b.ReportMetric(float64(plain)/float64(fast), "speedup")
 }
+
+// A change is checked where it changed; when a node leaves the table, everywhere.
+func TestValidateChange(t *testing.T) {
+	prev := bigMap(64, 5)
+	next := *prev
+	next.Epoch++
+	next.Partitions = slices.Clone(prev.Partitions)
+	next.Partitions[3] = Entry{Holders: []string{"node-9"}, PrimaryEpoch: 8}
+	if err := next.ValidateChange(64, prev, []int{3}); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("a changed partition naming an unknown node: %v", err)
+	}
+	next.Partitions[3] = Entry{Holders: []string{"node-1"}, PrimaryEpoch: 8}
+	if err := next.ValidateChange(64, prev, []int{3}); err != nil {
+		t.Fatal(err)
+	}
+	next.Nodes = maps.Clone(prev.Nodes)
+	delete(next.Nodes, "node-4")
+	if err := next.ValidateChange(64, prev, []int{3}); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("unchanged partitions naming a node that left: %v", err)
+	}
+	if err := next.ValidateChange(63, prev, []int{3}); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("a partition count that differs: %v", err)
+	}
+}

@@ -312,11 +312,22 @@ func DecodeHead(b []byte) (*Map, error) {
 // ReadNext fills the partitions of h, a head read at revision rev, reading at that revision.
 // With prev, a map the reader holds from an epoch between h's checkpoint and h, it reads only
 // the deltas after prev, and returns the partitions that changed since prev, in order. Otherwise
-// it reads the checkpoint and every delta since, and changed is nil (everything may differ).
+// it reads the checkpoint and every delta since, and changed is nil (everything may differ). An
+// inline map is read whole, and compared with prev when there is one.
 // prev is not modified: unchanged entries are shared with it.
 func ReadNext(ctx context.Context, kv clientv3.KV, s keys.Schema, h *Map, rev int64, prev *Map) (changed []int, err error) {
 	if h.Chunks == 0 {
-		return nil, nil
+		// A small map, read whole: the change is found by comparing.
+		if prev == nil || len(prev.Partitions) != len(h.Partitions) || prev.Epoch >= h.Epoch {
+			return nil, nil
+		}
+		changed = []int{}
+		for i := range h.Partitions {
+			if !h.Partitions[i].Equal(&prev.Partitions[i]) {
+				changed = append(changed, i)
+			}
+		}
+		return changed, nil
 	}
 	from := h.checkpoint()
 	incremental := prev != nil && prev.Epoch >= from && prev.Epoch < h.Epoch && len(prev.Partitions) > 0

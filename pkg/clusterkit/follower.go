@@ -2,6 +2,7 @@ package clusterkit
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -32,13 +33,20 @@ type mapFollower struct {
 	fromEmpty bool
 	// initial is the map given to begin, which run reads the next map against.
 	initial *state.Map
-	// recent holds the last snapshots applied, oldest first (guarded by mu), so that a client
-	// holding one of them can be sent only what changed since.
-	recent []*snapshot
+	// recent says what changed in the last maps applied, oldest first (guarded by mu), so that
+	// a client holding one of them can be sent only what changed since.
+	recent []mapChange
 }
 
-// keptSnapshots is how many recent snapshots a node keeps for incremental answers.
-const keptSnapshots = 16
+// mapChange is what changed from the map of epoch since to the map of epoch epoch: changed
+// lists the partitions whose GET /cluster shape differs (nil: any may).
+type mapChange struct {
+	epoch, since uint64
+	changed      []int
+}
+
+// keptChanges is how many recent changes a node keeps for incremental answers.
+const keptChanges = 64
 
 // init prepares f in place (the facade holds it by value).
 func (f *mapFollower) init(e *env, onApply func(old, s *snapshot, fire bool)) {
@@ -106,20 +114,23 @@ func (f *mapFollower) apply(u follow.Update, fire bool) {
 	if old != nil && m.Epoch <= old.epoch {
 		return // never go back to an older map
 	}
-	if err := m.Validate(f.env.config.PartitionCount); err != nil {
+	changed := u.Changed
+	var base *state.Map
+	if old == nil || u.Since != old.epoch {
+		changed = nil
+	} else {
+		base = old.raw
+	}
+	if err := m.ValidateChange(f.env.config.PartitionCount, base, changed); err != nil {
 		f.env.log.Error("ignoring invalid partition map", zap.Error(err))
 		return
 	}
-	changed := u.Changed
-	if old == nil || u.Since != old.epoch {
-		changed = nil
-	}
 	s := nextSnapshot(old, m, u.Revision, changed)
 	f.snap.Store(s)
-	if len(f.recent) == keptSnapshots {
+	if len(f.recent) == keptChanges {
 		f.recent = append(f.recent[:0], f.recent[1:]...)
 	}
-	f.recent = append(f.recent, s)
+	f.recent = append(f.recent, mapChange{epoch: s.epoch, since: s.since, changed: visibleChanges(old, s)})
 	f.onApply(old, s, fire && (old != nil || f.fromEmpty))
 	f.env.metrics.epoch.Set(float64(m.Epoch))
 	next := make(chan struct{})
@@ -144,16 +155,33 @@ func (f *mapFollower) wait(ctx context.Context, cond func(*snapshot) bool) error
 	}
 }
 
-// at returns the snapshot of the map of epoch e if it is among the recent ones, else nil.
-func (f *mapFollower) at(e uint64) *snapshot {
+// changedSince returns the partitions that may differ between the map of epoch e and the map
+// of epoch cur, in order, when the node applied both and knows what changed in between; false
+// otherwise.
+func (f *mapFollower) changedSince(e, cur uint64) ([]int, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	for _, s := range f.recent {
-		if s.epoch == e {
-			return s
+	var lists [][]int
+	for i := len(f.recent) - 1; i >= 0 && cur > e; i-- {
+		c := f.recent[i]
+		if c.epoch > cur {
+			continue
 		}
+		if c.epoch != cur || c.changed == nil || c.since < e {
+			return nil, false
+		}
+		lists = append(lists, c.changed)
+		cur = c.since
 	}
-	return nil
+	if cur != e {
+		return nil, false
+	}
+	var out []int
+	for _, l := range lists {
+		out = append(out, l...)
+	}
+	slices.Sort(out)
+	return slices.Compact(out), true
 }
 
 // epoch is the epoch of the map held, 0 before the first.

@@ -114,7 +114,9 @@ func TestHTTPMapDelta(t *testing.T) {
 		e := base
 		e.Pending = slices.Clone(base.Pending)
 		tt.edit(&e)
-		d := delta(ck, old, mapOf(8, e))
+		first := state.Entry{Holders: []string{"b", "a"}, PrimaryEpoch: 2}
+		next := nextSnapshot(old, &state.Map{Epoch: 8, Leader: "a", UpdatedAt: at, Nodes: nodes, Partitions: state.Entries{first, e}}, 1, []int{1})
+		d := delta(ck, 7, visibleChanges(old, next), next)
 		if d.Full || d.Since != 7 || d.Epoch != 8 || d.PartitionCount != 2 || len(d.Nodes) != 4 || d.ID != "c1" {
 			t.Fatalf("%s: head %+v", tt.name, d)
 		}
@@ -125,7 +127,7 @@ func TestHTTPMapDelta(t *testing.T) {
 
 	// Without a base: every partition, as GET /cluster shows it.
 	cur := mapOf(8, base)
-	d := delta(ck, nil, cur)
+	d := delta(ck, 0, nil, cur)
 	var full wire.Cluster
 	if err := json.Unmarshal(cur.encoded(ck).body, &full); err != nil {
 		t.Fatal(err)
@@ -142,7 +144,7 @@ func TestHTTPMapDelta(t *testing.T) {
 		t.Errorf("nodes %v, GET /cluster has %v", d.Nodes, full.Cluster.Nodes)
 	}
 	// Nothing changed: an empty list, never null.
-	if b, _ := json.Marshal(delta(ck, old, mapOf(9, base))); !strings.Contains(string(b), `"partitions":[]`) {
+	if b, _ := json.Marshal(delta(ck, 7, []int{}, mapOf(9, base))); !strings.Contains(string(b), `"partitions":[]`) {
 		t.Errorf("an answer without changes: %s", b)
 	}
 }

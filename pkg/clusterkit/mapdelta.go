@@ -59,11 +59,14 @@ func (ck *ClusterKit) handleClusterMap(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNotModified)
 		return
 	}
-	var base *snapshot
+	base := uint64(0)
+	var diff []int
 	if since != 0 && since < s.epoch {
-		base = ck.maps.at(since)
+		if c, ok := ck.maps.changedSince(since, s.epoch); ok {
+			base, diff = since, c
+		}
 	}
-	body := ck.api.answers.get(base, s, func() []byte { return ck.encodeDelta(base, s) })
+	body := ck.api.answers.get(base, s, func() []byte { return ck.encodeDelta(base, diff, s) })
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(http.StatusOK)
@@ -84,28 +87,25 @@ func parseSince(v string) (uint64, error) {
 	return e, nil
 }
 
-// encodeDelta returns the GET /cluster/map body of s relative to base, or of every partition
-// when base is nil.
-func (ck *ClusterKit) encodeDelta(base, s *snapshot) []byte {
-	b, err := json.Marshal(delta(ck, base, s))
+// encodeDelta returns the GET /cluster/map body of s relative to the map of epoch since, whose
+// changes are changed, or of every partition when since is 0.
+func (ck *ClusterKit) encodeDelta(since uint64, changed []int, s *snapshot) []byte {
+	b, err := json.Marshal(delta(ck, since, changed, s))
 	if err != nil {
 		b, _ = json.Marshal(wire.Error{Error: err.Error()})
 	}
 	return append(b, '\n')
 }
 
-// delta is the GET /cluster/map document of s relative to base (every partition when base is
-// nil): one comparison of stored entries per partition, and only the partitions that differ
-// are converted.
-func delta(ck *ClusterKit, base, s *snapshot) wire.MapDelta {
-	if base != nil && len(base.raw.Partitions) != len(s.raw.Partitions) {
-		base = nil
-	}
+// delta is the GET /cluster/map document of s relative to the map of epoch since, whose
+// changes are changed (every partition when since is 0): only those partitions are converted.
+func delta(ck *ClusterKit, since uint64, changed []int, s *snapshot) wire.MapDelta {
 	d := wire.MapDelta{
 		ID:             ck.env.config.ClusterID,
 		Name:           ck.env.clusterName,
 		Epoch:          s.epoch,
-		Full:           base == nil,
+		Since:          since,
+		Full:           since == 0,
 		Leader:         s.leader,
 		UpdatedAt:      s.updatedAt,
 		Nodes:          make(map[string]wire.Node, len(s.nodes)),
@@ -113,38 +113,28 @@ func delta(ck *ClusterKit, base, s *snapshot) wire.MapDelta {
 		HashConfig:     ck.env.config.Hash,
 		Partitions:     []wire.Partition{},
 	}
-	if base != nil {
-		d.Since = base.epoch
-	}
 	for id, n := range s.nodes {
 		d.Nodes[id] = wire.Node(*n)
 	}
-	for i := range s.raw.Partitions {
-		if base != nil && sameEntry(&base.raw.Partitions[i], &s.raw.Partitions[i]) {
-			continue
-		}
+	add := func(i int) {
 		p := &s.partitions[i]
 		d.Partitions = append(d.Partitions, wire.Partition{
 			ID: p.ID, PrimaryNode: p.PrimaryNode, ReplicaNodes: p.ReplicaNodes,
 			PrimaryEpoch: p.PrimaryEpoch, Epoch: s.epoch, PendingNodes: p.PendingNodes,
 		})
 	}
-	return d
-}
-
-// sameEntry reports whether a and b look the same in GET /cluster: the same holders in order,
-// primary epoch and pending nodes. What only the leader uses (targets, the times and attempts
-// of copies) is not compared.
-func sameEntry(a, b *state.Entry) bool {
-	if a.PrimaryEpoch != b.PrimaryEpoch || !slices.Equal(a.Holders, b.Holders) || len(a.Pending) != len(b.Pending) {
-		return false
+	if since == 0 {
+		for i := range s.partitions {
+			add(i)
+		}
+		return d
 	}
-	for i := range a.Pending {
-		if a.Pending[i].Node != b.Pending[i].Node {
-			return false
+	for _, i := range changed {
+		if i < len(s.partitions) {
+			add(i)
 		}
 	}
-	return true
+	return d
 }
 
 // mapAnswers keeps the last GET /cluster/map bodies, so that the clients long-polling a node,
@@ -162,13 +152,9 @@ type mapAnswer struct {
 	body         []byte
 }
 
-// get returns the body of s relative to base (nil: the whole map), built by build the first
-// time it is asked for.
-func (a *mapAnswers) get(base, s *snapshot, build func() []byte) []byte {
-	var since uint64
-	if base != nil {
-		since = base.epoch
-	}
+// get returns the body of s relative to the map of epoch since (0: the whole map), built by
+// build the first time it is asked for.
+func (a *mapAnswers) get(since uint64, s *snapshot, build func() []byte) []byte {
 	a.mu.Lock()
 	var ans *mapAnswer
 	for _, k := range a.kept {
@@ -185,4 +171,34 @@ func (a *mapAnswers) get(base, s *snapshot, build func() []byte) []byte {
 	a.mu.Unlock()
 	ans.once.Do(func() { ans.body = build() })
 	return ans.body
+}
+
+// visibleChanges lists the partitions whose GET /cluster shape differs between old and s, when
+// s was built from old; nil when it was not (any may differ).
+func visibleChanges(old, s *snapshot) []int {
+	if old == nil || s.changed == nil || s.since != old.epoch {
+		return nil
+	}
+	out := []int{}
+	for _, i := range s.changed {
+		if !sameEntry(&old.raw.Partitions[i], &s.raw.Partitions[i]) {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// sameEntry reports whether a and b look the same in GET /cluster: the same holders in order,
+// primary epoch and pending nodes. What only the leader uses (targets, the times and attempts
+// of copies) is not compared.
+func sameEntry(a, b *state.Entry) bool {
+	if a.PrimaryEpoch != b.PrimaryEpoch || !slices.Equal(a.Holders, b.Holders) || len(a.Pending) != len(b.Pending) {
+		return false
+	}
+	for i := range a.Pending {
+		if a.Pending[i].Node != b.Pending[i].Node {
+			return false
+		}
+	}
+	return true
 }
