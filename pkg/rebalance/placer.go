@@ -50,8 +50,14 @@ type placer struct {
 	pdistRuns int       // how many times primaryDistances ran in this call
 	cursor    []int     // where shedOne's next scan of each node's holdings starts, -1: not yet
 	bestSeen  []int     // the best shedScore a full scan of each node's holdings found
-	underFrom int       // receivers before this index in shedExcess's list are at their target
-	over      []int32   // the nodes shedExcess found above their replica target
+	// touchedCursor is where shedTouched's next scan of each node's holdings starts;
+	// onlyTouched marks the nodes it served, whose untouched partitions are exhausted.
+	touchedCursor []int
+	onlyTouched   []bool
+	// augments counts repair's chain searches, each a pass over much of the map (tests read it).
+	augments  int
+	underFrom int     // receivers before this index in shedExcess's list are at their target
+	over      []int32 // the nodes shedExcess found above their replica target
 
 	stamp  int32 // search marks
 	mark   []int32

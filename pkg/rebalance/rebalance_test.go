@@ -137,3 +137,44 @@ func TestPrimaryMoves(t *testing.T) {
 		t.Errorf("PrimaryMoves = %v, want %v", got, want)
 	}
 }
+
+// Many nodes joining at once are placed by direct hand-overs, not by repair's chain searches (one
+// search per replica, each reading much of the map, took minutes at 65536 partitions), and with
+// exactly the copies the new nodes' shares need.
+func TestBulkJoinsNeedNoChainSearches(t *testing.T) {
+	const parts = 4096
+	cfg := Config{Partitions: parts, ReplicationFactor: 3}
+	for _, tc := range []struct{ from, to int }{{1, 10}, {2, 10}, {3, 6}, {3, 10}, {10, 15}} {
+		prev, err := Compute(nil, nodesN(tc.from), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pl, err := newPlacer(prev, nodesN(tc.to), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pl.run()
+		next := pl.result()
+		if pl.augments > bulkExcess*tc.from {
+			t.Errorf("%d -> %d nodes: %d chain searches", tc.from, tc.to, pl.augments)
+		}
+		// Every replica a new node holds is one copy, and nothing else moves.
+		copies := 0
+		for _, m := range Moves(prev, next) {
+			if m.To != "" {
+				copies++
+			}
+		}
+		want := 0
+		for n := tc.from; n < tc.to; n++ {
+			i, ok := pl.index.lookup(fmt.Sprintf("node-%d", n))
+			if !ok {
+				t.Fatalf("node-%d not placed", n)
+			}
+			want += pl.quota[i]
+		}
+		if copies != want {
+			t.Errorf("%d -> %d nodes: %d copies, the new nodes' shares are %d", tc.from, tc.to, copies, want)
+		}
+	}
+}

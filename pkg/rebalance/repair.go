@@ -38,6 +38,7 @@ func (s *placer) repair(slots []int, nodes []int32) {
 // prev; the search runs level by level in that cost (a 0-1 breadth-first search), so the chain it
 // returns adds the fewest copies.
 func (s *placer) augment(src int, srcNode int32) bool {
+	s.augments++
 	if s.tracked == nil || slices.Contains(s.tracked, false) {
 		all := make([]int32, len(s.nodes))
 		for n := range all {

@@ -70,10 +70,20 @@ func (s *placer) shedExcess() (pending []int32) {
 	s.shedNearestRoles(over, under)
 	for _, i := range over {
 		for s.load[i] > s.quota[i] {
-			if !s.shedOne(i, under) && !s.shedInstead(i, under) {
-				pending = append(pending, i)
-				break
+			if s.load[i]-s.quota[i] > bulkExcess && s.onlyTouched != nil && s.onlyTouched[i] {
+				if s.shedTouched(i, under) {
+					continue
+				}
 			}
+			if s.shedOne(i, under) || s.shedInstead(i, under) {
+				continue
+			}
+			if s.load[i]-s.quota[i] > bulkExcess && s.shedTouched(i, under) {
+				s.onlyTouched[i] = true
+				continue
+			}
+			pending = append(pending, i)
+			break
 		}
 	}
 	return pending
@@ -378,6 +388,49 @@ func (s *placer) shedOne(i int32, under []int32) bool {
 		}
 		s.replace(best, i, j, takePrimary)
 		return true
+	}
+	return false
+}
+
+// bulkExcess is the excess above which an overloaded node that has no untouched partition to
+// hand on gives a touched one (shedTouched) rather than leave the rest to repair.
+const bulkExcess = 64
+
+// shedTouched moves one replica of overloaded node i to a node below target when every partition
+// i may hand on has already changed in this call. Many nodes joining at once need more than one
+// new holder for some partitions (three nodes joining three, R=3: half of all replicas move); a
+// direct hand-over costs one copy, where repair's chains of hand-overs search the whole map for
+// each replica, which on a large map with thousands of replicas left takes minutes. Repair can
+// still beat a direct hand-over in copies (a chain may hand a replica back to a node that held it
+// before, for free), so only a bulk excess (over bulkExcess) goes this way. Once a node had to,
+// its later replicas skip shedOne's full scan, which would fail the same way. It reports whether
+// a replica moved.
+func (s *placer) shedTouched(i int32, under []int32) bool {
+	hs := s.holdings[i]
+	for s.underFrom < len(under) && s.load[under[s.underFrom]] >= s.quota[under[s.underFrom]] {
+		s.underFrom++
+	}
+	if s.touchedCursor == nil {
+		s.touchedCursor, s.onlyTouched = make([]int, len(s.nodes)), make([]bool, len(s.nodes))
+	}
+	for _, j := range under[s.underFrom:] {
+		if s.load[j] >= s.quota[j] {
+			continue
+		}
+		for t := range hs {
+			at := (s.touchedCursor[i] + t) % len(hs)
+			p := int(hs[at])
+			if !s.holds(p, i) || !s.allowed(p, i, j) {
+				continue
+			}
+			s.touchedCursor[i] = at + 1
+			if p == s.trace {
+				s.note(p, "%s hands a second replica of the partition to %s: %s had %d replicas, target %d; %s had %d, target %d",
+					s.id(i), s.id(j), s.id(i), s.load[i], s.quota[i], s.id(j), s.load[j], s.quota[j])
+			}
+			s.replace(p, i, j, false)
+			return true
+		}
 	}
 	return false
 }
