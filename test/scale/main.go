@@ -9,7 +9,7 @@
 //	go run ./test/scale -partitions 64,4096,65536 -nodes 3,10,100 -r 3 -timeout 2m [-json]
 //	go run ./test/scale -processes -partitions 64,4096,65536 -nodes 3,6 [-json]
 //
-// Flags: -partitions and -nodes (comma-separated lists, default 64,4096 and 3,10), -r (the
+// -cpuprofile FILE writes a CPU profile of the run. Flags: -partitions and -nodes (comma-separated lists, default 64,4096 and 3,10), -r (the
 // replication factor, default 3), -timeout (bound on each scenario, default 2m), -processes,
 // -dir (keep etcd's and the nodes' data and the node processes' logs there; default a temporary
 // directory, removed) and -json (one JSON object per row instead of the table).
@@ -63,6 +63,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -73,10 +74,21 @@ func main() {
 	nodes := flag.String("nodes", "3,10", "comma-separated node counts")
 	r := flag.Int("r", 3, "replication factor")
 	timeout := flag.Duration("timeout", 2*time.Minute, "bound on each scenario")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	processes := flag.Bool("processes", false, "run each node as a process of cmd/clusterkit-node (for small node counts)")
 	dir := flag.String("dir", "", "keep etcd's and the nodes' data and logs in this directory (default: a temporary one, removed)")
 	asJSON := flag.Bool("json", false, "print one JSON object per row")
 	flag.Parse()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fatal("%v", err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fatal("%v", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 
 	cfg := Config{ReplicationFactor: *r, Timeout: *timeout, Processes: *processes, Dir: *dir}
 	var err error
