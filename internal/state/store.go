@@ -340,7 +340,7 @@ func ReadNext(ctx context.Context, kv clientv3.KV, s keys.Schema, h *Map, rev in
 	}
 	var parts []Entry
 	var chunks, deltas [][]byte
-	var deltaEpochs []uint64
+	deltaEpochs := make([]uint64, 0, len(resp.Kvs))
 	for _, kv := range resp.Kvs {
 		k, ok := s.ParseMapKey(string(kv.Key))
 		switch {
@@ -371,6 +371,9 @@ func ReadNext(ctx context.Context, kv clientv3.KV, s keys.Schema, h *Map, rev in
 		next = from + 1
 	}
 	seen := 0
+	if incremental {
+		changed = make([]int, 0, len(deltas)*16)
+	}
 	for i, b := range deltas {
 		p, err := decodePiece(b)
 		if err != nil || p.Epoch != deltaEpochs[i] || len(p.Partitions) != len(p.Entries) || p.Piece >= p.Pieces {

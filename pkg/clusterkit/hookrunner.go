@@ -76,12 +76,16 @@ func (h *hookRunner) schedule(old, s *snapshot, fire bool) {
 // are registered (and always this node's own copies, which must be acknowledged), and this
 // node's Events when OnEvent hooks are registered. Nothing is queued for nobody.
 func (h *hookRunner) jobs(old, s *snapshot) []hookEvent {
-	var jobs []hookEvent
 	seed := h.hooks.Load() != nil
-	for _, ev := range diffHolders(old, s) {
-		if seed || ev.since > 0 && ev.to.ID == h.self {
-			jobs = append(jobs, ev)
+	jobs := diffHolders(old, s)
+	if !seed {
+		kept := jobs[:0]
+		for _, ev := range jobs {
+			if ev.since > 0 && ev.to.ID == h.self {
+				kept = append(kept, ev)
+			}
 		}
+		jobs = kept
 	}
 	if h.eventHooks.Load() != nil {
 		jobs = append(jobs, diffRoles(old, s, h.self)...)

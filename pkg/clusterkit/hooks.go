@@ -32,7 +32,7 @@ type hookEvent struct {
 // holds a partition without a handoff (a new cluster, or a partition whose holders all died),
 // with the previous holders still live as sources.
 func diffHolders(old, next *snapshot) []hookEvent {
-	var events []hookEvent
+	events := make([]hookEvent, 0, next.diffCount(old))
 	for i := range next.diffed(old) {
 		e := &next.raw.Partitions[i]
 		var before *state.Entry

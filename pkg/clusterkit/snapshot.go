@@ -146,6 +146,14 @@ func (s *snapshot) build(i int, id string, backing []Node) []Node {
 	return backing
 }
 
+// diffCount is how many partitions diffed yields.
+func (s *snapshot) diffCount(old *snapshot) int {
+	if old != nil && s.changed != nil && s.since == old.epoch {
+		return len(s.changed)
+	}
+	return len(s.raw.Partitions)
+}
+
 // diffed returns the partitions that may differ between old and s: s.changed when s was built
 // from old, every partition otherwise.
 func (s *snapshot) diffed(old *snapshot) iter.Seq[int] {
