@@ -340,18 +340,31 @@ func (c *Cluster) Converged() error {
 		return errors.New("no live node")
 	}
 	want := slices.Sorted(maps.Keys(nodes))
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	r, err := state.ReadMap(ctx, c.etcd.Client, c.schema, 0)
+	// The head first: its node table and epoch settle most polls without reading the
+	// partitions, which is most of the work for a large map.
+	resp, err := c.etcd.Client.Get(ctx, c.schema.Partitions())
 	if err != nil {
 		return fmt.Errorf("read the map: %w", err)
 	}
-	m := r.Map
-	if m == nil {
+	if len(resp.Kvs) == 0 {
 		return errors.New("no map published")
+	}
+	m, err := state.DecodeHead(resp.Kvs[0].Value)
+	if err != nil {
+		return err
 	}
 	if got := slices.Sorted(maps.Keys(m.Nodes)); !slices.Equal(got, want) {
 		return fmt.Errorf("map epoch %d lists %v, want %v", m.Epoch, got, want)
+	}
+	for _, id := range want {
+		if e := nodes[id].Epoch(); e != m.Epoch {
+			return fmt.Errorf("%s holds epoch %d, etcd has %d", id, e, m.Epoch)
+		}
+	}
+	if _, err := state.ReadNext(ctx, c.etcd.Client, c.schema, m, resp.Header.Revision, nil); err != nil {
+		return fmt.Errorf("read the map: %w", err)
 	}
 	leaders := 0
 	for _, id := range want {
