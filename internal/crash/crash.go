@@ -1,7 +1,7 @@
-// Package crash lets the test kit (pkg/clustertest) stop a node as a killed process would:
-// every goroutine ends, nothing is said to etcd, and the node's lease is left to expire (the kit
-// then revokes it, so that the cluster notices at once). pkg/clusterkit registers the function
-// when it is loaded; nothing else in the module calls it.
+// Package crash lets the test kit (pkg/clustertest) and the scale harness (test/scale) stop a
+// node as a killed process would: every goroutine ends, nothing is said to etcd, and the node's
+// lease is left to expire (they then revoke it, so that the cluster notices at once).
+// pkg/clusterkit registers the function when it is loaded; nothing else calls it.
 package crash
 
 import "sync/atomic"
