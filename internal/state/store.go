@@ -107,10 +107,12 @@ func EncodeNext(prev, next *Map, maxValue int) (Encoded, error) {
 
 // Writes lists how to store enc, the map of epoch: each of before in a transaction of its own,
 // in order, then head in one transaction with the caller's guard on the partitions key's
-// revision. before starts by deleting what a failed attempt at this epoch may have left (a
-// reader of the epoch must find exactly the chunks and pieces its head names); the last chunk
-// or piece goes with the head when both fit in one request; a new checkpoint's head deletes
-// every older chunk and delta.
+// revision. What a failed attempt at this epoch may have left is deleted first (a reader of the
+// epoch must find exactly the chunks and pieces its head names): in a transaction before the
+// others, or in the head's when the last chunk or piece goes with the head (when both fit in
+// one request). An inline map needs no deletion: no reader looks for its chunks or pieces, and
+// the next checkpoint's head deletes them. A new checkpoint's head deletes every older chunk
+// and delta.
 func (e Encoded) Writes(s keys.Schema, epoch uint64, maxValue int) (before []clientv3.Op, head []clientv3.Op) {
 	var puts []clientv3.Op
 	for i, c := range e.Chunks {
@@ -120,12 +122,16 @@ func (e Encoded) Writes(s keys.Schema, epoch uint64, maxValue int) (before []cli
 		puts = append(puts, clientv3.OpPut(s.Delta(epoch, i), string(d)))
 	}
 	head = []clientv3.Op{clientv3.OpPut(s.Partitions(), string(e.Head))}
-	if n := len(puts); n > 0 && len(e.Head)+len(puts[n-1].ValueBytes()) <= maxValue {
-		head = append(head, puts[n-1])
-		puts = puts[:n-1]
-	}
 	if e.Checkpoint() {
 		head = append(head, clientv3.OpDelete(s.AllChunksPrefix(), clientv3.WithRange(s.ChunksPrefix(epoch))))
+	}
+	switch n := len(puts); {
+	case n == 0:
+		return nil, head
+	case n == 1 && len(e.Deltas) == 1 && len(e.Head)+len(e.Deltas[0]) <= maxValue:
+		// Everything of the epoch but piece 0 goes, in the same transaction.
+		head = append(head, puts[0], clientv3.OpDelete(s.Delta(epoch, 1), clientv3.WithRange(s.ChunksPrefix(epoch+1))))
+		return nil, head
 	}
 	before = append([]clientv3.Op{clientv3.OpDelete(s.ChunksPrefix(epoch), clientv3.WithPrefix())}, puts...)
 	return before, head

@@ -203,3 +203,25 @@ func TestStoredMapMissingPartsAreCorrupt(t *testing.T) {
 		t.Fatalf("a map with a chunk missing read: %v", err)
 	}
 }
+
+// What a failed attempt at an epoch left (pieces of another delta of that epoch, written before
+// the head's transaction failed) is never read with the map finally published at that epoch.
+func TestStoredMapIgnoresAFailedAttempt(t *testing.T) {
+	srv := etcdtest.Start(t)
+	ctx := context.Background()
+	st := &store{t: t, c: srv.Client, s: keys.New("t"), maxValue: 4000}
+	rng := rand.New(rand.NewPCG(5, 6))
+	st.publish(testMap(600))
+	next, _ := mutate(rng, st.cur, 2)
+	for i := range 3 {
+		if _, err := srv.Client.Put(ctx, st.s.Delta(next.Epoch, i), `{"epoch":2,"piece":0,"pieces":3,"partitions":[0],"entries":[{"holders":["n9"],"primary_epoch":1}]}`); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st.publish(next)
+	r, err := state.ReadMap(ctx, srv.Client, st.s, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	same(t, "after a failed attempt", r.Map, next)
+}
