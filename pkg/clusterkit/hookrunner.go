@@ -132,7 +132,7 @@ type ackReq struct {
 // Acknowledgements that finish within ackLinger of each other are written together, waiting
 // at most maxAckDelay after the first.
 const (
-	ackLinger   = 20 * time.Millisecond
+	ackLinger   = 5 * time.Millisecond
 	maxAckDelay = 200 * time.Millisecond
 )
 
