@@ -87,7 +87,9 @@ func (f *mapFollower) begin(initial state.Read) {
 // run follows the map from revision rev+1 (the revision of the map given to begin) until ctx
 // ends.
 func (f *mapFollower) run(ctx context.Context, rev int64) {
-	f.source().Run(ctx, rev, f.initial)
+	from := f.initial
+	f.initial = nil // held by the follower from here on, and dropped when it moves on
+	f.source().Run(ctx, rev, from)
 }
 
 // catchUp reads and applies the current map, with its hooks.
