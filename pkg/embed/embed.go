@@ -117,6 +117,16 @@ const (
 	// pages longer, a shorter one would add commits. Durability comes from the WAL either way.
 	backendBatchInterval = 100 * time.Millisecond
 	backendBatchLimit    = 10000
+
+	// snapshotCount and snapshotCatchUpEntries bound the raft log a member keeps in memory: etcd
+	// keeps every entry since its last snapshot (taken every snapshotCount entries, 10,000 by
+	// default) plus snapshotCatchUpEntries before it (5,000). A map of 65536 partitions writes
+	// entries of up to 1 MiB, so the defaults let a member's memory grow by gigabytes before a
+	// snapshot; these keep at most 750 entries. A member more than 250 entries behind is sent
+	// the database instead (tens of MB at 65536 partitions), which a member on the same network
+	// rarely is.
+	snapshotCount          = 500
+	snapshotCatchUpEntries = 250
 )
 
 // ErrInvalidConfig is wrapped by every validation error of Start.
@@ -209,6 +219,8 @@ func prepare(cfg Config) (*embed.Config, error) {
 	ec.QuotaBackendBytes = cfg.QuotaBackendBytes
 	ec.BackendBatchInterval = backendBatchInterval
 	ec.BackendBatchLimit = backendBatchLimit
+	ec.SnapshotCount = snapshotCount
+	ec.SnapshotCatchUpEntries = snapshotCatchUpEntries
 	ec.UnsafeNoFsync = cfg.UnsafeNoFsync
 	ec.Logger = "zap"
 	ec.ZapLoggerBuilder = embed.NewZapLoggerBuilder(cfg.Logger)
