@@ -36,34 +36,15 @@ func (c *Client) fetch(ctx context.Context, addr, tag string, wait time.Duration
 	if tag != "" && wait > 0 {
 		url += "?wait=" + wait.String()
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	body, etag, err := c.get(ctx, url, tag)
 	if err != nil {
 		return nil, err
-	}
-	if tag != "" {
-		req.Header.Set("If-None-Match", tag)
-	}
-	resp, err := c.httpc.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxClusterBody))
-	if err != nil {
-		return nil, fmt.Errorf("GET %s: %w", url, err)
-	}
-	switch resp.StatusCode {
-	case http.StatusOK:
-	case http.StatusNotModified:
-		return nil, errNotModified
-	default:
-		return nil, fmt.Errorf("GET %s: %s: %s", url, resp.Status, strings.TrimSpace(string(body)))
 	}
 	var doc wire.Cluster
 	if err := json.Unmarshal(body, &doc); err != nil {
 		return nil, fmt.Errorf("GET %s: not a ClusterKit node: %v", url, err)
 	}
-	t, err := fromCluster(&doc, resp.Header.Get("ETag"))
+	t, err := fromCluster(&doc, etag)
 	if err != nil {
 		return nil, fmt.Errorf("GET %s: %w", url, err)
 	}
@@ -83,27 +64,13 @@ func (c *Client) fetch(ctx context.Context, addr, tag string, wait time.Duration
 func (c *Client) fetchDelta(ctx context.Context, addr string, wait time.Duration) (*topology, error) {
 	held := c.topo.Load()
 	url := fmt.Sprintf("http://%s/cluster/map?since=%d&wait=%s", addr, held.epoch, wait)
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := c.httpc.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxClusterBody))
-	if err != nil {
-		return nil, fmt.Errorf("GET %s: %w", url, err)
-	}
-	switch resp.StatusCode {
-	case http.StatusOK:
-	case http.StatusNotModified:
-		return nil, errNotModified
-	case http.StatusNotFound:
+	body, etag, err := c.get(ctx, url, "")
+	var status statusError
+	if errors.As(err, &status) && status.code == http.StatusNotFound {
 		return nil, errNoMapEndpoint
-	default:
-		return nil, fmt.Errorf("GET %s: %s: %s", url, resp.Status, strings.TrimSpace(string(body)))
+	}
+	if err != nil {
+		return nil, err
 	}
 	var d wire.MapDelta
 	if err := json.Unmarshal(body, &d); err != nil {
@@ -112,11 +79,48 @@ func (c *Client) fetchDelta(ctx context.Context, addr string, wait time.Duration
 	if d.ID != held.clusterID {
 		return nil, fmt.Errorf("GET %s: the node belongs to another cluster (id %q, this client follows %s)", url, d.ID, held.clusterID)
 	}
-	t, err := fromDelta(held, &d, resp.Header.Get("ETag"))
+	t, err := fromDelta(held, &d, etag)
 	if err != nil {
 		return nil, fmt.Errorf("GET %s: %w", url, err)
 	}
 	return t, nil
+}
+
+// statusError is an answer other than 200 and 304.
+type statusError struct {
+	code int
+	msg  string
+}
+
+func (e statusError) Error() string { return e.msg }
+
+// get sends GET url, with If-None-Match: tag when tag is set, and returns the body of a 200 (at
+// most maxClusterBody bytes) and its ETag. A 304 is errNotModified; any other status a
+// statusError naming it.
+func (c *Client) get(ctx context.Context, url, tag string) (body []byte, etag string, err error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, "", err
+	}
+	if tag != "" {
+		req.Header.Set("If-None-Match", tag)
+	}
+	resp, err := c.httpc.Do(req)
+	if err != nil {
+		return nil, "", err
+	}
+	defer resp.Body.Close()
+	body, err = io.ReadAll(io.LimitReader(resp.Body, maxClusterBody))
+	if err != nil {
+		return nil, "", fmt.Errorf("GET %s: %w", url, err)
+	}
+	switch resp.StatusCode {
+	case http.StatusOK:
+		return body, resp.Header.Get("ETag"), nil
+	case http.StatusNotModified:
+		return nil, "", errNotModified
+	}
+	return nil, "", statusError{code: resp.StatusCode, msg: fmt.Sprintf("GET %s: %s: %s", url, resp.Status, strings.TrimSpace(string(body)))}
 }
 
 // firstHTTPRead reads the map from the seeds, in order, round after round until one answers or
