@@ -2,9 +2,11 @@ package clusterkit
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -69,9 +71,27 @@ func (f *mapFollower) source() *follow.Map {
 }
 
 // read reads the current map; Start does so before registering, so that the map that adds
-// this node is a change the watch sees.
+// this node is a change the watch sees. A read that fails is tried again with backoff until
+// ctx ends: a node starting under load can take longer to read a large map than one read's
+// timeout allows.
 func (f *mapFollower) read(ctx context.Context) (state.Read, error) {
-	return f.source().Read(ctx)
+	backoff := 100 * time.Millisecond
+	for {
+		r, err := f.source().Read(ctx)
+		if err == nil {
+			return r, nil
+		}
+		if ctx.Err() != nil {
+			return state.Read{}, fmt.Errorf("%w (last error: %v)", ctx.Err(), err)
+		}
+		f.env.log.Warn("reading the partition map failed; retrying", zap.Duration("backoff", backoff), zap.Error(err))
+		select {
+		case <-ctx.Done():
+			return state.Read{}, fmt.Errorf("%w (last error: %v)", ctx.Err(), err)
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 2*time.Second)
+	}
 }
 
 // begin takes initial, the map read at start, as the baseline to diff the next maps against.
@@ -94,7 +114,7 @@ func (f *mapFollower) run(ctx context.Context, rev int64) {
 
 // catchUp reads and applies the current map, with its hooks.
 func (f *mapFollower) catchUp(ctx context.Context) error {
-	r, err := f.read(ctx)
+	r, err := f.source().Read(ctx)
 	if err != nil {
 		return err
 	}

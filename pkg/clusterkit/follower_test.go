@@ -1,10 +1,16 @@
 package clusterkit
 
 import (
+	"context"
+	"errors"
 	"testing"
+	"time"
 
+	"github.com/clusterkit-go/clusterkit/internal/etcdtest"
 	"github.com/clusterkit-go/clusterkit/internal/follow"
+	"github.com/clusterkit-go/clusterkit/internal/keys"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 // A node never applies a map older than the one it holds, nor another map of the same epoch:
@@ -50,5 +56,32 @@ func TestFollowerNeverGoesBack(t *testing.T) {
 	f.apply(follow.Update{Map: testMap(6, abc, []string{"c", "a"}, []string{"a", "c"}), Revision: 70}, true)
 	if s := f.snapshot(); s.epoch != 6 || s.partitions[0].PrimaryNode != "c" || applied != 2 {
 		t.Fatalf("epoch 6 not applied: at %d, primary %s, %d applies", s.epoch, s.partitions[0].PrimaryNode, applied)
+	}
+}
+
+// Start's read of the map is tried again, with backoff, until Start's context ends: one read
+// that times out (a large map on a loaded machine) does not fail the start.
+func TestInitialMapReadRetries(t *testing.T) {
+	srv := etcdtest.Start(t)
+	core, logs := observer.New(zap.WarnLevel)
+	e := &env{log: zap.New(core), client: srv.Client, schema: keys.New("t")}
+	e.opts.LeaseTTL = time.Nanosecond // every read times out
+	var f mapFollower
+	f.init(e, func(old, s *snapshot, fire bool) {})
+	ctx, cancel := context.WithTimeout(context.Background(), 700*time.Millisecond)
+	defer cancel()
+	_, err := f.read(ctx)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("read: %v, want the start's deadline", err)
+	}
+	if n := logs.FilterMessage("reading the partition map failed; retrying").Len(); n < 2 || n > 5 {
+		t.Fatalf("%d retries in 700ms, want a few with backoff", n)
+	}
+
+	// With reads that can succeed, the map is read.
+	e.opts.LeaseTTL = 5 * time.Second
+	r, err := f.read(context.Background())
+	if err != nil || r.Map != nil {
+		t.Fatalf("read of a cluster without a map: %+v, %v", r, err)
 	}
 }
