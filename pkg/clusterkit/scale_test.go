@@ -54,11 +54,12 @@ func TestLargestMapJoinsInFewMaps(t *testing.T) {
 	t.Logf("3 -> 6 nodes at %d partitions: %d maps (epochs %d to %d), %d maps checked", partitions, maps, before.Epoch, after.Epoch, c.MapsChecked())
 	// Three joins coalesce into one to three membership maps, and the copies of each into
 	// a few completion maps, however many partitions moved. Completions are published as the
-	// copies finish, at most a second apart: under the race detector the copies of the
-	// same join take several seconds, so a few more maps are allowed.
+	// copies finish, at most a second apart: under the race detector the copies of the same
+	// join take ten seconds and more (8 and 13 maps seen), so more maps are allowed; one map
+	// per batch of acknowledgements would still be several times this.
 	limit := uint64(10)
 	if proctest.RaceEnabled {
-		limit = 16
+		limit = 24
 	}
 	if maps > limit {
 		t.Errorf("the join took %d maps, want at most %d", maps, limit)
