@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -44,7 +43,7 @@ func newHTTPServer(h http.Handler) *http.Server {
 
 // encodedCluster caches the /cluster body of one snapshot: it is built once per map.
 type encodedCluster struct {
-	body []byte
+	body *body
 	etag string
 }
 
@@ -129,12 +128,7 @@ func (ck *ClusterKit) handleCluster(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNotModified)
 		return
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Content-Length", strconv.Itoa(len(enc.body)))
-	w.WriteHeader(http.StatusOK)
-	if r.Method == http.MethodGet {
-		w.Write(enc.body)
-	}
+	enc.body.write(w, r, http.StatusOK)
 }
 
 // parseWait parses the wait parameter of GET /cluster and /cluster/map: a Go duration
@@ -242,7 +236,7 @@ func (s *snapshot) encoded(ck *ClusterKit) *encodedCluster {
 		if err != nil {
 			b, _ = json.Marshal(wire.Error{Error: err.Error()})
 		}
-		s.enc = &encodedCluster{body: append(b, '\n'), etag: mapETag(ck.env.config.ClusterID, s.epoch)}
+		s.enc = &encodedCluster{body: newBody(append(b, '\n')), etag: mapETag(ck.env.config.ClusterID, s.epoch)}
 	})
 	return s.enc
 }

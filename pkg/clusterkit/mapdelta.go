@@ -66,13 +66,7 @@ func (ck *ClusterKit) handleClusterMap(w http.ResponseWriter, r *http.Request) {
 			base, diff = since, c
 		}
 	}
-	body := ck.api.answers.get(base, s, func() []byte { return ck.encodeDelta(base, diff, s) })
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
-	w.WriteHeader(http.StatusOK)
-	if r.Method == http.MethodGet {
-		w.Write(body)
-	}
+	ck.api.answers.get(base, s, func() []byte { return ck.encodeDelta(base, diff, s) }).write(w, r, http.StatusOK)
 }
 
 // parseSince parses the since parameter of GET /cluster/map: a map epoch; "" is 0, the whole map.
@@ -149,12 +143,12 @@ type mapAnswers struct {
 type mapAnswer struct {
 	since, epoch uint64
 	once         sync.Once
-	body         []byte
+	body         *body
 }
 
 // get returns the body of s relative to the map of epoch since (0: the whole map), built by
 // build the first time it is asked for.
-func (a *mapAnswers) get(since uint64, s *snapshot, build func() []byte) []byte {
+func (a *mapAnswers) get(since uint64, s *snapshot, build func() []byte) *body {
 	a.mu.Lock()
 	var ans *mapAnswer
 	for _, k := range a.kept {
@@ -169,7 +163,7 @@ func (a *mapAnswers) get(since uint64, s *snapshot, build func() []byte) []byte 
 		a.next = (a.next + 1) % keptAnswers
 	}
 	a.mu.Unlock()
-	ans.once.Do(func() { ans.body = build() })
+	ans.once.Do(func() { ans.body = newBody(build()) })
 	return ans.body
 }
 
