@@ -67,10 +67,10 @@ func decodeEntries(b []byte) (Entries, bool) {
 		return nil, false
 	}
 	d := &entryDecoder{b: b[1:], names: map[string]string{}}
-	// Upper bounds: each entry has at least one '{', each name two '"' (when an entry is not in
-	// this form the decoder falls back anyway).
-	out := make(Entries, 0, bytes.Count(b, []byte(`"holders"`)))
-	d.backing = make([]string, 0, bytes.Count(b, []byte{'"'})/2)
+	// Exact sizes for the common form (when an entry is not in this form the decoder falls
+	// back anyway).
+	out := make(Entries, 0, bytes.Count(b, entryStart[1:11]))
+	d.backing = make([]string, 0, nameCount(b))
 	if d.eat("]") {
 		return out, len(d.b) == 0
 	}
@@ -88,6 +88,15 @@ func decodeEntries(b []byte) (Entries, bool) {
 			return nil, false
 		}
 	}
+}
+
+// nameCount is the number of holder and target names in b, an array of entries in the common
+// form: every quoted string but the keys and the pending copies' node and time.
+func nameCount(b []byte) int {
+	entries := bytes.Count(b, entryStart[1:11])
+	pendings := bytes.Count(b, pendingNode)
+	others := 2*entries + 6*pendings + bytes.Count(b, entryPending[1:]) + bytes.Count(b, entryTarget[1:])
+	return max(0, bytes.Count(b, []byte{'"'})/2-others)
 }
 
 func (d *entryDecoder) entry() (e Entry, ok bool) {

@@ -288,10 +288,16 @@ func TestEntriesFastPathCoversWrittenMaps(t *testing.T) {
 	if len(fast) != len(plain) {
 		t.Fatalf("%d entries, want %d", len(fast), len(plain))
 	}
+	names := 0
 	for i := range plain {
 		if !fast[i].Equal(&plain[i]) {
 			t.Fatalf("entry %d = %+v, want %+v", i, fast[i], plain[i])
 		}
+		names += len(plain[i].Holders) + len(plain[i].Target)
+	}
+	// The decoder sizes its one array of names exactly.
+	if got := nameCount(b); got != names {
+		t.Fatalf("nameCount = %d, want %d", got, names)
 	}
 }
 

@@ -19,6 +19,10 @@ type dispatcher struct {
 
 	mu      sync.Mutex
 	pending map[int][]hookEvent
+	// pendingPeak is the most partitions pending since pending was made: a Go map keeps the
+	// room of its largest size, so a drained map that once held a large burst (every partition
+	// of a 65536-partition join) is replaced.
+	pendingPeak int
 	// ready holds partitions with pending events and no running hook, oldest first.
 	ready   []int
 	busy    map[int]bool
@@ -55,6 +59,7 @@ func (d *dispatcher) enqueue(events []hookEvent) {
 		}
 		d.pending[ev.partition] = append(q, ev)
 	}
+	d.pendingPeak = max(d.pendingPeak, len(d.pending))
 	d.pump()
 }
 
@@ -74,7 +79,16 @@ func (d *dispatcher) pump() {
 		d.running++
 		d.group.Go(func() { d.run(ev) })
 	}
+	if len(d.ready) == 0 {
+		d.ready = nil // frees the array the burst grew
+	}
+	if len(d.pending) == 0 && d.pendingPeak > shrinkAbove {
+		d.pending, d.pendingPeak = make(map[int][]hookEvent), 0
+	}
 }
+
+// shrinkAbove is the pending count from which the dispatcher's drained map is replaced.
+const shrinkAbove = 1024
 
 func (d *dispatcher) run(ev hookEvent) {
 	d.deliver(ev)

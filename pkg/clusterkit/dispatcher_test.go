@@ -78,3 +78,30 @@ func TestDispatcher(t *testing.T) {
 		t.Fatalf("%d hooks still running", n)
 	}
 }
+
+// After a burst larger than shrinkAbove drains, the dispatcher lets go of the room the burst
+// grew (a Go map never shrinks), and still runs every event of the next burst.
+func TestDispatcherShrinksAfterBurst(t *testing.T) {
+	var calls atomic.Int32
+	d := newDispatcher(zap.NewNop(), 4, func(hookEvent) { calls.Add(1) })
+	defer d.close(time.Second)
+	burst := func(n int) {
+		events := make([]hookEvent, n)
+		for p := range events {
+			events[p] = hookEvent{partition: p, id: PartitionID(p), epoch: 1}
+		}
+		d.enqueue(events)
+		d.waitIdle()
+	}
+	burst(3 * shrinkAbove)
+	d.mu.Lock()
+	peak, ready := d.pendingPeak, d.ready
+	d.mu.Unlock()
+	if peak != 0 || ready != nil {
+		t.Fatalf("after the burst drained: pendingPeak %d, ready %d of %d kept", peak, len(ready), cap(ready))
+	}
+	burst(10)
+	if got := calls.Load(); got != 3*shrinkAbove+10 {
+		t.Fatalf("%d hooks ran, want %d", got, 3*shrinkAbove+10)
+	}
+}
