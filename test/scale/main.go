@@ -78,6 +78,7 @@ func main() {
 	processes := flag.Bool("processes", false, "run each node as a process of cmd/clusterkit-node (for small node counts)")
 	dir := flag.String("dir", "", "keep etcd's and the nodes' data and logs in this directory (default: a temporary one, removed)")
 	asJSON := flag.Bool("json", false, "print one JSON object per row")
+	memProfile := flag.String("memprofile", "", "after each scenario of in-process nodes, write a heap profile to `PREFIX`-<P>-<N>-<scenario>.pprof")
 	flag.Parse()
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
@@ -90,7 +91,7 @@ func main() {
 		defer pprof.StopCPUProfile()
 	}
 
-	cfg := Config{ReplicationFactor: *r, Timeout: *timeout, Processes: *processes, Dir: *dir}
+	cfg := Config{ReplicationFactor: *r, Timeout: *timeout, Processes: *processes, Dir: *dir, MemProfile: *memProfile}
 	var err error
 	if cfg.Partitions, err = ints(*partitions); err != nil {
 		fatal("-partitions: %v", err)

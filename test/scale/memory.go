@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 )
@@ -48,4 +49,18 @@ func readPeakRSS(pid string) (int64, error) {
 // (Linux 4.0 and later: "5" to /proc/<pid>/clear_refs).
 func resetPeakRSS(pid string) error {
 	return os.WriteFile("/proc/"+pid+"/clear_refs", []byte("5"), 0)
+}
+
+// writeHeapProfile writes a heap profile of this process to path.
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	runtime.GC()
+	if err := pprof.WriteHeapProfile(f); err != nil {
+		f.Close()
+		return fmt.Errorf("heap profile: %w", err)
+	}
+	return f.Close()
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/clusterkit-go/clusterkit/pkg/clusterkit"
@@ -30,6 +31,9 @@ type Config struct {
 	Dir string
 	// Report, when set, is called with each row as soon as it is measured.
 	Report func(Row)
+	// MemProfile, when set, is a path prefix: after each scenario of in-process nodes a heap
+	// profile is written to <prefix>-<P>-<N>-<scenario>.pprof.
+	MemProfile string
 }
 
 // Row is one scenario of one (partitions, nodes) case.
@@ -171,6 +175,11 @@ func runCase(ctx context.Context, cfg Config, dir, bin string, p, n int) ([]Row,
 			row.Err = skip
 		} else {
 			measure(ctx, c, s, &row)
+			if cfg.MemProfile != "" && bin == "" {
+				if err := writeHeapProfile(fmt.Sprintf("%s-%d-%d-%s.pprof", cfg.MemProfile, p, n, strings.ReplaceAll(s.name, " ", ""))); err != nil {
+					row.Err = joinText(row.Err, err.Error())
+				}
+			}
 			if !row.Settled {
 				skip = fmt.Sprintf("skipped: %s did not settle", s.name)
 			}
