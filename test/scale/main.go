@@ -78,6 +78,7 @@ func main() {
 	processes := flag.Bool("processes", false, "run each node as a process of cmd/clusterkit-node (for small node counts)")
 	dir := flag.String("dir", "", "keep etcd's and the nodes' data and logs in this directory (default: a temporary one, removed)")
 	asJSON := flag.Bool("json", false, "print one JSON object per row")
+	skip := flag.String("skip", "", `comma-separated scenarios not to run: "join 1", "join half", "leave 1", "crash 1"`)
 	memProfile := flag.String("memprofile", "", "after each scenario of in-process nodes, write a heap profile to `PREFIX`-<P>-<N>-<scenario>.pprof")
 	flag.Parse()
 	if *cpuProfile != "" {
@@ -98,6 +99,15 @@ func main() {
 	}
 	if cfg.Nodes, err = ints(*nodes); err != nil {
 		fatal("-nodes: %v", err)
+	}
+	for f := range strings.SplitSeq(*skip, ",") {
+		switch f = strings.TrimSpace(f); f {
+		case "":
+		case "join 1", "join half", "leave 1", "crash 1":
+			cfg.Skip = append(cfg.Skip, f)
+		default:
+			fatal("-skip: unknown scenario %q", f)
+		}
 	}
 	if *timeout <= 0 {
 		fatal("-timeout must be positive")

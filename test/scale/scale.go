@@ -31,6 +31,9 @@ type Config struct {
 	Dir string
 	// Report, when set, is called with each row as soon as it is measured.
 	Report func(Row)
+	// Skip names scenarios not to run ("join 1", "leave 1", "crash 1", or "join half" for the
+	// N/2 that join at once); the cluster is always formed.
+	Skip []string
 	// MemProfile, when set, is a path prefix: after each scenario of in-process nodes a heap
 	// profile is written to <prefix>-<P>-<N>-<scenario>.pprof.
 	MemProfile string
@@ -138,7 +141,9 @@ type change struct {
 
 // scenario is one membership change.
 type scenario struct {
-	name   string
+	name string
+	// key names the scenario in Config.Skip.
+	key    string
 	change func(ctx context.Context, c *cluster) (change, error)
 	// leaves is true when a node goes: the new map's arrival on the others is measured.
 	leaves bool
@@ -153,11 +158,11 @@ func scenarios(n int) []scenario {
 	}
 	half := max(1, n/2)
 	return []scenario{
-		{name: "form", change: join(n)},
-		{name: "join 1", change: join(1)},
-		{name: fmt.Sprintf("join %d", half), change: join(half)},
-		{name: "leave 1", change: func(ctx context.Context, c *cluster) (change, error) { return c.leave(ctx) }, leaves: true},
-		{name: "crash 1", change: func(ctx context.Context, c *cluster) (change, error) { return c.crash(ctx) }, leaves: true},
+		{name: "form", key: "form", change: join(n)},
+		{name: "join 1", key: "join 1", change: join(1)},
+		{name: fmt.Sprintf("join %d", half), key: "join half", change: join(half)},
+		{name: "leave 1", key: "leave 1", change: func(ctx context.Context, c *cluster) (change, error) { return c.leave(ctx) }, leaves: true},
+		{name: "crash 1", key: "crash 1", change: func(ctx context.Context, c *cluster) (change, error) { return c.crash(ctx) }, leaves: true},
 	}
 }
 
@@ -171,9 +176,12 @@ func runCase(ctx context.Context, cfg Config, dir, bin string, p, n int) ([]Row,
 	skip := ""
 	for _, s := range scenarios(n) {
 		row := Row{Partitions: p, Nodes: n, Scenario: s.name, Processes: bin != ""}
-		if skip != "" {
+		switch {
+		case skip != "":
 			row.Err = skip
-		} else {
+		case slices.Contains(cfg.Skip, s.key):
+			row.Err = "skipped: not asked for"
+		default:
 			measure(ctx, c, s, &row)
 			if cfg.MemProfile != "" && bin == "" {
 				if err := writeHeapProfile(fmt.Sprintf("%s-%d-%d-%s.pprof", cfg.MemProfile, p, n, strings.ReplaceAll(s.name, " ", ""))); err != nil {
