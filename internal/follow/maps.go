@@ -27,6 +27,9 @@ type Map struct {
 	// to do with a map older than the one it has. The map shares its unchanged entries with the
 	// one before: neither may be modified.
 	Apply func(u Update)
+	// Broken, when set, is told of a head that was deleted or cannot be read, with its
+	// revision; the map given to Apply before stays the one to read the next against.
+	Broken func(rev int64, err error)
 
 	// last is the map read before, which the next is read against (Run's goroutine only).
 	last *state.Map
@@ -61,6 +64,9 @@ func (f *Map) Run(ctx context.Context, rev int64, from *state.Map) {
 func (f *Map) handle(ctx context.Context, resp clientv3.WatchResponse) error {
 	for _, ev := range resp.Events {
 		if ev.Type != clientv3.EventTypePut {
+			if f.Broken != nil {
+				f.Broken(ev.Kv.ModRevision, errors.New("deleted"))
+			}
 			continue
 		}
 		m, err := state.DecodeHead(ev.Kv.Value)
@@ -72,6 +78,9 @@ func (f *Map) handle(ctx context.Context, resp clientv3.WatchResponse) error {
 		}
 		if errors.Is(err, state.ErrCorrupt) {
 			f.Log.Error("ignoring unreadable partition map", zap.Int64("revision", ev.Kv.ModRevision), zap.Error(err))
+			if f.Broken != nil {
+				f.Broken(ev.Kv.ModRevision, err)
+			}
 			continue
 		}
 		if err != nil {

@@ -12,6 +12,8 @@
 //	partitions/<epoch>/delta-<piece>
 //	                            the partitions that changed at that epoch (one or more pieces)
 //	handoffs/<node-id>          the copies a node has acknowledged, attached to its lease
+//	held/<node-id>              the epoch of the map a node holds, written only when the stored
+//	                            map is older, missing or unreadable; attached to its lease
 //	etcd-members/<node-id>      the embedded etcd member a node runs (member ID and URLs), kept
 //	                            until the node is decommissioned
 //	etcd-members-lock/<lease>   the lock a node holds while it decides whether to become an
@@ -165,6 +167,21 @@ func (s Schema) Handoff(id string) string { return s.prefix + "handoffs/" + id }
 // HandoffNode returns the node of an acknowledgement record key.
 func (s Schema) HandoffNode(key string) (string, bool) {
 	id, ok := strings.CutPrefix(key, s.HandoffsPrefix())
+	if !ok || id == "" || strings.Contains(id, "/") {
+		return "", false
+	}
+	return id, true
+}
+
+// HeldPrefix is the prefix of the held-epoch reports.
+func (s Schema) HeldPrefix() string { return s.prefix + "held/" }
+
+// Held is the key of node id's held-epoch report.
+func (s Schema) Held(id string) string { return s.prefix + "held/" + id }
+
+// HeldNode returns the node of a held-epoch report key.
+func (s Schema) HeldNode(key string) (string, bool) {
+	id, ok := strings.CutPrefix(key, s.HeldPrefix())
 	if !ok || id == "" || strings.Contains(id, "/") {
 		return "", false
 	}

@@ -24,7 +24,8 @@ type Read struct {
 	ModRevision int64
 }
 
-// ReadMap reads the current map, at revision rev (0 for the latest).
+// ReadMap reads the current map, at revision rev (0 for the latest). When the map cannot be read
+// whole (an error wrapping ErrCorrupt), Read still has its revisions and a nil Map.
 func ReadMap(ctx context.Context, kv clientv3.KV, s keys.Schema, rev int64) (Read, error) {
 	var opts []clientv3.OpOption
 	if rev > 0 {
@@ -37,14 +38,18 @@ func ReadMap(ctx context.Context, kv clientv3.KV, s keys.Schema, rev int64) (Rea
 	if len(resp.Kvs) == 0 {
 		return Read{Revision: resp.Header.Revision}, nil
 	}
+	read := Read{Revision: resp.Header.Revision, ModRevision: resp.Kvs[0].ModRevision}
 	m, err := DecodeHead(resp.Kvs[0].Value)
+	if err == nil {
+		_, err = ReadNext(ctx, kv, s, m, resp.Header.Revision, nil)
+	}
 	if err != nil {
-		return Read{}, err
+		// The revisions still say what is stored: a leader replaces a corrupt map with a write
+		// guarded by its ModRevision.
+		return read, err
 	}
-	if _, err := ReadNext(ctx, kv, s, m, resp.Header.Revision, nil); err != nil {
-		return Read{}, err
-	}
-	return Read{Map: m, Revision: resp.Header.Revision, ModRevision: resp.Kvs[0].ModRevision}, nil
+	read.Map = m
+	return read, nil
 }
 
 // ReadConfig reads the cluster's fixed settings; nil when the cluster does not exist yet.
@@ -63,11 +68,42 @@ func ReadConfig(ctx context.Context, kv clientv3.KV, s keys.Schema) (*Config, er
 	return &c, nil
 }
 
-// DecodeNode decodes a node record.
+// MaxNodeRecord is the largest node record, in bytes: a node refuses to register a larger one
+// (its Metadata is what grows), and a leader skips a larger one.
+const MaxNodeRecord = 16 << 10
+
+// DecodeNode decodes a node record and checks it (Node.Check).
 func DecodeNode(b []byte) (Node, error) {
+	if len(b) > MaxNodeRecord {
+		return Node{}, fmt.Errorf("%w: node record of %d bytes, more than %d", ErrCorrupt, len(b), MaxNodeRecord)
+	}
 	var n Node
 	if err := json.Unmarshal(b, &n); err != nil {
 		return Node{}, fmt.Errorf("%w: node record: %v", ErrCorrupt, err)
 	}
+	if err := n.Check(); err != nil {
+		return Node{}, fmt.Errorf("%w: node record: %v", ErrCorrupt, err)
+	}
 	return n, nil
+}
+
+// Held is a node's report under held/<id>: the epoch of the map it holds, written when the map
+// stored in etcd is older, missing or unreadable, so that the leader publishes above it.
+type Held struct {
+	Node  string `json:"node"`
+	Epoch uint64 `json:"epoch"`
+	// Reason says what the node saw, for etcdctl readers.
+	Reason string `json:"reason,omitempty"`
+}
+
+// DecodeHeld decodes a held-epoch report.
+func DecodeHeld(b []byte) (Held, error) {
+	var h Held
+	if err := json.Unmarshal(b, &h); err != nil {
+		return Held{}, fmt.Errorf("%w: held-epoch report: %v", ErrCorrupt, err)
+	}
+	if h.Node == "" || h.Epoch == 0 {
+		return Held{}, fmt.Errorf("%w: held-epoch report without node or epoch", ErrCorrupt)
+	}
+	return h, nil
 }

@@ -9,7 +9,9 @@ import (
 	"slices"
 	"time"
 
+	"github.com/clusterkit-go/clusterkit/internal/keys"
 	"github.com/clusterkit-go/clusterkit/internal/partition"
+	"github.com/clusterkit-go/clusterkit/pkg/rebalance"
 	"github.com/clusterkit-go/clusterkit/pkg/wire"
 )
 
@@ -32,6 +34,25 @@ type Config struct {
 	// created by a node with embedded etcd, 0 for a cluster on an external etcd.
 	EmbeddedMembers int       `json:"embedded_members,omitempty"`
 	CreatedAt       time.Time `json:"created_at"`
+}
+
+// Check reports why a stored config cannot be used: no cluster ID, a partition count outside
+// 1..65536, a replication factor outside 1..16, a hash other than md5 modulo the partition count,
+// or an embedded member count other than 0, 1, 3 or 5.
+func (c Config) Check() error {
+	switch {
+	case c.ClusterID == "":
+		return fmt.Errorf("no cluster_id")
+	case c.PartitionCount < 1 || c.PartitionCount > 1<<16:
+		return fmt.Errorf("partition_count %d outside 1..65536", c.PartitionCount)
+	case c.ReplicationFactor < 1 || c.ReplicationFactor > 16:
+		return fmt.Errorf("replication_factor %d outside 1..16", c.ReplicationFactor)
+	case c.Hash.Algorithm != HashMD5 || c.Hash.Modulo != c.PartitionCount:
+		return fmt.Errorf("hash %s modulo %d, want %s modulo the partition count %d", c.Hash.Algorithm, c.Hash.Modulo, HashMD5, c.PartitionCount)
+	case c.EmbeddedMembers != 0 && c.EmbeddedMembers != 1 && c.EmbeddedMembers != 3 && c.EmbeddedMembers != 5:
+		return fmt.Errorf("embedded_members %d is not 0, 1, 3 or 5", c.EmbeddedMembers)
+	}
+	return nil
 }
 
 // EtcdMember records the embedded etcd member a node runs, under etcd-members/<node-id>, so that
@@ -82,6 +103,24 @@ const (
 	NodeDraining = "draining"
 	NodeLeaving  = "leaving"
 )
+
+// Check reports why a node record cannot take part in placement: an ID that is not a valid node
+// ID, no address, a weight outside [0, rebalance.MaxWeight], or an unknown state. (Weight 0 is
+// a record from before weights, read as 1.)
+func (n Node) Check() error {
+	if err := keys.ValidNodeID(n.ID); err != nil {
+		return err
+	}
+	switch {
+	case n.IP == "":
+		return fmt.Errorf("node %q has no address", n.ID)
+	case n.Weight < 0 || n.Weight > rebalance.MaxWeight:
+		return fmt.Errorf("node %q has weight %d, outside [1, %d]", n.ID, n.Weight, rebalance.MaxWeight)
+	case n.State != "" && n.State != NodeDraining && n.State != NodeLeaving:
+		return fmt.Errorf("node %q has unknown state %q", n.ID, n.State)
+	}
+	return nil
+}
 
 // Equal reports whether two records describe the node the same way.
 func (n Node) Equal(o Node) bool {

@@ -84,7 +84,7 @@ func NewClusterKit(opts Options) (*ClusterKit, error) {
 	ck.clock.init(log, m)
 	ck.election = newElection(e, log, &ck.clock, nil, ck.record)
 	ck.hooks = newHookRunner(e, log.Named("hooks"), o.NodeID, o.MaxConcurrentHooks, ck.election.lease, ck.maps.snapshot)
-	ck.maps.init(e, ck.hooks.schedule)
+	ck.maps.init(e, ck.hooks.schedule, ck.election.lease)
 	ck.election.maps = &ck.maps
 	ck.members = &members{env: e, log: log, leaving: ck.election.leaving}
 	ck.etcdSize = newEtcdSize(e, log.Named("etcd-size"), ck.members, m.etcd)

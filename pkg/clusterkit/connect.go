@@ -7,7 +7,6 @@ import (
 	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -172,9 +171,11 @@ func (ck *ClusterKit) ensureConfig(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	key := ck.env.schema.Config()
+	// The config is created only with the cluster: never again once a map exists, so that a
+	// deleted config is not silently re-created with other settings.
+	key, mapKey := ck.env.schema.Config(), ck.env.schema.Partitions()
 	resp, err := ck.env.client.Txn(ctx).
-		If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
+		If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0), clientv3.Compare(clientv3.CreateRevision(mapKey), "=", 0)).
 		Then(clientv3.OpPut(key, string(b))).
 		Else(clientv3.OpGet(key)).Commit()
 	if err != nil {
@@ -189,10 +190,15 @@ func (ck *ClusterKit) ensureConfig(ctx context.Context) error {
 	var stored state.Config
 	kvs := resp.Responses[0].GetResponseRange().Kvs
 	if len(kvs) == 0 {
-		return errors.New("clusterkit: cluster config vanished while reading it")
+		return fmt.Errorf("clusterkit: cluster config %s is missing while the cluster has a partition map (%s): "+
+			"it was deleted; put it back (etcdctl put %s '<the config JSON>') rather than let a node re-create it with other settings",
+			key, mapKey, key)
 	}
 	if err := json.Unmarshal(kvs[0].Value, &stored); err != nil {
-		return fmt.Errorf("clusterkit: cluster config at %s: %w", key, err)
+		return fmt.Errorf("clusterkit: cluster config at %s is corrupt (%v): put back the cluster's config", key, err)
+	}
+	if err := stored.Check(); err != nil {
+		return fmt.Errorf("clusterkit: cluster config at %s is invalid (%v): put back the cluster's config", key, err)
 	}
 	if setting, ours, theirs := local.Differs(stored); setting != "" {
 		return &ConfigMismatchError{Setting: setting, Local: ours, Cluster: theirs}

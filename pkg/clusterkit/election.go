@@ -11,6 +11,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
+	"github.com/clusterkit-go/clusterkit/internal/backoff"
 	"github.com/clusterkit-go/clusterkit/internal/fence"
 	"github.com/clusterkit-go/clusterkit/internal/state"
 )
@@ -42,7 +43,15 @@ type election struct {
 func newElection(e *env, log *zap.Logger, clock *leaseClock, maps *mapFollower, record func() (state.Node, error)) *election {
 	el := &election{env: e, log: log, clock: clock, maps: maps, record: record,
 		leaving: make(chan struct{}), done: make(chan struct{})}
-	el.leader = &leader{env: e, log: log, leaving: el.leaving}
+	el.leader = &leader{env: e, log: log, leaving: el.leaving, held: func() *state.Map {
+		if el.maps == nil {
+			return nil
+		}
+		if s := el.maps.snapshot(); s != nil {
+			return s.raw
+		}
+		return nil
+	}}
 	return el
 }
 
@@ -173,6 +182,15 @@ func (el *election) campaign(parent context.Context, reg *registration) {
 		}
 		cancel()
 	})
+	// Failed campaigns and terms that end in an error retry after a growing, jittered delay, so
+	// that a failure that repeats (etcd refusing writes, say) is not retried in a tight loop.
+	retry := backoff.Backoff{Min: 100 * time.Millisecond, Max: max(el.env.opts.LeaseTTL/2, 100*time.Millisecond)}
+	pause := func() {
+		select {
+		case <-ctx.Done():
+		case <-time.After(retry.Next()):
+		}
+	}
 	for ctx.Err() == nil {
 		term, err := fence.Campaign(ctx, reg.session, el.env.schema.LeaderPrefix(), el.env.opts.NodeID, el.clock.Deadline)
 		if errors.Is(err, rpctypes.ErrLeaseNotFound) {
@@ -183,22 +201,25 @@ func (el *election) campaign(parent context.Context, reg *registration) {
 		if err != nil {
 			if ctx.Err() == nil {
 				el.log.Warn("campaign failed", zap.Error(err))
-				select {
-				case <-ctx.Done():
-				case <-time.After(200 * time.Millisecond):
-				}
+				pause()
 			}
 			continue
 		}
 		el.isLeader.Store(true)
 		el.log.Info("elected leader", zap.String("key", term.Key()))
+		began := time.Now()
 		err = el.leader.lead(term)
+		if time.Since(began) > el.env.opts.LeaseTTL {
+			retry.Reset() // a term that lasted is not a failure repeating
+		}
 		el.isLeader.Store(false)
 		term.End(false, 0)
 		if err != nil && !errors.Is(err, context.Canceled) {
 			el.log.Warn("leadership ended", zap.Error(err))
+			pause()
 		} else {
 			el.log.Info("leadership ended")
+			retry.Reset()
 		}
 	}
 }

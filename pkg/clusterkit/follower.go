@@ -2,12 +2,14 @@ package clusterkit
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
 	"github.com/clusterkit-go/clusterkit/internal/follow"
@@ -38,6 +40,10 @@ type mapFollower struct {
 	// recent says what changed in the last maps applied, oldest first (guarded by mu), so that
 	// a client holding one of them can be sent only what changed since.
 	recent []mapChange
+	// lease is the node's current lease, which its held-epoch report is attached to.
+	lease func() clientv3.LeaseID
+	// reported is the held epoch last reported (guarded by mu).
+	reported uint64
 }
 
 // mapChange is what changed from the map of epoch since to the map of epoch epoch: changed
@@ -51,8 +57,8 @@ type mapChange struct {
 const keptChanges = 64
 
 // init prepares f in place (the facade holds it by value).
-func (f *mapFollower) init(e *env, onApply func(old, s *snapshot, fire bool)) {
-	f.env, f.onApply = e, onApply
+func (f *mapFollower) init(e *env, onApply func(old, s *snapshot, fire bool), lease func() clientv3.LeaseID) {
+	f.env, f.onApply, f.lease = e, onApply, lease
 	ch := make(chan struct{})
 	f.changed.Store(&ch)
 }
@@ -67,7 +73,12 @@ func (f *mapFollower) changes() <-chan struct{} { return *f.changed.Load() }
 // source is the follow.Map of this node's cluster.
 func (f *mapFollower) source() *follow.Map {
 	return &follow.Map{Client: f.env.client, Schema: f.env.schema, Log: f.env.log, ReadTimeout: f.env.opts.LeaseTTL,
-		Apply: func(u follow.Update) { f.apply(u, true) }}
+		Apply: func(u follow.Update) { f.apply(u, true) },
+		Broken: func(rev int64, err error) {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			f.reportHeld(fmt.Sprintf("stored map at revision %d: %v", rev, err))
+		}}
 }
 
 // read reads the current map; Start does so before registering, so that the map that adds
@@ -134,7 +145,13 @@ func (f *mapFollower) apply(u follow.Update, fire bool) {
 	defer f.mu.Unlock()
 	old := f.snap.Load()
 	if old != nil && m.Epoch <= old.epoch {
-		return // never go back to an older map
+		// Never go back to an older map. One older than the map held means the stored map went
+		// back (deleted and republished, or etcd restored from an older backup): the leader is
+		// told, and publishes above the epoch held.
+		if m.Epoch < old.epoch {
+			f.reportHeld(fmt.Sprintf("stored map has epoch %d", m.Epoch))
+		}
+		return
 	}
 	changed := u.Changed
 	var base *state.Map
@@ -145,6 +162,7 @@ func (f *mapFollower) apply(u follow.Update, fire bool) {
 	}
 	if err := m.ValidateChange(f.env.config.PartitionCount, base, changed); err != nil {
 		f.env.log.Error("ignoring invalid partition map", zap.Error(err))
+		f.reportHeld(fmt.Sprintf("stored map of epoch %d is invalid: %v", m.Epoch, err))
 		return
 	}
 	s := nextSnapshot(old, m, u.Revision, changed)
@@ -159,6 +177,32 @@ func (f *mapFollower) apply(u follow.Update, fire bool) {
 	prev := f.changed.Swap(&next)
 	close(*prev)
 	f.env.log.Debug("applied partition map", zap.Uint64("epoch", m.Epoch), zap.String("leader", m.Leader))
+}
+
+// reportHeld writes held/<id>, the epoch of the map this node holds, under its lease, once per
+// epoch held: the leader then publishes a map above it (leader.recoveryBase). f.mu must be held.
+func (f *mapFollower) reportHeld(reason string) {
+	s := f.snap.Load()
+	lease := clientv3.NoLease
+	if f.lease != nil {
+		lease = f.lease()
+	}
+	if s == nil || s.epoch <= f.reported || lease == clientv3.NoLease {
+		return
+	}
+	f.env.log.Warn("the stored partition map is behind the map this node holds; telling the leader",
+		zap.Uint64("held_epoch", s.epoch), zap.String("why", reason))
+	b, err := json.Marshal(state.Held{Node: f.env.opts.NodeID, Epoch: s.epoch, Reason: reason})
+	if err != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), f.env.opts.LeaseTTL)
+	defer cancel()
+	if _, err := f.env.client.Put(ctx, f.env.schema.Held(f.env.opts.NodeID), string(b), clientv3.WithLease(lease)); err != nil {
+		f.env.log.Warn("reporting the held map epoch failed", zap.Error(err))
+		return
+	}
+	f.reported = s.epoch
 }
 
 // wait blocks until cond holds for the map held (cond receives nil before the first map), or

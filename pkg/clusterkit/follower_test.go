@@ -24,7 +24,7 @@ func TestFollowerNeverGoesBack(t *testing.T) {
 	}
 	applied := 0
 	var f mapFollower
-	f.init(e, func(old, s *snapshot, fire bool) { applied++ })
+	f.init(e, func(old, s *snapshot, fire bool) { applied++ }, nil)
 
 	abc := []string{"a", "b", "c"}
 	f.apply(follow.Update{Map: testMap(5, abc, []string{"a", "b"}, []string{"b", "c"}), Revision: 50}, true)
@@ -67,7 +67,7 @@ func TestInitialMapReadRetries(t *testing.T) {
 	e := &env{log: zap.New(core), client: srv.Client, schema: keys.New("t")}
 	e.opts.LeaseTTL = time.Nanosecond // every read times out
 	var f mapFollower
-	f.init(e, func(old, s *snapshot, fire bool) {})
+	f.init(e, func(old, s *snapshot, fire bool) {}, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 700*time.Millisecond)
 	defer cancel()
 	_, err := f.read(ctx)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -33,6 +35,9 @@ type leader struct {
 	log *zap.Logger
 	// leaving is closed when the node stops: the term's last map leaves this node out.
 	leaving <-chan struct{}
+	// held returns the map this node holds (its map follower's), nil before the first: the
+	// best state at hand when the stored map is missing, unreadable or older.
+	held func() *state.Map
 }
 
 // view is what the leader knows during one term.
@@ -47,13 +52,30 @@ type view struct {
 	acked  map[string][]int
 	cur    *state.Map
 	curRev int64 // ModRevision of the partitions key, 0 when there is no map
+	// broken says why the stored map cannot be built on (missing while a node holds one,
+	// unreadable, invalid), "" when it can: the next map is then written whole.
+	broken string
+	// floors are the epochs nodes reported holding (held/<id>).
+	floors map[string]uint64
+	// skipped holds the ModRevision at which each invalid record was logged, by key, so that
+	// one bad record is logged once per revision, not once per read.
+	skipped map[string]int64
 
 	lastPublish time.Time
 }
 
+// recordKind is the prefix an update comes from.
+type recordKind int
+
+const (
+	nodeRecords recordKind = iota
+	ackRecords
+	heldRecords
+)
+
 // update is one read or watch response of the node or acknowledgement prefix.
 type update struct {
-	nodes  bool
+	kind   recordKind
 	reset  bool
 	kvs    []*mvccpb.KeyValue
 	events []*clientv3.Event
@@ -66,7 +88,7 @@ type update struct {
 // returning, so that the others switch at once.
 func (l *leader) lead(term *fence.Term) error {
 	ctx := term.Context()
-	v := &view{term: term, departed: map[string]bool{}}
+	v := &view{term: term, departed: map[string]bool{}, floors: map[string]uint64{}, skipped: map[string]int64{}}
 	if err := l.readMap(ctx, v); err != nil {
 		return err
 	}
@@ -74,14 +96,16 @@ func (l *leader) lead(term *fence.Term) error {
 	wctx, stop := context.WithCancel(ctx)
 	var g sync.WaitGroup
 	defer func() { stop(); g.Wait() }()
-	for _, nodes := range []bool{true, false} {
+	prefixes := map[recordKind]string{
+		nodeRecords: l.env.schema.NodesPrefix(),
+		ackRecords:  l.env.schema.HandoffsPrefix(),
+		heldRecords: l.env.schema.HeldPrefix(),
+	}
+	for kind, prefix := range prefixes {
 		p := &follow.Keys{Client: l.env.client, Log: l.log, ReadTimeout: l.env.opts.LeaseTTL, PrevKV: true,
-			Key: l.env.schema.HandoffsPrefix(), Prefix: true}
-		if nodes {
-			p.Key = l.env.schema.NodesPrefix()
-		}
+			Key: prefix, Prefix: true}
 		send := func(ctx context.Context, u update) {
-			u.nodes = nodes
+			u.kind = kind
 			select {
 			case updates <- u:
 			case <-ctx.Done():
@@ -136,11 +160,21 @@ func (l *leader) lead(term *fence.Term) error {
 		case <-timer.C:
 			dirty = dirty || nextmap.Wake(v.cur, l.env.opts.HandoffTimeout, l.env.opts.CrashGracePeriod, time.Now()) <= time.Millisecond
 		case u := <-updates:
-			if u.nodes {
+			switch u.kind {
+			case heldRecords:
+				// A node saw the stored map go back, vanish or break: read what is stored now,
+				// and publish above the epoch held when it cannot be built on or is older.
+				if l.applyHeld(v, u) {
+					if err := l.readMap(ctx, v); err != nil {
+						return l.leave(v, err)
+					}
+					dirty = dirty || v.broken != "" || l.floor(v) > epochOf(v.cur)
+				}
+			case nodeRecords:
 				l.applyNodes(v, u)
 				haveNodes = haveNodes || u.reset
 				dirty = true
-			} else {
+			default:
 				l.applyAcks(v, u)
 				haveAcks = haveAcks || u.reset
 				if u.reset {
@@ -169,7 +203,7 @@ func (l *leader) applyNodes(v *view, u update) {
 	if u.reset {
 		v.nodes = make(map[string]state.Node, len(u.kvs))
 		for _, kv := range u.kvs {
-			if id, n, ok := l.decodeNode(kv.Key, kv.Value); ok {
+			if id, n, ok := l.decodeNode(v, kv); ok {
 				v.nodes[id] = n
 			}
 		}
@@ -190,26 +224,102 @@ func (l *leader) applyNodes(v *view, u update) {
 			}
 			continue
 		}
-		if id, n, ok := l.decodeNode(ev.Kv.Key, ev.Kv.Value); ok {
-			v.nodes[id] = n
-			if n.State == state.NodeLeaving {
-				v.departed[id] = true
+		id, n, ok := l.decodeNode(v, ev.Kv)
+		if !ok {
+			// An invalid record replaces a valid one: the node is out of placement until it
+			// writes a valid one again.
+			if id, found := l.env.schema.NodeID(string(ev.Kv.Key)); found {
+				delete(v.nodes, id)
 			}
+			continue
+		}
+		v.nodes[id] = n
+		if n.State == state.NodeLeaving {
+			v.departed[id] = true
 		}
 	}
 }
 
-func (l *leader) decodeNode(key, value []byte) (string, state.Node, bool) {
-	id, ok := l.env.schema.NodeID(string(key))
+// decodeNode decodes a node record; an invalid one is skipped (logged and counted once per
+// revision), so that one bad record cannot stop placement for everyone else.
+func (l *leader) decodeNode(v *view, kv *mvccpb.KeyValue) (string, state.Node, bool) {
+	id, ok := l.env.schema.NodeID(string(kv.Key))
 	if !ok {
 		return "", state.Node{}, false
 	}
-	n, err := state.DecodeNode(value)
-	if err != nil || n.ID != id {
-		l.log.Error("ignoring unreadable node record", zap.String("key", string(key)), zap.Error(err))
+	n, err := state.DecodeNode(kv.Value)
+	if err == nil && n.ID != id {
+		err = fmt.Errorf("record of node %q under the key of %q", n.ID, id)
+	}
+	if err != nil {
+		l.skip(v, "node", kv, err)
 		return "", state.Node{}, false
 	}
 	return id, n, true
+}
+
+// skip logs and counts an invalid record once per revision.
+func (l *leader) skip(v *view, kind string, kv *mvccpb.KeyValue, err error) {
+	key := string(kv.Key)
+	if v.skipped[key] == kv.ModRevision {
+		return
+	}
+	v.skipped[key] = kv.ModRevision
+	l.env.metrics.invalidRecords.WithLabelValues(kind).Inc()
+	l.log.Error("skipping invalid record", zap.String("kind", kind), zap.String("key", key),
+		zap.Int64("mod_revision", kv.ModRevision), zap.Error(err))
+}
+
+// applyHeld replaces what the view holds of the nodes' held-epoch reports, and reports whether
+// u brought a report.
+func (l *leader) applyHeld(v *view, u update) bool {
+	reported := false
+	apply := func(kv *mvccpb.KeyValue, deleted bool) {
+		id, ok := l.env.schema.HeldNode(string(kv.Key))
+		if !ok {
+			return
+		}
+		delete(v.floors, id)
+		if deleted {
+			return
+		}
+		h, err := state.DecodeHeld(kv.Value)
+		if err == nil && h.Node != id {
+			err = fmt.Errorf("report of node %q under the key of %q", h.Node, id)
+		}
+		if err != nil {
+			l.skip(v, "held", kv, err)
+			return
+		}
+		v.floors[id] = h.Epoch
+		reported = true
+	}
+	if u.reset {
+		clear(v.floors)
+		for _, kv := range u.kvs {
+			apply(kv, false)
+		}
+	}
+	for _, ev := range u.events {
+		apply(ev.Kv, ev.Type == clientv3.EventTypeDelete)
+	}
+	return reported
+}
+
+// floor is the highest epoch a live node is known to hold: this node's and the reported ones.
+func (l *leader) floor(v *view) uint64 {
+	f := epochOf(l.held())
+	for _, e := range v.floors {
+		f = max(f, e)
+	}
+	return f
+}
+
+func epochOf(m *state.Map) uint64 {
+	if m == nil {
+		return 0
+	}
+	return m.Epoch
 }
 
 func (l *leader) applyAcks(v *view, u update) {
@@ -217,18 +327,18 @@ func (l *leader) applyAcks(v *view, u update) {
 		v.acks = map[nextmap.Ack]uint64{}
 		v.acked = map[string][]int{}
 		for _, kv := range u.kvs {
-			l.applyAck(v, kv.Key, kv.Value, false)
+			l.applyAck(v, kv, false)
 		}
 		return
 	}
 	for _, ev := range u.events {
-		l.applyAck(v, ev.Kv.Key, ev.Kv.Value, ev.Type == clientv3.EventTypeDelete)
+		l.applyAck(v, ev.Kv, ev.Type == clientv3.EventTypeDelete)
 	}
 }
 
 // applyAck replaces what the view holds of one node's acknowledgement record.
-func (l *leader) applyAck(v *view, key, value []byte, deleted bool) {
-	id, ok := l.env.schema.HandoffNode(string(key))
+func (l *leader) applyAck(v *view, kv *mvccpb.KeyValue, deleted bool) {
+	id, ok := l.env.schema.HandoffNode(string(kv.Key))
 	if !ok {
 		return
 	}
@@ -239,12 +349,12 @@ func (l *leader) applyAck(v *view, key, value []byte, deleted bool) {
 	if deleted {
 		return
 	}
-	node, acked, err := state.DecodeAcks(value, l.env.config.PartitionCount)
+	node, acked, err := state.DecodeAcks(kv.Value, l.env.config.PartitionCount)
 	if err == nil && node != id {
 		err = fmt.Errorf("record of node %q under the key of %q", node, id)
 	}
 	if err != nil {
-		l.log.Error("ignoring unreadable handoff acknowledgements", zap.String("key", string(key)), zap.Error(err))
+		l.skip(v, "handoffs", kv, err)
 		return
 	}
 	ps := make([]int, 0, len(acked))
@@ -255,22 +365,55 @@ func (l *leader) applyAck(v *view, key, value []byte, deleted bool) {
 	v.acked[id] = ps
 }
 
+// readMap reads the stored map. A map the leader cannot build on (unreadable, invalid, or
+// missing while this node holds one) is not an error: v.broken says why, and the next map
+// replaces it, written whole.
 func (l *leader) readMap(ctx context.Context, v *view) error {
 	rctx, cancel := context.WithTimeout(ctx, l.env.opts.LeaseTTL)
 	defer cancel()
 	r, err := state.ReadMap(rctx, l.env.client, l.env.schema, 0)
-	if err != nil {
+	if err != nil && !errors.Is(err, state.ErrCorrupt) {
 		return fmt.Errorf("read map: %w", err)
 	}
-	if r.Map != nil {
-		if err := r.Map.Validate(l.env.config.PartitionCount); err != nil {
-			// A corrupt map is replaced by a fresh placement, never served.
-			l.log.Error("stored map is invalid, replacing it", zap.Error(err))
-			r.Map.Partitions = nil
+	v.cur, v.curRev, v.broken = r.Map, r.ModRevision, ""
+	switch {
+	case err != nil:
+		v.broken = "unreadable: " + err.Error()
+	case r.Map != nil:
+		if verr := r.Map.Validate(l.env.config.PartitionCount); verr != nil {
+			v.cur, v.broken = nil, "invalid: "+verr.Error()
 		}
+	case l.held() != nil:
+		v.broken = "missing, while this node holds the map of epoch " + strconv.FormatUint(l.held().Epoch, 10)
 	}
-	v.cur, v.curRev = r.Map, r.ModRevision
+	if v.broken != "" {
+		l.env.metrics.invalidRecords.WithLabelValues("map").Inc()
+		l.log.Error("the stored partition map cannot be built on; replacing it", zap.String("why", v.broken),
+			zap.Int64("mod_revision", r.ModRevision))
+	}
 	return nil
+}
+
+// recoveryBase is what the next map is computed from when the stored map cannot be built on or
+// is older than a map a node holds: the newest valid map at hand (the stored one or this node's),
+// at epoch floor, with every primary epoch raised to the epoch about to be published, so that
+// neither map nor primary epochs go backwards for any node. Without any map at hand, placement
+// starts afresh above floor.
+func (l *leader) recoveryBase(v *view, floor uint64) *state.Map {
+	base := v.cur
+	if h := l.held(); h != nil && len(h.Partitions) == l.env.config.PartitionCount && (base == nil || h.Epoch > base.Epoch) {
+		base = h
+	}
+	if base == nil {
+		return &state.Map{Epoch: floor}
+	}
+	m := *base
+	m.Epoch = floor
+	m.Partitions = slices.Clone(base.Partitions)
+	for i := range m.Partitions {
+		m.Partitions[i].PrimaryEpoch = floor + 1
+	}
+	return &m
 }
 
 // leave publishes the map without this node when the term ended because the node is leaving.
@@ -298,8 +441,13 @@ func (l *leader) leave(v *view, cause error) error {
 func (l *leader) publish(ctx context.Context, v *view, leaving bool) error {
 	start := time.Now()
 	o := &l.env.opts
+	base, floor := v.cur, l.floor(v)
+	recovering := v.broken != "" || floor > epochOf(v.cur)
+	if recovering {
+		base = l.recoveryBase(v, max(floor, epochOf(v.cur)))
+	}
 	res, err := nextmap.Next(nextmap.Input{
-		Current: v.cur, Nodes: v.nodes, Departed: v.departed, Acks: v.acks,
+		Current: base, Nodes: v.nodes, Departed: v.departed, Acks: v.acks,
 		Leader: o.NodeID, Leaving: leaving,
 		PartitionCount: l.env.config.PartitionCount, ReplicationFactor: l.env.config.ReplicationFactor,
 		HandoffTimeout: o.HandoffTimeout, CrashGracePeriod: o.CrashGracePeriod, Now: start.UTC(),
@@ -308,16 +456,25 @@ func (l *leader) publish(ctx context.Context, v *view, leaving bool) error {
 		return err
 	}
 	next := res.Map
-	if v.cur != nil && v.cur.SamePlacement(next) {
+	if !recovering && v.cur != nil && v.cur.SamePlacement(next) {
 		return nil
 	}
 	for _, r := range res.Retries {
 		l.log.Warn("handoff timed out, asking again", zap.String("partition", PartitionID(r.Partition)),
 			zap.String("node", r.Node), zap.Int("attempt", r.Attempt), zap.Duration("timeout", o.HandoffTimeout))
 	}
-	rev, err := l.writeMap(ctx, v, next)
+	rev, err := l.writeMap(ctx, v, next, recovering)
 	if err != nil {
 		return err
+	}
+	if recovering {
+		l.env.metrics.mapRecoveries.Inc()
+		why := v.broken
+		if why == "" {
+			why = fmt.Sprintf("older (epoch %d) than a map a node holds (epoch %d)", epochOf(v.cur), floor)
+		}
+		l.log.Warn("replaced the stored partition map", zap.String("why", why), zap.Uint64("epoch", next.Epoch))
+		v.broken = ""
 	}
 	l.env.metrics.observePublish(next, time.Since(start))
 	l.log.Info("published partition map", zap.Uint64("epoch", next.Epoch), zap.String("reason", next.Cause.Reason),
@@ -330,8 +487,12 @@ func (l *leader) publish(ctx context.Context, v *view, leaving bool) error {
 
 // writeMap publishes m as state.Encoded.Writes says: every transaction guarded by the leader
 // key, the head's also by the map's revision. It returns the new revision of the partitions key.
-func (l *leader) writeMap(ctx context.Context, v *view, m *state.Map) (int64, error) {
-	enc, err := state.EncodeNext(v.cur, m, maxMapValue)
+func (l *leader) writeMap(ctx context.Context, v *view, m *state.Map, whole bool) (int64, error) {
+	prev := v.cur
+	if whole {
+		prev = nil
+	}
+	enc, err := state.EncodeNext(prev, m, maxMapValue)
 	if err != nil {
 		return 0, err
 	}

@@ -18,6 +18,8 @@ type metrics struct {
 	rebalanceSeconds prometheus.Histogram
 	fenced           prometheus.Gauge
 	mapWriteBytes    *prometheus.CounterVec
+	invalidRecords   *prometheus.CounterVec
+	mapRecoveries    prometheus.Counter
 	etcd             etcdSizeMetrics
 }
 
@@ -37,10 +39,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "1 while the node could not renew its lease in time and claims no primary role."}),
 		mapWriteBytes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "clusterkit_map_write_bytes_total",
 			Help: "Bytes of partition maps this node wrote to etcd as leader, by part: head, checkpoint or delta."}, []string{"part"}),
+		invalidRecords: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "clusterkit_invalid_records_total",
+			Help: "Records in etcd this node skipped as unreadable or invalid, once per revision, by kind: node, handoffs, held, map."}, []string{"kind"}),
+		mapRecoveries: prometheus.NewCounter(prometheus.CounterOpts{Name: "clusterkit_map_recoveries_total",
+			Help: "Maps this node published as leader to replace a stored map that was missing, unreadable or older than one a node held."}),
 		etcd: newEtcdSizeMetrics(),
 	}
 	if reg != nil {
-		for _, c := range append([]prometheus.Collector{m.epoch, m.handoffsPending, m.handoffsOverdue, m.handoffRetries, m.rebalanceSeconds, m.fenced, m.mapWriteBytes}, m.etcd.collectors()...) {
+		for _, c := range append([]prometheus.Collector{m.epoch, m.handoffsPending, m.handoffsOverdue, m.handoffRetries, m.rebalanceSeconds, m.fenced, m.mapWriteBytes, m.invalidRecords, m.mapRecoveries}, m.etcd.collectors()...) {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

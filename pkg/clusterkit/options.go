@@ -2,6 +2,7 @@ package clusterkit
 
 import (
 	"crypto/tls"
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -14,6 +15,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/clusterkit-go/clusterkit/internal/keys"
+	"github.com/clusterkit-go/clusterkit/internal/state"
+	"github.com/clusterkit-go/clusterkit/pkg/rebalance"
 )
 
 // Defaults of the optional Options fields.
@@ -35,6 +38,9 @@ const (
 	MaxPartitionCount = 65536
 	// MaxReplicationFactor bounds ReplicationFactor.
 	MaxReplicationFactor = 16
+	// MaxMetadataBytes bounds Metadata, as JSON, so that a node's record in etcd stays small:
+	// every map carries the record of every node.
+	MaxMetadataBytes = 8 << 10
 
 	// embeddedPortOffset: an embedded etcd serves clients on the HTTP port + 10000 and peers on
 	// the HTTP port + 20000, so that several nodes on one machine never collide.
@@ -88,7 +94,7 @@ type Options struct {
 	Zone string
 	// Weight is the node's relative capacity; it holds partitions in proportion. Default 1.
 	Weight int
-	// Metadata is published with the node, for example the address of the application's data
+	// Metadata is published with the node (at most MaxMetadataBytes as JSON), for example the address of the application's data
 	// service. Default none.
 	Metadata map[string]string
 	// LeaseTTL is the time to live of the node's etcd lease, in whole seconds: a crashed node is
@@ -267,8 +273,11 @@ func (o *Options) validate() error {
 	if o.ReplicationFactor < 1 || o.ReplicationFactor > MaxReplicationFactor {
 		return bad("ReplicationFactor", "%d is outside 1..%d", o.ReplicationFactor, MaxReplicationFactor)
 	}
-	if o.Weight < 1 {
-		return bad("Weight", "%d is not positive", o.Weight)
+	if o.Weight < 1 || o.Weight > rebalance.MaxWeight {
+		return bad("Weight", "%d is outside 1..%d", o.Weight, rebalance.MaxWeight)
+	}
+	if b, err := json.Marshal(o.Metadata); err != nil || len(b) > MaxMetadataBytes {
+		return bad("Metadata", "%d bytes as JSON, more than %d (the node's record in etcd is at most %d)", len(b), MaxMetadataBytes, state.MaxNodeRecord)
 	}
 	if o.LeaseTTL < 2*time.Second || o.LeaseTTL%time.Second != 0 {
 		return bad("LeaseTTL", "%v must be whole seconds, at least 2s (etcd leases count seconds)", o.LeaseTTL)

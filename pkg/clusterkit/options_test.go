@@ -71,6 +71,8 @@ func TestOptionsValidation(t *testing.T) {
 		{"TTL not whole seconds", func(o *Options) { o.LeaseTTL = 2500 * time.Millisecond }, "LeaseTTL"},
 		{"negative hooks", func(o *Options) { o.MaxConcurrentHooks = -1 }, "MaxConcurrentHooks"},
 		{"negative weight", func(o *Options) { o.Weight = -1 }, "Weight"},
+		{"weight over the maximum", func(o *Options) { o.Weight = 2000000000 }, "Weight"},
+		{"metadata over the maximum", func(o *Options) { o.Metadata = map[string]string{"blob": strings.Repeat("x", MaxMetadataBytes)} }, "Metadata"},
 		{"bad cluster name", func(o *Options) { o.ClusterName = "a/b" }, "ClusterName"},
 		{"join and endpoints", func(o *Options) { o.JoinAddr = "h:1"; o.EtcdEndpoints = []string{"http://h:2379"} }, "EtcdClient/EtcdEndpoints/JoinAddr"},
 		{"empty endpoint", func(o *Options) { o.EtcdEndpoints = []string{""} }, "EtcdEndpoints"},

@@ -119,12 +119,37 @@ type checker struct {
 	mu         sync.Mutex
 	inv        *invariants
 	violations []string
+	// injected are the revision ranges of faults a test wrote (Cluster.Inject); an open range
+	// has to == 0.
+	injected []revRange
 }
 
-func (c *checker) feed(m *state.Map, ack acked) {
+type revRange struct{ from, to int64 }
+
+// feed checks m, the map written at revision rev, unless a test wrote it.
+func (c *checker) feed(m *state.Map, rev int64, ack acked) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	for _, r := range c.injected {
+		if rev > r.from && (r.to == 0 || rev <= r.to) {
+			return
+		}
+	}
 	c.violations = append(c.violations, c.inv.next(m, ack)...)
+}
+
+// inject opens a range of injected revisions after from, and returns the function that closes
+// it at to.
+func (c *checker) inject(from int64) func(to int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	i := len(c.injected)
+	c.injected = append(c.injected, revRange{from: from})
+	return func(to int64) {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		c.injected[i].to = to
+	}
 }
 
 func (c *checker) result() ([]string, int) {

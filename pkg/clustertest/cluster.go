@@ -75,7 +75,7 @@ func New(tb testing.TB, base clusterkit.Options) *Cluster {
 	ctx, stop := context.WithCancel(context.Background())
 	c.stop = stop
 	f := &follow.Map{Client: c.etcd.Client, Schema: c.schema, Log: zap.NewNop(), Apply: func(u follow.Update) {
-		c.check.feed(u.Map, c.ackedAt(ctx, u.Revision))
+		c.check.feed(u.Map, u.Revision, c.ackedAt(ctx, u.Revision))
 	}}
 	c.wg.Go(func() { f.Run(ctx, 0, nil) })
 	tb.Cleanup(c.cleanup)
@@ -159,6 +159,30 @@ func (c *Cluster) cleanup() {
 	c.mu.Unlock()
 	if bad := c.Violations(); len(bad) > 0 {
 		c.tb.Errorf("clustertest: %d invariant violations in the published maps:\n%s", len(bad), strings.Join(bad, "\n"))
+	}
+}
+
+// Inject runs fault, which writes to the cluster's etcd (as `etcdctl put` or `del` would: a
+// corrupt map, an older one, a bad record), with a client of it. The maps fault writes are not
+// checked against the invariants, since ClusterKit did not publish them; the maps published
+// after it are, against the last map ClusterKit published before it.
+func (c *Cluster) Inject(fault func(ctx context.Context, etcd *clientv3.Client) error) {
+	c.tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	before, err := c.etcd.Client.Get(ctx, c.schema.Config())
+	if err != nil {
+		c.tb.Fatalf("clustertest: inject: %v", err)
+	}
+	done := c.check.inject(before.Header.Revision)
+	err = fault(ctx, c.etcd.Client)
+	after, gerr := c.etcd.Client.Get(ctx, c.schema.Config())
+	if gerr != nil {
+		c.tb.Fatalf("clustertest: inject: %v", gerr)
+	}
+	done(after.Header.Revision)
+	if err != nil {
+		c.tb.Fatalf("clustertest: inject: %v", err)
 	}
 }
 
