@@ -85,8 +85,11 @@ func (s Schema) NodesPrefix() string { return s.prefix + "nodes/" }
 func (s Schema) Node(id string) string { return s.prefix + "nodes/" + id }
 
 // NodeID returns the node ID of a node record key, and false if key is not one.
-func (s Schema) NodeID(key string) (string, bool) {
-	id, ok := strings.CutPrefix(key, s.NodesPrefix())
+func (s Schema) NodeID(key string) (string, bool) { return idUnder(s.NodesPrefix(), key) }
+
+// idUnder returns the node ID of key, a per-node key right under prefix, and false if key is not one.
+func idUnder(prefix, key string) (string, bool) {
+	id, ok := strings.CutPrefix(key, prefix)
 	if !ok || id == "" || strings.Contains(id, "/") {
 		return "", false
 	}
@@ -165,13 +168,7 @@ func (s Schema) HandoffsPrefix() string { return s.prefix + "handoffs/" }
 func (s Schema) Handoff(id string) string { return s.prefix + "handoffs/" + id }
 
 // HandoffNode returns the node of an acknowledgement record key.
-func (s Schema) HandoffNode(key string) (string, bool) {
-	id, ok := strings.CutPrefix(key, s.HandoffsPrefix())
-	if !ok || id == "" || strings.Contains(id, "/") {
-		return "", false
-	}
-	return id, true
-}
+func (s Schema) HandoffNode(key string) (string, bool) { return idUnder(s.HandoffsPrefix(), key) }
 
 // HeldPrefix is the prefix of the held-epoch reports.
 func (s Schema) HeldPrefix() string { return s.prefix + "held/" }
@@ -180,13 +177,7 @@ func (s Schema) HeldPrefix() string { return s.prefix + "held/" }
 func (s Schema) Held(id string) string { return s.prefix + "held/" + id }
 
 // HeldNode returns the node of a held-epoch report key.
-func (s Schema) HeldNode(key string) (string, bool) {
-	id, ok := strings.CutPrefix(key, s.HeldPrefix())
-	if !ok || id == "" || strings.Contains(id, "/") {
-		return "", false
-	}
-	return id, true
-}
+func (s Schema) HeldNode(key string) (string, bool) { return idUnder(s.HeldPrefix(), key) }
 
 // EtcdMembersPrefix is the prefix of the records of the nodes that run an embedded etcd member.
 func (s Schema) EtcdMembersPrefix() string { return s.prefix + "etcd-members/" }
