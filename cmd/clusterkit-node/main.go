@@ -7,7 +7,8 @@
 //
 // Settings (variable, flag, default):
 //
-//	NODE_ID             -node-id             required; unique node name, no '/' or spaces
+//	NODE_ID             -node-id             required; unique node name: 1 to 128 letters, digits,
+//	                                         '-', '_' and '.', starting with a letter or digit
 //	HTTP_PORT           -http-port           HTTP API port, listening on all interfaces; or:
 //	HTTP_ADDR           -http-addr           HTTP API host:port (one of the two is required)
 //	ADVERTISE_ADDR      -advertise-addr      the HTTP address with 127.0.0.1 for an empty host;
@@ -16,10 +17,11 @@
 //	                                         node's own address makes it the bootstrap node
 //	DATA_DIR            -data-dir            <temp dir>/clusterkit/<NODE_ID>; in a container, a
 //	                                         volume (the original README used /data)
-//	CLUSTER_NAME        -cluster-name        "default", or the joined node's cluster
-//	PARTITION_COUNT     -partition-count     64; fixed when the cluster is created
-//	REPLICATION_FACTOR  -replication-factor  3; fixed when the cluster is created
-//	LEASE_TTL           -lease-ttl           10s; a Go duration in whole seconds, at least 2s
+//	CLUSTER_NAME        -cluster-name        "default", or the joined node's cluster; the same
+//	                                         character set as NODE_ID
+//	PARTITION_COUNT     -partition-count     64 (1 to 65536); fixed when the cluster is created
+//	REPLICATION_FACTOR  -replication-factor  3 (1 to 16); fixed when the cluster is created
+//	LEASE_TTL           -lease-ttl           10s; a Go duration in whole seconds, 2s to 10m
 //	EMBEDDED_MEMBERS    -embedded-members    3 for a new cluster on embedded etcd (1, 3 or 5):
 //	                                         how many nodes run an etcd member; the joined
 //	                                         cluster's value for a joining node
@@ -29,9 +31,9 @@
 //	ETCD_CA_FILE        -etcd-ca-file        system roots; PEM CA that verifies etcd
 //	ETCD_CERT_FILE      -etcd-cert-file      none; PEM client certificate, with ETCD_KEY_FILE
 //	ETCD_KEY_FILE       -etcd-key-file       none; PEM client key, with ETCD_CERT_FILE
-//	ZONE                -zone                none; failure domain
-//	HANDOFF_TIMEOUT     -handoff-timeout     2m
-//	CRASH_GRACE_PERIOD  -crash-grace-period  0
+//	ZONE                -zone                none; failure domain, at most 128 bytes
+//	HANDOFF_TIMEOUT     -handoff-timeout     2m (500ms to 24h)
+//	CRASH_GRACE_PERIOD  -crash-grace-period  0 (up to 24h)
 //	LOG_LEVEL           -log-level           info (debug, info, warn, error)
 //	DRAIN_ON_SIGTERM    -drain               false
 //	DECOMMISSION_ON_SIGTERM -decommission    false; SIGTERM then means "not coming back": the

@@ -39,34 +39,34 @@ func New(clusterName string) Schema {
 	return Schema{prefix: Root + clusterName + "/"}
 }
 
-// ValidClusterName reports why name cannot be used as a cluster name, or nil.
-func ValidClusterName(name string) error {
-	if name == "" {
-		return fmt.Errorf("cluster name is empty")
-	}
-	if len(name) > 128 {
-		return fmt.Errorf("cluster name %q is longer than 128 bytes", name)
-	}
-	for _, r := range name {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
-			return fmt.Errorf("cluster name %q has %q: use letters, digits, '-', '_' and '.'", name, r)
-		}
-	}
-	return nil
-}
+// MaxNameLen bounds node IDs and cluster names.
+const MaxNameLen = 128
 
-// ValidNodeID reports why id cannot be used as a node ID, or nil. Node IDs are etcd key
-// segments, so '/' is refused; the rest is kept printable so that etcdctl output stays readable.
-func ValidNodeID(id string) error {
-	if id == "" {
-		return fmt.Errorf("node ID is empty")
+// ValidClusterName reports why name cannot be used as a cluster name, or nil. Cluster names and
+// node IDs share one character set (see validName).
+func ValidClusterName(name string) error { return validName("cluster name", name) }
+
+// ValidNodeID reports why id cannot be used as a node ID, or nil.
+func ValidNodeID(id string) error { return validName("node ID", id) }
+
+// validName checks the one character set of node IDs and cluster names: 1 to MaxNameLen ASCII
+// letters, digits, '-', '_' and '.', starting with a letter or a digit. They are etcd key
+// segments, embedded etcd member names (where '=' and ',' have a meaning) and the last element
+// of default data directories (where "." and ".." would escape), so nothing else is allowed.
+func validName(what, name string) error {
+	if name == "" {
+		return fmt.Errorf("%s is empty", what)
 	}
-	if len(id) > 253 {
-		return fmt.Errorf("node ID %q is longer than 253 bytes", id)
+	if len(name) > MaxNameLen {
+		return fmt.Errorf("%s %q is longer than %d bytes", what, name, MaxNameLen)
 	}
-	for _, r := range id {
-		if r == '/' || r <= ' ' || r == 0x7f {
-			return fmt.Errorf("node ID %q has %q: use printable characters other than '/' and space", id, r)
+	for i, r := range name {
+		alnum := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9'
+		if i == 0 && !alnum {
+			return fmt.Errorf("%s %q must start with a letter or a digit", what, name)
+		}
+		if !alnum && r != '-' && r != '_' && r != '.' {
+			return fmt.Errorf("%s %q has %q: use letters, digits, '-', '_' and '.'", what, name, r)
 		}
 	}
 	return nil

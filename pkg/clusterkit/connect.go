@@ -114,6 +114,8 @@ func (ck *ClusterKit) checkClusterName(name, source string) error {
 	switch {
 	case name == "":
 		return fmt.Errorf("clusterkit: %s does not say which cluster it belongs to", source)
+	case keys.ValidClusterName(name) != nil:
+		return fmt.Errorf("clusterkit: %s names an invalid cluster: %v", source, keys.ValidClusterName(name))
 	case ck.env.clusterName == "":
 		ck.env.clusterName = name
 	case ck.env.clusterName != name:

@@ -78,12 +78,3 @@ func SetMaxMapValue(v int) (restore func()) {
 	maxMapValue = v
 	return func() { maxMapValue = old }
 }
-
-// SetMaxLongPolls sets how many long polls may wait on one node at once, and returns the
-// function that restores it. Not safe for concurrent use: call it before any node starts and
-// restore it after every node has stopped (t.Cleanup registered before the cluster's).
-func SetMaxLongPolls(n int64) (restore func()) {
-	old := maxLongPolls
-	maxLongPolls = n
-	return func() { maxLongPolls = old }
-}

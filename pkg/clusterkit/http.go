@@ -25,11 +25,6 @@ const (
 	fenceCheckEvery = time.Second
 )
 
-// maxLongPolls bounds the long polls (GET /cluster and GET /cluster/map with wait) that wait on
-// one node at once; one more is answered 503, so that its client asks another node. Each one
-// holds a goroutine and a connection; a client holds one. A variable for the tests.
-var maxLongPolls int64 = 4096
-
 func newHTTPServer(h http.Handler) *http.Server {
 	return &http.Server{
 		Handler:           h,
@@ -147,10 +142,14 @@ func parseWait(v string) (time.Duration, error) {
 // waitNewMap is the long poll of GET /cluster and /cluster/map with wait: it blocks until the
 // node holds a map of an epoch above after (and returns it), wait passes or the client goes
 // away (nil), or the node stops or fences itself (an error status: its map may then be stale,
-// so the client should ask another node). When maxLongPolls already wait, it answers 503 at once.
+// so the client should ask another node). When Options.MaxLongPolls already wait, it answers 503
+// at once, with Retry-After.
 func (ck *ClusterKit) waitNewMap(w http.ResponseWriter, r *http.Request, changed <-chan struct{}, after uint64, wait time.Duration) (*snapshot, int, string) {
-	if ck.api.polls.Add(1) > maxLongPolls {
+	// Each waiting poll holds a goroutine and a connection (a client holds one); beyond
+	// Options.MaxLongPolls one more is sent to another node.
+	if ck.api.polls.Add(1) > int64(ck.env.opts.MaxLongPolls) {
 		ck.api.polls.Add(-1)
+		w.Header().Set("Retry-After", "1")
 		return nil, http.StatusServiceUnavailable, "too many long polls wait on this node: ask another"
 	}
 	defer ck.api.polls.Add(-1)

@@ -188,8 +188,7 @@ func TestClusterMapSince(t *testing.T) {
 // The long polls waiting on a node are bounded: one more is answered 503 at once, on both
 // endpoints, so that its client asks another node; a plain read still answers.
 func TestLongPollsBounded(t *testing.T) {
-	t.Cleanup(clusterkit.SetMaxLongPolls(1))
-	c := clustertest.New(t, clusterkit.Options{PartitionCount: 16})
+	c := clustertest.New(t, clusterkit.Options{PartitionCount: 16, MaxLongPolls: 1})
 	ck := c.Add("node-1")
 	c.WaitConverged(10 * time.Second)
 	addr := ck.AdvertiseAddr()
@@ -205,7 +204,13 @@ func TestLongPollsBounded(t *testing.T) {
 	if a := <-done; a.err != nil || a.code != http.StatusServiceUnavailable || !strings.Contains(string(a.body), "long polls") {
 		t.Fatalf("the first answer of two polls: %d %s %v, want a 503", a.code, a.body, a.err)
 	}
-	// While the other waits: GET /cluster's long poll is refused too, a plain read answers.
+	// While the other waits: the refusal says when to try again, GET /cluster's long poll is
+	// refused too, a plain read answers.
+	if res, err := http.Get("http://" + addr + "/cluster/map?" + since + "&wait=5s"); err != nil || res.StatusCode != http.StatusServiceUnavailable || res.Header.Get("Retry-After") != "1" {
+		t.Errorf("a refused poll: %v %v", res, err)
+	} else {
+		res.Body.Close()
+	}
 	if a := poll(addr, "5s", tag, 5*time.Second); a.err != nil || a.code != http.StatusServiceUnavailable {
 		t.Errorf("GET /cluster?wait=5s beside a waiting poll: %d %s %v", a.code, a.body, a.err)
 	}

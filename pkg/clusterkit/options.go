@@ -8,7 +8,9 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
+	"unicode"
 
 	"github.com/prometheus/client_golang/prometheus"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -31,7 +33,12 @@ const (
 	DefaultEtcdDialTimeout    = 5 * time.Second
 	DefaultHandoffTimeout     = 2 * time.Minute
 	DefaultCoalesceWindow     = 100 * time.Millisecond
-	DefaultEmbeddedMembers    = 3
+	DefaultMaxLongPolls       = 4096
+
+	// MinHandoffTimeout bounds HandoffTimeout from below: a copy's acknowledgement takes up to
+	// a few hundred milliseconds to reach the leader, so a shorter timeout re-asks copies forever.
+	MinHandoffTimeout      = 500 * time.Millisecond
+	DefaultEmbeddedMembers = 3
 
 	// MaxPartitionCount bounds PartitionCount; larger maps are stored in chunks, and placement
 	// stays within milliseconds up to this size.
@@ -137,6 +144,10 @@ type Options struct {
 	EtcdTLS *tls.Config
 	// EtcdDialTimeout bounds each connection attempt to etcd. Default 5s.
 	EtcdDialTimeout time.Duration
+	// MaxLongPolls is how many GET /cluster and GET /cluster/map long polls (with wait) may wait
+	// on this node at once; one more is answered 503 with Retry-After, so that its client asks
+	// another node. Default 4096.
+	MaxLongPolls int
 
 	// EmbeddedEtcdClientAddr is the host:port the embedded etcd serves clients on. Default: the
 	// HTTPAddr port + 10000 (a free port when that is out of range or HTTPAddr has port 0), on
@@ -220,6 +231,9 @@ func (o Options) withDefaults() Options {
 	if o.HandoffTimeout == 0 {
 		o.HandoffTimeout = DefaultHandoffTimeout
 	}
+	if o.MaxLongPolls == 0 {
+		o.MaxLongPolls = DefaultMaxLongPolls
+	}
 	if o.CoalesceWindow == 0 {
 		o.CoalesceWindow = DefaultCoalesceWindow
 	}
@@ -279,17 +293,38 @@ func (o *Options) validate() error {
 	if b, err := json.Marshal(o.Metadata); err != nil || len(b) > MaxMetadataBytes {
 		return bad("Metadata", "%d bytes as JSON, more than %d (the node's record in etcd is at most %d)", len(b), MaxMetadataBytes, state.MaxNodeRecord)
 	}
-	if o.LeaseTTL < 2*time.Second || o.LeaseTTL%time.Second != 0 {
-		return bad("LeaseTTL", "%v must be whole seconds, at least 2s (etcd leases count seconds)", o.LeaseTTL)
+	if len(o.Zone) > 128 || strings.ContainsFunc(o.Zone, unicode.IsControl) {
+		return bad("Zone", "%q: at most 128 bytes, no control characters", o.Zone)
 	}
-	for name, d := range map[string]time.Duration{"StartTimeout": o.StartTimeout, "ShutdownTimeout": o.ShutdownTimeout,
-		"EtcdDialTimeout": o.EtcdDialTimeout, "HandoffTimeout": o.HandoffTimeout, "CrashGracePeriod": o.CrashGracePeriod, "CoalesceWindow": o.CoalesceWindow} {
-		if d < 0 {
-			return bad(name, "%v is negative", d)
+	if o.LeaseTTL < 2*time.Second || o.LeaseTTL > 10*time.Minute || o.LeaseTTL%time.Second != 0 {
+		return bad("LeaseTTL", "%v must be whole seconds, 2s to 10m (etcd leases count seconds)", o.LeaseTTL)
+	}
+	// Each bound says why: below it the setting defeats itself (a HandoffTimeout shorter than an
+	// acknowledgement takes re-asks every copy forever), above it a mistake hangs a node for days.
+	for _, b := range []struct {
+		name     string
+		d        time.Duration
+		min, max time.Duration
+	}{
+		{"StartTimeout", o.StartTimeout, 100 * time.Millisecond, time.Hour},
+		{"ShutdownTimeout", o.ShutdownTimeout, 100 * time.Millisecond, time.Hour},
+		{"EtcdDialTimeout", o.EtcdDialTimeout, 10 * time.Millisecond, 10 * time.Minute},
+		{"HandoffTimeout", o.HandoffTimeout, MinHandoffTimeout, 24 * time.Hour},
+		{"CrashGracePeriod", o.CrashGracePeriod, 0, 24 * time.Hour},
+		{"CoalesceWindow", o.CoalesceWindow, time.Millisecond, 10 * time.Second},
+	} {
+		if b.d < b.min || b.d > b.max {
+			return bad(b.name, "%v is outside %v..%v", b.d, b.min, b.max)
 		}
 	}
-	if o.MaxConcurrentHooks < 1 {
-		return bad("MaxConcurrentHooks", "%d is not positive", o.MaxConcurrentHooks)
+	if o.MaxConcurrentHooks < 1 || o.MaxConcurrentHooks > 10000 {
+		return bad("MaxConcurrentHooks", "%d is outside 1..10000", o.MaxConcurrentHooks)
+	}
+	if o.MaxLongPolls < 1 || o.MaxLongPolls > 1<<20 {
+		return bad("MaxLongPolls", "%d is outside 1..%d", o.MaxLongPolls, 1<<20)
+	}
+	if len(o.EtcdEndpoints) > 32 {
+		return bad("EtcdEndpoints", "%d endpoints, more than 32", len(o.EtcdEndpoints))
 	}
 	set := 0
 	for _, b := range []bool{o.EtcdClient != nil, len(o.EtcdEndpoints) > 0, o.JoinAddr != ""} {

@@ -37,6 +37,9 @@ func register(ctx, parent context.Context, e *env, clock *leaseClock, self state
 	if err != nil {
 		return nil, err
 	}
+	if len(rec) > state.MaxNodeRecord {
+		return nil, fmt.Errorf("clusterkit: the node's record is %d bytes, more than %d: shorten Metadata", len(rec), state.MaxNodeRecord)
+	}
 	ttl := int64(e.opts.LeaseTTL / time.Second)
 	granted := time.Now()
 	grant, err := e.client.Grant(ctx, ttl)
