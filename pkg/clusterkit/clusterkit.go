@@ -37,11 +37,15 @@ type ClusterKit struct {
 	etcdSize *etcdSize
 	api      *apiServer
 
-	// mu guards started and stopped; stopOnce runs the shutdown once.
-	mu       sync.Mutex
-	started  bool
-	stopped  bool
-	stopOnce sync.Once
+	// mu guards started, stopped, startCancel and startDone; stopOnce runs the shutdown once.
+	mu      sync.Mutex
+	started bool
+	stopped bool
+	// startCancel aborts a Start in progress and startDone is closed when Start has returned
+	// (and, when it failed, undone what it started): Stop waits for it before shutting down.
+	startCancel context.CancelFunc
+	startDone   chan struct{}
+	stopOnce    sync.Once
 	// ownClient is set when Start created the etcd client (and Stop closes it).
 	ownClient bool
 	// stop cancels the context every part's goroutines run under; group waits for them.
@@ -112,15 +116,21 @@ func (ck *ClusterKit) StartContext(ctx context.Context) (err error) {
 		return errors.New("clusterkit: already started")
 	}
 	ck.started = true
-	ck.mu.Unlock()
-
 	ctx, cancel := context.WithTimeout(ctx, ck.env.opts.StartTimeout)
+	done := make(chan struct{})
+	ck.startCancel, ck.startDone = cancel, done
+	ck.mu.Unlock()
+	defer close(done) // last: after the undoing below
 	defer cancel()
+
 	runCtx, stop := context.WithCancel(context.Background())
 	ck.stop = stop
 	defer func() {
 		if err != nil {
 			ck.shutdown(stopAbort)
+			if ck.isStopped() {
+				err = fmt.Errorf("%w during Start (%v)", ErrStopped, err)
+			}
 		}
 	}()
 
@@ -210,8 +220,25 @@ func (ck *ClusterKit) running() bool {
 // are dropped), and closes what it opened (never a caller's EtcdClient). It blocks until all of
 // that is done or ShutdownTimeout passes, and is safe to call more than once and concurrently.
 func (ck *ClusterKit) Stop() error {
+	ck.mu.Lock()
+	ck.stopped = true
+	cancel, done := ck.startCancel, ck.startDone
+	ck.mu.Unlock()
+	if cancel != nil {
+		// A Start in progress is aborted, and undoes what it started before Stop goes on; a
+		// Start that has returned is unaffected.
+		cancel()
+		<-done
+	}
 	ck.shutdown(stopLeave)
 	return nil
+}
+
+// isStopped reports whether Stop was called.
+func (ck *ClusterKit) isStopped() bool {
+	ck.mu.Lock()
+	defer ck.mu.Unlock()
+	return ck.stopped
 }
 
 // stopMode says how a node goes away.
@@ -258,8 +285,9 @@ func (ck *ClusterKit) shutdown(mode stopMode) {
 		if reg != nil {
 			reg.stop()
 		}
-		if n := ck.hooks.close(max(0, time.Until(deadline))); n > 0 {
-			ck.env.log.Warn("hooks still running at stop", zap.Int("running", n))
+		if hung := ck.hooks.close(max(0, time.Until(deadline))); len(hung) > 0 {
+			ck.env.log.Warn("hooks still running at stop; not waiting for them past ShutdownTimeout",
+				zap.Int("running", len(hung)), zap.Strings("hooks", hung), zap.Duration("shutdown_timeout", ck.env.opts.ShutdownTimeout))
 		}
 		ck.api.close(deadline)
 		ck.group.Wait()

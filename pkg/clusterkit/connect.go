@@ -17,6 +17,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
+	"github.com/clusterkit-go/clusterkit/internal/atomicfile"
 	"github.com/clusterkit-go/clusterkit/internal/keys"
 	"github.com/clusterkit-go/clusterkit/internal/partition"
 	"github.com/clusterkit-go/clusterkit/internal/state"
@@ -223,7 +224,7 @@ func (ck *ClusterKit) instanceID() (string, error) {
 		return "", fmt.Errorf("clusterkit: DataDir: %w", err)
 	}
 	id := newID()
-	if err := os.WriteFile(path, []byte(id), 0o600); err != nil {
+	if err := atomicfile.Write(path, []byte(id), 0o600); err != nil {
 		return "", fmt.Errorf("clusterkit: DataDir: %w", err)
 	}
 	return id, nil

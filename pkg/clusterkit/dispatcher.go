@@ -2,7 +2,9 @@ package clusterkit
 
 import (
 	"fmt"
+	"maps"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"time"
 
@@ -24,8 +26,9 @@ type dispatcher struct {
 	// of a 65536-partition join) is replaced.
 	pendingPeak int
 	// ready holds partitions with pending events and no running hook, oldest first.
-	ready   []int
-	busy    map[int]bool
+	ready []int
+	// busy holds the event whose hook runs, by partition.
+	busy    map[int]hookEvent
 	running int
 	closed  bool
 	idle    *sync.Cond
@@ -39,7 +42,7 @@ func newDispatcher(log *zap.Logger, max int, deliver func(hookEvent)) *dispatche
 		max:     max,
 		deliver: deliver,
 		pending: make(map[int][]hookEvent),
-		busy:    make(map[int]bool),
+		busy:    make(map[int]hookEvent),
 	}
 	d.idle = sync.NewCond(&d.mu)
 	return d
@@ -54,7 +57,7 @@ func (d *dispatcher) enqueue(events []hookEvent) {
 	}
 	for _, ev := range events {
 		q := d.pending[ev.partition]
-		if len(q) == 0 && !d.busy[ev.partition] {
+		if _, busy := d.busy[ev.partition]; len(q) == 0 && !busy {
 			d.ready = append(d.ready, ev.partition)
 		}
 		d.pending[ev.partition] = append(q, ev)
@@ -75,7 +78,7 @@ func (d *dispatcher) pump() {
 		} else {
 			d.pending[p] = q[1:]
 		}
-		d.busy[p] = true
+		d.busy[p] = ev
 		d.running++
 		d.group.Go(func() { d.run(ev) })
 	}
@@ -123,9 +126,9 @@ func callHook(log *zap.Logger, ev hookEvent, call func()) (ok bool) {
 	return true
 }
 
-// close drops pending events and waits up to timeout for running hooks. It reports how many
-// hooks were still running when it gave up.
-func (d *dispatcher) close(timeout time.Duration) int {
+// close drops pending events and waits up to timeout for running hooks. It returns the hooks
+// still running when it gave up ("partition-3 to node-2 (epoch 7)"), in partition order.
+func (d *dispatcher) close(timeout time.Duration) []string {
 	d.mu.Lock()
 	d.closed = true
 	d.pending = map[int][]hookEvent{}
@@ -143,11 +146,23 @@ func (d *dispatcher) close(timeout time.Duration) int {
 	})
 	select {
 	case <-done:
-		return 0
+		return nil
 	case <-time.After(timeout):
 		d.mu.Lock()
 		defer d.mu.Unlock()
-		return d.running
+		var hung []string
+		for _, p := range slices.Sorted(maps.Keys(d.busy)) {
+			ev := d.busy[p]
+			switch {
+			case ev.event != nil:
+				hung = append(hung, fmt.Sprintf("OnEvent of %s (%s, epoch %d)", ev.id, ev.event.Reason, ev.epoch))
+			case ev.to != nil:
+				hung = append(hung, fmt.Sprintf("%s to %s (epoch %d)", ev.id, ev.to.ID, ev.epoch))
+			default:
+				hung = append(hung, fmt.Sprintf("%s (epoch %d)", ev.id, ev.epoch))
+			}
+		}
+		return hung
 	}
 }
 

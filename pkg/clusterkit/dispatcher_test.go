@@ -74,8 +74,8 @@ func TestDispatcher(t *testing.T) {
 			t.Fatalf("partition-%d hooks ran as %v, want e1 e2 e3 in order", p, got)
 		}
 	}
-	if n := d.close(time.Second); n != 0 {
-		t.Fatalf("%d hooks still running", n)
+	if hung := d.close(time.Second); len(hung) != 0 {
+		t.Fatalf("hooks still running: %v", hung)
 	}
 }
 
@@ -103,5 +103,25 @@ func TestDispatcherShrinksAfterBurst(t *testing.T) {
 	burst(10)
 	if got := calls.Load(); got != 3*shrinkAbove+10 {
 		t.Fatalf("%d hooks ran, want %d", got, 3*shrinkAbove+10)
+	}
+}
+
+// A hook that never returns does not hold close past its timeout, and close names it.
+func TestDispatcherCloseNamesHungHooks(t *testing.T) {
+	release := make(chan struct{})
+	d := newDispatcher(zap.NewNop(), 4, func(ev hookEvent) {
+		if ev.partition == 3 {
+			<-release
+		}
+	})
+	defer close(release)
+	d.enqueue([]hookEvent{
+		{partition: 1, id: PartitionID(1), to: &Node{ID: "node-2"}, epoch: 7},
+		{partition: 3, id: PartitionID(3), to: &Node{ID: "node-2"}, epoch: 7},
+	})
+	// close returns (a hook that never returns would otherwise hang the test) and names it.
+	hung := d.close(200 * time.Millisecond)
+	if !slices.Equal(hung, []string{"partition-3 to node-2 (epoch 7)"}) {
+		t.Fatalf("close reported %v, want partition-3's hook", hung)
 	}
 }

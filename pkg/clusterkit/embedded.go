@@ -20,6 +20,7 @@ import (
 	"go.etcd.io/etcd/client/v3/concurrency"
 	"go.uber.org/zap"
 
+	"github.com/clusterkit-go/clusterkit/internal/atomicfile"
 	"github.com/clusterkit-go/clusterkit/internal/follow"
 	"github.com/clusterkit-go/clusterkit/internal/state"
 	"github.com/clusterkit-go/clusterkit/pkg/embed"
@@ -71,8 +72,8 @@ func (ms *members) readLocalState() (localState, error) {
 	return ls, nil
 }
 
-// saveLocalState writes what the node must remember, atomically (a crash leaves the old file or
-// the new one).
+// saveLocalState writes what the node must remember, atomically and durably (a crash leaves the
+// old file or the new one, never a torn or empty one).
 func (ms *members) saveLocalState() error {
 	ms.mu.Lock()
 	ls := localState{ClusterName: ms.env.clusterName, EtcdEndpoints: ms.env.client.Endpoints()}
@@ -89,11 +90,7 @@ func (ms *members) saveLocalState() error {
 	if err := os.MkdirAll(ms.env.opts.DataDir, 0o700); err != nil {
 		return fmt.Errorf("clusterkit: DataDir: %w", err)
 	}
-	path := filepath.Join(ms.env.opts.DataDir, localStateFile)
-	if err := os.WriteFile(path+".tmp", b, 0o600); err != nil {
-		return fmt.Errorf("clusterkit: DataDir: %w", err)
-	}
-	if err := os.Rename(path+".tmp", path); err != nil {
+	if err := atomicfile.Write(filepath.Join(ms.env.opts.DataDir, localStateFile), b, 0o600); err != nil {
 		return fmt.Errorf("clusterkit: DataDir: %w", err)
 	}
 	return nil

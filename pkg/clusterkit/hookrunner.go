@@ -242,7 +242,7 @@ func (h *hookRunner) writeAcks(ctx context.Context, acked map[int]uint64) error 
 
 // close stops acknowledging, drops pending jobs and waits up to timeout for running hooks. It
 // reports how many hooks were still running when it gave up.
-func (h *hookRunner) close(timeout time.Duration) int {
+func (h *hookRunner) close(timeout time.Duration) []string {
 	close(h.stop)
 	return h.dispatch.close(timeout)
 }
