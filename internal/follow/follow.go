@@ -13,6 +13,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/clusterkit-go/clusterkit/internal/backoff"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -36,7 +37,7 @@ var errCompacted = rpctypes.ErrCompacted
 // reads the state afresh and returns the revision to resume from.
 func watch(ctx context.Context, w clientv3.Watcher, log *zap.Logger, key string, opts []clientv3.OpOption, rev int64,
 	reread func(ctx context.Context) (int64, error), handle func(ctx context.Context, resp clientv3.WatchResponse) error) {
-	backoff := minBackoff
+	retry := backoff.Backoff{Min: minBackoff, Max: maxBackoff}
 	for ctx.Err() == nil {
 		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 		wch := w.Watch(wctx, key, append([]clientv3.OpOption{clientv3.WithRev(rev + 1)}, opts...)...)
@@ -47,7 +48,7 @@ func watch(ctx context.Context, w clientv3.Watcher, log *zap.Logger, key string,
 			}
 			if err == nil {
 				rev = max(rev, resp.Header.Revision)
-				backoff = minBackoff
+				retry.Reset()
 				continue
 			}
 			if errors.Is(err, errCompacted) || resp.CompactRevision > 0 {
@@ -62,10 +63,9 @@ func watch(ctx context.Context, w clientv3.Watcher, log *zap.Logger, key string,
 			break
 		}
 		cancel()
-		if !sleep(ctx, backoff) {
+		if !sleep(ctx, retry.Next()) {
 			return
 		}
-		backoff = min(2*backoff, maxBackoff)
 	}
 }
 
@@ -103,7 +103,7 @@ type Keys struct {
 // Run reads the keys, retrying with backoff until it succeeds, then follows it until ctx
 // ends.
 func (p *Keys) Run(ctx context.Context) {
-	backoff := minBackoff
+	retry := backoff.Backoff{Min: minBackoff, Max: maxBackoff}
 	for {
 		rev, err := p.read(ctx)
 		if err == nil {
@@ -113,10 +113,9 @@ func (p *Keys) Run(ctx context.Context) {
 		if ctx.Err() == nil {
 			p.Log.Warn("reading keys to follow failed", zap.String("key", p.Key), zap.Error(err))
 		}
-		if !sleep(ctx, backoff) {
+		if !sleep(ctx, retry.Next()) {
 			return
 		}
-		backoff = min(2*backoff, maxBackoff)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/clusterkit-go/clusterkit/internal/backoff"
 	"github.com/clusterkit-go/clusterkit/internal/follow"
 	"github.com/clusterkit-go/clusterkit/internal/state"
 )
@@ -62,7 +63,7 @@ func (c *Client) readEtcd(ctx context.Context) (int64, error) {
 // firstEtcdRead reads the map, retrying until ctx ends while the cluster does not exist yet or
 // etcd does not answer. It returns the revision to watch from.
 func (c *Client) firstEtcdRead(ctx context.Context) (int64, error) {
-	backoff := minBackoff
+	retry := backoff.Backoff{Min: minBackoff, Max: maxBackoff}
 	for {
 		rev, err := c.readEtcd(ctx)
 		if err == nil {
@@ -74,8 +75,7 @@ func (c *Client) firstEtcdRead(ctx context.Context) (int64, error) {
 		select {
 		case <-ctx.Done():
 			return 0, fmt.Errorf("clusterkit: read the cluster map from etcd: %w (last error: %v)", ctx.Err(), err)
-		case <-time.After(backoff):
-			backoff = min(2*backoff, maxBackoff)
+		case <-time.After(retry.Next()):
 		}
 	}
 }

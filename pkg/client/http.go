@@ -13,6 +13,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/clusterkit-go/clusterkit/internal/backoff"
 	"github.com/clusterkit-go/clusterkit/pkg/wire"
 )
 
@@ -126,7 +127,7 @@ func (c *Client) get(ctx context.Context, url, tag string) (body []byte, etag st
 // firstHTTPRead reads the map from the seeds, in order, round after round until one answers or
 // ctx ends. It returns the address that answered.
 func (c *Client) firstHTTPRead(ctx context.Context) (string, error) {
-	backoff := minBackoff
+	retry := backoff.Backoff{Min: minBackoff, Max: maxBackoff}
 	lastErr := make([]error, len(c.cfg.Seeds))
 	for {
 		for i, addr := range c.cfg.Seeds {
@@ -154,8 +155,7 @@ func (c *Client) firstHTTPRead(ctx context.Context) (string, error) {
 				}
 			}
 			return "", fmt.Errorf("clusterkit: no seed served the cluster map (%w)%s", ctx.Err(), b.String())
-		case <-time.After(backoff):
-			backoff = min(2*backoff, maxBackoff)
+		case <-time.After(retry.Next()):
 		}
 	}
 }
@@ -170,7 +170,7 @@ func (c *Client) followHTTP(ctx context.Context, addr string) {
 	// poll moves to another node: a node upgraded meanwhile is asked again then.
 	plain := false
 	failures := 0
-	backoff := minBackoff
+	retry := backoff.Backoff{Min: minBackoff, Max: maxBackoff}
 	for ctx.Err() == nil {
 		pctx, cancel := context.WithTimeout(ctx, c.wait+pollSlack)
 		c.pollMu.Lock()
@@ -196,10 +196,12 @@ func (c *Client) followHTTP(ctx context.Context, addr string) {
 		}
 		switch {
 		case errors.Is(err, errNotModified):
-			failures, backoff = 0, minBackoff
+			failures = 0
+			retry.Reset()
 			continue
 		case err == nil:
-			failures, backoff = 0, minBackoff
+			failures = 0
+			retry.Reset()
 			// A node behind the client answers with an older map, which is not applied: in
 			// GET /cluster/map it waits until it has a newer one than the client's before it
 			// answers; in GET /cluster its own tag is polled next, so that it answers only when
@@ -225,8 +227,7 @@ func (c *Client) followHTTP(ctx context.Context, addr string) {
 		failures = 0
 		select {
 		case <-ctx.Done():
-		case <-time.After(backoff):
-			backoff = min(2*backoff, maxBackoff)
+		case <-time.After(retry.Next()):
 		}
 	}
 }

@@ -122,7 +122,7 @@ func (el *election) run(ctx context.Context) {
 		// now may predate the loss, and others may lead its partitions at newer epochs.
 		el.clock.Hold()
 		reg.stop()
-		backoff := 100 * time.Millisecond
+		retry := backoff.Backoff{Min: 100 * time.Millisecond, Max: max(el.env.opts.LeaseTTL/2, 100*time.Millisecond)}
 		for {
 			next, err := el.reregister(ctx)
 			if err == nil {
@@ -131,15 +131,15 @@ func (el *election) run(ctx context.Context) {
 				el.catchUp(ctx)
 				break
 			}
-			el.log.Warn("register again failed", zap.Error(err), zap.Duration("retry_in", backoff))
+			wait := retry.Next()
+			el.log.Warn("register again failed", zap.Error(err), zap.Duration("retry_in", wait))
 			select {
 			case <-el.leaving:
 				return
 			case <-ctx.Done():
 				return
-			case <-time.After(backoff):
+			case <-time.After(wait):
 			}
-			backoff = min(2*backoff, el.env.opts.LeaseTTL/2)
 		}
 	}
 }
@@ -227,7 +227,8 @@ func (el *election) campaign(parent context.Context, reg *registration) {
 // catchUp reads and applies the current map, then lifts the hold put on primary claims when
 // the lease was lost. It retries with backoff until it succeeds or ctx ends.
 func (el *election) catchUp(ctx context.Context) {
-	for backoff := 50 * time.Millisecond; ; backoff = min(2*backoff, time.Second) {
+	retry := backoff.Backoff{Min: 50 * time.Millisecond, Max: time.Second}
+	for {
 		err := el.maps.catchUp(ctx)
 		if err == nil {
 			el.clock.Release()
@@ -238,7 +239,7 @@ func (el *election) catchUp(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(backoff):
+		case <-time.After(retry.Next()):
 		}
 	}
 }

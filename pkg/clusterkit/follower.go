@@ -12,6 +12,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
+	"github.com/clusterkit-go/clusterkit/internal/backoff"
 	"github.com/clusterkit-go/clusterkit/internal/follow"
 	"github.com/clusterkit-go/clusterkit/internal/state"
 )
@@ -86,7 +87,7 @@ func (f *mapFollower) source() *follow.Map {
 // ctx ends: a node starting under load can take longer to read a large map than one read's
 // timeout allows.
 func (f *mapFollower) read(ctx context.Context) (state.Read, error) {
-	backoff := 100 * time.Millisecond
+	retry := backoff.Backoff{Min: 100 * time.Millisecond, Max: 2 * time.Second}
 	for {
 		r, err := f.source().Read(ctx)
 		if err == nil {
@@ -95,13 +96,13 @@ func (f *mapFollower) read(ctx context.Context) (state.Read, error) {
 		if ctx.Err() != nil {
 			return state.Read{}, fmt.Errorf("%w (last error: %v)", ctx.Err(), err)
 		}
-		f.env.log.Warn("reading the partition map failed; retrying", zap.Duration("backoff", backoff), zap.Error(err))
+		wait := retry.Next()
+		f.env.log.Warn("reading the partition map failed; retrying", zap.Duration("backoff", wait), zap.Error(err))
 		select {
 		case <-ctx.Done():
 			return state.Read{}, fmt.Errorf("%w (last error: %v)", ctx.Err(), err)
-		case <-time.After(backoff):
+		case <-time.After(wait):
 		}
-		backoff = min(2*backoff, 2*time.Second)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
+	"github.com/clusterkit-go/clusterkit/internal/backoff"
 	"github.com/clusterkit-go/clusterkit/internal/state"
 )
 
@@ -145,7 +146,7 @@ func (h *hookRunner) run(ctx context.Context) {
 	stored, dirty := false, false
 	retry := time.NewTimer(time.Hour)
 	defer retry.Stop()
-	backoff := 100 * time.Millisecond
+	delay := backoff.Backoff{Min: 100 * time.Millisecond, Max: 5 * time.Second}
 	for {
 		select {
 		case <-ctx.Done():
@@ -168,14 +169,14 @@ func (h *hookRunner) run(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
+			wait := delay.Next()
 			h.log.Warn("writing handoff acknowledgements failed; retrying", zap.Int("copies", len(acked)),
-				zap.Duration("backoff", backoff), zap.Error(err))
-			retry.Reset(backoff)
-			backoff = min(2*backoff, 5*time.Second)
+				zap.Duration("backoff", wait), zap.Error(err))
+			retry.Reset(wait)
 			continue
 		}
 		stored, dirty = len(acked) > 0, false
-		backoff = 100 * time.Millisecond
+		delay.Reset()
 	}
 }
 
