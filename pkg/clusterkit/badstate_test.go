@@ -11,24 +11,55 @@ import (
 	"github.com/clusterkit-go/clusterkit/pkg/clusterkit"
 	"github.com/clusterkit-go/clusterkit/pkg/clustertest"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 // What etcdctl can write into a cluster's keys cannot stall or split it. Each test injects
 // the fault with a plain etcd client, as `etcdctl put` or `etcdctl del` would.
 
+// faultCluster is a cluster whose nodes all log to one observer, to count what a fault makes
+// them log.
+type faultCluster struct {
+	*clustertest.Cluster
+	logs *observer.ObservedLogs
+}
+
 // threeNodes starts node-1 to node-3 and waits until they agree.
-func threeNodes(t *testing.T) *clustertest.Cluster {
+func threeNodes(t *testing.T) faultCluster {
 	t.Helper()
-	c := clustertest.New(t, clusterkit.Options{PartitionCount: 16})
+	core, logs := observer.New(zap.WarnLevel)
+	c := clustertest.New(t, clusterkit.Options{PartitionCount: 16, Logger: zap.New(core)})
 	for i := 1; i <= 3; i++ {
 		c.Add(fmt.Sprintf("node-%d", i))
 	}
 	c.WaitConverged(10 * time.Second)
-	return c
+	return faultCluster{c, logs}
+}
+
+// maxFaultLines bounds the warnings and errors all nodes log about one fault: each is logged
+// once per revision or with backoff, never in a loop.
+const maxFaultLines = 60
+
+// recovered waits until the cluster converges again after a fault injected at start from epoch,
+// logs the figures of the README's table (time, maps published, lines logged) and checks that
+// the nodes did not log in a loop.
+func (c faultCluster) recovered(t *testing.T, within time.Duration, start time.Time, epoch uint64, lines0 int) {
+	t.Helper()
+	c.WaitConverged(within)
+	lines := c.logs.Len() - lines0
+	t.Logf("recovered in %v, %d maps published, %d warning and error lines", time.Since(start).Round(time.Millisecond),
+		c.Node("node-1").Epoch()-epoch, lines)
+	if lines > maxFaultLines {
+		for _, e := range c.logs.All()[lines0:] {
+			t.Log(e.Level, e.LoggerName, e.Message, e.ContextMap())
+		}
+		t.Fatalf("%d warning and error lines for one fault, more than %d", lines, maxFaultLines)
+	}
 }
 
 // etcdPut puts value under key as `etcdctl put` would.
-func etcdPut(c *clustertest.Cluster, key, value string) {
+func etcdPut(c faultCluster, key, value string) {
 	c.Inject(func(ctx context.Context, etcd *clientv3.Client) error {
 		_, err := etcd.Put(ctx, key, value)
 		return err
@@ -36,7 +67,7 @@ func etcdPut(c *clustertest.Cluster, key, value string) {
 }
 
 // epochsAbove fails the test unless every live node holds a map above epoch.
-func epochsAbove(t *testing.T, c *clustertest.Cluster, epoch uint64) {
+func epochsAbove(t *testing.T, c faultCluster, epoch uint64) {
 	t.Helper()
 	for id, ck := range c.Nodes() {
 		if ck.Epoch() <= epoch {
@@ -50,11 +81,11 @@ func epochsAbove(t *testing.T, c *clustertest.Cluster, epoch uint64) {
 func TestInvalidNodeRecordIsSkipped(t *testing.T) {
 	c := threeNodes(t)
 	s := keys.New(c.Name())
+	epoch, lines, start := c.Node("node-1").Epoch(), c.logs.Len(), time.Now()
 	etcdPut(c, s.Node("evil"), `{"id":"evil","ip":"127.0.0.1:1","weight":2000000000,"started_at":"2026-01-01T00:00:00Z"}`)
 	etcdPut(c, s.Node("garbage"), `not a record`)
-	epoch := c.Node("node-1").Epoch()
 	c.Kill("node-3")
-	c.WaitConverged(clustertest.DefaultLeaseTTL + 10*time.Second)
+	c.recovered(t, clustertest.DefaultLeaseTTL+10*time.Second, start, epoch, lines)
 	epochsAbove(t, c, epoch)
 	c.Add("node-4")
 	c.WaitConverged(10 * time.Second)
@@ -67,9 +98,9 @@ func TestInvalidNodeRecordIsSkipped(t *testing.T) {
 // above every epoch a node held; the cluster then places changes as before.
 func TestCorruptMapIsReplaced(t *testing.T) {
 	c := threeNodes(t)
-	epoch := c.Node("node-1").Epoch()
+	epoch, lines, start := c.Node("node-1").Epoch(), c.logs.Len(), time.Now()
 	etcdPut(c, keys.New(c.Name()).Partitions(), "garbage")
-	c.WaitConverged(10 * time.Second)
+	c.recovered(t, 10*time.Second, start, epoch, lines)
 	epochsAbove(t, c, epoch)
 	epoch = c.Node("node-1").Epoch()
 	c.Kill("node-3")
@@ -81,13 +112,13 @@ func TestCorruptMapIsReplaced(t *testing.T) {
 // joins next follows the same map as the others.
 func TestDeletedMapNeverGoesBack(t *testing.T) {
 	c := threeNodes(t)
-	epoch := c.Node("node-1").Epoch()
+	epoch, lines, start := c.Node("node-1").Epoch(), c.logs.Len(), time.Now()
 	c.Inject(func(ctx context.Context, etcd *clientv3.Client) error {
 		_, err := etcd.Delete(ctx, keys.New(c.Name()).Partitions())
 		return err
 	})
 	c.Add("node-4")
-	c.WaitConverged(10 * time.Second)
+	c.recovered(t, 10*time.Second, start, epoch, lines)
 	epochsAbove(t, c, epoch)
 	if v := c.Violations(); len(v) > 0 {
 		t.Fatalf("invariant violations: %v", v)
@@ -110,8 +141,9 @@ func TestOlderMapIsRepublishedAbove(t *testing.T) {
 	c.WaitConverged(10 * time.Second)
 	held := clusterkit.RawMap(c.Node("node-1"))
 
+	lines, start := c.logs.Len(), time.Now()
 	etcdPut(c, key, string(old.Kvs[0].Value))
-	c.WaitConverged(10 * time.Second)
+	c.recovered(t, 10*time.Second, start, held.Epoch, lines)
 	epochsAbove(t, c, held.Epoch)
 	now := clusterkit.RawMap(c.Node("node-1"))
 	for i := range now.Partitions {
