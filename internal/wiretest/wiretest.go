@@ -108,6 +108,7 @@ type Health struct {
 	IsLeader      bool   `json:"is_leader"`
 	Fenced        bool   `json:"fenced"`
 	LeaseValidFor string `json:"lease_valid_for"`
+	EtcdMember    string `json:"etcd_member,omitempty"`
 }
 
 // Claims is the body of GET /cluster/claims.

@@ -91,6 +91,15 @@ func NewClusterKit(opts Options) (*ClusterKit, error) {
 	ck.maps.init(e, ck.hooks.schedule, ck.election.lease)
 	ck.election.maps = &ck.maps
 	ck.members = &members{env: e, log: log, leaving: ck.election.leaving}
+	ck.members.onMember = func(ctx context.Context, endpoints []string) {
+		// The record names the member's endpoints, as it does for a node that was a member
+		// when it registered.
+		if reg := ck.election.current(); reg != nil {
+			if err := reg.rewrite(ctx, func(n *state.Node) { n.EtcdEndpoints = endpoints }); err != nil {
+				log.Warn("naming the etcd member in the node's record failed", zap.Error(err))
+			}
+		}
+	}
 	ck.etcdSize = newEtcdSize(e, log.Named("etcd-size"), ck.members, m.etcd)
 	ck.api = &apiServer{log: log}
 	return ck, nil
@@ -127,8 +136,9 @@ func (ck *ClusterKit) StartContext(ctx context.Context) (err error) {
 	ck.stop = stop
 	defer func() {
 		if err != nil {
+			byStop := ck.isStopped() // before the shutdown below, which marks the node stopped
 			ck.shutdown(stopAbort)
-			if ck.isStopped() {
+			if byStop {
 				err = fmt.Errorf("%w during Start (%v)", ErrStopped, err)
 			}
 		}
@@ -148,7 +158,7 @@ func (ck *ClusterKit) StartContext(ctx context.Context) (err error) {
 	if err := ck.ensureConfig(ctx); err != nil {
 		return err
 	}
-	if err := ck.members.setUp(ctx, runCtx); err != nil {
+	if err := ck.members.setUp(ctx); err != nil {
 		return err
 	}
 	// Read the map before registering: the map that adds this node is then a change the watch

@@ -21,6 +21,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/clusterkit-go/clusterkit/internal/atomicfile"
+	"github.com/clusterkit-go/clusterkit/internal/backoff"
 	"github.com/clusterkit-go/clusterkit/internal/follow"
 	"github.com/clusterkit-go/clusterkit/internal/state"
 	"github.com/clusterkit-go/clusterkit/pkg/embed"
@@ -53,6 +54,26 @@ type members struct {
 	member *embed.Member // nil for a client node
 	// decommissioned is set by decommission: the node takes no etcd member place any more.
 	decommissioned atomic.Bool
+	// joining is set while the node becomes a member in the background (learner, catch-up,
+	// promotion); GET /health shows it.
+	joining atomic.Bool
+	// onMember is called once the node has become a member after its start: the node's record
+	// then names the member's endpoints.
+	onMember func(ctx context.Context, endpoints []string)
+}
+
+// memberState is what GET /health says of the node's embedded etcd member: "" in a cluster on
+// an external etcd, else "member", "joining" (becoming one in the background) or "client".
+func (ms *members) memberState() string {
+	switch {
+	case ms.env.config.EmbeddedMembers == 0:
+		return ""
+	case ms.current() != nil:
+		return "member"
+	case ms.joining.Load():
+		return "joining"
+	}
+	return "client"
 }
 
 // readLocalState returns what the DataDir remembers; the zero value when nothing.
@@ -302,19 +323,14 @@ func (ms *members) recordMember(ctx context.Context, guards ...clientv3.Cmp) err
 	return nil
 }
 
-// setUp runs once the cluster's config is known: a joining node of a cluster on embedded etcd
-// becomes a member if one is missing, a member makes sure its record is there, and every node
-// of such a cluster learns all members' endpoints (run keeps them current). The lock session
-// of a join lives under parent.
-func (ms *members) setUp(ctx, parent context.Context) error {
+// setUp runs once the cluster's config is known: a member makes sure its record is there, and
+// every node of a cluster on embedded etcd learns all members' endpoints (run keeps them
+// current). A joining node that should become a member does so in the background, once
+// started (run): Start does not wait for etcd's learner catch-up and promotion.
+func (ms *members) setUp(ctx context.Context) error {
 	mode := ms.env.opts.mode()
 	if mode != etcdJoin && mode != etcdEmbedded {
 		return nil
-	}
-	if mode == etcdJoin && ms.current() == nil {
-		if _, err := ms.joinAsMember(ctx, parent); err != nil {
-			return err
-		}
 	}
 	if ms.current() != nil {
 		if err := ms.recordMember(ctx); err != nil {
@@ -468,30 +484,62 @@ func (ms *members) fillLoop(ctx context.Context) {
 	p.Run(ctx)
 }
 
-// fillMemberPlace joins as a member if a member place is free.
+// fillMemberPlace joins as a member while a member place is free, retrying with backoff
+// (etcd refuses a new member until the newest one has been connected for 5 s, for one), until
+// the node is a member, no place is free, or the node stops.
 func (ms *members) fillMemberPlace(parent context.Context) {
-	isMember := ms.current() != nil
+	retry := backoff.Backoff{Min: 500 * time.Millisecond, Max: 10 * time.Second}
+	for {
+		again := ms.tryMemberPlace(parent)
+		ms.joining.Store(again)
+		if !again {
+			return
+		}
+		select {
+		case <-parent.Done():
+			ms.joining.Store(false)
+			return
+		case <-ms.leaving:
+			ms.joining.Store(false)
+			return
+		case <-time.After(retry.Next()):
+		}
+	}
+}
+
+// tryMemberPlace joins as a member if a member place is free; it reports whether to try again.
+func (ms *members) tryMemberPlace(parent context.Context) bool {
 	select {
 	case <-ms.leaving:
-		return
+		return false
 	default:
 	}
-	if isMember || ms.decommissioned.Load() || parent.Err() != nil {
-		return
+	if ms.current() != nil || ms.decommissioned.Load() || parent.Err() != nil {
+		return false
 	}
 	ctx, cancel := context.WithTimeout(parent, ms.env.opts.StartTimeout)
 	defer cancel()
 	resp, err := ms.env.client.Get(ctx, ms.env.schema.EtcdMembersPrefix(), clientv3.WithPrefix(), clientv3.WithCountOnly())
-	if err != nil || int(resp.Count) >= ms.env.config.EmbeddedMembers {
-		return
+	if err != nil {
+		ms.log.Warn("counting the etcd members failed; trying again", zap.Error(err))
+		return true
 	}
+	if int(resp.Count) >= ms.env.config.EmbeddedMembers {
+		return false
+	}
+	ms.joining.Store(true)
 	joined, err := ms.joinAsMember(ctx, parent)
 	switch {
 	case err != nil:
-		ms.log.Warn("taking a free etcd member place failed", zap.Error(err))
+		ms.log.Warn("taking a free etcd member place failed; trying again", zap.Error(err))
+		return parent.Err() == nil
 	case joined:
 		if _, err := ms.syncEndpoints(ctx); err != nil {
 			ms.log.Warn("reading the etcd member list failed", zap.Error(err))
 		}
+		if ms.onMember != nil {
+			ms.onMember(ctx, ms.current().Endpoints())
+		}
 	}
+	return false
 }

@@ -3,6 +3,7 @@ package clusterkit
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"net/http"
@@ -105,8 +106,9 @@ func TestEmbeddedHA(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := dup.Start(); err == nil || !strings.Contains(err.Error(), "already runs etcd member") {
-		t.Errorf("a second %s started: %v", memberID, err)
+	var inUse *NodeIDInUseError
+	if err := dup.Start(); !errors.As(err, &inUse) {
+		t.Errorf("a second %s started: %v, want a NodeIDInUseError", memberID, err)
 	}
 	dup.Stop()
 	if after := etcdtest.Members(t, nodes["node-1"].env.client); !maps.Equal(after, members) {
@@ -301,6 +303,41 @@ func startAtOnce(t *testing.T, nodes map[string]*ClusterKit, began time.Time, op
 // GET /cluster/join. It returns the member list.
 func checkMembers(t *testing.T, nodes map[string]*ClusterKit, want int) map[string]string {
 	t.Helper()
+	// Joining nodes become members in the background, after their Start: one at a time, each
+	// once etcd has had its newest member connected for 5 s.
+	began := time.Now()
+	waitFor(t, time.Duration(want)*10*time.Second, fmt.Sprintf("%d voting etcd members", want), func() error {
+		members, err := etcdtest.MemberList(nodes["node-1"].env.client)
+		if err != nil {
+			return err
+		}
+		voting := 0
+		for _, m := range members {
+			if !strings.HasPrefix(m, "learner") {
+				voting++
+			}
+		}
+		if voting != want {
+			return fmt.Errorf("etcd members %v", members)
+		}
+		for id, ck := range nodes {
+			if _, ok := members[id]; ok && ck.members.current() == nil {
+				return fmt.Errorf("%s is in the member list but does not know it yet", id)
+			}
+		}
+		// The record under etcd-members/ follows the promotion.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		recs, err := nodes["node-1"].members.memberRecords(ctx)
+		if err != nil {
+			return err
+		}
+		if !maps.Equal(recs, members) {
+			return fmt.Errorf("etcd-members records %v, member list %v", recs, members)
+		}
+		return nil
+	})
+	t.Logf("%d etcd members after %v more", want, time.Since(began).Round(time.Millisecond))
 	members := etcdtest.Members(t, nodes["node-1"].env.client)
 	if len(members) != want || members["node-1"] == "" {
 		t.Fatalf("etcd members %v: want node-1 and %d others", members, want-1)

@@ -268,6 +268,9 @@ func (ck *ClusterKit) handleHealth(w http.ResponseWriter, r *http.Request) {
 	left := time.Until(ck.clock.Deadline())
 	h.LeaseValidFor = left.Round(time.Millisecond).String()
 	code := http.StatusOK
+	if ck.maps.snapshot() != nil { // the cluster's config is known from then on
+		h.EtcdMember = ck.members.memberState()
+	}
 	switch {
 	case ck.maps.snapshot() == nil:
 		h.Status, code = "no partition map yet", http.StatusServiceUnavailable

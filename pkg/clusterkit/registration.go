@@ -20,8 +20,10 @@ import (
 // session, and the keepalive that extends the lease clock. It owns the keepalive goroutine:
 // cancel stops it and stop waits for it.
 type registration struct {
-	env     *env
-	lease   clientv3.LeaseID
+	env   *env
+	lease clientv3.LeaseID
+	// mu guards self, the record as last written, and serialises its rewrites.
+	mu      sync.Mutex
 	self    state.Node
 	session *concurrency.Session
 	cancel  context.CancelFunc
@@ -128,14 +130,24 @@ func (r *registration) keepAlive(ctx context.Context, clock *leaseClock) {
 
 // setState rewrites the node's record with a new state, under its lease.
 func (r *registration) setState(ctx context.Context, st string) error {
+	return r.rewrite(ctx, func(n *state.Node) { n.State = st })
+}
+
+// rewrite changes the node's record with edit and writes it again, under its lease.
+func (r *registration) rewrite(ctx context.Context, edit func(*state.Node)) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	rec := r.self
-	rec.State = st
+	edit(&rec)
 	b, err := json.Marshal(rec)
 	if err != nil {
 		return err
 	}
-	_, err = r.env.client.Put(ctx, r.env.schema.Node(r.env.opts.NodeID), string(b), clientv3.WithLease(r.lease))
-	return err
+	if _, err := r.env.client.Put(ctx, r.env.schema.Node(r.env.opts.NodeID), string(b), clientv3.WithLease(r.lease)); err != nil {
+		return err
+	}
+	r.self = rec
+	return nil
 }
 
 // stop ends the keepalive and the session without touching etcd, and waits for them.

@@ -157,6 +157,10 @@ type Health struct {
 	// LeaseValidFor is how long the node's lease stays valid if it is not renewed, as a Go
 	// duration ("2.5s"); zero or negative once it has run out.
 	LeaseValidFor string `json:"lease_valid_for"`
+	// EtcdMember says, in a cluster on embedded etcd, whether the node runs an etcd member:
+	// "member", "joining" (it is becoming one in the background, after its Start returned) or
+	// "client"; absent on an external etcd and before the node holds a map.
+	EtcdMember string `json:"etcd_member,omitempty"`
 }
 
 // Claims is the body of GET /cluster/claims: the partitions the node claims to lead right now.

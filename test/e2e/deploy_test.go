@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clusterkit-go/clusterkit/internal/etcdtest"
 	"github.com/clusterkit-go/clusterkit/internal/proctest"
 	"github.com/clusterkit-go/clusterkit/internal/wiretest"
 	"github.com/clusterkit-go/clusterkit/pkg/clusterkit"
@@ -241,6 +242,34 @@ func runDeployment(t *testing.T, bin, file string, units []deployUnit) {
 	}
 	t.Logf("%s: 3 nodes, leader %s, %d partitions on %d holders each at epoch %d; ready (bootstrap, joiners) %v and agreeing %v after the first start",
 		file, leader, c.partitions, min(3, c.replication), view.Cluster.Epoch, readyAfter, time.Since(began).Round(time.Millisecond))
+
+	// On embedded etcd the joiners become etcd members in the background, after they are ready;
+	// taking a member node down before every place is taken could cost etcd its quorum (two
+	// members, one stopped), as an operator would see in /health. Wait for it, as they should.
+	embedded := envValue(c.nodes[0].Env, "ETCD_ENDPOINTS") == ""
+	if embedded {
+		etcdtest.WaitFor(t, 60*time.Second, "every node reports its etcd member place taken", func() error {
+			members := 0
+			for _, n := range c.nodes {
+				var h wiretest.Health
+				if err := fetchJSON(c.httpc, n.addr, "/health", &h); err != nil {
+					return err
+				}
+				switch h.EtcdMember {
+				case "member":
+					members++
+				case "client":
+				default:
+					return fmt.Errorf("%s: etcd_member %q", n.id, h.EtcdMember)
+				}
+			}
+			if members != 3 {
+				return fmt.Errorf("%d etcd members", members)
+			}
+			return nil
+		})
+		t.Logf("%s: 3 etcd members %v after the first start", file, time.Since(began).Round(time.Millisecond))
+	}
 
 	// As `docker compose down` and a scale-down do: the joiners first (newest first), the
 	// node with the embedded etcd last.
