@@ -41,7 +41,8 @@ func EncodeAcks(node string, acked map[int]uint64) ([]byte, error) {
 }
 
 // DecodeAcks decodes an acknowledgement record into partition -> the epoch of the request.
-// partitionCount bounds the partitions it may name.
+// partitionCount bounds the partitions it may name; a partition named twice is refused, so that
+// the work a record costs is bounded by partitionCount, not by its length.
 func DecodeAcks(b []byte, partitionCount int) (node string, acked map[int]uint64, err error) {
 	var rec Acks
 	if err := json.Unmarshal(b, &rec); err != nil {
@@ -54,6 +55,9 @@ func DecodeAcks(b []byte, partitionCount int) (node string, acked map[int]uint64
 			return "", nil, fmt.Errorf("%w: acknowledgement record of %q: %v", ErrCorrupt, rec.Node, err)
 		}
 		for _, p := range ps {
+			if _, dup := acked[p]; dup {
+				return "", nil, fmt.Errorf("%w: acknowledgement record of %q names partition %d twice", ErrCorrupt, rec.Node, p)
+			}
 			acked[p] = g.Since
 		}
 	}
@@ -81,8 +85,9 @@ func FormatRanges(ps []int) string {
 	return b.String()
 }
 
-// ParseRanges reads what FormatRanges writes, refusing numbers outside [0, n) and ranges that
-// go backwards.
+// ParseRanges reads what FormatRanges writes, refusing numbers outside [0, n), ranges that go
+// backwards and ranges that do not start after the one before: it returns at most n partitions,
+// however long s is.
 func ParseRanges(s string, n int) ([]int, error) {
 	var out []int
 	if s == "" {
@@ -102,6 +107,9 @@ func ParseRanges(s string, n int) ([]int, error) {
 		}
 		if a < 0 || b < a || b >= n {
 			return nil, fmt.Errorf("partition range %q is not within [0, %d)", part, n)
+		}
+		if len(out) > 0 && a <= out[len(out)-1] {
+			return nil, fmt.Errorf("partition range %q does not follow partition %d", part, out[len(out)-1])
 		}
 		for p := a; p <= b; p++ {
 			out = append(out, p)

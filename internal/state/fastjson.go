@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"strconv"
+	"unicode/utf8"
 )
 
 // Entries is the partitions of a map. It decodes the form json.Marshal writes for them
@@ -214,11 +215,28 @@ func (d *entryDecoder) str() (string, bool) {
 	}
 	name, ok := d.names[string(raw)]
 	if !ok {
+		if !plainString(raw) {
+			return "", false
+		}
 		name = string(raw)
 		d.names[name] = name
 	}
 	d.b = d.b[2+end:]
 	return name, true
+}
+
+// plainString reports whether b, the inside of a string without escapes, reads the same as a
+// JSON string: encoding/json refuses control characters and replaces invalid UTF-8.
+func plainString(b []byte) bool {
+	for _, c := range b {
+		if c < ' ' {
+			return false
+		}
+		if c >= utf8.RuneSelf {
+			return utf8.Valid(b)
+		}
+	}
+	return true
 }
 
 func (d *entryDecoder) uint() (uint64, bool) {

@@ -392,7 +392,7 @@ func ReadNext(ctx context.Context, kv clientv3.KV, s keys.Schema, h *Map, rev in
 			next, seen = next+1, 0
 		}
 		for j, idx := range p.Partitions {
-			if idx >= len(parts) {
+			if idx < 0 || idx >= len(parts) {
 				return nil, fmt.Errorf("%w: map epoch %d: delta of epoch %d names partition %d of %d", ErrCorrupt, h.Epoch, p.Epoch, idx, len(parts))
 			}
 			parts[idx] = p.Entries[j]

@@ -75,6 +75,10 @@ type entry struct {
 	primaryEpoch uint64
 }
 
+// maxPartitions is the most partitions a cluster has (clusterkit.MaxPartitionCount). A larger
+// count in an answer is refused before it sizes anything.
+const maxPartitions = 1 << 16
+
 // checkHash refuses a hash configuration this client cannot follow.
 func checkHash(h wire.HashConfig, partitions int) error {
 	if h.Algorithm != state.HashMD5 {
@@ -85,6 +89,9 @@ func checkHash(h wire.HashConfig, partitions int) error {
 	}
 	if h.Modulo <= 0 || h.Modulo != partitions {
 		return fmt.Errorf("%w: modulo %d for a map of %d partitions", ErrUnsupportedHash, h.Modulo, partitions)
+	}
+	if partitions > maxPartitions {
+		return fmt.Errorf("%w: %d partitions, more than the %d a cluster can have", ErrUnsupportedHash, partitions, maxPartitions)
 	}
 	return nil
 }
