@@ -197,9 +197,22 @@ func (ms *members) joinAsMember(ctx, parent context.Context) (bool, error) {
 	if want == 0 {
 		return false, nil
 	}
+	// The lock runs on a client of its own, closed when ctx ends: etcd's Mutex releases its key
+	// with the client's own context when a wait is cancelled, which, with etcd out of reach (every
+	// member stopping at once), would block until that client is closed, and the node's own
+	// client is closed only after this returns.
+	lockClient, err := clientv3.New(clientv3.Config{Endpoints: ms.env.client.Endpoints(), DialTimeout: ms.env.opts.EtcdDialTimeout,
+		Username: ms.env.opts.EtcdUsername, Password: ms.env.opts.EtcdPassword, TLS: ms.env.opts.EtcdTLS,
+		Logger: ms.log.Named("etcd-client").WithOptions(zap.IncreaseLevel(zap.ErrorLevel))})
+	if err != nil {
+		return false, fmt.Errorf("clusterkit: etcd-members lock client: %w", err)
+	}
+	defer lockClient.Close()
+	stopClosing := context.AfterFunc(ctx, func() { lockClient.Close() })
+	defer stopClosing()
 	// The session outlives ctx only to release the lock; a node that dies holding the lock
 	// releases it when the session's lease expires, one LeaseTTL later.
-	session, err := concurrency.NewSession(ms.env.client, concurrency.WithTTL(int(ms.env.opts.LeaseTTL/time.Second)),
+	session, err := concurrency.NewSession(lockClient, concurrency.WithTTL(int(ms.env.opts.LeaseTTL/time.Second)),
 		concurrency.WithContext(parent))
 	if err != nil {
 		return false, fmt.Errorf("clusterkit: etcd-members lock session: %w", err)
