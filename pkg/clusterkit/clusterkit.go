@@ -158,7 +158,7 @@ func (ck *ClusterKit) StartContext(ctx context.Context) (err error) {
 	if err := ck.ensureConfig(ctx); err != nil {
 		return err
 	}
-	if err := ck.members.setUp(ctx); err != nil {
+	if err := ck.members.setUp(ctx, runCtx); err != nil {
 		return err
 	}
 	// Read the map before registering: the map that adds this node is then a change the watch

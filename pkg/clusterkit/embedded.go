@@ -54,16 +54,16 @@ type members struct {
 	member *embed.Member // nil for a client node
 	// decommissioned is set by decommission: the node takes no etcd member place any more.
 	decommissioned atomic.Bool
-	// joining is set while the node becomes a member in the background (learner, catch-up,
-	// promotion); GET /health shows it.
+	// joining is set while the node becomes a member (learner, catch-up, promotion); GET
+	// /health shows it.
 	joining atomic.Bool
-	// onMember is called once the node has become a member after its start: the node's record
-	// then names the member's endpoints.
+	// onMember is called once the node has taken a free member place after its start (one a
+	// decommissioned node left): the node's record then names the member's endpoints.
 	onMember func(ctx context.Context, endpoints []string)
 }
 
 // memberState is what GET /health says of the node's embedded etcd member: "" in a cluster on
-// an external etcd, else "member", "joining" (becoming one in the background) or "client".
+// an external etcd, else "member", "joining" (taking a free place) or "client".
 func (ms *members) memberState() string {
 	switch {
 	case ms.env.config.EmbeddedMembers == 0:
@@ -336,14 +336,22 @@ func (ms *members) recordMember(ctx context.Context, guards ...clientv3.Cmp) err
 	return nil
 }
 
-// setUp runs once the cluster's config is known: a member makes sure its record is there, and
-// every node of a cluster on embedded etcd learns all members' endpoints (run keeps them
-// current). A joining node that should become a member does so in the background, once
-// started (run): Start does not wait for etcd's learner catch-up and promotion.
-func (ms *members) setUp(ctx context.Context) error {
+// setUp runs once the cluster's config is known: a joining node of a cluster on embedded etcd
+// becomes a member if one is missing, a member makes sure its record is there, and every node
+// of such a cluster learns all members' endpoints (run keeps them current). The lock session
+// of a join lives under parent.
+func (ms *members) setUp(ctx, parent context.Context) error {
 	mode := ms.env.opts.mode()
 	if mode != etcdJoin && mode != etcdEmbedded {
 		return nil
+	}
+	if mode == etcdJoin && ms.current() == nil {
+		ms.joining.Store(true)
+		_, err := ms.joinAsMember(ctx, parent)
+		ms.joining.Store(false)
+		if err != nil {
+			return err
+		}
 	}
 	if ms.current() != nil {
 		if err := ms.recordMember(ctx); err != nil {

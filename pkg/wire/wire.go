@@ -158,8 +158,8 @@ type Health struct {
 	// duration ("2.5s"); zero or negative once it has run out.
 	LeaseValidFor string `json:"lease_valid_for"`
 	// EtcdMember says, in a cluster on embedded etcd, whether the node runs an etcd member:
-	// "member", "joining" (it is becoming one in the background, after its Start returned) or
-	// "client"; absent on an external etcd and before the node holds a map.
+	// "member", "joining" (it is taking a member place a decommissioned node left) or "client";
+	// absent on an external etcd and before the node holds a map.
 	EtcdMember string `json:"etcd_member,omitempty"`
 }
 

@@ -243,9 +243,7 @@ func runDeployment(t *testing.T, bin, file string, units []deployUnit) {
 	t.Logf("%s: 3 nodes, leader %s, %d partitions on %d holders each at epoch %d; ready (bootstrap, joiners) %v and agreeing %v after the first start",
 		file, leader, c.partitions, min(3, c.replication), view.Cluster.Epoch, readyAfter, time.Since(began).Round(time.Millisecond))
 
-	// On embedded etcd the joiners become etcd members in the background, after they are ready;
-	// taking a member node down before every place is taken could cost etcd its quorum (two
-	// members, one stopped), as an operator would see in /health. Wait for it, as they should.
+	// On embedded etcd the first two joiners run etcd members too, as /health says.
 	embedded := envValue(c.nodes[0].Env, "ETCD_ENDPOINTS") == ""
 	if embedded {
 		etcdtest.WaitFor(t, 60*time.Second, "every node reports its etcd member place taken", func() error {
