@@ -73,7 +73,7 @@ const (
 	heldRecords
 )
 
-// update is one read or watch response of the node or acknowledgement prefix.
+// update is one read or watch response of the node, acknowledgement or held-epoch prefix.
 type update struct {
 	kind   recordKind
 	reset  bool
