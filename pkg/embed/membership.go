@@ -2,8 +2,11 @@ package embed
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -70,6 +73,12 @@ func Join(ctx context.Context, client *clientv3.Client, cfg Config) (*Member, er
 		return nil, err
 	}
 	peerURL := ec.AdvertisePeerUrls[0].String()
+	// A member started while the cluster has not decided its version yet (just after a new
+	// cluster elected its first leader) refuses to start ("incompatible with current running
+	// cluster"): wait for the version first.
+	if err := waitClusterVersion(ctx, client.Endpoints()); err != nil {
+		return nil, fmt.Errorf("embed: join %s: %w", cfg.Name, err)
+	}
 	var added *clientv3.MemberAddResponse
 	for {
 		added, err = client.MemberAddAsLearner(ctx, []string{peerURL})
@@ -231,4 +240,59 @@ func Serves(ctx context.Context, client *clientv3.Client, urls []string) bool {
 		}
 	}
 	return false
+}
+
+// waitClusterVersion waits until a member at one of endpoints reports a decided cluster version
+// on its /version endpoint, or ctx ends. Endpoints that do not serve /version over plain HTTP
+// (an etcd behind TLS, say) are not waited for: when none does, it returns at once.
+func waitClusterVersion(ctx context.Context, endpoints []string) error {
+	httpc := &http.Client{Timeout: time.Second}
+	defer httpc.CloseIdleConnections()
+	for {
+		answered := false
+		for _, ep := range endpoints {
+			if !strings.HasPrefix(ep, "http://") {
+				continue
+			}
+			v, err := clusterVersion(ctx, httpc, ep)
+			if err != nil {
+				continue
+			}
+			answered = true
+			if v != "" && v != "not_decided" {
+				return nil
+			}
+		}
+		if !answered {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the cluster has not decided its version: %w", ctx.Err())
+		case <-time.After(retryEvery):
+		}
+	}
+}
+
+// clusterVersion asks the member at endpoint for its cluster's version ("not_decided" at first).
+func clusterVersion(ctx context.Context, httpc *http.Client, endpoint string) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(endpoint, "/")+"/version", nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := httpc.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("GET /version: %s", resp.Status)
+	}
+	var v struct {
+		Cluster string `json:"etcdcluster"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 4096)).Decode(&v); err != nil {
+		return "", err
+	}
+	return v.Cluster, nil
 }
