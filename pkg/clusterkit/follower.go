@@ -78,7 +78,7 @@ func (f *mapFollower) source() *follow.Map {
 		Broken: func(rev int64, err error) {
 			f.mu.Lock()
 			defer f.mu.Unlock()
-			f.reportHeld(fmt.Sprintf("stored map at revision %d: %v", rev, err))
+			f.reportHeld(rev, fmt.Sprintf("stored map at revision %d: %v", rev, err))
 		}}
 }
 
@@ -150,7 +150,7 @@ func (f *mapFollower) apply(u follow.Update, fire bool) {
 		// back (deleted and republished, or etcd restored from an older backup): the leader is
 		// told, and publishes above the epoch held.
 		if m.Epoch < old.epoch {
-			f.reportHeld(fmt.Sprintf("stored map has epoch %d", m.Epoch))
+			f.reportHeld(u.Revision, fmt.Sprintf("stored map has epoch %d", m.Epoch))
 		}
 		return
 	}
@@ -163,7 +163,7 @@ func (f *mapFollower) apply(u follow.Update, fire bool) {
 	}
 	if err := m.ValidateChange(f.env.config.PartitionCount, base, changed); err != nil {
 		f.env.log.Error("ignoring invalid partition map", zap.Error(err))
-		f.reportHeld(fmt.Sprintf("stored map of epoch %d is invalid: %v", m.Epoch, err))
+		f.reportHeld(u.Revision, fmt.Sprintf("stored map of epoch %d is invalid: %v", m.Epoch, err))
 		return
 	}
 	s := nextSnapshot(old, m, u.Revision, changed)
@@ -181,14 +181,17 @@ func (f *mapFollower) apply(u follow.Update, fire bool) {
 }
 
 // reportHeld writes held/<id>, the epoch of the map this node holds, under its lease, once per
-// epoch held: the leader then publishes a map above it (leader.recoveryBase). f.mu must be held.
-func (f *mapFollower) reportHeld(reason string) {
+// epoch held, when what was written at revision rev is behind it: the leader then publishes a
+// map above it (leader.recoveryBase). f.mu must be held.
+func (f *mapFollower) reportHeld(rev int64, reason string) {
 	s := f.snap.Load()
 	lease := clientv3.NoLease
 	if f.lease != nil {
 		lease = f.lease()
 	}
-	if s == nil || s.epoch <= f.reported || lease == clientv3.NoLease {
+	// Only a write after the map held says the stored map went back: a watch that lags behind
+	// a read (after a lost lease) delivers older maps written before it.
+	if s == nil || rev <= s.revision || s.epoch <= f.reported || lease == clientv3.NoLease {
 		return
 	}
 	f.env.log.Warn("the stored partition map is behind the map this node holds; telling the leader",
