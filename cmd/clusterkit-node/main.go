@@ -52,6 +52,10 @@
 // ::1) count as one. This lets every replica of a Kubernetes StatefulSet share one template,
 // JOIN_ADDR naming pod 0: pod 0 bootstraps and the others join it.
 //
+// Metrics: GET /metrics on the HTTP API serves the node's metrics in Prometheus' text format:
+// ClusterKit's (clusterkit_*, among them clusterkit_etcd_nospace_alarm), the Go runtime's and
+// the process's.
+//
 // Health probe: clusterkit-node -healthcheck asks GET /health of the node configured by the same
 // HTTP_PORT or HTTP_ADDR (on 127.0.0.1 for an empty or unspecified host) and exits with status 0
 // when it answers 200, else 1. It needs no shell or curl, so a container image without them can
@@ -88,6 +92,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"go.uber.org/zap"
 
 	"github.com/clusterkit-go/clusterkit/pkg/clusterkit"
@@ -181,6 +187,9 @@ func run(args []string, lookupEnv func(string) (string, bool), stdout, stderr io
 	}
 	defer log.Sync()
 	cfg.opts.Logger = log
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	cfg.opts.Registerer = reg
 	ck, err := clusterkit.NewClusterKit(cfg.opts)
 	if err != nil {
 		fmt.Fprintf(stderr, "clusterkit-node: invalid settings:\n  %v\n", cfg.explain(err))

@@ -69,6 +69,16 @@ type env struct {
 	// addr is the address other nodes reach the HTTP API at (Options.AdvertiseAddr, or derived
 	// from the listener).
 	addr string
+	// noSpace is told of every write etcd refused for want of space (the size monitor's
+	// noSpace, which then polls at once).
+	noSpace func()
+}
+
+// failed passes a failed write's error to noSpace when etcd refused it for want of space.
+func (e *env) failed(err error) {
+	if e.noSpace != nil && isNoSpace(err) {
+		e.noSpace()
+	}
 }
 
 // NewClusterKit validates opts, fills in the defaults of the zero fields and returns a node that
@@ -101,6 +111,7 @@ func NewClusterKit(opts Options) (*ClusterKit, error) {
 		}
 	}
 	ck.etcdSize = newEtcdSize(e, log.Named("etcd-size"), ck.members, m.etcd)
+	e.noSpace = ck.etcdSize.noSpace
 	ck.api = &apiServer{log: log}
 	return ck, nil
 }

@@ -133,6 +133,7 @@ func (el *election) run(ctx context.Context) {
 			}
 			wait := retry.Next()
 			el.log.Warn("register again failed", zap.Error(err), zap.Duration("retry_in", wait))
+			el.env.failed(err)
 			select {
 			case <-el.leaving:
 				return
@@ -201,6 +202,7 @@ func (el *election) campaign(parent context.Context, reg *registration) {
 		if err != nil {
 			if ctx.Err() == nil {
 				el.log.Warn("campaign failed", zap.Error(err))
+				el.env.failed(err)
 				pause()
 			}
 			continue
@@ -216,6 +218,7 @@ func (el *election) campaign(parent context.Context, reg *registration) {
 		term.End(false, 0)
 		if err != nil && !errors.Is(err, context.Canceled) {
 			el.log.Warn("leadership ended", zap.Error(err))
+			el.env.failed(err)
 			pause()
 		} else {
 			el.log.Info("leadership ended")

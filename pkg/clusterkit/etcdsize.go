@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"go.uber.org/zap"
 
 	"github.com/clusterkit-go/clusterkit/pkg/embed"
@@ -35,14 +36,17 @@ const (
 	etcdSizeWarnShare = 0.8
 	// etcdSizeMaxBackoff bounds the wait after failed polls, in poll periods.
 	etcdSizeMaxBackoff = 8
+	// etcdSizeMinPoke is the least time between a poll and one prompted by a refused write.
+	etcdSizeMinPoke = time.Second
 )
 
 // etcdSizeMetrics are the monitor's gauges, all about one member: the one nearest to its quota
 // among those the node polls.
 type etcdSizeMetrics struct {
-	size  prometheus.Gauge
-	inUse prometheus.Gauge
-	quota prometheus.Gauge
+	size    prometheus.Gauge
+	inUse   prometheus.Gauge
+	quota   prometheus.Gauge
+	noSpace prometheus.Gauge
 }
 
 func newEtcdSizeMetrics() etcdSizeMetrics {
@@ -53,11 +57,13 @@ func newEtcdSizeMetrics() etcdSizeMetrics {
 			Help: "Bytes of that member's database in use; a defragmentation returns the rest."}),
 		quota: prometheus.NewGauge(prometheus.GaugeOpts{Name: "clusterkit_etcd_db_quota_bytes",
 			Help: "That member's space quota (etcd's --quota-backend-bytes)."}),
+		noSpace: prometheus.NewGauge(prometheus.GaugeOpts{Name: "clusterkit_etcd_nospace_alarm",
+			Help: "1 while a member this node polls reports etcd's NOSPACE alarm: etcd refuses every write (no map, no registration) until an operator frees space and disarms it."}),
 	}
 }
 
 func (m etcdSizeMetrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.size, m.inUse, m.quota}
+	return []prometheus.Collector{m.size, m.inUse, m.quota, m.noSpace}
 }
 
 // memberSize is one member's answer to a status request.
@@ -108,10 +114,29 @@ type etcdSize struct {
 	members *members
 	metrics etcdSizeMetrics
 	every   time.Duration
+	// refused receives a value when etcd refused a write for want of space, so that the alarm
+	// is logged and exported at once rather than at the next period.
+	refused chan struct{}
 }
 
 func newEtcdSize(e *env, log *zap.Logger, ms *members, m etcdSizeMetrics) *etcdSize {
-	return &etcdSize{env: e, log: log, members: ms, metrics: m, every: cmp.Or(e.opts.etcdSizeEvery, defaultEtcdSizeEvery)}
+	return &etcdSize{env: e, log: log, members: ms, metrics: m, every: cmp.Or(e.opts.etcdSizeEvery, defaultEtcdSizeEvery),
+		refused: make(chan struct{}, 1)}
+}
+
+// noSpace tells the monitor that etcd refused a write with "database space exceeded": it polls
+// now, unless it polled less than etcdSizeMinPoke ago. It never blocks.
+func (w *etcdSize) noSpace() {
+	select {
+	case w.refused <- struct{}{}:
+	default:
+	}
+}
+
+// isNoSpace reports whether err is etcd's refusal of a write for want of space.
+func isNoSpace(err error) bool {
+	return err != nil && (errors.Is(err, rpctypes.ErrNoSpace) || errors.Is(err, rpctypes.ErrGRPCNoSpace) ||
+		strings.Contains(err.Error(), rpctypes.ErrNoSpace.Error()))
 }
 
 // endpoints are the members to poll: a node that runs a member polls it (every member node
@@ -131,12 +156,18 @@ func (w *etcdSize) run(ctx context.Context) {
 	wait := time.Duration(0)
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
+	var polled time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-timer.C:
+		case <-w.refused:
+			if time.Since(polled) < etcdSizeMinPoke {
+				continue
+			}
 		}
+		polled = time.Now()
 		sizes, err := w.poll(ctx)
 		if ctx.Err() != nil {
 			return
@@ -157,6 +188,7 @@ func (w *etcdSize) run(ctx context.Context) {
 		w.metrics.size.Set(float64(worst.size))
 		w.metrics.inUse.Set(float64(worst.inUse))
 		w.metrics.quota.Set(float64(worst.quotaOrDefault()))
+		w.metrics.noSpace.Set(b2f(st.noSpace))
 		w.report(last, st, worst)
 		last = st
 	}
@@ -208,4 +240,11 @@ func (w *etcdSize) poll(ctx context.Context) ([]memberSize, error) {
 		return nil, fmt.Errorf("no etcd member answers a status request: %w", errors.Join(errs...))
 	}
 	return sizes, nil
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -204,6 +204,7 @@ func (f *mapFollower) reportHeld(rev int64, reason string) {
 	defer cancel()
 	if _, err := f.env.client.Put(ctx, f.env.schema.Held(f.env.opts.NodeID), string(b), clientv3.WithLease(lease)); err != nil {
 		f.env.log.Warn("reporting the held map epoch failed", zap.Error(err))
+		f.env.failed(err)
 		return
 	}
 	f.reported = s.epoch

@@ -172,6 +172,7 @@ func (h *hookRunner) run(ctx context.Context) {
 			wait := delay.Next()
 			h.log.Warn("writing handoff acknowledgements failed; retrying", zap.Int("copies", len(acked)),
 				zap.Duration("backoff", wait), zap.Error(err))
+			h.env.failed(err)
 			retry.Reset(wait)
 			continue
 		}

@@ -9,6 +9,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.uber.org/zap"
+
 	"github.com/clusterkit-go/clusterkit/pkg/wire"
 )
 
@@ -55,6 +59,7 @@ type encodedCluster struct {
 //	GET /health        200 when the node is registered and holds a map, 503 otherwise
 //	GET /cluster/claims the partitions this node claims to lead right now, with their primary
 //	                   epochs (none while it is self-fenced), for operators and invariant checks
+//	GET /metrics       the metrics of Options.Registerer when it is a prometheus.Gatherer
 //
 // Start serves it on HTTPAddr; it can also be mounted on another server. Every other method is
 // refused with 405: nothing in this API changes the cluster.
@@ -65,6 +70,9 @@ func (ck *ClusterKit) Handler() http.Handler {
 	mux.HandleFunc("/cluster/join", ck.handleJoin)
 	mux.HandleFunc("/health", ck.handleHealth)
 	mux.HandleFunc("/cluster/claims", ck.handleClaims)
+	if g, ok := ck.env.opts.Registerer.(prometheus.Gatherer); ok {
+		mux.Handle("/metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{ErrorLog: zap.NewStdLog(ck.env.log)}))
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			w.Header().Set("Allow", "GET, HEAD")

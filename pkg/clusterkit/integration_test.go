@@ -4,12 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/clusterkit-go/clusterkit/internal/etcdtest"
@@ -314,5 +318,43 @@ func TestMetricsRegistered(t *testing.T) {
 	// A second node on the same registry is refused with a clear error, not a panic.
 	if _, err := clusterkit.NewClusterKit(c.Options("node-2")); !errors.Is(err, clusterkit.ErrInvalidOptions) {
 		t.Fatalf("duplicate registration: %v", err)
+	}
+
+	// The registry is a Gatherer: the HTTP API serves it at /metrics, in the text format.
+	srv := httptest.NewServer(ck.Handler())
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	served, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /metrics: %s, %v", resp.Status, err)
+	}
+	for _, name := range []string{"clusterkit_map_epoch", "clusterkit_etcd_nospace_alarm", "clusterkit_self_fenced"} {
+		f := served[name]
+		if f == nil || len(f.GetMetric()) != 1 {
+			t.Fatalf("GET /metrics has no %s", name)
+		}
+		if name == "clusterkit_map_epoch" && f.GetMetric()[0].GetGauge().GetValue() != got[name] {
+			t.Errorf("GET /metrics: %s = %v, the registry has %v", name, f.GetMetric()[0].GetGauge().GetValue(), got[name])
+		}
+	}
+}
+
+// Without a Gatherer there is no /metrics.
+func TestMetricsNotServedWithoutGatherer(t *testing.T) {
+	c := clustertest.New(t, clusterkit.Options{PartitionCount: 16})
+	srv := httptest.NewServer(c.Add("node-1").Handler())
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("GET /metrics without a Gatherer: %s, want 404", resp.Status)
 	}
 }

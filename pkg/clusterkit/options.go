@@ -130,7 +130,9 @@ type Options struct {
 	// map waits until the window ends, so that 20 nodes starting together make a few maps, not
 	// 20. A change after a quiet period is published at once. Default 100ms.
 	CoalesceWindow time.Duration
-	// Registerer receives the node's Prometheus metrics. Default none.
+	// Registerer receives the node's Prometheus metrics. Default none. When it is also a
+	// prometheus.Gatherer (a *prometheus.Registry is), the HTTP API serves what it gathers at
+	// GET /metrics, in Prometheus' text format.
 	Registerer prometheus.Registerer
 
 	// EtcdEndpoints are the client URLs of an existing etcd cluster to use.

@@ -17,6 +17,8 @@ import (
 
 	"github.com/clusterkit-go/clusterkit/internal/proctest"
 	"github.com/clusterkit-go/clusterkit/internal/wiretest"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 )
 
 const (
@@ -654,6 +656,32 @@ func (n *nodeProcess) waitReady(t *testing.T) {
 		t.Logf("%s: a port was taken before the node bound it (HTTP address %s): starting it again at %s", n.id, was, n.addr)
 		n.Start(t)
 	}
+}
+
+// metricValue returns the value of the gauge or counter name (without labels) that the node at
+// addr serves at GET /metrics.
+func metricValue(httpc *http.Client, addr, name string) (float64, error) {
+	resp, err := httpc.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("GET /metrics: %s", resp.Status)
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		return 0, fmt.Errorf("GET /metrics: %w", err)
+	}
+	f := families[name]
+	if f == nil || len(f.GetMetric()) != 1 {
+		return 0, fmt.Errorf("GET /metrics has no single %s", name)
+	}
+	if g := f.GetMetric()[0].GetGauge(); g != nil {
+		return g.GetValue(), nil
+	}
+	return f.GetMetric()[0].GetCounter().GetValue(), nil
 }
 
 func fetchJSON(httpc *http.Client, addr, path string, v any) error {

@@ -41,9 +41,6 @@ const (
 	addedLatency = 200 * time.Millisecond
 	// noSpaceQuota is the etcd quota of the NOSPACE test (--quota-backend-bytes).
 	noSpaceQuota = 16 << 20
-	// sizePollPeriod is how often a node's etcd size monitor asks for the members' status (30 s,
-	// fixed in the node binary); it polls first when the node starts.
-	sizePollPeriod = 30 * time.Second
 )
 
 // The nodes' log messages the tests look for.
@@ -407,13 +404,11 @@ func testCompactionMidStream(t *testing.T, f *faultMatrix) {
 
 // TestFaultNoSpace fills an etcd of three members with a small quota (16 MiB) until etcd raises
 // its NOSPACE alarm. A node then leaves: no map can be published, a node logs etcd's refusal,
-// and at their next poll of etcd's status the nodes log the alarm; the nodes keep serving the
-// last map. Once an operator has deleted the junk, compacted, defragmented every member and
+// which prompts its size monitor to log the alarm and export it at GET /metrics; the nodes keep
+// serving the last map. Once an operator has deleted the junk, compacted, defragmented every member and
 // disarmed the alarm, a map without the node is published, and the node joins again.
 func TestFaultNoSpace(t *testing.T) {
 	f := startFaultMatrix(t, "--quota-backend-bytes", strconv.Itoa(noSpaceQuota))
-	// Each node's size monitor polled when it started; the next poll is a period later.
-	started := time.Now()
 	defer f.reportClaims(t)
 	etcd, c := f.etcd, f.c
 	view := c.waitStable(t, 30*time.Second)
@@ -470,16 +465,22 @@ func TestFaultNoSpace(t *testing.T) {
 		return fmt.Errorf("no warning or error line of the remaining nodes says %q", msgSpaceExceeded)
 	})
 	refusedIn := time.Since(left)
-	// The size monitor logs the alarm at its next poll.
-	waitFor(t, time.Until(started.Add(sizePollPeriod+15*time.Second)), "a node's log naming the NOSPACE alarm", func() error {
+	// The refused write prompts the node's size monitor to poll at once: it logs the alarm and
+	// exports it, well before its next periodic poll.
+	var alarmed *nodeProcess
+	waitFor(t, 10*time.Second, "a node's log naming the NOSPACE alarm", func() error {
 		for _, n := range stayers {
 			if countLines(n, m, msgNoSpaceAlarm) > 0 {
+				alarmed = n
 				return nil
 			}
 		}
 		return fmt.Errorf("no node logged %q", msgNoSpaceAlarm)
 	})
 	alarmLogged := time.Since(filled)
+	if v, err := metricValue(c.httpc, alarmed.addr, "clusterkit_etcd_nospace_alarm"); err != nil || v != 1 {
+		t.Errorf("%s's GET /metrics under NOSPACE: clusterkit_etcd_nospace_alarm = %v (%v), want 1", alarmed.id, v, err)
+	}
 	if e := f.storedEpoch(t); e != m.epoch {
 		t.Errorf("a map was published under NOSPACE: epoch %d, before %d", e, m.epoch)
 	}
