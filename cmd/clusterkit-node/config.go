@@ -40,6 +40,7 @@ type config struct {
 func printUsage(w io.Writer) {
 	fmt.Fprintln(w, "Usage: clusterkit-node [flags]")
 	fmt.Fprintln(w, "       clusterkit-node -healthcheck   (GET /health of the node on HTTP_PORT or HTTP_ADDR)")
+	fmt.Fprintln(w, "       clusterkit-node -new-token     (print a random join token for JOIN_TOKEN)")
 	fmt.Fprintln(w, "Every setting is an environment variable; its flag, when given, overrides it.")
 	for _, s := range settings {
 		f := "(no flag)"
@@ -146,6 +147,9 @@ func parseConfig(lookupEnv func(string) (string, bool), args []string) (*config,
 	if f := fs.Lookup(healthCheckFlag); f.Value.String() == "true" {
 		return nil, errHealthCheck
 	}
+	if f := fs.Lookup(newTokenFlag); f.Value.String() == "true" {
+		return nil, errNewToken
+	}
 	p := &parser{lookupEnv: lookupEnv, flags: map[string]string{}, names: map[string]string{}}
 	fs.Visit(func(f *flag.Flag) { p.flags[f.Name] = f.Value.String() })
 
@@ -186,6 +190,7 @@ func parseConfig(lookupEnv func(string) (string, bool), args []string) (*config,
 	}
 	o.EtcdUsername = p.str(sEtcdUsername)
 	o.EtcdPassword = p.str(sEtcdPassword)
+	o.JoinToken = p.str(sJoinToken)
 	o.EtcdTLS = p.etcdTLS()
 	cfg.drain = p.boolean(sDrain)
 	cfg.decommission = p.boolean(sDecommission)
@@ -208,6 +213,7 @@ func parseFlags(args []string) (*flag.FlagSet, error) {
 	fs := flag.NewFlagSet("clusterkit-node", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.Bool(healthCheckFlag, false, "probe GET /health of the node on HTTP_PORT or HTTP_ADDR")
+	fs.Bool(newTokenFlag, false, "print a random join token and exit")
 	for _, s := range settings {
 		switch {
 		case s.flag == "":

@@ -6,6 +6,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -17,6 +18,9 @@ import (
 
 // errHealthCheck is how parseConfig says that -healthcheck was given.
 var errHealthCheck = errors.New("health check requested")
+
+// errNewToken is returned by parseConfig for -new-token.
+var errNewToken = errors.New("new token requested")
 
 // healthCheckTimeout bounds the -healthcheck request: a container runtime kills a probe that
 // runs longer than its own timeout anyway, and a hung node must read as unhealthy.
@@ -42,7 +46,13 @@ func healthCheck(lookupEnv func(string) (string, bool), args []string, stdout, s
 		fmt.Fprintln(stderr, "clusterkit-node -healthcheck: the HTTP port is 0 (chosen at start), so there is no address to probe")
 		return exitConfig
 	}
-	url := "http://" + addr + "/health"
+	// In secure mode (JOIN_TOKEN set) the node serves https. The probe sends nothing secret and
+	// talks to its own node, so it does not verify the certificate.
+	scheme, tlsConfig := "http", (*tls.Config)(nil)
+	if v, ok := lookupEnv(sJoinToken.env); ok && v != "" {
+		scheme, tlsConfig = "https", &tls.Config{InsecureSkipVerify: true}
+	}
+	url := scheme + "://" + addr + "/health"
 	ctx, cancel := context.WithTimeout(context.Background(), healthCheckTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
@@ -50,7 +60,7 @@ func healthCheck(lookupEnv func(string) (string, bool), args []string, stdout, s
 		fmt.Fprintf(stderr, "clusterkit-node -healthcheck: %v\n", err)
 		return exitConfig
 	}
-	httpc := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	httpc := &http.Client{Transport: &http.Transport{DisableKeepAlives: true, TLSClientConfig: tlsConfig}}
 	resp, err := httpc.Do(req)
 	if err != nil {
 		fmt.Fprintf(stderr, "clusterkit-node -healthcheck: GET %s: %v\n", url, err)

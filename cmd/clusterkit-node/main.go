@@ -15,6 +15,8 @@
 //	                                         set it when peers run on other machines or containers
 //	JOIN_ADDR           -join-addr           none; HTTP address of any node of the cluster; this
 //	                                         node's own address makes it the bootstrap node
+//	JOIN_TOKEN          (no flag)            none; secure mode (see below): 16 to 256 letters,
+//	                                         digits and . _ ~ + / = -, the same on every node
 //	DATA_DIR            -data-dir            <temp dir>/clusterkit/<NODE_ID>; in a container, a
 //	                                         volume (the original README used /data)
 //	CLUSTER_NAME        -cluster-name        "default", or the joined node's cluster; the same
@@ -51,6 +53,14 @@
 // compare without case and without a trailing dot; all loopback hosts (localhost, 127.0.0.0/8,
 // ::1) count as one. This lets every replica of a Kubernetes StatefulSet share one template,
 // JOIN_ADDR naming pod 0: pod 0 bootstraps and the others join it.
+//
+// Secure mode: with JOIN_TOKEN the bootstrap node creates the cluster's CA in DATA_DIR/pki, its
+// embedded etcd serves clients and peers over TLS and admits only certificates of that CA, the
+// HTTP API is served over https, and GET /cluster/join answers only requests that carry the
+// token. A node started with JOIN_ADDR and JOIN_TOKEN checks that the node at JOIN_ADDR knows the
+// token before it trusts the CA, then receives a certificate for its own key. clusterkit-node
+// -new-token prints a random token. Without JOIN_TOKEN, a node that advertises a non-loopback
+// address warns at start: its etcd ports and its join API are open to anyone who reaches them.
 //
 // Metrics: GET /metrics on the HTTP API serves the node's metrics in Prometheus' text format:
 // ClusterKit's (clusterkit_*, among them clusterkit_etcd_nospace_alarm), the Go runtime's and
@@ -96,6 +106,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"go.uber.org/zap"
 
+	"github.com/clusterkit-go/clusterkit/internal/pki"
 	"github.com/clusterkit-go/clusterkit/pkg/clusterkit"
 )
 
@@ -138,6 +149,7 @@ var (
 	sEtcdEndpoints     = &setting{env: "ETCD_ENDPOINTS", flag: "etcd-endpoints", field: "EtcdEndpoints", help: "comma-separated etcd client URLs"}
 	sEtcdUsername      = &setting{env: "ETCD_USERNAME", flag: "etcd-username", field: "EtcdUsername", help: "etcd user"}
 	sEtcdPassword      = &setting{env: "ETCD_PASSWORD", field: "EtcdPassword", help: "etcd password (environment only)"}
+	sJoinToken         = &setting{env: "JOIN_TOKEN", field: "JoinToken", help: "secure mode: the cluster's join token (environment only; clusterkit-node -new-token prints one)"}
 	sEtcdCAFile        = &setting{env: "ETCD_CA_FILE", flag: "etcd-ca-file", field: "EtcdTLS", help: "PEM CA that verifies etcd's certificate"}
 	sEtcdCertFile      = &setting{env: "ETCD_CERT_FILE", flag: "etcd-cert-file", field: "EtcdTLS", help: "PEM client certificate for etcd"}
 	sEtcdKeyFile       = &setting{env: "ETCD_KEY_FILE", flag: "etcd-key-file", field: "EtcdTLS", help: "PEM client key for etcd"}
@@ -151,13 +163,16 @@ var (
 
 // settings lists every setting, in the order of the usage text.
 var settings = []*setting{
-	sNodeID, sHTTPPort, sHTTPAddr, sAdvertiseAddr, sJoinAddr, sDataDir, sClusterName,
+	sNodeID, sHTTPPort, sHTTPAddr, sAdvertiseAddr, sJoinAddr, sJoinToken, sDataDir, sClusterName,
 	sPartitionCount, sReplicationFactor, sLeaseTTL, sEmbeddedMembers, sEtcdEndpoints, sEtcdUsername, sEtcdPassword,
 	sEtcdCAFile, sEtcdCertFile, sEtcdKeyFile, sZone, sHandoffTimeout, sCrashGracePeriod, sLogLevel, sDrain, sDecommission,
 }
 
 // healthCheckFlag selects the health probe mode; it has no variable.
-const healthCheckFlag = "healthcheck"
+const (
+	healthCheckFlag = "healthcheck"
+	newTokenFlag    = "new-token"
+)
 
 func main() {
 	os.Exit(run(os.Args[1:], os.LookupEnv, os.Stdout, os.Stderr))
@@ -172,6 +187,10 @@ func run(args []string, lookupEnv func(string) (string, bool), stdout, stderr io
 	}
 	if errors.Is(err, errHealthCheck) {
 		return healthCheck(lookupEnv, args, stdout, stderr)
+	}
+	if errors.Is(err, errNewToken) {
+		fmt.Fprintln(stdout, pki.NewToken())
+		return exitOK
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "clusterkit-node: invalid settings:\n  %s\nRun clusterkit-node -h for the list of settings.\n",

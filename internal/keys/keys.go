@@ -188,3 +188,7 @@ func (s Schema) EtcdMember(id string) string { return s.prefix + "etcd-members/"
 // EtcdMembersLock is the prefix of the mutex that serialises embedded member joins, as
 // concurrency.NewMutex takes it.
 func (s Schema) EtcdMembersLock() string { return s.prefix + "etcd-members-lock" }
+
+// CA holds the cluster's CA in secure mode: its certificate and its key sealed under the join
+// token.
+func (s Schema) CA() string { return s.prefix + "pki/ca" }

@@ -2,9 +2,12 @@ package client
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -58,6 +61,26 @@ type Config struct {
 	HTTPClient *http.Client
 	// Logger receives the client's logs (named "client"). Nil means none.
 	Logger *zap.Logger
+	// TLS, when set, makes Seeds mode speak https, as nodes in secure mode (a join token) serve
+	// their API: it goes into the default HTTP client (with HTTPClient, configure its transport
+	// yourself). PinnedCA builds one that trusts only a cluster's CA.
+	TLS *tls.Config
+}
+
+// PinnedCA returns a TLS configuration that trusts only the CA certificates in the PEM file at
+// path: a secure cluster's DataDir/pki/ca.crt, or the "ca" of GET /cluster/ca checked against
+// its hash ("sha256:..." logged by the bootstrap node). Node certificates name the node's
+// advertised host and loopback, so seeds must be those addresses.
+func PinnedCA(path string) (*tls.Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: CA file: %v", ErrInvalidConfig, err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		return nil, fmt.Errorf("%w: CA file %s holds no PEM certificate", ErrInvalidConfig, path)
+	}
+	return &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, nil
 }
 
 // Client routes keys to the nodes of a ClusterKit cluster and runs operations on them with
@@ -107,6 +130,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	if c.httpc == nil {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.DialContext = (&net.Dialer{Timeout: dialTimeout, KeepAlive: 15 * time.Second}).DialContext
+		tr.TLSClientConfig = cfg.TLS
 		c.httpc, c.ownHTTP = &http.Client{Transport: tr}, true
 	} else if t := c.httpc.Timeout; t > 0 && t < pollWait+pollSlack {
 		c.wait = t / 2

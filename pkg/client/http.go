@@ -23,6 +23,14 @@ const maxClusterBody = 64 << 20
 // staleAnswerPause is how long the poll pauses after an answer that brought no newer map.
 const staleAnswerPause = time.Second
 
+// scheme is the URL scheme and separator of the nodes' API: https with Config.TLS.
+func (c *Client) scheme() string {
+	if c.cfg.TLS != nil {
+		return "https://"
+	}
+	return "http://"
+}
+
 // errNotModified is a 304: the node's map is still the one named by the tag or epoch sent.
 var errNotModified = errors.New("not modified")
 
@@ -33,7 +41,7 @@ var errNoMapEndpoint = errors.New("the node does not serve GET /cluster/map")
 // fetch GETs the map of the node at addr. With a tag and a wait it is a long poll: it returns
 // errNotModified when the node's map is still that one after the wait.
 func (c *Client) fetch(ctx context.Context, addr, tag string, wait time.Duration) (*topology, error) {
-	url := "http://" + addr + "/cluster"
+	url := c.scheme() + addr + "/cluster"
 	if tag != "" && wait > 0 {
 		url += "?wait=" + wait.String()
 	}
@@ -64,7 +72,7 @@ func (c *Client) fetch(ctx context.Context, addr, tag string, wait time.Duration
 // not serve GET /cluster/map.
 func (c *Client) fetchDelta(ctx context.Context, addr string, wait time.Duration) (*topology, error) {
 	held := c.topo.Load()
-	url := fmt.Sprintf("http://%s/cluster/map?since=%d&wait=%s", addr, held.epoch, wait)
+	url := fmt.Sprintf("%s%s/cluster/map?since=%d&wait=%s", c.scheme(), addr, held.epoch, wait)
 	body, etag, err := c.get(ctx, url, "")
 	var status statusError
 	if errors.As(err, &status) && status.code == http.StatusNotFound {

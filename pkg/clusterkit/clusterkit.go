@@ -2,6 +2,7 @@ package clusterkit
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"sync"
@@ -69,6 +70,8 @@ type env struct {
 	// addr is the address other nodes reach the HTTP API at (Options.AdvertiseAddr, or derived
 	// from the listener).
 	addr string
+	// secure is the secure-mode state (Options.JoinToken); nil outside secure mode.
+	secure *secure
 	// noSpace is told of every write etcd refused for want of space (the size monitor's
 	// noSpace, which then polls at once).
 	noSpace func()
@@ -94,6 +97,7 @@ func NewClusterKit(opts Options) (*ClusterKit, error) {
 	}
 	log := o.Logger.Named("clusterkit").With(zap.String("node_id", o.NodeID))
 	e := &env{opts: o, log: log, metrics: m, clusterName: o.ClusterName, addr: o.AdvertiseAddr}
+	e.secure = newSecure(&o, log)
 	ck := &ClusterKit{env: e, stopping: make(chan struct{})}
 	ck.clock.init(log, m)
 	ck.election = newElection(e, log, &ck.clock, nil, ck.record)
@@ -156,13 +160,18 @@ func (ck *ClusterKit) StartContext(ctx context.Context) (err error) {
 	}()
 
 	// The listener first, so that the advertised address is known before registering.
-	if err := ck.api.listen(ck.env.opts.HTTPAddr, ck.Handler()); err != nil {
+	var apiTLS *tls.Config
+	if s := ck.env.secure; s != nil {
+		apiTLS = s.serverTLS()
+	}
+	if err := ck.api.listen(ck.env.opts.HTTPAddr, ck.Handler(), apiTLS); err != nil {
 		return err
 	}
 	if ck.env.addr == "" {
 		ck.env.addr = advertiseFor(ck.api.addr())
 	}
 	ck.group.Go(ck.api.serve)
+	ck.warnIfOpen()
 	if err := ck.connect(ctx); err != nil {
 		return err
 	}

@@ -42,6 +42,20 @@ func (ck *ClusterKit) connect(ctx context.Context) error {
 	case etcdEndpoints:
 		endpoints = ck.env.opts.EtcdEndpoints
 	case etcdJoin:
+		if s := ck.env.secure; s != nil {
+			// The CA and a certificate first: every later step speaks TLS.
+			info, err := s.join(ctx, ck.env.opts.JoinAddr, ck.env.opts.NodeID, ck.env.addr)
+			if err != nil {
+				return err
+			}
+			if info != nil {
+				if err := ck.checkClusterName(info.ClusterName, "the node at JoinAddr "+ck.env.opts.JoinAddr); err != nil {
+					return err
+				}
+				endpoints = info.EtcdEndpoints
+				break
+			}
+		}
 		if embed.HasData(ck.members.etcdDir()) {
 			// A member node restarting: its member knows its cluster, JoinAddr is not needed.
 			name, source := ls.ClusterName, "the cluster remembered in DataDir"
@@ -76,12 +90,24 @@ func (ck *ClusterKit) connect(ctx context.Context) error {
 			return fmt.Errorf("clusterkit: DataDir %s belonged to cluster %q (etcd at %v) but holds no etcd data: set JoinAddr to any node of that cluster to rejoin it, or empty DataDir to create a new cluster",
 				ck.env.opts.DataDir, ls.ClusterName, ls.EtcdEndpoints)
 		}
+		if s := ck.env.secure; s != nil {
+			if err := s.bootstrap(ck.env.clusterName, ck.env.opts.NodeID, ck.env.addr); err != nil {
+				return err
+			}
+		}
 		if err := ck.members.startMember(ctx, ls); err != nil {
 			return err
 		}
 		endpoints = union(ck.members.current().Endpoints(), ls.EtcdEndpoints)
 	}
 	ck.env.schema = keys.New(ck.env.clusterName)
+	if s := ck.env.secure; s != nil {
+		tlsConfig, err := s.etcdTLS()
+		if err != nil {
+			return err
+		}
+		ck.env.opts.EtcdTLS = tlsConfig
+	}
 	if ck.env.client == nil {
 		c, err := clientv3.New(clientv3.Config{
 			Endpoints:            endpoints,
@@ -105,6 +131,9 @@ func (ck *ClusterKit) connect(ctx context.Context) error {
 	if _, err := ck.env.client.Get(pctx, ck.env.schema.Config()); err != nil {
 		return fmt.Errorf("clusterkit: etcd at %v does not answer within EtcdDialTimeout (%v)%s: %w",
 			ck.env.client.Endpoints(), ck.env.opts.EtcdDialTimeout, tlsHint(endpoints, ck.env.opts.EtcdTLS), err)
+	}
+	if s := ck.env.secure; s != nil {
+		return s.publishCA(pctx, ck.env.client, ck.env.schema.CA())
 	}
 	return nil
 }
@@ -130,14 +159,14 @@ func (ck *ClusterKit) checkClusterName(name, source string) error {
 // life, those are used instead: a restarting node does not depend on the node it first joined.
 func (ck *ClusterKit) joinEndpoints(ctx context.Context, ls localState) (string, []string, error) {
 	if len(ls.EtcdEndpoints) == 0 || ls.ClusterName == "" {
-		info, err := fetchJoinInfo(ctx, ck.env.opts.JoinAddr)
+		info, err := fetchJoinInfo(ctx, ck.env.opts.JoinAddr, ck.env.secure)
 		if err != nil {
 			return "", nil, err
 		}
 		return info.ClusterName, info.EtcdEndpoints, nil
 	}
 	jctx, cancel := context.WithTimeout(ctx, ck.env.opts.EtcdDialTimeout)
-	info, err := fetchJoinInfo(jctx, ck.env.opts.JoinAddr)
+	info, err := fetchJoinInfo(jctx, ck.env.opts.JoinAddr, ck.env.secure)
 	cancel()
 	if err == nil {
 		return info.ClusterName, info.EtcdEndpoints, nil

@@ -165,6 +165,7 @@ func (ms *members) memberConfig(ls localState) embed.Config {
 		UnsafeNoFsync:     ms.env.opts.unsafeNoFsync,
 		Logger:            ms.log.Named("etcd").WithOptions(zap.IncreaseLevel(zap.WarnLevel)),
 		StartTimeout:      ms.env.opts.StartTimeout,
+		TLS:               ms.env.secure.memberTLSOrNil(),
 	}
 }
 

@@ -32,7 +32,7 @@ func FuzzJoinInfo(f *testing.F) {
 		body.Store(&b)
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		return getJoinInfo(ctx, srv.URL+"/cluster/join")
+		return getJoinInfo(ctx, http.DefaultClient, srv.URL+"/cluster/join", "")
 	}
 
 	served := httptest.NewRecorder()

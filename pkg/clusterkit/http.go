@@ -70,16 +70,22 @@ func (ck *ClusterKit) Handler() http.Handler {
 	mux.HandleFunc("/cluster/join", ck.handleJoin)
 	mux.HandleFunc("/health", ck.handleHealth)
 	mux.HandleFunc("/cluster/claims", ck.handleClaims)
+	mux.HandleFunc("/cluster/ca", ck.handleCA)
 	if g, ok := ck.env.opts.Registerer.(prometheus.Gatherer); ok {
 		mux.Handle("/metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{ErrorLog: zap.NewStdLog(ck.env.log)}))
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		// The one POST: a joining node's certificate request in secure mode, which changes
+		// nothing in the cluster.
+		joinPost := r.Method == http.MethodPost && r.URL.Path == "/cluster/join" && ck.env.secure != nil
+		if r.Method != http.MethodGet && r.Method != http.MethodHead && !joinPost {
 			w.Header().Set("Allow", "GET, HEAD")
 			writeError(w, http.StatusMethodNotAllowed, "this API is read-only: use GET")
 			return
 		}
-		r.Body = http.MaxBytesReader(w, r.Body, 0)
+		if !joinPost {
+			r.Body = http.MaxBytesReader(w, r.Body, 0)
+		}
 		mux.ServeHTTP(w, r)
 	})
 }
@@ -262,13 +268,18 @@ func (ck *ClusterKit) handleJoin(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "node is not started")
 		return
 	}
-	writeJSON(w, http.StatusOK, wire.JoinInfo{
+	info := wire.JoinInfo{
 		ClusterName:       ck.env.clusterName,
 		ClusterID:         ck.env.config.ClusterID,
 		EtcdEndpoints:     ck.env.client.Endpoints(),
 		PartitionCount:    ck.env.config.PartitionCount,
 		ReplicationFactor: ck.env.config.ReplicationFactor,
-	})
+	}
+	if ck.env.secure != nil {
+		ck.handleSecureJoin(w, r, info)
+		return
+	}
+	writeJSON(w, http.StatusOK, info)
 }
 
 func (ck *ClusterKit) handleHealth(w http.ResponseWriter, r *http.Request) {
@@ -288,13 +299,19 @@ func (ck *ClusterKit) handleHealth(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, code, h)
 }
 
-// fetchJoinInfo asks the node at addr for its cluster's etcd endpoints.
-func fetchJoinInfo(ctx context.Context, addr string) (*wire.JoinInfo, error) {
-	url := "http://" + addr + "/cluster/join"
+// fetchJoinInfo asks the node at addr for its cluster's etcd endpoints: over https with the
+// join token and the pinned CA in secure mode (s not nil), else over http.
+func fetchJoinInfo(ctx context.Context, addr string, s *secure) (*wire.JoinInfo, error) {
+	url, httpc, token := "http://"+addr+"/cluster/join", http.DefaultClient, ""
+	if s != nil {
+		url, token = "https://"+addr+"/cluster/join", s.token
+		httpc = &http.Client{Transport: &http.Transport{TLSClientConfig: pinned(s.ca.Pool())}}
+		defer httpc.CloseIdleConnections()
+	}
 	var lastErr error
 	// The node being joined may itself be starting: retry until ctx ends.
 	for attempt := 0; ; attempt++ {
-		info, err := getJoinInfo(ctx, url)
+		info, err := getJoinInfo(ctx, httpc, url, token)
 		if err == nil {
 			return info, nil
 		}
@@ -307,12 +324,15 @@ func fetchJoinInfo(ctx context.Context, addr string) (*wire.JoinInfo, error) {
 	}
 }
 
-func getJoinInfo(ctx context.Context, url string) (*wire.JoinInfo, error) {
+func getJoinInfo(ctx context.Context, httpc *http.Client, url, token string) (*wire.JoinInfo, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return nil, err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := httpc.Do(req)
 	if err != nil {
 		return nil, err
 	}

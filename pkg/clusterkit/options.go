@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/clusterkit-go/clusterkit/internal/keys"
+	"github.com/clusterkit-go/clusterkit/internal/pki"
 	"github.com/clusterkit-go/clusterkit/internal/state"
 	"github.com/clusterkit-go/clusterkit/pkg/rebalance"
 )
@@ -80,6 +81,14 @@ type Options struct {
 	// the endpoints it remembers when JoinAddr does not answer within EtcdDialTimeout. A node
 	// without a DataDir of this cluster needs a JoinAddr that answers (any node will do).
 	JoinAddr string
+	// JoinToken turns on secure mode on the embedded etcd: the cluster's CA in the bootstrap
+	// node's DataDir, etcd serving clients and peers over TLS with client certificates only,
+	// the HTTP API over TLS, and /cluster/join answering only requests that carry the token
+	// (joining nodes receive a certificate for their own key, never the CA key). Every node of
+	// the cluster is started with the same token; 16 to 256 letters, digits and . _ ~ + / = -.
+	// Not with EtcdEndpoints or EtcdClient (secure those with EtcdTLS). Default none: plain HTTP
+	// and an etcd open to whoever reaches its ports.
+	JoinToken string
 	// DataDir holds the embedded etcd's data, the node's instance file and what it remembers of
 	// its cluster (cluster.json: etcd endpoints, embedded member ports). Default:
 	// <os.TempDir()>/clusterkit/<NodeID>. A node restarted with its DataDir takes back its own
@@ -340,6 +349,14 @@ func (o *Options) validate() error {
 	for _, ep := range o.EtcdEndpoints {
 		if ep == "" {
 			return bad("EtcdEndpoints", "has an empty endpoint")
+		}
+	}
+	if o.JoinToken != "" {
+		if err := pki.CheckToken(o.JoinToken); err != nil {
+			return bad("JoinToken", "%v", err)
+		}
+		if m := o.mode(); m == etcdClient || m == etcdEndpoints {
+			return bad("JoinToken", "secure mode runs on the embedded etcd; with EtcdEndpoints or EtcdClient secure the connection with EtcdTLS and etcd's own authentication")
 		}
 	}
 	if o.EtcdClient != nil && (o.EtcdUsername != "" || o.EtcdTLS != nil) {

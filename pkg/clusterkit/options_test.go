@@ -75,6 +75,12 @@ func TestOptionsValidation(t *testing.T) {
 		{"metadata over the maximum", func(o *Options) { o.Metadata = map[string]string{"blob": strings.Repeat("x", MaxMetadataBytes)} }, "Metadata"},
 		{"bad cluster name", func(o *Options) { o.ClusterName = "a/b" }, "ClusterName"},
 		{"join and endpoints", func(o *Options) { o.JoinAddr = "h:1"; o.EtcdEndpoints = []string{"http://h:2379"} }, "EtcdClient/EtcdEndpoints/JoinAddr"},
+		{"short join token", func(o *Options) { o.JoinToken = "short" }, "JoinToken"},
+		{"join token with a space", func(o *Options) { o.JoinToken = "0123456789 abcdef" }, "JoinToken"},
+		{"join token on external etcd", func(o *Options) {
+			o.JoinToken = "0123456789abcdef"
+			o.EtcdEndpoints = []string{"http://h:2379"}
+		}, "JoinToken"},
 		{"empty endpoint", func(o *Options) { o.EtcdEndpoints = []string{""} }, "EtcdEndpoints"},
 		{"user without password", func(o *Options) { o.EtcdEndpoints = []string{"h:2379"}; o.EtcdUsername = "u" }, "EtcdUsername/EtcdPassword"},
 		{"negative start timeout", func(o *Options) { o.StartTimeout = -time.Second }, "StartTimeout"},

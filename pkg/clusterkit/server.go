@@ -2,6 +2,7 @@ package clusterkit
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -27,10 +28,14 @@ type apiServer struct {
 	answers mapAnswers
 }
 
-func (a *apiServer) listen(addr string, h http.Handler) error {
+// listen binds addr; with tlsConfig, the API is served over TLS only.
+func (a *apiServer) listen(addr string, h http.Handler, tlsConfig *tls.Config) error {
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("clusterkit: listen on HTTPAddr: %w", err)
+	}
+	if tlsConfig != nil {
+		l = tls.NewListener(l, tlsConfig)
 	}
 	a.listener = l
 	a.server = newHTTPServer(h)

@@ -38,6 +38,7 @@ package embed
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -47,6 +48,7 @@ import (
 	"sync"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 )
@@ -87,8 +89,21 @@ type Config struct {
 	ElectionTimeout time.Duration
 	// UnsafeNoFsync disables fsync. Only for tests: a crash can lose committed data.
 	UnsafeNoFsync bool
+	// TLS, when set, serves clients and peers over TLS only (https URLs), each side required to
+	// present a certificate signed by TLS.TrustedCAFile: etcd then admits no client and no peer
+	// without one. Nil means plain HTTP and no authentication.
+	TLS *TLSFiles
 	// Logger receives etcd's own log. Nil means silent.
 	Logger *zap.Logger
+}
+
+// TLSFiles are the PEM files of a member in TLS mode. The certificate serves as the member's
+// server certificate towards clients and peers and as its client certificate towards peers, so
+// it must allow both uses and name the member's advertised host.
+type TLSFiles struct {
+	CertFile, KeyFile, TrustedCAFile string
+	// ClientTLS is what Join uses to reach the cluster's members over HTTPS (their /version).
+	ClientTLS *tls.Config
 }
 
 // Defaults of Config.
@@ -191,11 +206,18 @@ func prepare(cfg Config) (*embed.Config, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
-	clientListen, clientAdvertise, err := resolve(cfg.ClientAddr, cfg.AdvertiseHost)
+	scheme := "http"
+	if cfg.TLS != nil {
+		scheme = "https"
+		if cfg.TLS.CertFile == "" || cfg.TLS.KeyFile == "" || cfg.TLS.TrustedCAFile == "" {
+			return nil, fmt.Errorf("%w: TLS needs CertFile, KeyFile and TrustedCAFile", ErrInvalidConfig)
+		}
+	}
+	clientListen, clientAdvertise, err := resolve(scheme, cfg.ClientAddr, cfg.AdvertiseHost)
 	if err != nil {
 		return nil, fmt.Errorf("%w: ClientAddr: %v", ErrInvalidConfig, err)
 	}
-	peerListen, peerAdvertise, err := resolve(cfg.PeerAddr, cfg.AdvertiseHost)
+	peerListen, peerAdvertise, err := resolve(scheme, cfg.PeerAddr, cfg.AdvertiseHost)
 	if err != nil {
 		return nil, fmt.Errorf("%w: PeerAddr: %v", ErrInvalidConfig, err)
 	}
@@ -222,6 +244,11 @@ func prepare(cfg Config) (*embed.Config, error) {
 	ec.SnapshotCount = snapshotCount
 	ec.SnapshotCatchUpEntries = snapshotCatchUpEntries
 	ec.UnsafeNoFsync = cfg.UnsafeNoFsync
+	if t := cfg.TLS; t != nil {
+		info := transport.TLSInfo{CertFile: t.CertFile, KeyFile: t.KeyFile, TrustedCAFile: t.TrustedCAFile, ClientCertAuth: true}
+		ec.ClientTLSInfo = info
+		ec.PeerTLSInfo = info
+	}
 	ec.Logger = "zap"
 	ec.ZapLoggerBuilder = embed.NewZapLoggerBuilder(cfg.Logger)
 	// The member's metrics would be registered on the process-wide Prometheus registry; keep
@@ -256,8 +283,9 @@ func run(ctx context.Context, ec *embed.Config, timeout time.Duration) (*Member,
 	return &Member{etcd: e, dir: ec.Dir, endpoints: []string{ec.AdvertiseClientUrls[0].String()}, peerURL: ec.AdvertisePeerUrls[0].String()}, nil
 }
 
-// resolve turns a host:port into a listen URL and an advertise URL, picking a free port for 0.
-func resolve(addr, advertiseHost string) (listen, advertise url.URL, err error) {
+// resolve turns a host:port into a listen URL and an advertise URL of scheme, picking a free port
+// for 0.
+func resolve(scheme, addr, advertiseHost string) (listen, advertise url.URL, err error) {
 	if addr == "" {
 		addr = "127.0.0.1:0"
 	}
@@ -285,8 +313,8 @@ func resolve(addr, advertiseHost string) (listen, advertise url.URL, err error) 
 		}
 	}
 	ps := strconv.Itoa(p)
-	return url.URL{Scheme: "http", Host: net.JoinHostPort(listenHost, ps)},
-		url.URL{Scheme: "http", Host: net.JoinHostPort(advertiseHost, ps)}, nil
+	return url.URL{Scheme: scheme, Host: net.JoinHostPort(listenHost, ps)},
+		url.URL{Scheme: scheme, Host: net.JoinHostPort(advertiseHost, ps)}, nil
 }
 
 // freePort asks the kernel for a port that is free now. Another process could take it before

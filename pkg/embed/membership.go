@@ -2,6 +2,7 @@ package embed
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -76,7 +77,11 @@ func Join(ctx context.Context, client *clientv3.Client, cfg Config) (*Member, er
 	// A member started while the cluster has not decided its version yet (just after a new
 	// cluster elected its first leader) refuses to start ("incompatible with current running
 	// cluster"): wait for the version first.
-	if err := waitClusterVersion(ctx, client.Endpoints()); err != nil {
+	var clientTLS *tls.Config
+	if cfg.TLS != nil {
+		clientTLS = cfg.TLS.ClientTLS
+	}
+	if err := waitClusterVersion(ctx, client.Endpoints(), clientTLS); err != nil {
 		return nil, fmt.Errorf("embed: join %s: %w", cfg.Name, err)
 	}
 	var added *clientv3.MemberAddResponse
@@ -243,15 +248,16 @@ func Serves(ctx context.Context, client *clientv3.Client, urls []string) bool {
 }
 
 // waitClusterVersion waits until a member at one of endpoints reports a decided cluster version
-// on its /version endpoint, or ctx ends. Endpoints that do not serve /version over plain HTTP
-// (an etcd behind TLS, say) are not waited for: when none does, it returns at once.
-func waitClusterVersion(ctx context.Context, endpoints []string) error {
-	httpc := &http.Client{Timeout: time.Second}
+// on its /version endpoint, or ctx ends. https endpoints are asked with clientTLS; endpoints
+// that cannot be asked (https without clientTLS, an etcd that requires other credentials) are not
+// waited for: when none answers, it returns at once.
+func waitClusterVersion(ctx context.Context, endpoints []string, clientTLS *tls.Config) error {
+	httpc := &http.Client{Timeout: time.Second, Transport: &http.Transport{TLSClientConfig: clientTLS}}
 	defer httpc.CloseIdleConnections()
 	for {
 		answered := false
 		for _, ep := range endpoints {
-			if !strings.HasPrefix(ep, "http://") {
+			if !strings.HasPrefix(ep, "http://") && (clientTLS == nil || !strings.HasPrefix(ep, "https://")) {
 				continue
 			}
 			v, err := clusterVersion(ctx, httpc, ep)

@@ -17,7 +17,7 @@ func TestWaitClusterVersion(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer m.Close()
-	if err := waitClusterVersion(ctx, m.Endpoints()); err != nil {
+	if err := waitClusterVersion(ctx, m.Endpoints(), nil); err != nil {
 		t.Fatal(err)
 	}
 	httpc := &http.Client{Timeout: time.Second}
@@ -26,7 +26,7 @@ func TestWaitClusterVersion(t *testing.T) {
 		t.Fatalf("cluster version %q, %v after the wait", v, err)
 	}
 	// Nothing listens there: the wait does not block.
-	if err := waitClusterVersion(ctx, []string{"http://127.0.0.1:1"}); err != nil {
+	if err := waitClusterVersion(ctx, []string{"http://127.0.0.1:1"}, nil); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -140,6 +140,31 @@ type JoinInfo struct {
 	ReplicationFactor int      `json:"replication_factor"`
 }
 
+// CAInfo is the body of GET /cluster/ca in secure mode: the cluster's CA certificate and the
+// answering node's proof that it knows the join token (an HMAC-SHA256 of CA under the token,
+// hex). A joining node trusts CA only if Proof checks with its own token.
+type CAInfo struct {
+	CA    string `json:"ca"`
+	Proof string `json:"proof"`
+	// Hash is the CA's pin, "sha256:<hex of its public key>", for clients.
+	Hash string `json:"hash"`
+}
+
+// JoinRequest is the body of POST /cluster/join in secure mode (with the join token as a
+// bearer token): the joining node's ID and its certificate signing request (PEM).
+type JoinRequest struct {
+	NodeID string `json:"node_id"`
+	CSR    string `json:"csr"`
+}
+
+// JoinAnswer answers a JoinRequest: the join info, the node's certificate signed by the
+// cluster's CA (PEM), and the CA certificate.
+type JoinAnswer struct {
+	Info        JoinInfo `json:"info"`
+	Certificate string   `json:"certificate"`
+	CA          string   `json:"ca"`
+}
+
 // Health is the body of GET /health, with status 200 when the node holds a map and its lease is
 // valid, 503 otherwise.
 type Health struct {
