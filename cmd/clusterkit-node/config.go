@@ -192,6 +192,7 @@ func parseConfig(lookupEnv func(string) (string, bool), args []string) (*config,
 	o.EtcdPassword = p.str(sEtcdPassword)
 	o.JoinToken = p.str(sJoinToken)
 	o.EtcdTLS = p.etcdTLS()
+	o.HTTPTLS, o.HTTPClientTLS = p.apiTLS()
 	cfg.drain = p.boolean(sDrain)
 	cfg.decommission = p.boolean(sDecommission)
 	cfg.logLevel = zapcore.InfoLevel
@@ -314,6 +315,68 @@ func (p *parser) etcdTLS() *tls.Config {
 		}
 	}
 	return c
+}
+
+// apiTLS builds the HTTP API's server and client TLS configurations from the TLS_* settings;
+// nil, nil when none is given.
+func (p *parser) apiTLS() (server, client *tls.Config) {
+	cert, certName, certOK := p.get(sTLSCertFile)
+	key, keyName, keyOK := p.get(sTLSKeyFile)
+	clientCA, clientCAName, clientCAOK := p.get(sTLSClientCAFile)
+	ca, caName, caOK := p.get(sTLSCAFile)
+	if !certOK && !keyOK && !clientCAOK && !caOK {
+		return nil, nil
+	}
+	for _, n := range []string{certName, keyName, clientCAName} {
+		if n != "" {
+			p.names["HTTPTLS"] = n
+			break
+		}
+	}
+	if caOK {
+		p.names["HTTPClientTLS"] = caName
+	}
+	client = &tls.Config{MinVersion: tls.VersionTLS12}
+	pool := func(path, name string) *x509.CertPool {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			p.fail(name, "%v", err)
+			return nil
+		}
+		cp := x509.NewCertPool()
+		if !cp.AppendCertsFromPEM(b) {
+			p.fail(name, "%s holds no PEM certificate", path)
+		}
+		return cp
+	}
+	if caOK {
+		client.RootCAs = pool(ca, caName)
+	}
+	switch {
+	case !certOK && !keyOK:
+		if clientCAOK {
+			p.fail(sTLSCertFile.env, "required with %s", clientCAName)
+		}
+		return nil, client
+	case certOK && !keyOK:
+		p.fail(sTLSKeyFile.env, "required with %s", certName)
+		return nil, client
+	case keyOK && !certOK:
+		p.fail(sTLSCertFile.env, "required with %s", keyName)
+		return nil, client
+	}
+	pair, err := tls.LoadX509KeyPair(cert, key)
+	if err != nil {
+		p.fail(certName+" and "+keyName, "%v", err)
+		return nil, client
+	}
+	server = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{pair}}
+	if clientCAOK {
+		server.ClientCAs = pool(clientCA, clientCAName)
+		server.ClientAuth = tls.RequireAndVerifyClientCert
+		client.Certificates = []tls.Certificate{pair}
+	}
+	return server, client
 }
 
 // explain prefixes an error of NewClusterKit or Start about an Options field with the settings

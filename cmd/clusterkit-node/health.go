@@ -52,6 +52,19 @@ func healthCheck(lookupEnv func(string) (string, bool), args []string, stdout, s
 	if v, ok := lookupEnv(sJoinToken.env); ok && v != "" {
 		scheme, tlsConfig = "https", &tls.Config{InsecureSkipVerify: true}
 	}
+	// With TLS_CERT_FILE the API is https too; with mutual TLS the probe presents the node's
+	// own certificate.
+	if _, _, ok := p.get(sTLSCertFile); ok {
+		server, _ := p.apiTLS()
+		scheme, tlsConfig = "https", &tls.Config{InsecureSkipVerify: true}
+		if server != nil && server.ClientAuth == tls.RequireAndVerifyClientCert {
+			tlsConfig.Certificates = server.Certificates
+		}
+		if err := errors.Join(p.errs...); err != nil {
+			fmt.Fprintf(stderr, "clusterkit-node -healthcheck: invalid settings:\n  %s\n", strings.ReplaceAll(err.Error(), "\n", "\n  "))
+			return exitConfig
+		}
+	}
 	url := scheme + "://" + addr + "/health"
 	ctx, cancel := context.WithTimeout(context.Background(), healthCheckTimeout)
 	defer cancel()

@@ -33,6 +33,14 @@
 //	ETCD_CA_FILE        -etcd-ca-file        system roots; PEM CA that verifies etcd
 //	ETCD_CERT_FILE      -etcd-cert-file      none; PEM client certificate, with ETCD_KEY_FILE
 //	ETCD_KEY_FILE       -etcd-key-file       none; PEM client key, with ETCD_CERT_FILE
+//	TLS_CERT_FILE       -tls-cert-file       none; PEM certificate: the HTTP API is served over
+//	                                         https only, and JOIN_ADDR is asked over https
+//	TLS_KEY_FILE        -tls-key-file        none; PEM key, with TLS_CERT_FILE
+//	TLS_CLIENT_CA_FILE  -tls-client-ca-file  none; PEM CA: the API requires client certificates
+//	                                         it signed (mutual TLS); the node presents its own
+//	                                         certificate to JOIN_ADDR
+//	TLS_CA_FILE         -tls-ca-file         system roots; PEM CA that verifies JOIN_ADDR's
+//	                                         certificate
 //	ZONE                -zone                none; failure domain, at most 128 bytes
 //	HANDOFF_TIMEOUT     -handoff-timeout     2m (500ms to 24h)
 //	CRASH_GRACE_PERIOD  -crash-grace-period  0 (up to 24h)
@@ -153,6 +161,10 @@ var (
 	sEtcdCAFile        = &setting{env: "ETCD_CA_FILE", flag: "etcd-ca-file", field: "EtcdTLS", help: "PEM CA that verifies etcd's certificate"}
 	sEtcdCertFile      = &setting{env: "ETCD_CERT_FILE", flag: "etcd-cert-file", field: "EtcdTLS", help: "PEM client certificate for etcd"}
 	sEtcdKeyFile       = &setting{env: "ETCD_KEY_FILE", flag: "etcd-key-file", field: "EtcdTLS", help: "PEM client key for etcd"}
+	sTLSCertFile       = &setting{env: "TLS_CERT_FILE", flag: "tls-cert-file", field: "HTTPTLS", help: "PEM certificate: serve the HTTP API over https (with TLS_KEY_FILE)"}
+	sTLSKeyFile        = &setting{env: "TLS_KEY_FILE", flag: "tls-key-file", field: "HTTPTLS", help: "PEM key of TLS_CERT_FILE"}
+	sTLSClientCAFile   = &setting{env: "TLS_CLIENT_CA_FILE", flag: "tls-client-ca-file", field: "HTTPTLS", help: "PEM CA: require client certificates it signed (mutual TLS)"}
+	sTLSCAFile         = &setting{env: "TLS_CA_FILE", flag: "tls-ca-file", field: "HTTPClientTLS", help: "PEM CA that verifies other nodes' API (JOIN_ADDR) over https"}
 	sZone              = &setting{env: "ZONE", flag: "zone", field: "Zone", help: "failure domain"}
 	sHandoffTimeout    = &setting{env: "HANDOFF_TIMEOUT", flag: "handoff-timeout", field: "HandoffTimeout", help: "time a partition copy may take (default 2m)"}
 	sCrashGracePeriod  = &setting{env: "CRASH_GRACE_PERIOD", flag: "crash-grace-period", field: "CrashGracePeriod", help: "time a crashed node keeps its places (default 0)"}
@@ -165,7 +177,7 @@ var (
 var settings = []*setting{
 	sNodeID, sHTTPPort, sHTTPAddr, sAdvertiseAddr, sJoinAddr, sJoinToken, sDataDir, sClusterName,
 	sPartitionCount, sReplicationFactor, sLeaseTTL, sEmbeddedMembers, sEtcdEndpoints, sEtcdUsername, sEtcdPassword,
-	sEtcdCAFile, sEtcdCertFile, sEtcdKeyFile, sZone, sHandoffTimeout, sCrashGracePeriod, sLogLevel, sDrain, sDecommission,
+	sEtcdCAFile, sEtcdCertFile, sEtcdKeyFile, sTLSCertFile, sTLSKeyFile, sTLSClientCAFile, sTLSCAFile, sZone, sHandoffTimeout, sCrashGracePeriod, sLogLevel, sDrain, sDecommission,
 }
 
 // healthCheckFlag selects the health probe mode; it has no variable.

@@ -2,7 +2,6 @@ package clusterkit
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"sync"
@@ -160,7 +159,7 @@ func (ck *ClusterKit) StartContext(ctx context.Context) (err error) {
 	}()
 
 	// The listener first, so that the advertised address is known before registering.
-	var apiTLS *tls.Config
+	apiTLS := ck.env.opts.HTTPTLS
 	if s := ck.env.secure; s != nil {
 		apiTLS = s.serverTLS()
 	}

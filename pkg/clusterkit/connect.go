@@ -159,14 +159,14 @@ func (ck *ClusterKit) checkClusterName(name, source string) error {
 // life, those are used instead: a restarting node does not depend on the node it first joined.
 func (ck *ClusterKit) joinEndpoints(ctx context.Context, ls localState) (string, []string, error) {
 	if len(ls.EtcdEndpoints) == 0 || ls.ClusterName == "" {
-		info, err := fetchJoinInfo(ctx, ck.env.opts.JoinAddr, ck.env.secure)
+		info, err := fetchJoinInfo(ctx, ck.env.opts.JoinAddr, ck.env.secure, ck.env.opts.HTTPClientTLS)
 		if err != nil {
 			return "", nil, err
 		}
 		return info.ClusterName, info.EtcdEndpoints, nil
 	}
 	jctx, cancel := context.WithTimeout(ctx, ck.env.opts.EtcdDialTimeout)
-	info, err := fetchJoinInfo(jctx, ck.env.opts.JoinAddr, ck.env.secure)
+	info, err := fetchJoinInfo(jctx, ck.env.opts.JoinAddr, ck.env.secure, ck.env.opts.HTTPClientTLS)
 	cancel()
 	if err == nil {
 		return info.ClusterName, info.EtcdEndpoints, nil

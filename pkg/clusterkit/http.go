@@ -2,6 +2,7 @@ package clusterkit
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -300,12 +301,18 @@ func (ck *ClusterKit) handleHealth(w http.ResponseWriter, r *http.Request) {
 }
 
 // fetchJoinInfo asks the node at addr for its cluster's etcd endpoints: over https with the
-// join token and the pinned CA in secure mode (s not nil), else over http.
-func fetchJoinInfo(ctx context.Context, addr string, s *secure) (*wire.JoinInfo, error) {
+// join token and the pinned CA in secure mode (s not nil), over https with clientTLS when the
+// cluster's API is served over TLS, else over http.
+func fetchJoinInfo(ctx context.Context, addr string, s *secure, clientTLS *tls.Config) (*wire.JoinInfo, error) {
 	url, httpc, token := "http://"+addr+"/cluster/join", http.DefaultClient, ""
-	if s != nil {
+	switch {
+	case s != nil:
 		url, token = "https://"+addr+"/cluster/join", s.token
 		httpc = &http.Client{Transport: &http.Transport{TLSClientConfig: pinned(s.ca.Pool())}}
+		defer httpc.CloseIdleConnections()
+	case clientTLS != nil:
+		url = "https://" + addr + "/cluster/join"
+		httpc = &http.Client{Transport: &http.Transport{TLSClientConfig: clientTLS}}
 		defer httpc.CloseIdleConnections()
 	}
 	var lastErr error

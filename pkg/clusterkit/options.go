@@ -89,6 +89,15 @@ type Options struct {
 	// Not with EtcdEndpoints or EtcdClient (secure those with EtcdTLS). Default none: plain HTTP
 	// and an etcd open to whoever reaches its ports.
 	JoinToken string
+	// HTTPTLS serves the HTTP API over TLS only, with this configuration (its certificates;
+	// ClientAuth and ClientCAs for mutual TLS). In secure mode the API is served over TLS with
+	// the cluster CA's certificate and HTTPTLS must stay nil. Default nil: plain HTTP.
+	HTTPTLS *tls.Config
+	// HTTPClientTLS is what this node uses to reach other nodes' HTTP API over https (JoinAddr):
+	// set it when the cluster's nodes serve their API with HTTPTLS (RootCAs trusting their
+	// certificates; Certificates when they require client certificates). Not in secure mode,
+	// which pins the cluster's CA by itself.
+	HTTPClientTLS *tls.Config
 	// DataDir holds the embedded etcd's data, the node's instance file and what it remembers of
 	// its cluster (cluster.json: etcd endpoints, embedded member ports). Default:
 	// <os.TempDir()>/clusterkit/<NodeID>. A node restarted with its DataDir takes back its own
@@ -358,6 +367,12 @@ func (o *Options) validate() error {
 		if m := o.mode(); m == etcdClient || m == etcdEndpoints {
 			return bad("JoinToken", "secure mode runs on the embedded etcd; with EtcdEndpoints or EtcdClient secure the connection with EtcdTLS and etcd's own authentication")
 		}
+	}
+	if o.JoinToken != "" && (o.HTTPTLS != nil || o.HTTPClientTLS != nil) {
+		return bad("HTTPTLS/HTTPClientTLS", "not with JoinToken: secure mode serves the API with the cluster CA's certificates")
+	}
+	if o.HTTPTLS != nil && o.HTTPTLS.Certificates == nil && o.HTTPTLS.GetCertificate == nil {
+		return bad("HTTPTLS", "has no certificate (Certificates or GetCertificate)")
 	}
 	if o.EtcdClient != nil && (o.EtcdUsername != "" || o.EtcdTLS != nil) {
 		return bad("EtcdUsername/EtcdTLS", "configure them on EtcdClient itself")
