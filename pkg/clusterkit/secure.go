@@ -418,7 +418,9 @@ func (ck *ClusterKit) handleCA(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "this cluster is not in secure mode (no join token)")
 		return
 	}
-	if s.ca == nil {
+	// The snapshot first, as in handleJoin: it is stored after Start has set the CA, so once it
+	// is there the CA is too.
+	if ck.maps.snapshot() == nil || s.ca == nil {
 		writeError(w, http.StatusServiceUnavailable, "node is not started")
 		return
 	}
