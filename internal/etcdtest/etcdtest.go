@@ -8,6 +8,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -49,6 +50,13 @@ func StartWith(tb testing.TB, edit func(*embed.Config)) *Server {
 		edit(&cfg)
 	}
 	m, err := embed.Start(ctx, cfg)
+	// A free port embed picked (port 0) can be taken by another process before etcd binds it:
+	// start again, in a new directory, with other ports.
+	for try := 1; err != nil && try < 3 && strings.Contains(err.Error(), "address already in use") &&
+		strings.HasSuffix(cfg.ClientAddr, ":0") && strings.HasSuffix(cfg.PeerAddr, ":0"); try++ {
+		cfg.Dir = tb.TempDir()
+		m, err = embed.Start(ctx, cfg)
+	}
 	if err != nil {
 		tb.Fatalf("start etcd: %v", err)
 	}
