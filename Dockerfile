@@ -1,7 +1,9 @@
 # syntax=docker/dockerfile:1
 # The ClusterKit node (cmd/clusterkit-node), configured by environment variables.
 #   docker build -t clusterkit-node .
-#   docker run -e NODE_ID=node-1 -p 8080:8080 -v node-1-data:/data clusterkit-node
+#   export JOIN_TOKEN=$(docker run --rm clusterkit-node -new-token)   # secure mode
+#   docker run -e NODE_ID=node-1 -e JOIN_TOKEN -p 8080:8080 -v node-1-data:/data clusterkit-node
+# The join token is given to the container, never built into the image.
 # See deploy/README.md for the settings, docker-compose.yml and the Kubernetes manifests.
 
 FROM golang:1.26.8-bookworm AS build
@@ -26,9 +28,10 @@ ENV HTTP_PORT=8080 \
     DATA_DIR=/data
 VOLUME ["/data"]
 # The HTTP API, then the embedded etcd's client (HTTP port + 10000) and peer (+ 20000) ports.
-# The embedded etcd has no authentication: publish only 8080, never the other two.
+# Only the nodes need the etcd ports (TLS with client certificates with JOIN_TOKEN, open to
+# anyone without it): publish only 8080, never the other two.
 EXPOSE 8080 18080 28080
-# No shell in the image: the binary probes its own GET /health.
+# No shell in the image: the binary probes its own GET /health (over https when JOIN_TOKEN is set).
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
     CMD ["/usr/local/bin/clusterkit-node", "-healthcheck"]
 # SIGTERM: leave the cluster gracefully (or drain first with DRAIN_ON_SIGTERM=true).

@@ -17,7 +17,8 @@ import (
 
 // LoadCompose loads a compose file as `docker compose` does, validating it against the compose
 // specification's schema and checking its consistency (undefined volumes, networks, services).
-// The host environment is not consulted: the file must not depend on it.
+// The host environment is not consulted: the file must not depend on it. Nor are the env files
+// read: they hold the join token, which is no part of the repository (ComposeUnits names them).
 func LoadCompose(ctx context.Context, file string) (*types.Project, error) {
 	abs, err := filepath.Abs(file)
 	if err != nil {
@@ -28,7 +29,7 @@ func LoadCompose(ctx context.Context, file string) (*types.Project, error) {
 		ConfigFiles: []types.ConfigFile{{Filename: abs}},
 		Environment: types.Mapping{},
 	}
-	p, err := loader.LoadWithContext(ctx, details)
+	p, err := loader.LoadWithContext(ctx, details, func(o *loader.Options) { o.SkipResolveEnvironment = true })
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", file, err)
 	}
@@ -47,7 +48,8 @@ func isNodeService(s types.ServiceConfig, root string) bool {
 }
 
 // ComposeUnits returns the services of p as units; node services get the image's environment
-// under theirs.
+// under theirs. A node service's env_file is where its join token comes from (the image has no
+// shell to read a compose secret's file into JOIN_TOKEN): the unit's Secrets name it.
 func ComposeUnits(p *types.Project, root string, img *Image) []Unit {
 	var units []Unit
 	for _, name := range slices.Sorted(maps.Keys(p.Services)) {
@@ -70,6 +72,9 @@ func ComposeUnits(p *types.Project, root string, img *Image) []Unit {
 			if v != nil {
 				u.Env[k] = *v
 			}
+		}
+		if u.Node && len(s.EnvFiles) > 0 {
+			u.Secrets = map[string]string{TokenVar: "env_file " + relPath(p.WorkingDir, s.EnvFiles[0].Path)}
 		}
 		for _, v := range s.Volumes {
 			if v.Type == types.VolumeTypeVolume || v.Type == types.VolumeTypeBind {
@@ -98,6 +103,14 @@ func ComposeUnits(p *types.Project, root string, img *Image) []Unit {
 		units = append(units, u)
 	}
 	return units
+}
+
+// relPath is path relative to dir when it is under dir, else path.
+func relPath(dir, path string) string {
+	if r, err := filepath.Rel(dir, path); err == nil && filepath.IsLocal(r) {
+		return filepath.ToSlash(r)
+	}
+	return path
 }
 
 // etcdCommandPorts are the client ports an etcd command line advertises.
@@ -132,8 +145,9 @@ func etcdFlagURLs(cmd []string, flag string) []*url.URL {
 }
 
 // CheckCompose checks a loaded compose project: its units form a cluster (CheckUnits), node
-// services probe their health with the image's probe, publish only their HTTP port, keep
-// DATA_DIR on a volume of their own and wait for what they join; other services use pinned
+// services probe their health with the image's probe (which speaks https by itself in secure
+// mode), publish only their HTTP port, keep DATA_DIR on a volume of their own, wait for what
+// they join and take the join token from one required env file; other services use pinned
 // images.
 func CheckCompose(file string, p *types.Project, root string, img *Image, node *Node) []error {
 	units := ComposeUnits(p, root, img)
@@ -177,7 +191,7 @@ func CheckCompose(file string, p *types.Project, root string, img *Image, node *
 			switch int(port.Target) {
 			case httpPort:
 			case client, peer:
-				fail(u.Name, "publishes the embedded etcd's port %d: it has no authentication, keep it inside the network", port.Target)
+				fail(u.Name, "publishes the embedded etcd's port %d: only the nodes need it, keep it inside the network", port.Target)
 			default:
 				fail(u.Name, "publishes port %d, on which the node serves nothing (HTTP port %d)", port.Target, httpPort)
 			}
@@ -186,6 +200,12 @@ func CheckCompose(file string, p *types.Project, root string, img *Image, node *
 			if want := []string{"CMD", img.Entrypoint[0], node.HealthCheckFlag}; !slices.Equal(hc.Test, want) {
 				fail(u.Name, "healthcheck test %q: want %q (the image has no shell or curl)", hc.Test, want)
 			}
+		}
+		switch {
+		case len(s.EnvFiles) > 1:
+			fail(u.Name, "%d env files: the one env file of a node holds %s=<token> and nothing else", len(s.EnvFiles), TokenVar)
+		case len(s.EnvFiles) == 1 && !bool(s.EnvFiles[0].Required):
+			fail(u.Name, "env_file %s is not required: without the file the node would start without %s, insecure", relPath(p.WorkingDir, s.EnvFiles[0].Path), TokenVar)
 		}
 		if s.StopSignal != "" && s.StopSignal != "SIGTERM" {
 			fail(u.Name, "stop_signal %s: the node leaves gracefully on SIGTERM", s.StopSignal)

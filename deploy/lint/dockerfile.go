@@ -49,8 +49,8 @@ type Image struct {
 // CheckDockerfile parses the Dockerfile with BuildKit's parser, runs the checks of `docker build
 // --check` on it (buildCheck) and checks it against the node: pinned base images, a static build of
 // the node command from sources the context holds, a non-root user, the HTTP port and the
-// embedded etcd ports exposed, a volume for DATA_DIR, a health check that needs no shell, and
-// SIGTERM as the stop signal. It returns the image it describes and every problem found.
+// embedded etcd ports exposed, a volume for DATA_DIR, a health check that needs no shell, no join
+// token built in, and SIGTERM as the stop signal. It returns the image it describes and every problem found.
 func CheckDockerfile(bc BuildContext, node *Node) (*Image, []error) {
 	var errs []error
 	fail := func(format string, args ...any) {
@@ -220,6 +220,9 @@ func CheckDockerfile(bc BuildContext, node *Node) (*Image, []error) {
 		fail("the final stage sets no ENV DATA_DIR: the node would keep its data in a temporary directory")
 	} else if !slices.Contains(img.Volumes, dir) {
 		fail("no VOLUME for DATA_DIR %s", dir)
+	}
+	if _, ok := img.Env[TokenVar]; ok {
+		fail("ENV %s: a token built into the image is known to whoever pulls it, and the same in every cluster; give it to the container from a secret", TokenVar)
 	}
 	if len(img.Entrypoint) > 0 {
 		if want := []string{"CMD", img.Entrypoint[0], node.HealthCheckFlag}; !slices.Equal(img.Health, want) {

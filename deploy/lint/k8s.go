@@ -16,6 +16,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	k8syaml "k8s.io/apimachinery/pkg/util/yaml"
@@ -32,11 +33,13 @@ type Manifests struct {
 	StatefulSets         []*appsv1.StatefulSet
 	Services             []*corev1.Service
 	PodDisruptionBudgets []*policyv1.PodDisruptionBudget
+	NetworkPolicies      []*networkingv1.NetworkPolicy
 }
 
 // LoadManifests decodes every document of a manifest file strictly into its API type: an unknown
 // or duplicate field (names are case sensitive) is an error, as is a kind this deployment does
-// not use.
+// not use. A Secret is refused: the join token is created apart from the file (see
+// deploy/README.md), never committed with it.
 func LoadManifests(file string) (*Manifests, error) {
 	b, err := os.ReadFile(file)
 	if err != nil {
@@ -70,6 +73,11 @@ func LoadManifests(file string) (*Manifests, error) {
 		case "policy/v1 PodDisruptionBudget":
 			p := &policyv1.PodDisruptionBudget{}
 			m.PodDisruptionBudgets, obj = append(m.PodDisruptionBudgets, p), p
+		case "networking.k8s.io/v1 NetworkPolicy":
+			p := &networkingv1.NetworkPolicy{}
+			m.NetworkPolicies, obj = append(m.NetworkPolicies, p), p
+		case "v1 Secret":
+			return nil, fmt.Errorf("%s: document %d: a Secret in the file puts its value in the repository, the same for everyone who applies it: create it apart with kubectl create secret (see deploy/README.md)", file, i)
 		default:
 			return nil, fmt.Errorf("%s: document %d: kind %q of %q is not one this deployment uses", file, i, tm.Kind, tm.APIVersion)
 		}
@@ -132,7 +140,8 @@ func isNodeContainer(c corev1.Container) bool {
 
 // PodUnits returns the pods of every StatefulSet (0 to replicas-1, one unit per container) and
 // the Services as units, with the environment Kubernetes gives each container: fieldRef values
-// of the pod, $(VAR) references expanded, and for node containers the image's ENV underneath.
+// of the pod, $(VAR) references expanded, and for node containers the image's ENV underneath;
+// variables from a Secret are in the unit's Secrets, without a value.
 func PodUnits(m *Manifests, img *Image) ([]Unit, error) {
 	var units []Unit
 	for _, sts := range m.StatefulSets {
@@ -158,14 +167,14 @@ func PodUnits(m *Manifests, img *Image) ([]Unit, error) {
 						u.Env[k] = v
 					}
 				}
-				env, helpers, err := containerEnv(c, pod, ns)
+				env, secrets, helpers, err := containerEnv(c, pod, ns)
 				if err != nil {
 					return nil, fmt.Errorf("%s: %s: %w", m.File, u.Name, err)
 				}
 				for k, v := range env {
 					u.Env[k] = v
 				}
-				u.Helpers = helpers
+				u.Secrets, u.Helpers = secrets, helpers
 				for _, a := range append(slices.Clone(c.Command), c.Args...) {
 					u.Command = append(u.Command, expand(a, env))
 				}
@@ -201,8 +210,9 @@ func PodUnits(m *Manifests, img *Image) ([]Unit, error) {
 }
 
 // containerEnv returns the environment of a container of pod in namespace ns, as Kubernetes
-// builds it, and the variables that only feed $(VAR) references of others.
-func containerEnv(c corev1.Container, pod, ns string) (env map[string]string, helpers []string, err error) {
+// builds it, the variables that come from a Secret (with the Secret's name and key), and the
+// variables that only feed $(VAR) references of others.
+func containerEnv(c corev1.Container, pod, ns string) (env, secrets map[string]string, helpers []string, err error) {
 	env = map[string]string{}
 	referenced := map[string]bool{}
 	for _, e := range c.Env {
@@ -217,8 +227,14 @@ func containerEnv(c corev1.Container, pod, ns string) (env map[string]string, he
 			v = pod
 		case e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "metadata.namespace":
 			v = ns
+		case e.ValueFrom.SecretKeyRef != nil:
+			if secrets == nil {
+				secrets = map[string]string{}
+			}
+			secrets[e.Name] = "secret " + e.ValueFrom.SecretKeyRef.Name + " key " + e.ValueFrom.SecretKeyRef.Key
+			continue
 		default:
-			return nil, nil, fmt.Errorf("env %s: only values and fieldRef metadata.name or metadata.namespace are understood here", e.Name)
+			return nil, nil, nil, fmt.Errorf("env %s: only values, secretKeyRef and fieldRef metadata.name or metadata.namespace are understood here", e.Name)
 		}
 		env[e.Name] = v
 	}
@@ -233,7 +249,7 @@ func containerEnv(c corev1.Container, pod, ns string) (env map[string]string, he
 		}
 	}
 	slices.Sort(helpers)
-	return env, helpers, nil
+	return env, secrets, helpers, nil
 }
 
 // references lists the $(VAR) references in s.
@@ -296,7 +312,9 @@ const shutdownMargin = 10 * time.Second
 // CheckManifests checks Kubernetes manifests: their units form a cluster (CheckUnits), each
 // StatefulSet's serviceName is a headless Service selecting its pods, node pods advertise
 // <pod>.<headless service>.<namespace>.svc.cluster.local at their HTTP port, keep DATA_DIR on a
-// volume claim, probe GET /health, run as a non-root user, and get enough time to drain.
+// volume claim, probe GET /health over the scheme the node serves, take the join token from a
+// Secret that must exist, run as a non-root user and get enough time to drain; on the embedded
+// etcd a NetworkPolicy admits only the StatefulSet's pods to the etcd ports.
 func CheckManifests(m *Manifests, img *Image, node *Node) []error {
 	units, err := PodUnits(m, img)
 	if err != nil {
@@ -344,6 +362,7 @@ func CheckManifests(m *Manifests, img *Image, node *Node) []error {
 			}
 		}
 		errs = append(errs, checkNodePods(m.File, sts, *nodeContainer, headless, units, img, node)...)
+		errs = append(errs, checkNetworkPolicies(m, sts, *nodeContainer, units, node)...)
 	}
 	if !clientService {
 		fail("Services", "no Service (other than the headless one) selects the nodes: clients have no stable address")
@@ -354,7 +373,7 @@ func CheckManifests(m *Manifests, img *Image, node *Node) []error {
 		}
 		for _, p := range s.Spec.Ports {
 			if p.TargetPort.String() == "etcd-client" || p.TargetPort.String() == "etcd-peer" {
-				fail("Service "+s.Name, "exposes the embedded etcd (%s) outside the cluster: it has no authentication", p.TargetPort.String())
+				fail("Service "+s.Name, "exposes the embedded etcd (%s) outside the cluster: only the nodes need it", p.TargetPort.String())
 			}
 		}
 	}
@@ -412,6 +431,15 @@ func checkNodePods(file string, sts *appsv1.StatefulSet, c corev1.Container, hea
 	if !httpNamed {
 		fail("no container port named http")
 	}
+	for _, e := range c.Env {
+		if ref := e.ValueFrom; e.Name == TokenVar && ref != nil && ref.SecretKeyRef != nil && ref.SecretKeyRef.Optional != nil && *ref.SecretKeyRef.Optional {
+			fail("%s: secretKeyRef is optional: without the Secret the pod would start without a token, insecure", TokenVar)
+		}
+	}
+	scheme := corev1.URISchemeHTTP
+	if pods[0].servesHTTPS() {
+		scheme = corev1.URISchemeHTTPS
+	}
 	probes := map[string]*corev1.Probe{"readinessProbe": c.ReadinessProbe, "livenessProbe": c.LivenessProbe, "startupProbe": c.StartupProbe}
 	for _, name := range slices.Sorted(maps.Keys(probes)) {
 		p := probes[name]
@@ -424,6 +452,17 @@ func checkNodePods(file string, sts *appsv1.StatefulSet, c corev1.Container, hea
 		g := p.HTTPGet
 		if g == nil || g.Path != "/health" || !(g.Port.String() == "http" || g.Port.IntValue() == port) {
 			fail("%s: want httpGet /health on port http", name)
+			continue
+		}
+		got := g.Scheme
+		if got == "" {
+			got = corev1.URISchemeHTTP
+		}
+		switch {
+		case got != scheme && scheme == corev1.URISchemeHTTPS:
+			fail("%s: scheme %s, but the node serves https only (%s): set scheme: HTTPS", name, got, TokenVar)
+		case got != scheme:
+			fail("%s: scheme %s, but the node serves plain HTTP", name, got)
 		}
 	}
 	grace := 30 * time.Second // Kubernetes' default

@@ -32,7 +32,7 @@ func repoBuildContext() BuildContext {
 // The node's rules are read from its source: a change there changes what the files must say.
 func TestReadNode(t *testing.T) {
 	node, _ := fixture(t)
-	for _, s := range []string{"NODE_ID", "HTTP_PORT", "JOIN_ADDR", "ADVERTISE_ADDR", "DATA_DIR", "ETCD_ENDPOINTS", "DRAIN_ON_SIGTERM"} {
+	for _, s := range []string{"NODE_ID", "HTTP_PORT", "JOIN_ADDR", "ADVERTISE_ADDR", "DATA_DIR", "ETCD_ENDPOINTS", "DRAIN_ON_SIGTERM", TokenVar} {
 		if !node.Settings[s] {
 			t.Errorf("setting %s not found in %s", s, NodeCommand)
 		}
@@ -66,6 +66,7 @@ func TestDockerfile(t *testing.T) {
 		{name: "no user", old: "USER 65532:65532\n", new: "", wantErrSubstr: `USER ""`},
 		{name: "etcd peer port not exposed", old: "EXPOSE 8080 18080 28080", new: "EXPOSE 8080 18080", wantErrSubstr: "want [8080 18080 28080]"},
 		{name: "ports of another HTTP port", old: "HTTP_PORT=8080", new: "HTTP_PORT=9090", wantErrSubstr: "want [9090 19090 29090]"},
+		{name: "token in the image", old: "    DATA_DIR=/data\n", new: "    DATA_DIR=/data \\\n    JOIN_TOKEN=e2e.0123456789abcdef0123456789\n", wantErrSubstr: "ENV JOIN_TOKEN: a token built into the image"},
 		{name: "no volume", old: `VOLUME ["/data"]`, new: `VOLUME ["/var/data"]`, wantErrSubstr: "no VOLUME for DATA_DIR /data"},
 		{name: "shell health check", old: `CMD ["/usr/local/bin/clusterkit-node", "-healthcheck"]`, new: "CMD curl -f localhost:8080/health", wantErrSubstr: "HEALTHCHECK"},
 		{name: "stop signal", old: "STOPSIGNAL SIGTERM", new: "STOPSIGNAL SIGKILL", wantErrSubstr: `STOPSIGNAL "SIGKILL"`},
@@ -147,6 +148,15 @@ func TestCompose(t *testing.T) {
 		{name: "shell health check", old: `    test: ["CMD", "/usr/local/bin/clusterkit-node", "-healthcheck"]`, new: `    test: curl -f http://localhost:8080/health`, wantErrSubstr: "healthcheck test"},
 		{name: "value from the host", old: "      NODE_ID: node-3\n", new: "      NODE_ID: node-3\n      ZONE:\n", wantErrSubstr: "ZONE has no value"},
 		{name: "drain longer than the grace period", old: "      NODE_ID: node-3\n", new: "      NODE_ID: node-3\n      DRAIN_ON_SIGTERM: \"true\"\n", wantErrSubstr: "killed mid-drain"},
+		// The join token: from the env file only, required, the same for every node.
+		{name: "token written in the file", old: "      NODE_ID: node-2\n", new: "      NODE_ID: node-2\n      JOIN_TOKEN: e2e.0123456789abcdef0123456789\n", wantErrSubstr: "JOIN_TOKEN is set in the file"},
+		{name: "token from the host's environment", old: "      NODE_ID: node-2\n", new: "      NODE_ID: node-2\n      JOIN_TOKEN: ${JOIN_TOKEN}\n", wantErrSubstr: "JOIN_TOKEN is set in the file"},
+		{name: "no token: insecure", old: "  env_file:\n    - path: deploy/join-token.env\n      required: true\n", new: "", wantErrSubstr: "no JOIN_TOKEN: on the embedded etcd the node would run insecure"},
+		{name: "token file optional", old: "      required: true\n", new: "      required: false\n", wantErrSubstr: "env_file deploy/join-token.env is not required"},
+		{name: "two env files", old: "      required: true\n", new: "      required: true\n    - path: deploy/settings.env\n", wantErrSubstr: "2 env files"},
+		{name: "another token for one node", old: "  node-3:\n    <<: *node\n", new: "  node-3:\n    <<: *node\n    env_file: deploy/node-3-token.env\n", wantErrSubstr: "from different secrets"},
+		{name: "token beside TLS settings", old: "      NODE_ID: node-3\n", new: "      NODE_ID: node-3\n      TLS_CERT_FILE: /data/tls.crt\n", wantErrSubstr: "JOIN_TOKEN with TLS_CERT_FILE: the node refuses that"},
+		{name: "token with an external etcd", file: "docker-compose.external-etcd.yml", old: "  restart: unless-stopped\n", new: "  restart: unless-stopped\n  env_file: deploy/join-token.env\n", wantErrSubstr: "JOIN_TOKEN with ETCD_ENDPOINTS: the node refuses that"},
 		{name: "both endpoints and join", file: "docker-compose.external-etcd.yml", old: "      ETCD_ENDPOINTS: http://etcd:2379\n      DATA_DIR: /data\n    ports:\n      - \"8082", new: "      ETCD_ENDPOINTS: http://etcd:2379\n      JOIN_ADDR: node-1:8080\n      DATA_DIR: /data\n    ports:\n      - \"8082", wantErrSubstr: "both JOIN_ADDR and ETCD_ENDPOINTS"},
 		{name: "endpoint of no service", file: "docker-compose.external-etcd.yml", old: "      ETCD_ENDPOINTS: http://etcd:2379\n      DATA_DIR: /data\n    ports:\n      - \"8082", new: "      ETCD_ENDPOINTS: http://etcd-1:2379\n      DATA_DIR: /data\n    ports:\n      - \"8082", wantErrSubstr: "http://etcd-1:2379 names no unit"},
 		{name: "endpoint on the peer port", file: "docker-compose.external-etcd.yml", old: "      ETCD_ENDPOINTS: http://etcd:2379\n      DATA_DIR: /data\n    ports:\n      - \"8082", new: "      ETCD_ENDPOINTS: http://etcd:2380\n      DATA_DIR: /data\n    ports:\n      - \"8082", wantErrSubstr: "serves no etcd on port 2380"},
@@ -258,12 +268,12 @@ func TestManifestsBroken(t *testing.T) {
 		{name: "join with a short name", old: "              value: clusterkit-0.clusterkit-headless.$(POD_NAMESPACE).svc.cluster.local:8080", new: "              value: clusterkit-0.clusterkit-headless:8080", wantErrSubstr: "the node would not recognise itself"},
 		{name: "no join: every pod bootstraps", old: "            - name: JOIN_ADDR\n              value: clusterkit-0.clusterkit-headless.$(POD_NAMESPACE).svc.cluster.local:8080\n", new: "", wantErrSubstr: "form separate clusters"},
 		{name: "node ID not from the pod", old: "            - name: NODE_ID\n              valueFrom:\n                fieldRef:\n                  fieldPath: metadata.name", new: "            - name: NODE_ID\n              value: clusterkit", wantErrSubstr: "NODE_ID must come from the pod's name"},
-		{name: "unsupported value source", old: "                  fieldPath: metadata.namespace", new: "                  fieldPath: status.podIP", wantErrSubstr: "only values and fieldRef"},
+		{name: "unsupported value source", old: "                  fieldPath: metadata.namespace", new: "                  fieldPath: status.podIP", wantErrSubstr: "only values, secretKeyRef and fieldRef"},
 		{name: "typo in a variable", old: "            - name: DATA_DIR\n", new: "            - name: DATADIR\n", wantErrSubstr: "DATADIR is not a setting"},
 		{name: "DNS only once ready", old: "  publishNotReadyAddresses: true\n", new: "", wantErrSubstr: "publishNotReadyAddresses"},
 		{name: "data on the container's disk", old: "          volumeMounts:\n            - name: data\n              mountPath: /data", new: "          volumeMounts:\n            - name: data\n              mountPath: /var/lib/clusterkit", wantErrSubstr: "DATA_DIR /data is not on a persistent volume"},
 		{name: "probe of another path", old: "          readinessProbe:\n            httpGet:\n              path: /health", new: "          readinessProbe:\n            httpGet:\n              path: /healthz", wantErrSubstr: "readinessProbe: want httpGet /health"},
-		{name: "no liveness probe", old: "          livenessProbe:\n            httpGet:\n              path: /health\n              port: http\n            periodSeconds: 10\n            failureThreshold: 30\n", new: "", wantErrSubstr: "no livenessProbe"},
+		{name: "no liveness probe", old: "          livenessProbe:\n            httpGet:\n              path: /health\n              port: http\n              scheme: HTTPS\n            periodSeconds: 10\n            failureThreshold: 30\n", new: "", wantErrSubstr: "no livenessProbe"},
 		{name: "grace shorter than the drain", old: "terminationGracePeriodSeconds: 90", new: "terminationGracePeriodSeconds: 30", wantErrSubstr: "would be killed before it is done"},
 		{name: "root", old: "        runAsNonRoot: true\n", new: "", wantErrSubstr: "runAsNonRoot is not set"},
 		{name: "another user", old: "        runAsUser: 65532", new: "        runAsUser: 1000", wantErrSubstr: "is not the image's user 65532"},
@@ -273,6 +283,25 @@ func TestManifestsBroken(t *testing.T) {
 		{name: "selector mismatch", old: "  selector:\n    matchLabels:\n      app.kubernetes.io/name: clusterkit\n  template:", new: "  selector:\n    matchLabels:\n      app: clusterkit\n  template:", wantErrSubstr: "selector does not match"},
 		{name: "no client Service", old: "  type: ClusterIP\n  selector:\n    app.kubernetes.io/name: clusterkit", new: "  type: ClusterIP\n  selector:\n    app.kubernetes.io/name: other", wantErrSubstr: "no Service (other than the headless one)"},
 		{name: "embedded etcd on a node port", old: "  type: ClusterIP\n  selector:\n    app.kubernetes.io/name: clusterkit\n  ports:\n    - name: http\n      port: 8080\n      targetPort: http", new: "  type: NodePort\n  selector:\n    app.kubernetes.io/name: clusterkit\n  ports:\n    - name: http\n      port: 8080\n      targetPort: http\n    - name: etcd\n      port: 18080\n      targetPort: etcd-client", wantErrSubstr: "exposes the embedded etcd"},
+		// The join token: from a Secret apart from the file, never optional; probes over https.
+		{name: "token as a value", old: "              valueFrom:\n                secretKeyRef:\n                  name: clusterkit-join-token\n                  key: token\n", new: "              value: e2e.0123456789abcdef0123456789\n", wantErrSubstr: "JOIN_TOKEN is set in the file"},
+		{name: "no token: insecure", old: "            - name: JOIN_TOKEN\n              valueFrom:\n                secretKeyRef:\n                  name: clusterkit-join-token\n                  key: token\n", new: "", wantErrSubstr: "no JOIN_TOKEN: on the embedded etcd the node would run insecure"},
+		{name: "token Secret optional", old: "                  key: token\n", new: "                  key: token\n                  optional: true\n", wantErrSubstr: "secretKeyRef is optional"},
+		{name: "Secret in the file", old: "---\n# Clients:", new: "---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: clusterkit-join-token\nstringData:\n  token: e2e.0123456789abcdef0123456789\n---\n# Clients:", wantErrSubstr: "a Secret in the file"},
+		{name: "readiness probe over HTTP", old: "              port: http\n              scheme: HTTPS\n            periodSeconds: 5\n", new: "              port: http\n            periodSeconds: 5\n", wantErrSubstr: "readinessProbe: scheme HTTP, but the node serves https only"},
+		{name: "startup probe over HTTP", old: "              port: http\n              scheme: HTTPS\n            periodSeconds: 2\n", new: "              port: http\n              scheme: HTTP\n            periodSeconds: 2\n", wantErrSubstr: "startupProbe: scheme HTTP, but the node serves https only"},
+		{name: "HTTPS probe of a plain HTTP node", file: external, old: "              port: http\n            periodSeconds: 10\n", new: "              port: http\n              scheme: HTTPS\n            periodSeconds: 10\n", wantErrSubstr: "livenessProbe: scheme HTTPS, but the node serves plain HTTP"},
+		{name: "token with an external etcd", file: external, old: "            - name: DATA_DIR\n", new: "            - name: JOIN_TOKEN\n              valueFrom:\n                secretKeyRef:\n                  name: clusterkit-join-token\n                  key: token\n            - name: DATA_DIR\n", wantErrSubstr: "JOIN_TOKEN with ETCD_ENDPOINTS: the node refuses that"},
+		// The NetworkPolicy: etcd ports from the StatefulSet's pods only, the API from anywhere.
+		{name: "no NetworkPolicy", old: "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  name: clusterkit-etcd\nspec:\n  podSelector:\n    matchLabels:\n      app.kubernetes.io/name: clusterkit\n", new: "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  name: clusterkit-etcd\nspec:\n  podSelector:\n    matchLabels:\n      app.kubernetes.io/name: other\n", wantErrSubstr: "no NetworkPolicy restricts ingress to the pods"},
+		{name: "NetworkPolicy for egress only", old: `  policyTypes: ["Ingress"]`, new: `  policyTypes: ["Egress"]`, wantErrSubstr: "no NetworkPolicy restricts ingress to the pods"},
+		{name: "etcd open to every source", old: "    - from:\n        - podSelector:\n            matchLabels:\n              app.kubernetes.io/name: clusterkit\n      ports:\n        - port: etcd-client", new: "    - ports:\n        - port: etcd-client", wantErrSubstr: "admits every source to the embedded etcd's port 18080"},
+		{name: "etcd open to another namespace", old: "        - podSelector:\n            matchLabels:\n              app.kubernetes.io/name: clusterkit\n      ports:", new: "        - podSelector:\n            matchLabels:\n              app.kubernetes.io/name: clusterkit\n          namespaceSelector: {}\n      ports:", wantErrSubstr: "admits pods of other namespaces to the embedded etcd's port 18080"},
+		{name: "etcd open to an address block", old: "      ports:\n        - port: etcd-client", new: "        - ipBlock:\n            cidr: 10.0.0.0/8\n      ports:\n        - port: etcd-client", wantErrSubstr: "admits ipBlock 10.0.0.0/8 to the embedded etcd's port 18080"},
+		{name: "etcd open to other pods", old: "        - podSelector:\n            matchLabels:\n              app.kubernetes.io/name: clusterkit\n      ports:", new: "        - podSelector:\n            matchLabels:\n              role: client\n      ports:", wantErrSubstr: "admits pods other than the StatefulSet's to the embedded etcd's port 28080"},
+		{name: "etcd peer port closed to the members", old: "        - port: etcd-peer\n", new: "", wantErrSubstr: "no NetworkPolicy rule admits the StatefulSet's pods to the embedded etcd's port 28080"},
+		{name: "etcd client port by a wrong number", old: "        - port: etcd-client\n", new: "        - port: 18081\n", wantErrSubstr: "no NetworkPolicy rule admits the StatefulSet's pods to the embedded etcd's port 18080"},
+		{name: "API closed to clients", old: "    - ports:\n        - port: http\n", new: "", wantErrSubstr: "no NetworkPolicy rule admits every source to the HTTP API port 8080"},
 		{name: "endpoint of no etcd pod", file: external, old: "2379,http://etcd-2.etcd.$(POD_NAMESPACE)", new: "2379,http://etcd-3.etcd.$(POD_NAMESPACE)", wantErrSubstr: "names no unit"},
 		{name: "endpoint on the peer port", file: external, old: "value: http://etcd-0.etcd.$(POD_NAMESPACE).svc.cluster.local:2379", new: "value: http://etcd-0.etcd.$(POD_NAMESPACE).svc.cluster.local:2380", wantErrSubstr: "ETCD_ENDPOINTS http://etcd-0.etcd.default.svc.cluster.local:2380 is not among etcd-0's"},
 		{name: "etcd advertises another name", file: external, old: "--advertise-client-urls=http://$(POD_NAME).etcd.", new: "--advertise-client-urls=http://$(POD_NAME).etcd-headless.", wantErrSubstr: "is not among etcd-0's --advertise-client-urls"},

@@ -25,6 +25,10 @@ type Unit struct {
 	Env map[string]string `json:"env"`
 	// Helpers are variables of Env that only feed $(VAR) references of other variables.
 	Helpers []string `json:"helpers,omitempty"`
+	// Secrets are variables whose value the file does not hold, each with where the value
+	// comes from: "env_file <path>" (compose) or "secret <name> key <key>" (Kubernetes). They
+	// are not in Env.
+	Secrets map[string]string `json:"secrets,omitempty"`
 	// Command is the container's command line when the file sets one, with $(VAR) expanded.
 	Command []string `json:"command,omitempty"`
 	// Mounts are the container paths that persistent volumes are mounted at.
@@ -49,6 +53,19 @@ func (u *Unit) httpPort() (int, error) {
 	return p, nil
 }
 
+// TokenVar is the node's secure-mode setting: the cluster's join token.
+const TokenVar = "JOIN_TOKEN"
+
+// apiTLSVars are the settings that serve the API over https with given certificates; the node
+// refuses them with a join token, whose mode makes its own.
+var apiTLSVars = []string{"TLS_CERT_FILE", "TLS_KEY_FILE", "TLS_CLIENT_CA_FILE", "TLS_CA_FILE"}
+
+// servesHTTPS reports whether a node serves its API over https only: in secure mode, or with a
+// certificate of its own.
+func (u *Unit) servesHTTPS() bool {
+	return u.Secrets[TokenVar] != "" || u.Env[TokenVar] != "" || u.Env["TLS_CERT_FILE"] != ""
+}
+
 // embedded reports whether a node starts the embedded etcd: it has no etcd endpoints and joins
 // nobody but itself.
 func (u *Unit) embedded() bool {
@@ -67,7 +84,8 @@ func sameHostPort(a, b string) bool {
 // CheckUnits checks that the units of one file form a cluster: every variable is one the node
 // reads, node IDs are unique, advertise addresses name the unit itself, JOIN_ADDR names a node
 // that starts the embedded etcd, etcd endpoints name a unit serving that port, at most one node
-// bootstraps, and DATA_DIR is on a persistent volume.
+// bootstraps, DATA_DIR is on a persistent volume, and the nodes on the embedded etcd run in
+// secure mode with one join token that comes from a secret (see checkToken).
 func CheckUnits(file string, units []Unit, node *Node) []error {
 	var errs []error
 	fail := func(u *Unit, format string, args ...any) {
@@ -93,6 +111,12 @@ func CheckUnits(file string, units []Unit, node *Node) []error {
 				fail(u, "%s is not a setting of %s (a typo?)", k, NodeCommand)
 			}
 		}
+		for _, k := range slices.Sorted(maps.Keys(u.Secrets)) {
+			if !node.Settings[k] {
+				fail(u, "%s (from %s) is not a setting of %s (a typo?)", k, u.Secrets[k], NodeCommand)
+			}
+		}
+		errs = append(errs, checkToken(file, u)...)
 		id := u.Env["NODE_ID"]
 		switch {
 		case id == "":
@@ -139,11 +163,51 @@ func CheckUnits(file string, units []Unit, node *Node) []error {
 		}
 	}
 	errs = append(errs, checkEtcdUnits(file, units)...)
+	tokens := map[string][]string{} // where the join token comes from -> the nodes that take it there
+	for _, u := range units {
+		if src := u.Secrets[TokenVar]; u.Node && src != "" {
+			tokens[src] = append(tokens[src], u.Name)
+		}
+	}
+	if len(tokens) > 1 {
+		errs = append(errs, fmt.Errorf("%s: the nodes take %s from different secrets %v: a node is refused by a cluster whose token it does not have", file, TokenVar, tokens))
+	}
 	if nodes == 0 {
 		errs = append(errs, fmt.Errorf("%s: no node of the image runs here", file))
 	}
 	if len(bootstraps) > 1 {
 		errs = append(errs, fmt.Errorf("%s: %v each start an embedded etcd: they would form separate clusters", file, bootstraps))
+	}
+	return errs
+}
+
+// checkToken checks a node's join token. On the embedded etcd the node must run in secure mode
+// (without it, its etcd ports and GET /cluster/join are open to anyone who reaches them), with
+// the token from a secret: a value written in the file is known to whoever reads the file or the
+// repository, and would be the same in every cluster made from it. Beside ETCD_ENDPOINTS or the
+// TLS_* settings the node refuses a token.
+func checkToken(file string, u *Unit) []error {
+	var errs []error
+	fail := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s: %s", file, u.Name, fmt.Sprintf(format, args...)))
+	}
+	_, literal := u.Env[TokenVar]
+	if literal {
+		fail("%s is set in the file: a token written there is known to whoever reads the file, and the same in every cluster made from it; take it from a secret (compose: the env_file; Kubernetes: valueFrom.secretKeyRef)", TokenVar)
+	}
+	if !literal && u.Secrets[TokenVar] == "" {
+		if u.Env["ETCD_ENDPOINTS"] == "" {
+			fail("no %s: on the embedded etcd the node would run insecure, its etcd ports and join API open to anyone who reaches them; take the token from a secret", TokenVar)
+		}
+		return errs
+	}
+	if u.Env["ETCD_ENDPOINTS"] != "" {
+		fail("%s with ETCD_ENDPOINTS: the node refuses that (secure mode is for the embedded etcd; secure an external etcd with the ETCD_* TLS settings)", TokenVar)
+	}
+	for _, k := range apiTLSVars {
+		if u.Env[k] != "" {
+			fail("%s with %s: the node refuses that (secure mode serves the API with the cluster CA's certificates)", TokenVar, k)
+		}
 	}
 	return errs
 }

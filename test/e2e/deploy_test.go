@@ -2,10 +2,14 @@ package e2e
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"maps"
 	"net"
+	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -27,9 +31,13 @@ const repoRoot = "../.."
 // The deployment files run as processes: the environment each container of docker-compose.yml,
 // of its external-etcd variant and of the Kubernetes StatefulSets' pods 0..2 gets (read by
 // deploy/lint's loader, the one CI checks the files with) is given to a clusterkit-node process
-// per container, the containers' host names mapped to 127.0.0.1 with distinct ports. The nodes
-// must form one cluster (all of them in every node's GET /cluster, one leader, a full map) and
-// stop cleanly on SIGTERM.
+// per container, the containers' host names mapped to 127.0.0.1 with distinct ports. The join
+// token the embedded-etcd files take from a secret (compose's env file, a Kubernetes Secret) is
+// one that clusterkit-node -new-token prints, as the files' instructions say to make it. The
+// nodes must form one cluster (all of them in every node's GET /cluster, one leader, a full map),
+// answer the image's health probe, and stop cleanly on SIGTERM; in secure mode they are asked
+// over https with the cluster's CA pinned, and the join API must refuse a request without the
+// token.
 func TestDeploymentFiles(t *testing.T) {
 	bin := buildNodeBinary(t)
 	files := []string{
@@ -55,6 +63,8 @@ type deployUnit struct {
 	Ports     []int             `json:"ports"`
 	Env       map[string]string `json:"env"`
 	Helpers   []string          `json:"helpers"`
+	// Secrets are variables the file takes from a secret, with its source; no value.
+	Secrets   map[string]string `json:"secrets"`
 	DependsOn []string          `json:"depends_on"`
 }
 
@@ -135,6 +145,16 @@ func runDeployment(t *testing.T, bin, file string, units []deployUnit) {
 		}
 	}
 
+	// One value per secret the file names, made as an operator makes it.
+	secretValues := map[string]string{}
+	for _, u := range nodes {
+		for _, src := range u.Secrets {
+			if secretValues[src] == "" {
+				secretValues[src] = newJoinToken(t, bin)
+			}
+		}
+	}
+
 	partitions, replication := clusterkit.DefaultPartitionCount, clusterkit.DefaultReplicationFactor
 	var bootstrap, joiners []*nodeProcess
 	// configure sets a node's address and environment from the current addresses: a node moved
@@ -147,6 +167,9 @@ func runDeployment(t *testing.T, bin, file string, units []deployUnit) {
 			env, err := localEnv(u, local[u.Name], dataDir, addrs, known)
 			if err != nil {
 				t.Fatalf("%s: %s: %v", file, u.Name, err)
+			}
+			for k, src := range u.Secrets {
+				env[k] = secretValues[src]
 			}
 			n.addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(local[u.Name]))
 			n.Env = nil
@@ -189,10 +212,15 @@ func runDeployment(t *testing.T, bin, file string, units []deployUnit) {
 	// first, healthy, then the rest together.
 	began := time.Now()
 	var readyAfter []time.Duration
+	token := envValue(c.nodes[0].Env, "JOIN_TOKEN")
 	for _, group := range [][]*nodeProcess{bootstrap, joiners} {
 		for _, n := range group {
 			configure[n](t)
-			t.Logf("%s as %s: %s", n.id, n.addr, strings.Join(n.Env, " "))
+			if token != "" {
+				t.Logf("%s as %s: %s", n.id, n.addr, strings.ReplaceAll(strings.Join(n.Env, " "), token, "<token>"))
+			} else {
+				t.Logf("%s as %s: %s", n.id, n.addr, strings.Join(n.Env, " "))
+			}
 			n.Start(t)
 		}
 		for _, n := range group {
@@ -202,19 +230,34 @@ func runDeployment(t *testing.T, bin, file string, units []deployUnit) {
 			readyAfter = append(readyAfter, time.Since(began).Round(time.Millisecond))
 		}
 	}
+	scheme := "http"
+	if token != "" {
+		// Secure mode: the API is https only, its certificates signed by the CA the bootstrap
+		// node created in its DATA_DIR.
+		if len(bootstrap) != 1 {
+			t.Fatalf("%s: %d nodes bootstrap in secure mode, want 1", file, len(bootstrap))
+		}
+		scheme = "https"
+		c.httpc.Transport = pinnedHTTPS(t, filepath.Join(envValue(bootstrap[0].Env, "DATA_DIR"), "pki", "ca.crt"))
+	}
 	// The embedded etcd members are where the image's EXPOSE and the Services put them: each
-	// at its node's HTTP port + 10000, the bootstrap node's among them.
+	// at its node's HTTP port + 10000, the bootstrap node's among them; over TLS in secure mode.
 	memberURL := func(n *nodeProcess) string {
 		_, port, _ := net.SplitHostPort(n.addr)
 		p, _ := strconv.Atoi(port)
-		return fmt.Sprintf("http://127.0.0.1:%d", p+10000)
+		return fmt.Sprintf("%s://127.0.0.1:%d", scheme, p+10000)
 	}
 	for _, n := range bootstrap {
 		if envValue(n.Env, "ETCD_ENDPOINTS") != "" {
 			continue
 		}
+		if token != "" {
+			if code := joinStatus(t, c.httpc, n.addr, ""); code != http.StatusUnauthorized {
+				t.Errorf("%s: GET /cluster/join without the token: %d, want 401", n.id, code)
+			}
+		}
 		var join wiretest.Join
-		if err := fetchJSON(c.httpc, n.addr, "/cluster/join", &join); err != nil {
+		if err := fetchJoin(c.httpc, n.addr, token, &join); err != nil {
 			t.Fatal(err)
 		}
 		if want := memberURL(n); !slices.Contains(join.EtcdEndpoints, want) {
@@ -242,6 +285,15 @@ func runDeployment(t *testing.T, bin, file string, units []deployUnit) {
 	}
 	t.Logf("%s: 3 nodes, leader %s, %d partitions on %d holders each at epoch %d; ready (bootstrap, joiners) %v and agreeing %v after the first start",
 		file, leader, c.partitions, min(3, c.replication), view.Cluster.Epoch, readyAfter, time.Since(began).Round(time.Millisecond))
+	// The image's HEALTHCHECK (and compose's): the binary probes its own node with the
+	// container's environment, over https in secure mode.
+	for _, n := range c.nodes {
+		probe := exec.Command(bin, "-healthcheck")
+		probe.Env = append(slices.Clone(n.Env), noRaceExitSleep)
+		if out, err := probe.CombinedOutput(); err != nil {
+			t.Errorf("%s: clusterkit-node -healthcheck: %v\n%s", n.id, err, out)
+		}
+	}
 
 	// On embedded etcd the first two joiners run etcd members too, as /health says.
 	embedded := envValue(c.nodes[0].Env, "ETCD_ENDPOINTS") == ""
@@ -330,6 +382,80 @@ func localEnv(u deployUnit, port int, dataDir string, addrs map[string]string, k
 		}
 	}
 	return env, nil
+}
+
+// noRaceExitSleep spares the short commands run here the second a race-built binary sleeps
+// before it exits with status 0; other binaries ignore it.
+const noRaceExitSleep = "GORACE=atexit_sleep_ms=0"
+
+// newJoinToken returns a token printed by clusterkit-node -new-token.
+func newJoinToken(t *testing.T, bin string) string {
+	t.Helper()
+	cmd := exec.Command(bin, "-new-token")
+	cmd.Env = []string{noRaceExitSleep}
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("clusterkit-node -new-token: %v", err)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// pinnedHTTPS returns a transport that trusts only the CA in caFile and sends every request over
+// https: the shared helpers (fetchJSON, waitStable) write http:// URLs.
+func pinnedHTTPS(t *testing.T, caFile string) http.RoundTripper {
+	t.Helper()
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		t.Fatalf("%s holds no certificate", caFile)
+	}
+	return httpsTransport{&http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+}
+
+// httpsTransport is an http.Transport that turns http:// requests into https:// ones.
+type httpsTransport struct{ *http.Transport }
+
+func (h httpsTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	req = req.Clone(req.Context())
+	req.URL.Scheme = "https"
+	return h.Transport.RoundTrip(req)
+}
+
+// joinRequest is GET /cluster/join of the node at addr, with the join token when there is one
+// (over https in secure mode: see httpsTransport).
+func joinRequest(addr, token string) *http.Request {
+	req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/cluster/join", nil)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	return req
+}
+
+// fetchJoin decodes the node's 200 answer to GET /cluster/join into v.
+func fetchJoin(httpc *http.Client, addr, token string, v any) error {
+	resp, err := httpc.Do(joinRequest(addr, token))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET /cluster/join: %s", resp.Status)
+	}
+	return json.NewDecoder(resp.Body).Decode(v)
+}
+
+// joinStatus is the status of the node's answer to GET /cluster/join.
+func joinStatus(t *testing.T, httpc *http.Client, addr, token string) int {
+	t.Helper()
+	resp, err := httpc.Do(joinRequest(addr, token))
+	if err != nil {
+		t.Fatalf("GET /cluster/join: %v", err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }
 
 func envValue(env []string, name string) string {

@@ -1,6 +1,9 @@
 // Command deployenv prints, as JSON, the containers a deployment file runs and the environment
 // each one gets: the image's ENV under the file's settings, Kubernetes $(VAR) references
-// expanded. The end-to-end tests read it to run the same configuration as processes.
+// expanded. A variable whose value is a secret the file only names (JOIN_TOKEN from compose's
+// env_file or a Kubernetes Secret) is listed under "secrets" with that source and no value:
+// whoever runs the configuration supplies it. The end-to-end tests read it to run the same
+// configuration as processes.
 //
 //	deployenv -root ../.. ../../docker-compose.yml
 //	deployenv -root ../.. ../../deploy/k8s/clusterkit.yaml
