@@ -7,9 +7,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -128,4 +130,105 @@ func settle(t *testing.T, httpc *http.Client, addr string, n int) {
 	if _, err := report.Settled(ctx, httpc, addr, n); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// With the cluster's join token on every node ($JOIN_TOKEN, or -token) and the client, the
+// nodes refuse requests without it (401), values over 1 MiB (413), and still route, replicate
+// and copy a joining node's partitions in among themselves: every call between them carries
+// the token.
+func TestTokenAndValueLimit(t *testing.T) {
+	const token = "e2e-join-token-0123456789abcdef"
+	bin := proctest.Build(t, "github.com/clusterkit-go/clusterkit/examples/server-side/server")
+	plain := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{}}
+	defer plain.CloseIdleConnections()
+	httpc := store.TokenClient(plain, token)
+
+	// The nodes inherit the test's environment; node-2 is given the token as a flag instead.
+	t.Setenv(store.TokenEnv, token)
+	seed := proctest.StartNode(t, bin, "node-1", "", "")
+	t.Setenv(store.TokenEnv, "")
+	nodes := []*proctest.Node{seed, proctest.LaunchNode(t, bin, "node-2", "", seed.Addr, "-token", token)}
+	t.Setenv(store.TokenEnv, token)
+	nodes = append(nodes, proctest.LaunchNode(t, bin, "node-3", "", seed.Addr))
+	for _, n := range nodes[1:] {
+		n.WaitNode(t)
+	}
+	settle(t, httpc, seed.Addr, 3)
+
+	// Without the token: refused before anything is read or routed.
+	for _, r := range []struct{ method, path, body string }{
+		{http.MethodPost, "/kv/set", `{"key":"k","value":"v"}`},
+		{http.MethodGet, "/kv/get?key=k", ""},
+		{http.MethodGet, "/store/export?partition=partition-0&min_epoch=0&node=node-9&addr=127.0.0.1:1", ""},
+		{http.MethodPost, "/store/adopt", `{"partition":"partition-0","primary_epoch":1,"entries":[{"key":"k"}]}`},
+		{http.MethodPost, "/store/replicate", `{"partition":"partition-0","primary_epoch":1,"entries":[{"key":"k"}]}`},
+	} {
+		req, err := http.NewRequest(r.method, "http://"+nodes[1].KVAddr+r.path, strings.NewReader(r.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := plain.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var e store.APIError
+		err = json.NewDecoder(resp.Body).Decode(&e)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized || err != nil || e.Code != "unauthorized" {
+			t.Errorf("%s %s without the token: %s %+v (%v), want 401 unauthorized", r.method, r.path, resp.Status, e, err)
+		}
+	}
+
+	// With it: a write through any node, at the value limit, and one byte over.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	big := strings.Repeat("v", store.DefaultMaxValueBytes)
+	for _, n := range nodes {
+		if err := store.Call(ctx, httpc, http.MethodPost, n.KVAddr, "/kv/set", nil, store.PutRequest{Key: "big-" + n.ID, Value: big}, nil); err != nil {
+			t.Errorf("a 1 MiB value through %s: %v", n.ID, err)
+		}
+	}
+	err := store.Call(ctx, httpc, http.MethodPost, seed.KVAddr, "/kv/set", nil, store.PutRequest{Key: "k", Value: big + "v"}, nil)
+	var apiErr *store.APIError
+	if !errors.As(err, &apiErr) || apiErr.Status != http.StatusRequestEntityTooLarge || !strings.Contains(apiErr.Message, "limit of 1048576 bytes") {
+		t.Errorf("a value one byte over 1 MiB: %v, want 413 naming the limit", err)
+	}
+
+	// Writes and reads through any node while node-4 joins and copies its partitions in.
+	kv := &workload.AnyNode{Addrs: []string{nodes[0].KVAddr, nodes[1].KVAddr, nodes[2].KVAddr}, HTTP: httpc}
+	feed, stopFeeding := context.WithCancel(ctx)
+	done := make(chan *workload.Result, 1)
+	go func() {
+		done <- workload.Run(feed, kv, workload.Config{Ops: 100000, Keys: 60, Prefix: "t-", Concurrency: 4,
+			Rate: 100, ReadEvery: 5, OpTimeout: 30 * time.Second, Seed: 3})
+	}()
+	time.Sleep(500 * time.Millisecond)
+	joiner := proctest.StartNode(t, bin, "node-4", "", seed.Addr)
+	settle(t, httpc, seed.Addr, 4)
+	stopFeeding()
+	res := <-done
+	t.Logf("during the join, with the token:\n%s", res.Summary())
+	if res.Errors > 0 || res.StaleReads > 0 || res.Writes == 0 {
+		t.Errorf("%d operations failed and %d reads were stale, of %d writes", res.Errors, res.StaleReads, res.Writes)
+	}
+	live := &workload.AnyNode{Addrs: []string{joiner.KVAddr, nodes[0].KVAddr}, HTTP: httpc}
+	if bad := workload.Check(ctx, live, res.State); len(bad) > 0 {
+		t.Errorf("%d of %d keys do not hold their last acknowledged value: %v", len(bad), len(res.State), bad)
+	}
+	for _, n := range nodes {
+		if v, found, err := live.Get(ctx, "big-"+n.ID); err != nil || !found || v != big {
+			t.Errorf("the 1 MiB value written through %s: %d bytes, found %v, %v", n.ID, len(v), found, err)
+		}
+	}
+	st, err := store.StatsAt(ctx, httpc, joiner.KVAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.KeysCopiedIn == 0 {
+		t.Errorf("node-4 copied no key in: %+v", st)
+	}
+	if _, err := store.StatsAt(ctx, plain, joiner.KVAddr); !errors.Is(err, store.ErrUnauthorized) {
+		t.Errorf("stats of node-4 without the token: %v, want unauthorized", err)
+	}
+	// The processes are killed when the test ends: the graceful stops are the test above.
 }

@@ -12,6 +12,12 @@
 // Once the node has joined, the process prints one line on stdout, "ready <id> <addr>", where
 // addr is the ClusterKit HTTP address, and logs JSON to stderr. SIGTERM or SIGINT sends what the
 // replication queue holds (for up to 5s), leaves the cluster and exits with status 0.
+//
+// With the cluster's join token ($JOIN_TOKEN, or -token, which wins) every request to the data
+// API, the example's own routes included, needs "Authorization: Bearer <token>", and the node
+// sends it on its calls to the others; every node and client of a cluster uses the same. Without
+// one the data API is open, and the node warns when it listens beyond the loopback interface.
+// -max-value-bytes (default 1 MiB) bounds a value, and with it every request body.
 package kvnode
 
 import (
@@ -39,6 +45,10 @@ type Config struct {
 	LeaseTTL                        time.Duration
 	Partitions, Replication         int
 	LogLevel                        string
+	// Token is -token; Run falls back on $JOIN_TOKEN when it is empty.
+	Token string
+	// MaxValueBytes is -max-value-bytes: store.Options.MaxValueBytes.
+	MaxValueBytes int
 }
 
 // RegisterFlags defines the servers' common flags on fs and returns the Config they fill.
@@ -53,6 +63,8 @@ func RegisterFlags(fs *flag.FlagSet) *Config {
 	fs.IntVar(&c.Partitions, "partitions", 0, "partition count, fixed when the cluster is created (default 64)")
 	fs.IntVar(&c.Replication, "replication", 0, "copies of each partition, fixed when the cluster is created (default 3)")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&c.Token, "token", "", "the cluster's join token, required from clients and nodes as \"Authorization: Bearer <token>\" (default $"+store.TokenEnv+", which keeps it out of the process list; none: the data API is open)")
+	fs.IntVar(&c.MaxValueBytes, "max-value-bytes", store.DefaultMaxValueBytes, "largest value accepted, in bytes; request bodies are bounded to match (the same on every node)")
 	return c
 }
 
@@ -60,9 +72,12 @@ func RegisterFlags(fs *flag.FlagSet) *Config {
 type Node struct {
 	CK    *clusterkit.ClusterKit
 	Store *store.Store
-	// Mux serves the data API; add the example's own routes to it before Start returns.
+	// Mux serves the data API; add the example's own routes to it before Start returns. It is
+	// served behind store.RequireToken: the routes need no check of their own.
 	Mux *http.ServeMux
-	Log *zap.Logger
+	// HTTP is for the example's own calls to the other nodes' data APIs: it sends the token.
+	HTTP *http.Client
+	Log  *zap.Logger
 
 	srv    *http.Server
 	served chan error
@@ -92,10 +107,19 @@ func Run(c *Config, mode store.Mode, routes func(*Node)) error {
 	}
 	defer log.Sync()
 
+	token, err := store.ResolveToken(c.Token)
+	if err != nil {
+		return err
+	}
+
 	// The data API listens first: its address is published with the node.
 	l, err := net.Listen("tcp", c.KVAddr)
 	if err != nil {
 		return fmt.Errorf("-kv-addr: %w", err)
+	}
+	if token == "" && !store.Loopback(l.Addr()) {
+		log.Warn("INSECURE: no join token ("+store.TokenEnv+" or -token) while the data API listens beyond the loopback interface: anyone who reaches it can write, read, and redirect this node's replication; set the same token on every node and client",
+			zap.String("kv_addr", l.Addr().String()))
 	}
 	ck, err := clusterkit.NewClusterKit(clusterkit.Options{
 		NodeID: c.ID, HTTPAddr: c.Addr, JoinAddr: c.Join, DataDir: c.DataDir, LeaseTTL: c.LeaseTTL,
@@ -106,10 +130,16 @@ func Run(c *Config, mode store.Mode, routes func(*Node)) error {
 		l.Close()
 		return err
 	}
+	st, err := store.New(ck, store.Options{Replication: mode, Logger: log, Token: token, MaxValueBytes: c.MaxValueBytes})
+	if err != nil {
+		l.Close()
+		return err
+	}
 	n := &Node{
 		CK:     ck,
-		Store:  store.New(ck, store.Options{Replication: mode, Logger: log}),
+		Store:  st,
 		Mux:    http.NewServeMux(),
+		HTTP:   store.TokenClient(&http.Client{Timeout: store.DefaultHTTPTimeout}, token),
 		Log:    log,
 		served: make(chan error, 1),
 	}
@@ -118,8 +148,9 @@ func Run(c *Config, mode store.Mode, routes func(*Node)) error {
 		routes(n)
 	}
 	// The data API serves before Start: copies into this node start during Start, and the
-	// other nodes' replication reaches it as soon as it is listed.
-	n.srv = &http.Server{Handler: n.Mux, ReadHeaderTimeout: 5 * time.Second}
+	// other nodes' replication reaches it as soon as it is listed. The token check covers the
+	// example's routes too (the store's own Handler checks it as well).
+	n.srv = &http.Server{Handler: store.RequireToken(token, n.Mux), ReadHeaderTimeout: 5 * time.Second}
 	go func() { n.served <- n.srv.Serve(l) }()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -128,7 +159,8 @@ func Run(c *Config, mode store.Mode, routes func(*Node)) error {
 		return err
 	}
 	fmt.Printf("ready %s %s\n", c.ID, ck.AdvertiseAddr())
-	log.Info("serving", zap.String("kv_addr", l.Addr().String()), zap.String("replication", mode.String()))
+	log.Info("serving", zap.String("kv_addr", l.Addr().String()), zap.String("replication", mode.String()),
+		zap.Bool("token_required", token != ""), zap.Int("max_value_bytes", c.MaxValueBytes))
 	<-ctx.Done()
 	log.Info("stopping")
 	n.stop()

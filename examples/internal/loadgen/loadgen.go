@@ -8,7 +8,8 @@
 //
 // run exits with status 1 if an operation failed or a read returned a stale value; check exits
 // with status 1 if a key does not hold its latest acknowledged value. How run and check reach
-// the cluster is the example's: its Client.
+// the cluster is the example's: its Client. Every request carries the cluster's join token,
+// from -token or $JOIN_TOKEN, when there is one.
 package loadgen
 
 import (
@@ -39,11 +40,21 @@ func Main(args []string, c Client) {
 		fmt.Fprintln(os.Stderr, "usage: "+args[0]+" wait|run|check|stats [flags]")
 		os.Exit(2)
 	}
-	httpc := &http.Client{Timeout: 20 * time.Second}
 	fs := flag.NewFlagSet(args[0]+" "+args[1], flag.ExitOnError)
 	nodes := fs.String("nodes", "", "data API addresses of the nodes, comma-separated (name=host:port or host:port)")
+	token := fs.String("token", "", "the cluster's join token, sent as \"Authorization: Bearer <token>\" (default $"+store.TokenEnv+")")
 	if c.Flags != nil && (args[1] == "run" || args[1] == "check") {
 		c.Flags(fs)
+	}
+	// httpc carries the token, so it is made once the flags are parsed, by parse.
+	var httpc *http.Client
+	parse := func() {
+		fs.Parse(args[2:])
+		tok, err := store.ResolveToken(*token)
+		if err != nil {
+			fail(err)
+		}
+		httpc = store.TokenClient(&http.Client{Timeout: 20 * time.Second}, tok)
 	}
 	newKV := func(ctx context.Context) (workload.KV, func()) {
 		ns, err := report.ParseNodes(*nodes)
@@ -62,7 +73,7 @@ func Main(args []string, c Client) {
 		n := fs.Int("n", 0, "number of nodes the cluster must list")
 		timeout := fs.Duration("timeout", time.Minute, "give up after this long")
 		since := fs.Int64("since", 0, "Unix time in milliseconds when the first node was started: the formation time is measured from it")
-		fs.Parse(args[2:])
+		parse()
 		start := time.Now()
 		if *since > 0 {
 			start = time.UnixMilli(*since)
@@ -89,7 +100,7 @@ func Main(args []string, c Client) {
 		fs.IntVar(&cfg.ReadEvery, "read-every", 5, "every n-th operation of a client is a read (0: writes only)")
 		fs.DurationVar(&cfg.OpTimeout, "op-timeout", 30*time.Second, "bound on one operation, retries included")
 		state := fs.String("state", "", "write the acknowledged values to this file, for check")
-		fs.Parse(args[2:])
+		parse()
 		kv, closeKV := newKV(context.Background())
 		res := workload.Run(context.Background(), kv, cfg)
 		closeKV()
@@ -104,7 +115,7 @@ func Main(args []string, c Client) {
 		}
 	case "check":
 		state := fs.String("state", "", "file written by run -state")
-		fs.Parse(args[2:])
+		parse()
 		st, err := workload.LoadState(*state)
 		if err != nil {
 			fail(err)
@@ -126,7 +137,7 @@ func Main(args []string, c Client) {
 			os.Exit(1)
 		}
 	case "stats":
-		fs.Parse(args[2:])
+		parse()
 		ns, err := report.ParseNodes(*nodes)
 		if err != nil {
 			fail(err)

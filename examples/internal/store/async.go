@@ -122,7 +122,7 @@ func (a *asyncReplicator) sendAll(id, addr string, batch []ReplicateRequest) []R
 	}
 	s := a.s
 	var retry []ReplicateRequest
-	for _, req := range coalesce(batch) {
+	for _, req := range coalesce(batch, batchBudget(s.opts.MaxValueBytes)) {
 		n := int64(len(req.Entries))
 		err := s.send(s.ctx, target{id, addr}, req)
 		if err == nil {
@@ -157,7 +157,7 @@ func (a *asyncReplicator) sendAll(id, addr string, batch []ReplicateRequest) []R
 func (a *asyncReplicator) handOver(batch []ReplicateRequest) []ReplicateRequest {
 	s := a.s
 	var retry []ReplicateRequest
-	for _, req := range coalesce(batch) {
+	for _, req := range coalesce(batch, batchBudget(s.opts.MaxValueBytes)) {
 		n := int64(len(req.Entries))
 		req.MapEpoch = max(req.MapEpoch, s.ck.Epoch())
 		req.From = s.me
@@ -180,19 +180,28 @@ func (a *asyncReplicator) handOver(batch []ReplicateRequest) []ReplicateRequest 
 	return retry
 }
 
-// coalesce merges consecutive requests of the same partition and primary epoch, up to maxBatch
-// entries each.
-func coalesce(batch []ReplicateRequest) []ReplicateRequest {
+// coalesce merges consecutive requests of the same partition and primary epoch, and cuts them
+// so that each request carries at most maxBatch entries whose entryCost adds up to at most
+// budget (one entry always fits: the budget allows the largest). The receiver bounds request
+// bodies to match (see bodyLimit).
+func coalesce(batch []ReplicateRequest, budget int) []ReplicateRequest {
 	var out []ReplicateRequest
+	cost := 0 // of the entries of the last request of out
 	for _, r := range batch {
-		if k := len(out) - 1; k >= 0 && out[k].Partition == r.Partition && out[k].PrimaryEpoch == r.PrimaryEpoch &&
-			len(out[k].Entries)+len(r.Entries) <= maxBatch {
-			out[k].Entries = append(out[k].Entries, r.Entries...)
-			out[k].MapEpoch = max(out[k].MapEpoch, r.MapEpoch)
-			continue
+		for _, e := range r.Entries {
+			c := entryCost(e)
+			if k := len(out) - 1; k >= 0 && out[k].Partition == r.Partition && out[k].PrimaryEpoch == r.PrimaryEpoch &&
+				len(out[k].Entries) < maxBatch && cost+c <= budget {
+				out[k].Entries = append(out[k].Entries, e)
+				out[k].MapEpoch = max(out[k].MapEpoch, r.MapEpoch)
+				cost += c
+				continue
+			}
+			next := r
+			next.Entries = []Entry{e}
+			out = append(out, next)
+			cost = c
 		}
-		r.Entries = append([]Entry(nil), r.Entries...)
-		out = append(out, r)
 	}
 	return out
 }

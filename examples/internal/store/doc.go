@@ -12,7 +12,7 @@
 //	l, _ := net.Listen("tcp", "127.0.0.1:9080")
 //	ck, _ := clusterkit.NewClusterKit(clusterkit.Options{NodeID: "node-1", HTTPAddr: ":8080",
 //		Metadata: map[string]string{store.AddrKey: l.Addr().String()}})
-//	s := store.New(ck, store.Options{Replication: store.Sync}) // before Start: it registers hooks
+//	s, _ := store.New(ck, store.Options{Token: os.Getenv(store.TokenEnv)}) // before Start: it registers hooks
 //	go http.Serve(l, s.Handler())
 //	ck.Start()
 //	v, err := s.Put(ctx, "user:123", "John") // on the partition's primary
@@ -33,15 +33,24 @@
 //     from every copyFromNode and merges by version; the hook returns only when that is done,
 //     and ClusterKit keeps routing to the old holders until then. A Released event drops the copy.
 //   - Counters for replication and migration, on GET /store/stats.
+//   - With Options.Token (the cluster's join token) every endpoint requires "Authorization:
+//     Bearer <token>" (401 unauthorized otherwise, before the body is read), and the store sends
+//     it to the other nodes; without one the API is open. A value is limited to
+//     Options.MaxValueBytes (1 MiB by default), a key to 4 KiB, and every request body to what
+//     the largest legal request takes in JSON (413 too_large beyond).
 //
 // HTTP data API (Handler), all bodies JSON:
 //
-//	POST /store/put        {"key","value"}: primary write; 421 not_primary, 503 replication_failed
+//	POST /store/put        {"key","value"}: primary write; 421 not_primary, 503 replication_failed, 413 too_large
 //	GET  /store/get?key=k  read on the primary (421 not_primary); &local=1 reads this node's copy
 //	POST /store/replicate  ReplicateRequest from a primary; 409 stale_epoch, 421 not_holder
 //	POST /store/adopt      ReplicateRequest from a former primary, to the current one; 421 not_primary
 //	GET  /store/export?partition=p&min_epoch=e&node=id&addr=a   a partition's entries, for migration
+//	                       (streamed: a partition is not limited in size); node and addr tell this
+//	                       node where to send its next writes of the partition
 //	GET  /store/stats      Stats
+//
+// With a token, every one of them answers 401 unauthorized without it.
 //
 // What it does not do: keep data on disk (a restarted node starts empty and copies in), delete
 // keys, or bound memory. With Async replication, writes acknowledged by a primary that dies

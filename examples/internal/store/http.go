@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -13,9 +14,6 @@ import (
 
 	"github.com/clusterkit-go/clusterkit/pkg/clusterkit"
 )
-
-// maxBody bounds request and answer bodies (a whole partition's export included).
-const maxBody = 64 << 20
 
 // PutRequest is the body of POST /store/put (and of the examples' POST /kv/set).
 type PutRequest struct {
@@ -30,41 +28,50 @@ type ExportResponse struct {
 	Entries   []Entry `json:"entries"`
 }
 
-// Handler serves the store's data API (see the package documentation).
+// Handler serves the store's data API (see the package documentation), behind
+// RequireToken(Options.Token).
 func (s *Store) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /store/put", s.handlePut)
 	mux.HandleFunc("GET /store/get", s.handleGet)
-	mux.HandleFunc("POST /store/replicate", handleReplicate(s.Apply))
-	mux.HandleFunc("POST /store/adopt", handleReplicate(s.Adopt))
+	mux.HandleFunc("POST /store/replicate", s.handleReplicate(s.Apply))
+	mux.HandleFunc("POST /store/adopt", s.handleReplicate(s.Adopt))
 	mux.HandleFunc("GET /store/export", s.handleExport)
 	mux.HandleFunc("GET /store/stats", func(w http.ResponseWriter, r *http.Request) { WriteJSON(w, http.StatusOK, s.Stats()) })
-	return mux
+	return RequireToken(s.opts.Token, mux)
 }
 
-// ReadPut decodes a PutRequest body, refusing a missing key.
-func ReadPut(w http.ResponseWriter, r *http.Request) (PutRequest, error) {
+// ReadPut decodes a PutRequest body (see Decode), refusing a missing key and, with ErrTooLarge,
+// a key or value over its limit.
+func (s *Store) ReadPut(w http.ResponseWriter, r *http.Request) (PutRequest, error) {
 	var req PutRequest
-	if err := decode(w, r, &req); err != nil {
+	if err := s.Decode(w, r, &req); err != nil {
 		return req, err
 	}
 	if req.Key == "" {
 		return req, fmt.Errorf("%w: the body needs a non-empty \"key\"", ErrBadRequest)
 	}
-	return req, nil
+	return req, checkSize(req.Key, req.Value, s.opts.MaxValueBytes)
 }
 
-func decode(w http.ResponseWriter, r *http.Request, v any) error {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
+// Decode decodes r's JSON body into v, refusing unknown fields (ErrBadRequest) and a body over
+// the limit that the store's MaxValueBytes sets for every request (ErrTooLarge).
+func (s *Store) Decode(w http.ResponseWriter, r *http.Request, v any) error {
+	limit := bodyLimit(s.opts.MaxValueBytes)
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, limit))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
+		if mbe := (*http.MaxBytesError)(nil); errors.As(err, &mbe) {
+			return fmt.Errorf("%w: request body over the limit of %d bytes (room for one value of the largest size, %d bytes, however JSON spells it)",
+				ErrTooLarge, limit, s.opts.MaxValueBytes)
+		}
 		return fmt.Errorf("%w: body is not the expected JSON: %v", ErrBadRequest, err)
 	}
 	return nil
 }
 
 func (s *Store) handlePut(w http.ResponseWriter, r *http.Request) {
-	req, err := ReadPut(w, r)
+	req, err := s.ReadPut(w, r)
 	if err != nil {
 		WriteError(w, err)
 		return
@@ -101,10 +108,10 @@ func (s *Store) handleGet(w http.ResponseWriter, r *http.Request) {
 
 // handleReplicate serves the endpoints that take a ReplicateRequest: /store/replicate (Apply)
 // and /store/adopt (Adopt).
-func handleReplicate(apply func(context.Context, ReplicateRequest) error) http.HandlerFunc {
+func (s *Store) handleReplicate(apply func(context.Context, ReplicateRequest) error) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		var req ReplicateRequest
-		if err := decode(w, r, &req); err != nil {
+		if err := s.Decode(w, r, &req); err != nil {
 			WriteError(w, err)
 			return
 		}
@@ -134,7 +141,26 @@ func (s *Store) handleExport(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, err)
 		return
 	}
-	WriteJSON(w, http.StatusOK, ExportResponse{Partition: id, Node: s.me, Entries: entries})
+	// Streamed, one entry at a time, as an ExportResponse: a partition may be larger than any
+	// request body, and neither node holds its whole JSON in memory. A failure half-way leaves
+	// the JSON unfinished, and the copying node asks again.
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	bw := bufio.NewWriter(w)
+	partition, _ := json.Marshal(id)
+	node, _ := json.Marshal(s.me)
+	fmt.Fprintf(bw, `{"partition":%s,"node":%s,"entries":[`, partition, node)
+	enc := json.NewEncoder(bw)
+	for i, e := range entries {
+		if i > 0 {
+			bw.WriteByte(',')
+		}
+		if enc.Encode(e) != nil {
+			return
+		}
+	}
+	bw.WriteString("]}\n")
+	bw.Flush()
 }
 
 // APIError is an error answer of a data API: its status, code and message, and for
@@ -167,6 +193,8 @@ var codes = []struct {
 	code   string
 }{
 	{ErrBadRequest, http.StatusBadRequest, "bad_request"},
+	{ErrUnauthorized, http.StatusUnauthorized, "unauthorized"},
+	{ErrTooLarge, http.StatusRequestEntityTooLarge, "too_large"},
 	{ErrNotPrimary, http.StatusMisdirectedRequest, "not_primary"},
 	{ErrNotHolder, http.StatusMisdirectedRequest, "not_holder"},
 	{ErrStaleEpoch, http.StatusConflict, "stale_epoch"},
@@ -202,19 +230,41 @@ func WriteJSON(w http.ResponseWriter, code int, v any) {
 
 // Call sends a request to the data API at addr (host:port) and decodes a 200 answer into out
 // (when not nil). Another answer is returned as an *APIError; a transport failure as the
-// client's error. Headers in hdr are added to the request.
+// client's error. Headers in hdr are added to the request; the cluster's token comes with
+// httpc (TokenClient).
 func Call(ctx context.Context, httpc *http.Client, method, addr, path string, hdr http.Header, in, out any) error {
+	resp, err := do(ctx, httpc, method, addr, path, hdr, in)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", method, addr, err)
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.Unmarshal(b, out); err != nil {
+		return fmt.Errorf("%s %s%s: answer: %w", method, addr, path, err)
+	}
+	return nil
+}
+
+// do sends a request as Call does and returns a 200 answer, whose body the caller reads and
+// closes. Another answer is returned as an *APIError.
+func do(ctx context.Context, httpc *http.Client, method, addr, path string, hdr http.Header, in any) (*http.Response, error) {
 	var body io.Reader
 	if in != nil {
 		b, err := json.Marshal(in)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		body = bytes.NewReader(b)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, "http://"+addr+path, body)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	for k, v := range hdr {
 		req.Header[k] = v
@@ -224,27 +274,21 @@ func Call(ctx context.Context, httpc *http.Client, method, addr, path string, hd
 	}
 	resp, err := httpc.Do(req)
 	if err != nil {
-		return err
+		return nil, err
+	}
+	if resp.StatusCode == http.StatusOK {
+		return resp, nil
 	}
 	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
 	if err != nil {
-		return fmt.Errorf("%s %s: %w", method, addr, err)
+		return nil, fmt.Errorf("%s %s: %w", method, addr, err)
 	}
-	if resp.StatusCode != http.StatusOK {
-		e := &APIError{Status: resp.StatusCode}
-		if json.Unmarshal(b, e) != nil || e.Code == "" {
-			e.Code, e.Message = "http", string(bytes.TrimSpace(b))
-		}
-		return e
+	e := &APIError{Status: resp.StatusCode}
+	if json.Unmarshal(b, e) != nil || e.Code == "" {
+		e.Code, e.Message = "http", string(bytes.TrimSpace(b))
 	}
-	if out == nil {
-		return nil
-	}
-	if err := json.Unmarshal(b, out); err != nil {
-		return fmt.Errorf("%s %s%s: answer: %w", method, addr, path, err)
-	}
-	return nil
+	return nil, e
 }
 
 func call(ctx context.Context, httpc *http.Client, method, addr, path string, in, out any) error {

@@ -2,7 +2,9 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"net/url"
 	"slices"
 	"strconv"
@@ -113,18 +115,78 @@ func (s *Store) fetch(ctx context.Context, src *clusterkit.Node, id string, minE
 		"node":      {s.me},
 		"addr":      {s.addrOf(s.me)},
 	}
-	var resp ExportResponse
-	if err := call(ctx, s.httpc, "GET", addr, "/store/export?"+q.Encode(), nil, &resp); err != nil {
+	resp, err := do(ctx, s.httpc, http.MethodGet, addr, "/store/export?"+q.Encode(), nil, nil)
+	if err != nil {
 		return 0, err
 	}
+	defer resp.Body.Close()
+	// The export is read as a stream, an entry at a time (see handleExport): a partition is
+	// not bounded by the size of a request, and its source is a node this node chose to ask.
+	// Entries merged before a failure stay (merging by version never loses a newer write); the
+	// caller asks again.
 	part := s.partition(id)
-	part.mu.Lock()
-	defer part.mu.Unlock()
 	changed := 0
-	for _, e := range resp.Entries {
+	dec := json.NewDecoder(resp.Body)
+	err = readExport(dec, func(e Entry) {
+		part.mu.Lock()
 		if part.merge(e) {
 			changed++
 		}
+		part.mu.Unlock()
+	})
+	if err != nil {
+		return changed, fmt.Errorf("export of %s from %s: %w", id, src.ID, err)
 	}
 	return changed, nil
+}
+
+// readExport reads an ExportResponse from dec and calls merge with each of its entries as it
+// is decoded.
+func readExport(dec *json.Decoder, merge func(Entry)) error {
+	if err := expectDelim(dec, '{'); err != nil {
+		return err
+	}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		if tok != "entries" {
+			var skip json.RawMessage // partition, node
+			if err := dec.Decode(&skip); err != nil {
+				return err
+			}
+			continue
+		}
+		switch tok, err := dec.Token(); {
+		case err != nil:
+			return err
+		case tok == nil: // "entries": null, no entry
+			continue
+		case tok != json.Delim('['):
+			return fmt.Errorf("want [ after \"entries\" in the JSON, got %v", tok)
+		}
+		for dec.More() {
+			var e Entry
+			if err := dec.Decode(&e); err != nil {
+				return err
+			}
+			merge(e)
+		}
+		if err := expectDelim(dec, ']'); err != nil {
+			return err
+		}
+	}
+	return expectDelim(dec, '}')
+}
+
+func expectDelim(dec *json.Decoder, want json.Delim) error {
+	tok, err := dec.Token()
+	if err != nil {
+		return err
+	}
+	if tok != want {
+		return fmt.Errorf("want %v in the JSON, got %v", want, tok)
+	}
+	return nil
 }

@@ -12,6 +12,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/clusterkit-go/clusterkit/internal/pki"
 	"github.com/clusterkit-go/clusterkit/pkg/clusterkit"
 )
 
@@ -58,6 +59,17 @@ type Options struct {
 	CopyTimeout time.Duration
 	// Logger receives the store's logs. Default: none.
 	Logger *zap.Logger
+	// Token is the cluster's join token (a valid ClusterKit join token: see ResolveToken). When
+	// set, the data API (Handler) answers a request without "Authorization: Bearer <Token>" with
+	// 401 (see RequireToken), and the store sends it on its own calls to the other nodes. Every
+	// node of a cluster must have the same. Default: none, and the API is open to anyone who
+	// can reach it.
+	Token string
+	// MaxValueBytes bounds a value, in bytes: a write of a larger one is refused with 413
+	// (ErrTooLarge), and request bodies are bounded to match (see limits.go). Every node of a
+	// cluster must have the same, or a node may refuse what another one sends it. Default
+	// DefaultMaxValueBytes (1 MiB); at most MaxMaxValueBytes (16 MiB).
+	MaxValueBytes int
 }
 
 // Version orders the writes of a key: the primary epoch of the primary that wrote it, then a
@@ -128,8 +140,20 @@ type Store struct {
 
 // New returns the store of the node ck and registers its migration hooks on ck, so it must be
 // called before ck.Start. The node must publish the address of this store's Handler in its
-// metadata under AddrKey.
-func New(ck *clusterkit.ClusterKit, opts Options) *Store {
+// metadata under AddrKey. It fails, wrapping ErrInvalidOptions, when an Options field is out of
+// range.
+func New(ck *clusterkit.ClusterKit, opts Options) (*Store, error) {
+	if opts.MaxValueBytes == 0 {
+		opts.MaxValueBytes = DefaultMaxValueBytes
+	}
+	if opts.MaxValueBytes < 0 || opts.MaxValueBytes > MaxMaxValueBytes {
+		return nil, fmt.Errorf("%w: MaxValueBytes %d is not between 1 and %d", ErrInvalidOptions, opts.MaxValueBytes, MaxMaxValueBytes)
+	}
+	if opts.Token != "" {
+		if err := pki.CheckToken(opts.Token); err != nil {
+			return nil, fmt.Errorf("%w: Token: %v", ErrInvalidOptions, err)
+		}
+	}
 	if opts.HTTPClient == nil {
 		opts.HTTPClient = &http.Client{Timeout: DefaultHTTPTimeout}
 	}
@@ -144,7 +168,7 @@ func New(ck *clusterkit.ClusterKit, opts Options) *Store {
 		me:    ck.GetMyNodeID(),
 		opts:  opts,
 		log:   opts.Logger.Named("store"),
-		httpc: opts.HTTPClient,
+		httpc: TokenClient(opts.HTTPClient, opts.Token),
 		parts: map[string]*partition{},
 		addrs: map[string]string{},
 	}
@@ -155,7 +179,7 @@ func New(ck *clusterkit.ClusterKit, opts Options) *Store {
 	}
 	ck.OnPartitionChange(s.onPartitionChange)
 	ck.OnEvent(s.onEvent)
-	return s
+	return s, nil
 }
 
 // Close stops the replication queue (what is still queued is not sent) and aborts copies in
@@ -254,11 +278,15 @@ func (s *Store) notPrimary(p *clusterkit.Partition) error {
 // replicates it (see Mode). It returns the stored entry with its version. It fails with a
 // *NotPrimaryError when this node is not the primary at the current primary epoch or is
 // self-fenced (the caller re-routes), with a *ReplicationError when a Sync replica did not
-// store the write (the caller retries), and with ErrBadRequest for an empty key.
-// Cancelling ctx abandons a Sync replication (the write is then not acknowledged).
+// store the write (the caller retries), with ErrBadRequest for an empty key, and with
+// ErrTooLarge for a key or value over its limit. Cancelling ctx abandons a Sync replication (the
+// write is then not acknowledged).
 func (s *Store) Put(ctx context.Context, key, value string) (Entry, error) {
 	if key == "" {
 		return Entry{}, fmt.Errorf("%w: empty key", ErrBadRequest)
+	}
+	if err := checkSize(key, value, s.opts.MaxValueBytes); err != nil {
+		return Entry{}, err
 	}
 	p, err := s.ck.GetPartition(key)
 	if err != nil {
@@ -298,10 +326,18 @@ func (s *Store) replicate(ctx context.Context, targets []target, req ReplicateRe
 		}
 		return nil
 	}
+	// A write is one entry; an adoption may carry more than one request can.
+	reqs := coalesce([]ReplicateRequest{req}, batchBudget(s.opts.MaxValueBytes))
 	errs := make([]error, len(targets))
 	var wg sync.WaitGroup
 	for i, t := range targets {
-		wg.Go(func() { errs[i] = s.send(ctx, t, req) })
+		wg.Go(func() {
+			for _, r := range reqs {
+				if errs[i] = s.send(ctx, t, r); errs[i] != nil {
+					return
+				}
+			}
+		})
 	}
 	wg.Wait()
 	rerr := &ReplicationError{Partition: req.Partition}
@@ -363,10 +399,11 @@ type ReplicateRequest struct {
 	Entries  []Entry `json:"entries"`
 }
 
-// Apply stores a primary's replicated writes on this node. It waits (up to a few seconds, or
-// until ctx ends) for this node's map to reach req.MapEpoch, then refuses with ErrNotHolder
-// when this node neither holds the partition nor copies it in, and with ErrStaleEpoch when the
-// writes are stamped with an older primary epoch than this node knows for the partition.
+// Apply stores a primary's replicated writes on this node. It refuses with ErrTooLarge an entry
+// over the size limits; it waits (up to a few seconds, or until ctx ends) for this node's map
+// to reach req.MapEpoch, then refuses with ErrNotHolder when this node neither holds the
+// partition nor copies it in, and with ErrStaleEpoch when the writes are stamped with an older
+// primary epoch than this node knows for the partition.
 func (s *Store) Apply(ctx context.Context, req ReplicateRequest) error {
 	p, err := s.check(ctx, req)
 	if err != nil {
@@ -397,6 +434,12 @@ func (s *Store) Apply(ctx context.Context, req ReplicateRequest) error {
 func (s *Store) check(ctx context.Context, req ReplicateRequest) (*clusterkit.Partition, error) {
 	if req.Partition == "" || req.PrimaryEpoch == 0 || len(req.Entries) == 0 {
 		return nil, fmt.Errorf("%w: a replicate request needs partition, primary_epoch and entries", ErrBadRequest)
+	}
+	// Checked here too, not only by Put: the sync example's clients write through Apply.
+	for _, e := range req.Entries {
+		if err := checkSize(e.Key, e.Value, s.opts.MaxValueBytes); err != nil {
+			return nil, err
+		}
 	}
 	if err := s.waitEpoch(ctx, req.MapEpoch); err != nil {
 		return nil, err
@@ -508,6 +551,12 @@ var (
 	ErrMapBehind = errors.New("store: partition map behind the sender's")
 	// ErrReplication: a Sync write did not reach every replica.
 	ErrReplication = errors.New("store: replication failed")
+	// ErrUnauthorized: the request lacks the cluster's token, or has another one.
+	ErrUnauthorized = errors.New("store: unauthorized")
+	// ErrTooLarge: a key, a value or a request body is over its limit; the message names it.
+	ErrTooLarge = errors.New("store: too large")
+	// ErrInvalidOptions is wrapped by the error New returns for an Options field out of range.
+	ErrInvalidOptions = errors.New("store: invalid options")
 )
 
 // NotPrimaryError is a write or read refused because this node is not the partition's primary

@@ -34,9 +34,11 @@ type testNode struct {
 // testCluster is a clustertest cluster with a store on every node: it adds each node's store
 // and data API, and an HTTP client that calls them as a client of the store would.
 type testCluster struct {
-	t     *testing.T
-	kit   *clustertest.Cluster
-	mode  Mode
+	t    *testing.T
+	kit  *clustertest.Cluster
+	mode Mode
+	// token is the nodes' join token (none when empty); httpc sends it.
+	token string
 	httpc *http.Client
 	mu    sync.Mutex
 	nodes map[string]*testNode
@@ -64,7 +66,7 @@ func newTestCluster(t *testing.T, mode Mode) *testCluster {
 
 func (c *testCluster) start(id string) *testNode {
 	c.t.Helper()
-	return c.startWith(id, Options{Replication: c.mode})
+	return c.startWith(id, Options{Replication: c.mode, Token: c.token})
 }
 
 // startWith starts node id with a store made with opts: the store registers its hooks and
@@ -78,11 +80,19 @@ func (c *testCluster) startWith(id string, opts Options) *testNode {
 	n := &testNode{id: id, addr: l.Addr().String(), done: make(chan struct{})}
 	o := c.kit.Options(id)
 	o.Metadata = map[string]string{AddrKey: n.addr}
+	var newErr error
 	ck, err := c.kit.TryStart(o, func(ck *clusterkit.ClusterKit) {
-		n.st = New(ck, opts)
+		if n.st, newErr = New(ck, opts); newErr != nil {
+			return
+		}
 		n.srv = &http.Server{Handler: n.st.Handler()}
 		go func() { defer close(n.done); n.srv.Serve(l) }()
 	})
+	if err == nil && newErr != nil {
+		c.kit.Stop(id)
+		l.Close()
+		c.t.Fatalf("start %s: %v", id, newErr)
+	}
 	if err != nil {
 		if n.st != nil {
 			n.st.Close()

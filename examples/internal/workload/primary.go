@@ -45,8 +45,8 @@ func (p *Primary) Get(ctx context.Context, key string) (string, bool, error) {
 	return e.Value, true, nil
 }
 
-// retry runs op through Client.Do until it succeeds, fails for good (bad request, not found)
-// or ctx ends.
+// retry runs op through Client.Do until it succeeds, fails for good (bad request, not found,
+// a refused token or size) or ctx ends.
 func (p *Primary) retry(ctx context.Context, key string, op func(context.Context, client.Node) error) error {
 	backoff := 5 * time.Millisecond
 	for {
@@ -56,7 +56,8 @@ func (p *Primary) retry(ctx context.Context, key string, op func(context.Context
 			}
 			return op(ctx, n)
 		})
-		if err == nil || errors.Is(err, store.ErrBadRequest) || errors.Is(err, store.ErrNotFound) {
+		if err == nil || errors.Is(err, store.ErrBadRequest) || errors.Is(err, store.ErrNotFound) ||
+			errors.Is(err, store.ErrUnauthorized) || errors.Is(err, store.ErrTooLarge) {
 			return err
 		}
 		select {

@@ -20,6 +20,11 @@
 //	PUT /kv/{key}?replica=1  store a copy sent by the partition's primary
 //	GET /kv/{key}            read a value, routed like Get
 //
+// With the cluster's join token ($JOIN_TOKEN, or -token, which wins) every request needs
+// "Authorization: Bearer <token>" (401 otherwise), and the nodes send it to each other; without
+// one the API is open, and a node listening beyond the loopback interface says so at start. A
+// value is limited to -max-value-bytes (1 MiB; 413 beyond).
+//
 // The data lives in memory only, and partitions are not copied when they move (a real store
 // would copy them in an OnPartitionChange hook): this is the routing half of a store.
 package main
@@ -41,6 +46,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/clusterkit-go/clusterkit/examples/internal/store"
 	"github.com/clusterkit-go/clusterkit/pkg/clusterkit"
 )
 
@@ -51,7 +57,6 @@ const (
 	// refuses it, but never forwards it again, so two nodes whose maps briefly differ cannot
 	// bounce a request between them.
 	forwardedHeader = "X-KV-Forwarded-By"
-	maxValueBytes   = 1 << 20
 )
 
 // errNotFound is returned by Get for a key that was never stored.
@@ -67,7 +72,11 @@ type KVStore struct {
 	data map[string]string
 	mu   sync.RWMutex
 
+	// client sends the cluster's token, when there is one, on the calls to the other nodes.
 	client *http.Client
+	// token guards Handler; maxValue bounds a value, in bytes.
+	token    string
+	maxValue int
 	// replication tracks the copies sent to replicas in the background, so that the program
 	// waits for them before it exits.
 	replication sync.WaitGroup
@@ -193,7 +202,7 @@ func (kv *KVStore) call(method string, node *clusterkit.Node, key, query, body s
 		return "", fmt.Errorf("%s %s: %w", method, node.ID, err)
 	}
 	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxValueBytes))
+	b, err := io.ReadAll(io.LimitReader(resp.Body, int64(kv.maxValue)))
 	if err != nil {
 		return "", fmt.Errorf("%s %s: %w", method, node.ID, err)
 	}
@@ -206,19 +215,23 @@ func (kv *KVStore) call(method string, node *clusterkit.Node, key, query, body s
 	return string(b), nil
 }
 
-// Handler serves the node's data API (see the package comment).
+// Handler serves the node's data API (see the package comment), behind the token check.
 func (kv *KVStore) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("PUT /kv/{key}", kv.handlePut)
 	mux.HandleFunc("GET /kv/{key}", kv.handleGet)
-	return mux
+	return store.RequireToken(kv.token, mux)
 }
 
 func (kv *KVStore) handlePut(w http.ResponseWriter, r *http.Request) {
 	key := r.PathValue("key")
-	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxValueBytes))
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(kv.maxValue)))
+	if mbe := (*http.MaxBytesError)(nil); errors.As(err, &mbe) {
+		store.WriteError(w, fmt.Errorf("%w: value over the limit of %d bytes (-max-value-bytes)", store.ErrTooLarge, kv.maxValue))
+		return
+	}
 	if err != nil {
-		http.Error(w, err.Error(), http.StatusRequestEntityTooLarge)
+		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
 	forwarded := r.Header.Get(forwardedHeader) != ""
@@ -270,7 +283,16 @@ func run() error {
 	dataDir := flag.String("data-dir", "", "directory for the node's data (default <temp dir>/clusterkit/<id>)")
 	replication := flag.Int("replication", 0, "copies of each partition, set when the cluster is created (default 3)")
 	serve := flag.Bool("serve", false, "keep serving after the example's writes and read, until SIGINT or SIGTERM")
+	tokenFlag := flag.String("token", "", "the cluster's join token, required from clients and nodes as \"Authorization: Bearer <token>\" (default $"+store.TokenEnv+", which keeps it out of the process list; none: the data API is open)")
+	maxValue := flag.Int("max-value-bytes", store.DefaultMaxValueBytes, "largest value accepted, in bytes")
 	flag.Parse()
+	token, err := store.ResolveToken(*tokenFlag)
+	if err != nil {
+		return err
+	}
+	if *maxValue <= 0 {
+		return fmt.Errorf("-max-value-bytes %d: want a positive number", *maxValue)
+	}
 
 	// The data API listens first, so that its address can be published with the node.
 	l, err := net.Listen("tcp", *kvAddr)
@@ -278,6 +300,10 @@ func run() error {
 		return err
 	}
 	defer l.Close()
+	if token == "" && !store.Loopback(l.Addr()) {
+		log.Printf("INSECURE: no join token (%s or -token) while the data API listens on %s, beyond the loopback interface: "+
+			"anyone who reaches it can write and read; set the same token on every node and client", store.TokenEnv, l.Addr())
+	}
 
 	ck, err := clusterkit.NewClusterKit(clusterkit.Options{
 		NodeID:            *id,
@@ -292,9 +318,11 @@ func run() error {
 	}
 
 	kv := &KVStore{
-		ck:     ck,
-		data:   make(map[string]string),
-		client: &http.Client{Timeout: 5 * time.Second},
+		ck:       ck,
+		data:     make(map[string]string),
+		client:   store.TokenClient(&http.Client{Timeout: 5 * time.Second}, token),
+		token:    token,
+		maxValue: *maxValue,
 	}
 	srv := &http.Server{Handler: kv.Handler(), ReadHeaderTimeout: 5 * time.Second}
 	served := make(chan error, 1)

@@ -14,8 +14,11 @@
 // -route-timeout; a client sees the failover as a slower answer, not an error.
 //
 // Answers: 200 {"key","value","version","node"} (node: the primary that served it); 404
-// not_found; 400 bad_request; 503 (or the primary's own error) when no primary answered in time.
-// GET /kv/stats counts the requests served as primary, forwarded and retried.
+// not_found; 400 bad_request; 413 too_large (a value over -max-value-bytes, 1 MiB by default);
+// 401 unauthorized when the cluster has a join token and the request does not carry it
+// (curl -H "Authorization: Bearer $JOIN_TOKEN" ...); 503 (or the primary's own error) when no
+// primary answered in time. GET /kv/stats counts the requests served as primary, forwarded and
+// retried. A forwarded request carries the token too.
 //
 // Flags: see examples/internal/kvnode, plus -route-timeout.
 package main
@@ -49,7 +52,7 @@ func main() {
 	routeTimeout := fs.Duration("route-timeout", 15*time.Second, "how long a node keeps retrying to reach a key's primary")
 	fs.Parse(os.Args[1:])
 	err := kvnode.Run(cfg, store.Sync, func(n *kvnode.Node) {
-		r := &router{node: n, timeout: *routeTimeout, httpc: &http.Client{Timeout: 5 * time.Second}}
+		r := &router{node: n, timeout: *routeTimeout, httpc: n.HTTP}
 		n.Mux.HandleFunc("POST /kv/set", r.set)
 		n.Mux.HandleFunc("GET /kv/get", r.get)
 		n.Mux.HandleFunc("GET /kv/stats", r.stats)
@@ -69,7 +72,7 @@ type router struct {
 }
 
 func (r *router) set(w http.ResponseWriter, req *http.Request) {
-	put, err := store.ReadPut(w, req)
+	put, err := r.node.Store.ReadPut(w, req)
 	if err != nil {
 		store.WriteError(w, err)
 		return
@@ -163,9 +166,15 @@ func (r *router) route(w http.ResponseWriter, req *http.Request, key string,
 }
 
 // retryable reports whether another attempt, after the map has had time to change, may
-// succeed: everything but a bad request, a missing key and a cancelled client.
+// succeed: everything but a bad request, a missing key, a cancelled client, and a refusal of the
+// token or of the size, which no change of the map cures.
 func retryable(err error) bool {
-	return !errors.Is(err, store.ErrBadRequest) && !errors.Is(err, store.ErrNotFound) && !errors.Is(err, context.Canceled)
+	for _, final := range []error{store.ErrBadRequest, store.ErrNotFound, context.Canceled, store.ErrUnauthorized, store.ErrTooLarge} {
+		if errors.Is(err, final) {
+			return false
+		}
+	}
+	return true
 }
 
 func (r *router) stats(w http.ResponseWriter, _ *http.Request) {

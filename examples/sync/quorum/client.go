@@ -76,6 +76,17 @@ func (e *QuorumError) Error() string {
 	return msg + ": " + strings.Join(parts, "; ")
 }
 
+// final reports whether a node refused the round for a reason that another round does not
+// cure: the client's token, or the size of the value.
+func (e *QuorumError) final() bool {
+	for _, err := range e.Failed {
+		if errors.Is(err, store.ErrUnauthorized) || errors.Is(err, store.ErrTooLarge) {
+			return true
+		}
+	}
+	return false
+}
+
 // answer is one node's reply in a round.
 type answer struct {
 	node    client.Node
@@ -86,7 +97,9 @@ type answer struct {
 
 // Set writes key = value to every holder and copying node of key's partition, in parallel, and
 // returns once a majority of the holders and every copying node stored it. A round that falls
-// short is retried with the client's newest map until ctx ends.
+// short is retried with the client's newest map until ctx ends, unless a node refused the
+// client's token (401) or the value's size (413). The token comes with the KV's HTTP client
+// (store.TokenClient).
 func (kv *KV) Set(ctx context.Context, key, value string) error {
 	return kv.retry(ctx, func() error { return kv.write(ctx, key, value) })
 }
@@ -111,7 +124,7 @@ func (kv *KV) retry(ctx context.Context, round func() error) error {
 			return nil
 		}
 		var qe *QuorumError
-		if !errors.As(err, &qe) {
+		if !errors.As(err, &qe) || qe.final() {
 			return err
 		}
 		kv.Retries.Add(1)

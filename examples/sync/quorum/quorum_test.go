@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -31,8 +32,10 @@ type node struct {
 
 // cluster is a clustertest cluster with the store and this package's endpoints on every node.
 type cluster struct {
-	t     *testing.T
-	kit   *clustertest.Cluster
+	t   *testing.T
+	kit *clustertest.Cluster
+	// token is the nodes' join token; none when empty.
+	token string
 	mu    sync.Mutex
 	nodes map[string]*node
 }
@@ -60,14 +63,22 @@ func (c *cluster) start(id string) *node {
 	n := &node{id: id, done: make(chan struct{})}
 	o := c.kit.Options(id)
 	o.Metadata = map[string]string{store.AddrKey: l.Addr().String()}
+	var newErr error
 	ck, err := c.kit.TryStart(o, func(ck *clusterkit.ClusterKit) {
-		n.st = store.New(ck, store.Options{})
+		if n.st, newErr = store.New(ck, store.Options{Token: c.token}); newErr != nil {
+			return
+		}
 		mux := http.NewServeMux()
 		mux.Handle("/store/", n.st.Handler())
 		mux.Handle("/sync/", Handler(ck, n.st))
-		n.srv = &http.Server{Handler: mux}
+		n.srv = &http.Server{Handler: store.RequireToken(c.token, mux)}
 		go func() { defer close(n.done); n.srv.Serve(l) }()
 	})
+	if err == nil && newErr != nil {
+		c.kit.Stop(id)
+		l.Close()
+		c.t.Fatalf("start %s: %v", id, newErr)
+	}
 	if err != nil {
 		if n.st != nil {
 			n.st.Close()
@@ -191,5 +202,90 @@ func TestWriteFromAStaleMapIsRefused(t *testing.T) {
 	req.Targets = []string{"node-1", "node-2"}
 	if err := store.Call(context.Background(), httpc, http.MethodPost, n.ck.GetPrimary(p).Metadata[store.AddrKey], WritePath, nil, req, nil); err != nil {
 		t.Fatalf("write to both: %v", err)
+	}
+}
+
+// With a token, the quorum endpoints refuse a request without it (401, before reading it) and
+// a value over the limit (413); a KV whose HTTP client sends the token writes and reads.
+func TestTokenAndValueLimit(t *testing.T) {
+	const token = "quorum-test-token-0123456789"
+	c := newCluster(t)
+	c.token = token
+	n := c.start("node-1")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cl, err := client.New(ctx, client.Config{Seeds: []string{n.ck.AdvertiseAddr()}, ClusterName: c.kit.Name()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	plain := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{}}
+	defer plain.CloseIdleConnections()
+	httpc := store.TokenClient(plain, token)
+	kv := NewKV(cl, httpc, "test-client")
+	defer kv.Close()
+	if err := kv.Set(ctx, "k", "v"); err != nil {
+		t.Fatalf("Set with the token: %v", err)
+	}
+	if got, found, err := kv.Get(ctx, "k"); err != nil || !found || got != "v" {
+		t.Fatalf("Get with the token: %q, %v, %v; want v", got, found, err)
+	}
+
+	// Refused for want of the token or for the size, a round is not retried: Set fails at once.
+	noToken := NewKV(cl, plain, "no-token")
+	defer noToken.Close()
+	for _, tt := range []struct {
+		name  string
+		kv    *KV
+		value string
+		want  error
+	}{
+		{"without the token", noToken, "v", store.ErrUnauthorized},
+		{"a value over the limit", kv, strings.Repeat("x", store.DefaultMaxValueBytes+1), store.ErrTooLarge},
+	} {
+		short, cancelShort := context.WithTimeout(ctx, 5*time.Second)
+		err := tt.kv.Set(short, "k", tt.value)
+		var qe *QuorumError
+		if !errors.As(err, &qe) || !errors.Is(qe.Failed["node-1"], tt.want) || short.Err() != nil {
+			t.Errorf("Set %s: %v, want a refusal of node-1 (%v) at once", tt.name, err, tt.want)
+		}
+		cancelShort()
+	}
+
+	p, err := n.ck.GetPartition("k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	write := func(value string) WriteRequest {
+		return WriteRequest{
+			ReplicateRequest: store.ReplicateRequest{Partition: p.ID, PrimaryEpoch: p.PrimaryEpoch, MapEpoch: p.Epoch, From: "test",
+				Entries: []store.Entry{{Key: "k", Value: value, Version: store.Version{Epoch: p.PrimaryEpoch, Seq: 1}}}},
+			Targets: []string{"node-1"},
+		}
+	}
+	addr := n.ck.GetPrimary(p).Metadata[store.AddrKey]
+	tests := []struct {
+		name   string
+		httpc  *http.Client
+		path   string
+		body   any
+		status int
+	}{
+		{"write without the token", plain, WritePath, write("w"), http.StatusUnauthorized},
+		{"read without the token", plain, ReadPath, ReadRequest{Key: "k", MapEpoch: p.Epoch, Targets: []string{"node-1"}}, http.StatusUnauthorized},
+		{"write of a value over the limit", httpc, WritePath, write(strings.Repeat("x", store.DefaultMaxValueBytes+1)), http.StatusRequestEntityTooLarge},
+		{"write of a value at the limit", httpc, WritePath, write(strings.Repeat("x", store.DefaultMaxValueBytes)), http.StatusOK},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := store.Call(ctx, tt.httpc, http.MethodPost, addr, tt.path, nil, tt.body, nil)
+			var ae *store.APIError
+			switch {
+			case tt.status == http.StatusOK && err != nil:
+				t.Errorf("answered %v, want 200", err)
+			case tt.status != http.StatusOK && (!errors.As(err, &ae) || ae.Status != tt.status):
+				t.Errorf("answered %v, want %d", err, tt.status)
+			}
+		})
 	}
 }

@@ -20,7 +20,6 @@ package quorum
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"slices"
@@ -35,9 +34,6 @@ const (
 	WritePath = "/sync/write"
 	ReadPath  = "/sync/read"
 )
-
-// maxBody bounds a request body.
-const maxBody = 1 << 20
 
 // mapWait bounds how long a request waits for this node's map to reach the client's epoch.
 const mapWait = 3 * time.Second
@@ -64,12 +60,15 @@ type ReadResponse struct {
 	Entry store.Entry `json:"entry"`
 }
 
-// Handler serves WritePath and ReadPath for the node ck and its store st.
+// Handler serves WritePath and ReadPath for the node ck and its store st. Bodies are bounded by
+// the store's limits (st.Decode), and a written value is checked against them (st.Apply): 413
+// too_large. It checks no token: serve it behind store.RequireToken, as examples/internal/kvnode
+// does with the whole data API.
 func Handler(ck *clusterkit.ClusterKit, st *store.Store) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST "+WritePath, func(w http.ResponseWriter, r *http.Request) {
 		var req WriteRequest
-		if err := decode(w, r, &req); err != nil {
+		if err := st.Decode(w, r, &req); err != nil {
 			store.WriteError(w, err)
 			return
 		}
@@ -85,7 +84,7 @@ func Handler(ck *clusterkit.ClusterKit, st *store.Store) http.Handler {
 	})
 	mux.HandleFunc("POST "+ReadPath, func(w http.ResponseWriter, r *http.Request) {
 		var req ReadRequest
-		if err := decode(w, r, &req); err != nil {
+		if err := st.Decode(w, r, &req); err != nil {
 			store.WriteError(w, err)
 			return
 		}
@@ -155,15 +154,6 @@ func waitEpoch(ctx context.Context, ck *clusterkit.ClusterKit, e uint64) error {
 			return fmt.Errorf("%w: at map epoch %d, the client at %d", store.ErrMapBehind, ck.Epoch(), e)
 		case <-time.After(2 * time.Millisecond):
 		}
-	}
-	return nil
-}
-
-func decode(w http.ResponseWriter, r *http.Request, v any) error {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return fmt.Errorf("%w: body is not the expected JSON: %v", store.ErrBadRequest, err)
 	}
 	return nil
 }
