@@ -120,15 +120,27 @@ func (ck *ClusterKit) connect(ctx context.Context) error {
 			Logger:               ck.env.log.Named("etcd-client").WithOptions(zap.IncreaseLevel(zap.ErrorLevel)),
 		})
 		if err != nil {
+			// With a user name, clientv3.New authenticates: a wrong password fails here.
+			if aerr := ck.accessError(endpoints, err); aerr != nil {
+				return aerr
+			}
 			return fmt.Errorf("clusterkit: etcd client for %v%s: %w", endpoints, tlsHint(endpoints, ck.env.opts.EtcdTLS), err)
 		}
 		ck.env.client = c
 		ck.ownClient = true
 	}
-	// clientv3.New does not wait for a connection: prove etcd answers before going on.
+	// clientv3.New does not wait for a connection: prove that etcd answers and lets this node
+	// read and write the cluster's keys before going on (see probeAccess).
 	pctx, cancel := context.WithTimeout(ctx, ck.env.opts.EtcdDialTimeout)
 	defer cancel()
-	if _, err := ck.env.client.Get(pctx, ck.env.schema.Config()); err != nil {
+	if err := ck.probeAccess(pctx); err != nil {
+		if aerr := ck.accessError(ck.env.client.Endpoints(), err); aerr != nil {
+			return aerr
+		}
+		if isNoSpace(err) {
+			return fmt.Errorf("clusterkit: etcd at %v refuses writes for want of space (NOSPACE alarm): compact, defragment, then disarm the alarm: %w",
+				ck.env.client.Endpoints(), err)
+		}
 		return fmt.Errorf("clusterkit: etcd at %v does not answer within EtcdDialTimeout (%v)%s: %w",
 			ck.env.client.Endpoints(), ck.env.opts.EtcdDialTimeout, tlsHint(endpoints, ck.env.opts.EtcdTLS), err)
 	}

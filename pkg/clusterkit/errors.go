@@ -19,6 +19,13 @@ var (
 	// ErrUnknownPartition is returned for a partition ID that is not partition-<n> with n below
 	// the partition count.
 	ErrUnknownPartition = errors.New("clusterkit: unknown partition")
+	// ErrEtcdAuthFailed is wrapped by the error of Start when etcd refuses the node's user name
+	// and password (EtcdUsername, EtcdPassword), or requires authentication and none is set.
+	ErrEtcdAuthFailed = errors.New("clusterkit: etcd authentication failed")
+	// ErrEtcdPermissionDenied is wrapped by the error of Start when the node's etcd user may not
+	// read and write every key under the cluster's prefix, /clusterkit/<ClusterName>/: its role
+	// must grant readwrite on that prefix. The message names the prefix.
+	ErrEtcdPermissionDenied = errors.New("clusterkit: etcd permission denied")
 )
 
 // NodeIDInUseError is returned by Start when another live process is registered under the same
