@@ -386,6 +386,8 @@ func (c *config) explain(err error) error {
 	var mismatch *clusterkit.ConfigMismatchError
 	if errors.As(err, &mismatch) {
 		field = mismatch.Setting
+	} else if errors.Is(err, clusterkit.ErrEtcdAuthFailed) {
+		field = "EtcdUsername/EtcdPassword"
 	} else if rest, ok := strings.CutPrefix(err.Error(), clusterkit.ErrInvalidOptions.Error()+": "); ok {
 		field, _, _ = strings.Cut(rest, ":")
 	}

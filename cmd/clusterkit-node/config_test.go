@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -291,6 +292,11 @@ func TestExplainOptionsErrors(t *testing.T) {
 	mismatch := &clusterkit.ConfigMismatchError{Setting: "PartitionCount", Local: 32, Cluster: 64}
 	if got := c.explain(mismatch).Error(); !strings.HasPrefix(got, "PARTITION_COUNT: clusterkit: PartitionCount is 32 here") {
 		t.Errorf("config mismatch explained as %q", got)
+	}
+	refused := fmt.Errorf("%w: etcd at [http://etcd:2379] refuses user %q with this password", clusterkit.ErrEtcdAuthFailed, "ck")
+	if got := c.explain(refused); !strings.HasPrefix(got.Error(), "ETCD_USERNAME, ETCD_PASSWORD: clusterkit: etcd authentication failed") ||
+		!errors.Is(got, clusterkit.ErrEtcdAuthFailed) {
+		t.Errorf("credentials etcd refuses explained as %q, want it to name ETCD_USERNAME and ETCD_PASSWORD", got)
 	}
 }
 

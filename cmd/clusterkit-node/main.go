@@ -80,7 +80,8 @@
 // run it as its HEALTHCHECK; every other setting is ignored.
 //
 // A missing or invalid setting is reported on stderr, naming the variable or flag, and the
-// command exits with status 2; every problem is listed at once. The node logs JSON (zap's
+// command exits with status 2; every problem is listed at once. So is a user name or password
+// that etcd refuses at start (ETCD_USERNAME, ETCD_PASSWORD). The node logs JSON (zap's
 // production format) to stderr. Once Start has returned it prints one line on stdout:
 //
 //	ready <node-id> <advertise-addr>
@@ -243,7 +244,7 @@ func run(args []string, lookupEnv func(string) (string, bool), stdout, stderr io
 	case err := <-started:
 		if err != nil {
 			var mismatch *clusterkit.ConfigMismatchError
-			if errors.As(err, &mismatch) {
+			if errors.As(err, &mismatch) || errors.Is(err, clusterkit.ErrEtcdAuthFailed) {
 				fmt.Fprintf(stderr, "clusterkit-node: invalid settings:\n  %v\n", cfg.explain(err))
 				return exitConfig
 			}

@@ -2,11 +2,15 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"flag"
 	"os"
 	"strings"
 	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/clusterkit-go/clusterkit/internal/etcdtest"
 )
@@ -42,6 +46,52 @@ func TestRunExitStatus(t *testing.T) {
 	}
 	if _, err := parseConfig(env{}.lookup, []string{"-help"}); !errors.Is(err, flag.ErrHelp) {
 		t.Errorf("-help: %v, want flag.ErrHelp", err)
+	}
+}
+
+// A user name or password that etcd refuses is an invalid setting: run exits with status 2 and
+// names the variables, as it does for any other invalid setting.
+func TestRunEtcdRefusesCredentials(t *testing.T) {
+	srv := etcdtest.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// Authentication on, with a root user only. Users without a password cost no bcrypt hashing,
+	// which the race detector slows down to seconds, and etcd refuses an unknown user as it
+	// refuses a wrong password.
+	steps := []struct {
+		what string
+		do   func() error
+	}{
+		{"add user root", func() error {
+			_, err := srv.Client.UserAddWithOptions(ctx, "root", "", &clientv3.UserAddOptions{NoPassword: true})
+			return err
+		}},
+		{"grant root to root", func() error { _, err := srv.Client.UserGrantRole(ctx, "root", "root"); return err }},
+		{"enable auth", func() error { _, err := srv.Client.AuthEnable(ctx); return err }},
+	}
+	for _, s := range steps {
+		if err := s.do(); err != nil {
+			t.Fatalf("etcd auth setup: %s: %v", s.what, err)
+		}
+	}
+	e := env{
+		"NODE_ID":        "node-1",
+		"HTTP_ADDR":      "127.0.0.1:0",
+		"DATA_DIR":       t.TempDir(),
+		"ETCD_ENDPOINTS": strings.Join(srv.Member.Endpoints(), ","),
+		"ETCD_USERNAME":  "ck",
+		"ETCD_PASSWORD":  "some-password",
+	}
+	var stdout, stderr bytes.Buffer
+	if got := run(nil, e.lookup, &stdout, &stderr); got != exitConfig {
+		t.Errorf("status %d, want %d; stderr:\n%s", got, exitConfig, &stderr)
+	}
+	want := "clusterkit-node: invalid settings:\n  ETCD_USERNAME, ETCD_PASSWORD: clusterkit: etcd authentication failed: "
+	if !strings.HasPrefix(stderr.String(), want) {
+		t.Errorf("stderr:\n%s\nwant it to start with %q", &stderr, want)
+	}
+	if stdout.Len() != 0 {
+		t.Errorf("stdout: %q; want nothing", &stdout)
 	}
 }
 
