@@ -98,6 +98,25 @@ func TestSecureMode(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 
+	// A client that knows only a seed and the token, or the CA's hash, learns the CA and pins
+	// it; a wrong token or hash is refused.
+	for _, pin := range []string{secureToken, ca.Hash()} {
+		discovered, err := client.DiscoverCA(ctx, nodes[2].addr, pin)
+		if err != nil {
+			t.Fatalf("DiscoverCA with %.12s…: %v", pin, err)
+		}
+		dc, err := client.New(ctx, client.Config{Seeds: []string{nodes[2].addr}, TLS: discovered})
+		if err != nil {
+			t.Fatalf("client with the CA discovered by %.12s…: %v", pin, err)
+		}
+		dc.Close()
+	}
+	for _, pin := range []string{"wrong-token-of-enough-length", "sha256:" + strings.Repeat("0", 64)} {
+		if _, err := client.DiscoverCA(ctx, nodes[2].addr, pin); err == nil || !strings.Contains(err.Error(), "refusing to trust") {
+			t.Errorf("DiscoverCA with %.12s…: %v, want a refusal", pin, err)
+		}
+	}
+
 	// The join API: 401 without the token or with a wrong one, the join info with it.
 	for _, tok := range []string{"", "wrong-token-of-enough-length"} {
 		code, body := secureGet(t, verified, "https://"+n1.addr+"/cluster/join", tok)
