@@ -296,6 +296,10 @@ func (ck *ClusterKit) handleHealth(w http.ResponseWriter, r *http.Request) {
 		h.Status, code = "no partition map yet", http.StatusServiceUnavailable
 	case left <= 0:
 		h.Status, code = "lease not renewed: etcd unreachable?", http.StatusServiceUnavailable
+	case h.Fenced:
+		// The lease was lost and the node registers again: it claims no role until it has read
+		// the map under its new lease.
+		h.Status, code = "lease lost: registering again", http.StatusServiceUnavailable
 	}
 	writeJSON(w, code, h)
 }
