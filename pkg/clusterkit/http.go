@@ -319,23 +319,34 @@ func fetchJoinInfo(ctx context.Context, addr string, s *secure, clientTLS *tls.C
 		httpc = &http.Client{Transport: &http.Transport{TLSClientConfig: clientTLS}}
 		defer httpc.CloseIdleConnections()
 	}
-	var lastErr error
-	// The node being joined may itself be starting: retry until ctx ends.
+	var info *wire.JoinInfo
+	err := retryJoinAddr(ctx, addr, "", func() (err error) {
+		info, err = getJoinInfo(ctx, httpc, url, token)
+		return err
+	})
+	return info, err
+}
+
+// retryJoinAddr calls ask until it succeeds or ctx ends, waiting a little longer after each
+// failure (up to a second): the node at JoinAddr may itself be starting. The error names addr,
+// the attempts and hint.
+func retryJoinAddr(ctx context.Context, addr, hint string, ask func() error) error {
 	for attempt := 0; ; attempt++ {
-		info, err := getJoinInfo(ctx, httpc, url, token)
+		err := ask()
 		if err == nil {
-			return info, nil
+			return nil
 		}
-		lastErr = err
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("clusterkit: JoinAddr %s: %w (after %d attempts)", addr, lastErr, attempt+1)
+			return fmt.Errorf("clusterkit: JoinAddr %s: %w (after %d attempts%s)", addr, err, attempt+1, hint)
 		case <-time.After(min(time.Duration(attempt+1)*100*time.Millisecond, time.Second)):
 		}
 	}
 }
 
-func getJoinInfo(ctx context.Context, httpc *http.Client, url, token string) (*wire.JoinInfo, error) {
+// getBody GETs url with httpc, token as a bearer token when not empty, and returns the body of a
+// 200 answer, at most maxJoinInfoBytes of it.
+func getBody(ctx context.Context, httpc *http.Client, url, token string) ([]byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return nil, err
@@ -354,6 +365,14 @@ func getJoinInfo(ctx context.Context, httpc *http.Client, url, token string) (*w
 	}
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("GET %s: %s: %s", url, resp.Status, strings.TrimSpace(string(body)))
+	}
+	return body, nil
+}
+
+func getJoinInfo(ctx context.Context, httpc *http.Client, url, token string) (*wire.JoinInfo, error) {
+	body, err := getBody(ctx, httpc, url, token)
+	if err != nil {
+		return nil, err
 	}
 	var info wire.JoinInfo
 	if err := json.Unmarshal(body, &info); err != nil {

@@ -228,46 +228,25 @@ func (s *secure) discoverCA(ctx context.Context, joinAddr string) (*pki.CA, erro
 	// Not verified: the CA is what is being learned. Nothing secret is sent.
 	httpc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}, Timeout: 10 * time.Second}
 	defer httpc.CloseIdleConnections()
-	var last error
-	for attempt := 0; ; attempt++ {
-		var ans wire.CAInfo
-		last = getJSON(ctx, httpc, "https://"+joinAddr+"/cluster/ca", &ans)
-		if last == nil {
-			if !pki.CheckProof(s.token, []byte(ans.CA), ans.Proof) {
-				return nil, fmt.Errorf("clusterkit: JoinAddr %s does not prove that it knows the join token: JoinToken is not the cluster's (or that address is not a node of the cluster); refusing to trust its CA", joinAddr)
-			}
-			ca, err := pki.ParseCA([]byte(ans.CA), nil)
-			if err != nil {
-				return nil, fmt.Errorf("clusterkit: JoinAddr %s: %w", joinAddr, err)
-			}
-			return ca, nil
+	var ans wire.CAInfo
+	err := retryJoinAddr(ctx, joinAddr, "; a node in secure mode serves https", func() error {
+		body, err := getBody(ctx, httpc, "https://"+joinAddr+"/cluster/ca", "")
+		if err == nil {
+			err = json.Unmarshal(body, &ans)
 		}
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("clusterkit: JoinAddr %s: %w (after %d attempts; a node in secure mode serves https)", joinAddr, last, attempt+1)
-		case <-time.After(min(time.Duration(attempt+1)*100*time.Millisecond, time.Second)):
-		}
-	}
-}
-
-func getJSON(ctx context.Context, httpc *http.Client, url string, v any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
 		return err
-	}
-	resp, err := httpc.Do(req)
+	})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxJoinInfoBytes))
+	if !pki.CheckProof(s.token, []byte(ans.CA), ans.Proof) {
+		return nil, fmt.Errorf("clusterkit: JoinAddr %s does not prove that it knows the join token: JoinToken is not the cluster's (or that address is not a node of the cluster); refusing to trust its CA", joinAddr)
+	}
+	ca, err := pki.ParseCA([]byte(ans.CA), nil)
 	if err != nil {
-		return err
+		return nil, fmt.Errorf("clusterkit: JoinAddr %s: %w", joinAddr, err)
 	}
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s: %s", url, resp.Status, strings.TrimSpace(string(b)))
-	}
-	return json.Unmarshal(b, v)
+	return ca, nil
 }
 
 // pinned is a client TLS configuration that trusts the certificates the pool's CA signed,
