@@ -158,6 +158,19 @@ func TestEmbeddedBootstrapJoinAndHTTP(t *testing.T) {
 	if post.StatusCode != http.StatusMethodNotAllowed {
 		t.Fatalf("POST /cluster: %s, want 405", post.Status)
 	}
+	// Without a join token: no CA to hand out, and POST /cluster/join (secure mode's signing
+	// request) is refused like any other write.
+	if resp, body := httpGet(t, base+"/cluster/ca", nil); resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("GET /cluster/ca without secure mode: %s %s, want 404", resp.Status, body)
+	}
+	post, err = http.Post(base+"/cluster/join", "application/json", strings.NewReader(`{}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	post.Body.Close()
+	if post.StatusCode != http.StatusMethodNotAllowed {
+		t.Fatalf("POST /cluster/join without secure mode: %s, want 405", post.Status)
+	}
 	resp, _ = httpGet(t, base+"/nope", nil)
 	if resp.StatusCode != http.StatusNotFound {
 		t.Fatalf("GET /nope: %s", resp.Status)
