@@ -52,7 +52,7 @@ func (c *cluster) settle(n int, except ...string) {
 	c.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if _, err := report.Settled(ctx, c.httpc, c.seed.Addr, n); err != nil {
+	if _, err := report.Settled(ctx, &report.ClusterKit{HTTP: c.httpc}, c.seed.Addr, n); err != nil {
 		c.t.Fatal(err)
 	}
 	for _, addr := range c.live(except...) {
@@ -129,7 +129,7 @@ func TestJoinKillAndStalePrimary(t *testing.T) {
 	// Through the lease expiry (2s) and the promotions: the writes stop once the seed's map no
 	// longer lists node-3, and a moment later.
 	failover, cancelFailover := context.WithTimeout(context.Background(), 30*time.Second)
-	_, err = report.WaitMap(failover, c.httpc, c.seed.Addr, report.Without("node-3"))
+	_, err = report.WaitMap(failover, &report.ClusterKit{HTTP: c.httpc}, c.seed.Addr, report.Without("node-3"))
 	cancelFailover()
 	if err != nil {
 		t.Fatal(err)

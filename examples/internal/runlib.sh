@@ -15,7 +15,8 @@
 # Settings from the environment: NODES (6 to 10, default 8), BASE_PORT (default 7100: node i
 # listens on BASE_PORT+i for ClusterKit and BASE_PORT+100+i for data; nodes 1 to 3 run etcd
 # on BASE_PORT+10000+i and BASE_PORT+20000+i), LEASE_TTL (default 2s), and JOIN_TOKEN: when set,
-# every node and the load generator read it, and the data APIs require it (see the READMEs).
+# every node and the load generator read it, the data APIs require it, and ClusterKit runs in
+# its secure mode (its API over https with the cluster's CA; see the READMEs).
 
 NODES=${NODES:-8}
 BASE_PORT=${BASE_PORT:-7100}

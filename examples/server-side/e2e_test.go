@@ -31,6 +31,7 @@ func TestJoinAndKillDuringWrites(t *testing.T) {
 	bin := proctest.Build(t, "github.com/clusterkit-go/clusterkit/examples/server-side/server")
 	httpc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{}}
 	defer httpc.CloseIdleConnections()
+	ck := &report.ClusterKit{HTTP: httpc}
 
 	seed := proctest.StartNode(t, bin, "node-1", "", "")
 	nodes := []*proctest.Node{seed}
@@ -45,7 +46,7 @@ func TestJoinAndKillDuringWrites(t *testing.T) {
 			n.WaitNode(t)
 		}
 	}
-	settle(t, httpc, seed.Addr, 4)
+	settle(t, ck, seed.Addr, 4)
 
 	// The original README's request, to a node and read back through another.
 	body := `{"key":"test","value":"hello"}`
@@ -87,7 +88,7 @@ func TestJoinAndKillDuringWrites(t *testing.T) {
 	// Keep writing through the failover: the lease (2s) expires and node-3's partitions get new
 	// primaries; the writes stop once the seed's map no longer lists node-3, and a moment later.
 	failover, cancelFailover := context.WithTimeout(context.Background(), 30*time.Second)
-	_, err = report.WaitMap(failover, httpc, seed.Addr, report.Without(nodes[2].ID))
+	_, err = report.WaitMap(failover, ck, seed.Addr, report.Without(nodes[2].ID))
 	cancelFailover()
 	if err != nil {
 		t.Fatal(err)
@@ -103,7 +104,7 @@ func TestJoinAndKillDuringWrites(t *testing.T) {
 		t.Errorf("only %d writes acknowledged", res.Writes)
 	}
 
-	settle(t, httpc, seed.Addr, 4)
+	settle(t, ck, seed.Addr, 4)
 	live := &workload.AnyNode{Addrs: []string{nodes[0].KVAddr, nodes[1].KVAddr, nodes[3].KVAddr, joiner.KVAddr}, HTTP: httpc}
 	checkCtx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -123,11 +124,11 @@ func TestJoinAndKillDuringWrites(t *testing.T) {
 	proctest.Stop(t, 20*time.Second, nodes[0].Process, nodes[1].Process)
 }
 
-func settle(t *testing.T, httpc *http.Client, addr string, n int) {
+func settle(t *testing.T, ck *report.ClusterKit, addr string, n int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if _, err := report.Settled(ctx, httpc, addr, n); err != nil {
+	if _, err := report.Settled(ctx, ck, addr, n); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -135,7 +136,8 @@ func settle(t *testing.T, httpc *http.Client, addr string, n int) {
 // With the cluster's join token on every node ($JOIN_TOKEN, or -token) and the client, the
 // nodes refuse requests without it (401), values over 1 MiB (413), and still route, replicate
 // and copy a joining node's partitions in among themselves: every call between them carries
-// the token.
+// the token. ClusterKit runs in its secure mode with the same token: its API speaks https only,
+// with the cluster's CA, and its /cluster/join refuses a request without the token (401).
 func TestTokenAndValueLimit(t *testing.T) {
 	const token = "e2e-join-token-0123456789abcdef"
 	bin := proctest.Build(t, "github.com/clusterkit-go/clusterkit/examples/server-side/server")
@@ -153,7 +155,31 @@ func TestTokenAndValueLimit(t *testing.T) {
 	for _, n := range nodes[1:] {
 		n.WaitNode(t)
 	}
-	settle(t, httpc, seed.Addr, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	// ClusterKit runs in secure mode with the token: its API answers over https with the
+	// cluster's CA (learned from node-1, which proves it knows the token), not over plain http,
+	// and /cluster/join without the token answers 401.
+	ck, err := report.DialClusterKit(ctx, seed.Addr, token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ck.HTTP.CloseIdleConnections()
+	settle(t, ck, seed.Addr, 3)
+	if resp, err := plain.Get("http://" + nodes[1].Addr + "/cluster"); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			t.Errorf("GET http://%s/cluster (plain http): %s, want it refused", nodes[1].Addr, resp.Status)
+		}
+	}
+	resp, err := ck.HTTP.Post(ck.URL(nodes[1].Addr, "/cluster/join"), "application/json", strings.NewReader("{}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("POST %s without the token: %s, want 401", ck.URL(nodes[1].Addr, "/cluster/join"), resp.Status)
+	}
 
 	// Without the token: refused before anything is read or routed.
 	for _, r := range []struct{ method, path, body string }{
@@ -180,15 +206,13 @@ func TestTokenAndValueLimit(t *testing.T) {
 	}
 
 	// With it: a write through any node, at the value limit, and one byte over.
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
 	big := strings.Repeat("v", store.DefaultMaxValueBytes)
 	for _, n := range nodes {
 		if err := store.Call(ctx, httpc, http.MethodPost, n.KVAddr, "/kv/set", nil, store.PutRequest{Key: "big-" + n.ID, Value: big}, nil); err != nil {
 			t.Errorf("a 1 MiB value through %s: %v", n.ID, err)
 		}
 	}
-	err := store.Call(ctx, httpc, http.MethodPost, seed.KVAddr, "/kv/set", nil, store.PutRequest{Key: "k", Value: big + "v"}, nil)
+	err = store.Call(ctx, httpc, http.MethodPost, seed.KVAddr, "/kv/set", nil, store.PutRequest{Key: "k", Value: big + "v"}, nil)
 	var apiErr *store.APIError
 	if !errors.As(err, &apiErr) || apiErr.Status != http.StatusRequestEntityTooLarge || !strings.Contains(apiErr.Message, "limit of 1048576 bytes") {
 		t.Errorf("a value one byte over 1 MiB: %v, want 413 naming the limit", err)
@@ -204,7 +228,7 @@ func TestTokenAndValueLimit(t *testing.T) {
 	}()
 	time.Sleep(500 * time.Millisecond)
 	joiner := proctest.StartNode(t, bin, "node-4", "", seed.Addr)
-	settle(t, httpc, seed.Addr, 4)
+	settle(t, ck, seed.Addr, 4)
 	stopFeeding()
 	res := <-done
 	t.Logf("during the join, with the token:\n%s", res.Summary())

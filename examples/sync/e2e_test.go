@@ -53,7 +53,7 @@ func TestFailuresDuringWrites(t *testing.T) {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		c, err := report.WaitMap(ctx, httpc, observer.Addr, cond)
+		c, err := report.WaitMap(ctx, &report.ClusterKit{HTTP: httpc}, observer.Addr, cond)
 		if err != nil {
 			t.Fatalf("%s: %v", what, err)
 		}
@@ -63,7 +63,7 @@ func TestFailuresDuringWrites(t *testing.T) {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		c, err := report.Settled(ctx, httpc, observer.Addr, n)
+		c, err := report.Settled(ctx, &report.ClusterKit{HTTP: httpc}, observer.Addr, n)
 		if err != nil {
 			t.Fatal(err)
 		}

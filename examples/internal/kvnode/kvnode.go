@@ -63,7 +63,7 @@ func RegisterFlags(fs *flag.FlagSet) *Config {
 	fs.IntVar(&c.Partitions, "partitions", 0, "partition count, fixed when the cluster is created (default 64)")
 	fs.IntVar(&c.Replication, "replication", 0, "copies of each partition, fixed when the cluster is created (default 3)")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
-	fs.StringVar(&c.Token, "token", "", "the cluster's join token, required from clients and nodes as \"Authorization: Bearer <token>\" (default $"+store.TokenEnv+", which keeps it out of the process list; none: the data API is open)")
+	fs.StringVar(&c.Token, "token", "", "the cluster's join token: ClusterKit's secure mode (etcd and its HTTP API over TLS), and required from clients and nodes of the data API as \"Authorization: Bearer <token>\" (default $"+store.TokenEnv+", which keeps it out of the process list; none: plain http and an open data API)")
 	fs.IntVar(&c.MaxValueBytes, "max-value-bytes", store.DefaultMaxValueBytes, "largest value accepted, in bytes; request bodies are bounded to match (the same on every node)")
 	return c
 }
@@ -124,7 +124,8 @@ func Run(c *Config, mode store.Mode, routes func(*Node)) error {
 	ck, err := clusterkit.NewClusterKit(clusterkit.Options{
 		NodeID: c.ID, HTTPAddr: c.Addr, JoinAddr: c.Join, DataDir: c.DataDir, LeaseTTL: c.LeaseTTL,
 		PartitionCount: c.Partitions, ReplicationFactor: c.Replication, Logger: log,
-		Metadata: map[string]string{store.AddrKey: l.Addr().String()},
+		// With a token, ClusterKit's secure mode: etcd and its HTTP API over TLS, joins need it.
+		JoinToken: token, Metadata: map[string]string{store.AddrKey: l.Addr().String()},
 	})
 	if err != nil {
 		l.Close()

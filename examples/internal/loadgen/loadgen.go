@@ -9,7 +9,9 @@
 // run exits with status 1 if an operation failed or a read returned a stale value; check exits
 // with status 1 if a key does not hold its latest acknowledged value. How run and check reach
 // the cluster is the example's: its Client. Every request carries the cluster's join token,
-// from -token or $JOIN_TOKEN, when there is one.
+// from -token or $JOIN_TOKEN, when there is one; with it, the nodes' ClusterKit API (wait's
+// -cluster, the sync and async clients' -seeds) runs in secure mode and is reached over https,
+// trusting only the cluster's CA (report.ClusterKitTLS).
 package loadgen
 
 import (
@@ -29,9 +31,10 @@ import (
 type Client struct {
 	// Flags adds the client's own flags; nil for none.
 	Flags func(fs *flag.FlagSet)
-	// New builds the KV once the flags are parsed; nodes is the -nodes list. The returned
-	// function releases what New started.
-	New func(ctx context.Context, nodes report.Nodes, httpc *http.Client) (workload.KV, func(), error)
+	// New builds the KV once the flags are parsed; nodes is the -nodes list, httpc sends the
+	// cluster's join token token (none: empty), with which the nodes' ClusterKit API speaks
+	// https (report.ClusterKitTLS). The returned function releases what New started.
+	New func(ctx context.Context, nodes report.Nodes, httpc *http.Client, token string) (workload.KV, func(), error)
 }
 
 // Main runs the command named by args[1] and exits.
@@ -48,9 +51,11 @@ func Main(args []string, c Client) {
 	}
 	// httpc carries the token, so it is made once the flags are parsed, by parse.
 	var httpc *http.Client
+	var tok string
 	parse := func() {
 		fs.Parse(args[2:])
-		tok, err := store.ResolveToken(*token)
+		var err error
+		tok, err = store.ResolveToken(*token)
 		if err != nil {
 			fail(err)
 		}
@@ -61,7 +66,7 @@ func Main(args []string, c Client) {
 		if err != nil {
 			fail(err)
 		}
-		kv, closeKV, err := c.New(ctx, ns, httpc)
+		kv, closeKV, err := c.New(ctx, ns, httpc, tok)
 		if err != nil {
 			fail(err)
 		}
@@ -80,7 +85,11 @@ func Main(args []string, c Client) {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 		defer cancel()
-		c, err := report.Settled(ctx, httpc, *ckAddr, *n)
+		ck, err := report.DialClusterKit(ctx, *ckAddr, tok)
+		if err != nil {
+			fail(err)
+		}
+		c, err := report.Settled(ctx, ck, *ckAddr, *n)
 		if err != nil {
 			fail(err)
 		}

@@ -4,6 +4,8 @@ package report
 
 import (
 	"context"
+	"crypto/tls"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -12,13 +14,81 @@ import (
 	"time"
 
 	"github.com/clusterkit-go/clusterkit/examples/internal/store"
+	"github.com/clusterkit-go/clusterkit/pkg/client"
 	"github.com/clusterkit-go/clusterkit/pkg/wire"
 )
 
+// ClusterKit reaches the HTTP API of an example cluster's ClusterKit nodes (GET /cluster):
+// plain http when TLS is nil, https trusting TLS's CA otherwise (ClusterKit's secure mode, on
+// when the nodes run with a join token). The zero TLS with any HTTP client speaks plain http.
+type ClusterKit struct {
+	// HTTP sends the requests; with TLS set, its transport must trust TLS's CA (DialClusterKit's
+	// does). Its owner closes its idle connections.
+	HTTP *http.Client
+	// TLS is nil without a join token; with one, the configuration for pkg/client's Config.TLS.
+	TLS *tls.Config
+}
+
+// ClusterKitTLS returns the TLS configuration for the ClusterKit API of a cluster with the join
+// token token: the cluster's CA, learned from the node at seed (host:port) with
+// client.DiscoverCA, which the node must prove it knows the token for. With an empty token it
+// returns nil: the nodes speak plain http. It blocks until seed answers or ctx ends.
+func ClusterKitTLS(ctx context.Context, seed, token string) (*tls.Config, error) {
+	if token == "" {
+		return nil, nil
+	}
+	cfg, err := client.DiscoverCA(ctx, seed, token)
+	if err != nil {
+		return nil, fmt.Errorf("the cluster's CA: %w", err)
+	}
+	return cfg, nil
+}
+
+// DialClusterKit returns a ClusterKit for the nodes of a cluster with the join token token
+// (none: plain http), whose CA it learns from seed (ClusterKitTLS). Its HTTP client times a
+// request out after 20s; the caller closes its idle connections.
+func DialClusterKit(ctx context.Context, seed, token string) (*ClusterKit, error) {
+	cfg, err := ClusterKitTLS(ctx, seed, token)
+	if err != nil {
+		return nil, err
+	}
+	tr := &http.Transport{TLSClientConfig: cfg}
+	return &ClusterKit{HTTP: &http.Client{Timeout: 20 * time.Second, Transport: tr}, TLS: cfg}, nil
+}
+
+// URL returns the URL of path on the ClusterKit API at addr (host:port).
+func (k *ClusterKit) URL(addr, path string) string {
+	if k.TLS != nil {
+		return "https://" + addr + path
+	}
+	return "http://" + addr + path
+}
+
+// Map returns the node at addr's answer to GET /cluster.
+func (k *ClusterKit) Map(ctx context.Context, addr string) (*wire.Cluster, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, k.URL(addr, "/cluster"), nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := k.HTTP.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET %s: %s", req.URL, resp.Status)
+	}
+	var c wire.Cluster
+	if err := json.NewDecoder(resp.Body).Decode(&c); err != nil {
+		return nil, fmt.Errorf("GET %s: %w", req.URL, err)
+	}
+	return &c, nil
+}
+
 // Settled waits until the node at ckAddr (a ClusterKit HTTP address) serves a map that lists
 // exactly nodes nodes and has no copy in progress, and returns that map.
-func Settled(ctx context.Context, httpc *http.Client, ckAddr string, nodes int) (*wire.Cluster, error) {
-	return WaitMap(ctx, httpc, ckAddr, func(c *wire.Cluster) error {
+func Settled(ctx context.Context, ck *ClusterKit, ckAddr string, nodes int) (*wire.Cluster, error) {
+	return WaitMap(ctx, ck, ckAddr, func(c *wire.Cluster) error {
 		switch {
 		case len(c.Cluster.Nodes) != nodes:
 			return fmt.Errorf("%d nodes listed, want %d", len(c.Cluster.Nodes), nodes)
@@ -31,16 +101,15 @@ func Settled(ctx context.Context, httpc *http.Client, ckAddr string, nodes int) 
 
 // WaitMap polls GET /cluster on the node at ckAddr every 50ms until cond accepts the map, and
 // returns that map; it fails when ctx ends first, with cond's last answer.
-func WaitMap(ctx context.Context, httpc *http.Client, ckAddr string, cond func(*wire.Cluster) error) (*wire.Cluster, error) {
+func WaitMap(ctx context.Context, ck *ClusterKit, ckAddr string, cond func(*wire.Cluster) error) (*wire.Cluster, error) {
 	var last error
 	for {
-		var c wire.Cluster
-		err := store.Call(ctx, httpc, http.MethodGet, ckAddr, "/cluster", nil, nil, &c)
+		c, err := ck.Map(ctx, ckAddr)
 		if err == nil {
-			err = cond(&c)
+			err = cond(c)
 		}
 		if err == nil {
-			return &c, nil
+			return c, nil
 		}
 		last = err
 		select {

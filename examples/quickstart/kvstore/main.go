@@ -283,7 +283,7 @@ func run() error {
 	dataDir := flag.String("data-dir", "", "directory for the node's data (default <temp dir>/clusterkit/<id>)")
 	replication := flag.Int("replication", 0, "copies of each partition, set when the cluster is created (default 3)")
 	serve := flag.Bool("serve", false, "keep serving after the example's writes and read, until SIGINT or SIGTERM")
-	tokenFlag := flag.String("token", "", "the cluster's join token, required from clients and nodes as \"Authorization: Bearer <token>\" (default $"+store.TokenEnv+", which keeps it out of the process list; none: the data API is open)")
+	tokenFlag := flag.String("token", "", "the cluster's join token: ClusterKit's secure mode (etcd and its HTTP API over TLS), and required from clients and nodes of the data API as \"Authorization: Bearer <token>\" (default $"+store.TokenEnv+", which keeps it out of the process list; none: plain http and an open data API)")
 	maxValue := flag.Int("max-value-bytes", store.DefaultMaxValueBytes, "largest value accepted, in bytes")
 	flag.Parse()
 	token, err := store.ResolveToken(*tokenFlag)
@@ -311,6 +311,7 @@ func run() error {
 		JoinAddr:          *join,
 		DataDir:           *dataDir,
 		ReplicationFactor: *replication,
+		JoinToken:         token, // with one, ClusterKit's secure mode: etcd and its HTTP API over TLS
 		Metadata:          map[string]string{kvAddrKey: reachable(l.Addr())},
 	})
 	if err != nil {

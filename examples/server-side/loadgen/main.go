@@ -16,7 +16,7 @@ import (
 
 func main() {
 	loadgen.Main(os.Args, loadgen.Client{
-		New: func(_ context.Context, nodes report.Nodes, httpc *http.Client) (workload.KV, func(), error) {
+		New: func(_ context.Context, nodes report.Nodes, httpc *http.Client, _ string) (workload.KV, func(), error) {
 			return &workload.AnyNode{Addrs: nodes.Addrs(), HTTP: httpc}, func() {}, nil
 		},
 	})

@@ -27,13 +27,18 @@ func main() {
 		Flags: func(fs *flag.FlagSet) {
 			seeds = fs.String("seeds", "", "ClusterKit HTTP addresses of nodes to learn the map from, comma-separated")
 		},
-		New: func(ctx context.Context, _ report.Nodes, httpc *http.Client) (workload.KV, func(), error) {
+		New: func(ctx context.Context, _ report.Nodes, httpc *http.Client, token string) (workload.KV, func(), error) {
 			if *seeds == "" {
 				return nil, nil, errors.New("-seeds is required")
 			}
 			ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 			defer cancel()
-			c, err := client.New(ctx, client.Config{Seeds: strings.Split(*seeds, ",")})
+			list := strings.Split(*seeds, ",")
+			tlsCfg, err := report.ClusterKitTLS(ctx, list[0], token)
+			if err != nil {
+				return nil, nil, err
+			}
+			c, err := client.New(ctx, client.Config{Seeds: list, TLS: tlsCfg})
 			if err != nil {
 				return nil, nil, err
 			}
