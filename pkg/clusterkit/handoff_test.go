@@ -76,7 +76,10 @@ func (l *mapLog) all(t *testing.T, c *clustertest.Cluster) []*state.Map {
 // A joining node copies first and is routed to only after its hooks have returned: until then
 // the old holders keep serving every partition, with R holders each.
 func TestJoinHandsOffWithoutGap(t *testing.T) {
-	c := clustertest.New(t, clusterkit.Options{PartitionCount: 16})
+	// Nothing may crash here: a 5s lease keeps a node that a loaded machine (the suite runs other
+	// packages' node processes beside it) stalls for 2s from being taken for dead, which would
+	// make the joiner restore partitions from no holder at all.
+	c := clustertest.New(t, clusterkit.Options{PartitionCount: 16, LeaseTTL: 5 * time.Second})
 	c.Add("node-1")
 	c.Add("node-2")
 	c.Add("node-3")
