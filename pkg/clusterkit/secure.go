@@ -332,37 +332,24 @@ func (s *secure) publishCA(ctx context.Context, client *clientv3.Client, key str
 		return fmt.Errorf("clusterkit: secure mode: the CA at %s is not the one in %s", key, s.dir)
 	}
 	// The token must open the stored key: a node started with another token refuses to start.
-	check, _ := pki.ParseCA(stored.Cert, nil)
-	if err := check.Unseal(s.token, stored.SealedKey); err != nil {
+	// The key opened is what this node signs joiners' requests with.
+	signer, _ := pki.ParseCA(stored.Cert, nil)
+	if err := signer.Unseal(s.token, stored.SealedKey); err != nil {
 		return fmt.Errorf("clusterkit: secure mode: %w", err)
 	}
+	s.signerMu.Lock()
+	s.signer = signer
+	s.signerMu.Unlock()
 	return nil
 }
 
-// sign signs a joiner's request, reading the CA key from etcd the first time.
-func (s *secure) sign(ctx context.Context, client *clientv3.Client, key, nodeID string, csr []byte) ([]byte, error) {
+// sign signs a joiner's request with the CA key publishCA opened at start.
+func (s *secure) sign(nodeID string, csr []byte) ([]byte, error) {
 	s.signerMu.Lock()
 	signer := s.signer
 	s.signerMu.Unlock()
 	if signer == nil {
-		resp, err := client.Get(ctx, key)
-		if err != nil {
-			return nil, fmt.Errorf("read the CA: %w", err)
-		}
-		var stored storedCA
-		if len(resp.Kvs) == 0 || json.Unmarshal(resp.Kvs[0].Value, &stored) != nil {
-			return nil, fmt.Errorf("no readable CA at %s", key)
-		}
-		ca, err := pki.ParseCA(stored.Cert, nil)
-		if err != nil {
-			return nil, err
-		}
-		if err := ca.Unseal(s.token, stored.SealedKey); err != nil {
-			return nil, err
-		}
-		s.signerMu.Lock()
-		s.signer, signer = ca, ca
-		s.signerMu.Unlock()
+		return nil, errors.New("the node has not opened the CA key yet")
 	}
 	return signer.Sign(nodeID, csr)
 }
@@ -429,9 +416,7 @@ func (ck *ClusterKit) handleSecureJoin(w http.ResponseWriter, r *http.Request, i
 		writeError(w, http.StatusBadRequest, "join request: "+err.Error())
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), ck.env.opts.EtcdDialTimeout)
-	defer cancel()
-	cert, err := s.sign(ctx, ck.env.client, ck.env.schema.CA(), req.NodeID, []byte(req.CSR))
+	cert, err := s.sign(req.NodeID, []byte(req.CSR))
 	if err != nil {
 		writeError(w, http.StatusBadRequest, "join request: "+err.Error())
 		return
