@@ -24,6 +24,7 @@ var targets = []struct {
 	{"internal/state", "FuzzDecodeHead"},
 	{"internal/state", "FuzzDecodeEntries"},
 	{"internal/state", "FuzzDecodePiece"},
+	{"internal/state", "FuzzDecodeChunk"},
 	{"internal/state", "FuzzReadMap"},
 	{"internal/state", "FuzzValidateChange"},
 	{"internal/state", "FuzzDecodeNode"},

@@ -125,16 +125,22 @@ func (s Schema) Delta(epoch uint64, i int) string {
 	return fmt.Sprintf("%sdelta-%06d", s.ChunksPrefix(epoch), i)
 }
 
+// NodeTable is the key of the node table written at epoch, which the heads of the epochs after
+// it name as their nodes_base. "nodes" sorts after an epoch's chunks and delta pieces.
+func (s Schema) NodeTable(epoch uint64) string { return s.ChunksPrefix(epoch) + "nodes" }
+
 // MapKey is what the name of a key under AllChunksPrefix says.
 type MapKey struct {
 	Epoch uint64
 	// Delta is true for a delta piece, false for a checkpoint chunk.
 	Delta bool
+	// Nodes is true for a node table (Index is then 0).
+	Nodes bool
 	// Index is the chunk or piece number.
 	Index int
 }
 
-// ParseMapKey parses a chunk or delta key, and reports false for anything else.
+// ParseMapKey parses a chunk, delta or node table key, and reports false for anything else.
 func (s Schema) ParseMapKey(key string) (MapKey, bool) {
 	rest, ok := strings.CutPrefix(key, s.AllChunksPrefix())
 	if !ok {
@@ -149,6 +155,10 @@ func (s Schema) ParseMapKey(key string) (MapKey, bool) {
 		return MapKey{}, false
 	}
 	k := MapKey{Epoch: epoch}
+	if name == "nodes" {
+		k.Nodes = true
+		return k, true
+	}
 	name, k.Delta = strings.CutPrefix(name, "delta-")
 	if len(name) != 6 {
 		return MapKey{}, false

@@ -241,9 +241,9 @@ func nextEntry(old *state.Entry, p int, t []string, live map[string]state.Node, 
 			pd, ok := old.PendingFor(n)
 			switch {
 			case !ok:
-				pd = state.Pending{Node: n, Since: epoch, Started: in.Now, Attempt: 1}
+				pd = state.Pending{Node: n, Since: epoch, Started: in.Now.Truncate(time.Millisecond), Attempt: 1}
 			case in.Now.Sub(pd.Started) >= in.HandoffTimeout:
-				pd = state.Pending{Node: n, Since: epoch, Started: in.Now, Attempt: pd.Attempt + 1}
+				pd = state.Pending{Node: n, Since: epoch, Started: in.Now.Truncate(time.Millisecond), Attempt: pd.Attempt + 1}
 				retried = append(retried, pd)
 			}
 			e.Pending = append(e.Pending, pd)

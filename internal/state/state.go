@@ -211,8 +211,9 @@ type Map struct {
 	Leader    string    `json:"leader"`
 	UpdatedAt time.Time `json:"updated_at"`
 	Cause     Cause     `json:"cause"`
-	// Nodes is the table of live nodes the map was computed from.
-	Nodes map[string]Node `json:"nodes"`
+	// Nodes is the table of live nodes the map was computed from. The head of a map stored out
+	// of line leaves it out: it names the node table it builds on and the change from it.
+	Nodes map[string]Node `json:"nodes,omitempty"`
 	// Absent are nodes that crashed less than the grace period ago: their places in the
 	// partitions' targets are kept for them, but they hold nothing.
 	Absent map[string]Absent `json:"absent,omitempty"`
@@ -228,6 +229,16 @@ type Map struct {
 	Checkpoint      uint64 `json:"checkpoint,omitempty"`
 	CheckpointBytes int    `json:"checkpoint_bytes,omitempty"`
 	DeltaBytes      int    `json:"delta_bytes,omitempty"`
+	// NodesBase is the epoch of the node table (under NodeTable(NodesBase)) the node table of a
+	// map stored out of line is NodesChanged and NodesGone away from.
+	NodesBase    uint64          `json:"nodes_base,omitempty"`
+	NodesChanged map[string]Node `json:"nodes_changed,omitempty"`
+	NodesGone    []string        `json:"nodes_gone,omitempty"`
+
+	// baseNodes is the table at NodesBase and baseBytes its stored size, known once the map
+	// has been read or written: the next map's change is computed from it.
+	baseNodes map[string]Node
+	baseBytes int
 }
 
 // Absent is a crashed node kept in the targets during its grace period.

@@ -48,20 +48,39 @@ type Encoded struct {
 	Chunks [][]byte
 	// Deltas, when the map is stored as a change, go under Delta(epoch, i).
 	Deltas [][]byte
+	// Nodes, when the map starts a new node table, goes under NodeTable(epoch).
+	Nodes []byte
 	// Changed is the number of partitions written: those that changed for a delta, all of
 	// them otherwise.
 	Changed int
+	// dropNodes is the epoch of the node table Nodes replaces, deleted with the head (0: none,
+	// or a checkpoint, which deletes every older table anyway).
+	dropNodes uint64
 }
 
 // Checkpoint reports whether the map starts a new checkpoint: every chunk and delta of an
 // older epoch can then be deleted.
 func (e Encoded) Checkpoint() bool { return len(e.Chunks) > 0 }
 
+// Bytes is the size of every value of e.
+func (e Encoded) Bytes() int {
+	n := len(e.Head) + len(e.Nodes)
+	for _, c := range e.Chunks {
+		n += len(c)
+	}
+	for _, d := range e.Deltas {
+		n += len(d)
+	}
+	return n
+}
+
 // EncodeNext encodes next, the map that follows prev (the map stored now, as read or written,
 // or nil), so that no value exceeds maxValue bytes. It sets next's storage fields (Chunks,
-// Checkpoint, CheckpointBytes, DeltaBytes), so that next can be the prev of the map after it.
+// Checkpoint, CheckpointBytes, DeltaBytes, NodesBase, NodesChanged, NodesGone), so that next
+// can be the prev of the map after it.
 func EncodeNext(prev, next *Map, maxValue int) (Encoded, error) {
 	next.Chunks, next.Checkpoint, next.CheckpointBytes, next.DeltaBytes = 0, 0, 0, 0
+	next.NodesBase, next.NodesChanged, next.NodesGone, next.baseNodes, next.baseBytes = 0, nil, nil, nil, 0
 	if len(next.Partitions)*minEntryBytes <= inlineMax(maxValue) {
 		whole, err := json.Marshal(next)
 		if err != nil {
@@ -73,46 +92,110 @@ func EncodeNext(prev, next *Map, maxValue int) (Encoded, error) {
 	}
 	if prev != nil && prev.Chunks > 0 && prev.Epoch+1 == next.Epoch && len(prev.Partitions) == len(next.Partitions) &&
 		next.Epoch-prev.checkpoint() <= maxDeltaEpochs {
-		var changed []int
+		var changed, settled []int
 		for i := range next.Partitions {
-			if !next.Partitions[i].Equal(&prev.Partitions[i]) {
+			if next.Partitions[i].Equal(&prev.Partitions[i]) {
+				continue
+			}
+			if s, ok := settle(&prev.Partitions[i], next.Epoch); ok && s.Equal(&next.Partitions[i]) {
+				settled = append(settled, i)
+			} else {
 				changed = append(changed, i)
 			}
 		}
-		pieces, size, err := encodeDelta(next.Epoch, changed, next.Partitions, maxValue)
+		pieces, size, err := encodeDelta(next.Epoch, changed, settled, next.Partitions, maxValue)
 		if err != nil {
 			return Encoded{}, err
 		}
 		if prev.DeltaBytes+size <= prev.CheckpointBytes {
 			next.Chunks, next.Checkpoint = prev.Chunks, prev.checkpoint()
 			next.CheckpointBytes, next.DeltaBytes = prev.CheckpointBytes, prev.DeltaBytes+size
-			head, err := encodeHead(next, maxValue)
-			if err != nil {
+			enc := Encoded{Deltas: pieces, Changed: len(changed) + len(settled)}
+			if err := encodeNodeTable(prev, next, &enc, maxValue); err != nil {
 				return Encoded{}, err
 			}
-			return Encoded{Head: head, Deltas: pieces, Changed: len(changed)}, nil
+			if enc.Head, err = encodeHead(next, maxValue); err != nil {
+				return Encoded{}, err
+			}
+			return enc, nil
 		}
 	}
-	chunks, size, err := encodeChunks(next.Partitions, maxValue)
+	chunks, size, err := encodeChunks(next.Epoch, next.Partitions, maxValue)
 	if err != nil {
 		return Encoded{}, err
 	}
 	next.Chunks, next.Checkpoint, next.CheckpointBytes = len(chunks), next.Epoch, size
-	head, err := encodeHead(next, maxValue)
-	if err != nil {
+	enc := Encoded{Chunks: chunks, Changed: len(next.Partitions)}
+	if err := encodeNodeTable(nil, next, &enc, maxValue); err != nil {
 		return Encoded{}, err
 	}
-	return Encoded{Head: head, Chunks: chunks, Changed: len(next.Partitions)}, nil
+	if enc.Head, err = encodeHead(next, maxValue); err != nil {
+		return Encoded{}, err
+	}
+	return enc, nil
+}
+
+// encodeNodeTable decides how the head of next, a map stored out of line, carries its node
+// table: as the change from the table prev's head builds on, while that change is under half
+// the table, or else as a new table written at next's epoch (always at a checkpoint, when prev
+// is nil). A node joining, draining or leaving then costs its own record in each head, not the
+// whole table.
+func encodeNodeTable(prev, next *Map, enc *Encoded, maxValue int) error {
+	if prev != nil && prev.NodesBase > 0 && prev.baseNodes != nil {
+		var changed map[string]Node
+		var gone []string
+		for id, n := range next.Nodes {
+			if b, ok := prev.baseNodes[id]; !ok || !b.Equal(n) {
+				if changed == nil {
+					changed = map[string]Node{}
+				}
+				changed[id] = n
+			}
+		}
+		for id := range prev.baseNodes {
+			if _, ok := next.Nodes[id]; !ok {
+				gone = append(gone, id)
+			}
+		}
+		slices.Sort(gone)
+		size := 0
+		if changed != nil {
+			b, err := json.Marshal(changed)
+			if err != nil {
+				return err
+			}
+			size = len(b)
+		}
+		for _, id := range gone {
+			size += len(id) + 3
+		}
+		if 2*size <= prev.baseBytes {
+			next.NodesBase, next.baseNodes, next.baseBytes = prev.NodesBase, prev.baseNodes, prev.baseBytes
+			next.NodesChanged, next.NodesGone = changed, gone
+			return nil
+		}
+		enc.dropNodes = prev.NodesBase
+	}
+	b, err := json.Marshal(next.Nodes)
+	if err != nil {
+		return err
+	}
+	if len(b) > maxValue {
+		return fmt.Errorf("state: node table of %d bytes exceeds %d bytes (too many nodes)", len(b), maxValue)
+	}
+	enc.Nodes = b
+	next.NodesBase, next.baseNodes, next.baseBytes = next.Epoch, next.Nodes, len(b)
+	return nil
 }
 
 // Writes lists how to store enc, the map of epoch: each of before in a transaction of its own,
 // in order, then head in one transaction with the caller's guard on the partitions key's
 // revision. What a failed attempt at this epoch may have left is deleted first (a reader of the
-// epoch must find exactly the chunks and pieces its head names): in a transaction before the
-// others, or in the head's when the last chunk or piece goes with the head (when both fit in
+// epoch must find exactly the chunks, pieces and node table its head names): in a transaction
+// before the others, or in the head's when the last piece goes with the head (when both fit in
 // one request). An inline map needs no deletion: no reader looks for its chunks or pieces, and
-// the next checkpoint's head deletes them. A new checkpoint's head deletes every older chunk
-// and delta.
+// the next checkpoint's head deletes them. A new checkpoint's head deletes every older chunk,
+// delta and node table; a new node table's head deletes the table it replaces.
 func (e Encoded) Writes(s keys.Schema, epoch uint64, maxValue int) (before []clientv3.Op, head []clientv3.Op) {
 	var puts []clientv3.Op
 	for i, c := range e.Chunks {
@@ -121,9 +204,14 @@ func (e Encoded) Writes(s keys.Schema, epoch uint64, maxValue int) (before []cli
 	for i, d := range e.Deltas {
 		puts = append(puts, clientv3.OpPut(s.Delta(epoch, i), string(d)))
 	}
+	if e.Nodes != nil {
+		puts = append(puts, clientv3.OpPut(s.NodeTable(epoch), string(e.Nodes)))
+	}
 	head = []clientv3.Op{clientv3.OpPut(s.Partitions(), string(e.Head))}
 	if e.Checkpoint() {
 		head = append(head, clientv3.OpDelete(s.AllChunksPrefix(), clientv3.WithRange(s.ChunksPrefix(epoch))))
+	} else if e.dropNodes > 0 {
+		head = append(head, clientv3.OpDelete(s.NodeTable(e.dropNodes)))
 	}
 	switch n := len(puts); {
 	case n == 0:
@@ -149,6 +237,9 @@ func (m *Map) checkpoint() uint64 {
 func encodeHead(m *Map, maxValue int) ([]byte, error) {
 	head := *m
 	head.Partitions = nil
+	if head.NodesBase > 0 {
+		head.Nodes = nil // in the node table and the head's change from it
+	}
 	b, err := json.Marshal(&head)
 	if err != nil {
 		return nil, err
@@ -159,151 +250,178 @@ func encodeHead(m *Map, maxValue int) ([]byte, error) {
 	return b, nil
 }
 
-// encodeEntry encodes one entry, refusing one that cannot fit in a value with room to spare.
-func encodeEntry(parts []Entry, i, maxValue int) ([]byte, error) {
-	b, err := json.Marshal(&parts[i])
-	if err != nil {
-		return nil, err
-	}
-	if len(b)+128 > maxValue {
-		return nil, fmt.Errorf("state: partition %d alone encodes to %d bytes, over %d", i, len(b), maxValue)
-	}
-	return b, nil
-}
+// entryRoom is what a value needs besides its entries and tables.
+const entryRoom = 128
 
-// encodeChunks cuts the partitions into JSON arrays of whole entries of at most maxValue bytes.
-func encodeChunks(parts []Entry, maxValue int) (chunks [][]byte, size int, err error) {
-	var cur bytes.Buffer
+// encodeChunks cuts the partitions into values of whole compact entries of at most maxValue
+// bytes, each with the names and start times of the whole map.
+func encodeChunks(epoch uint64, parts []Entry, maxValue int) (chunks [][]byte, size int, err error) {
+	w := newCompactWriter(epoch)
+	for i := range parts {
+		w.add(&parts[i])
+	}
+	open, err := w.appendTables(fmt.Appendf(nil, `{"epoch":%d,`, epoch))
+	if err != nil {
+		return nil, 0, err
+	}
+	open = append(open, `,"entries":[`...)
+	var cur []byte
+	var entry []byte
 	flush := func() {
-		cur.WriteByte(']')
-		chunks = append(chunks, bytes.Clone(cur.Bytes()))
-		size += cur.Len()
-		cur.Reset()
+		cur = append(cur, "]}"...)
+		chunks = append(chunks, cur)
+		size += len(cur)
+		cur = nil
 	}
 	for i := range parts {
-		b, err := encodeEntry(parts, i, maxValue)
-		if err != nil {
-			return nil, 0, err
+		entry = w.appendEntry(entry[:0], &parts[i])
+		if len(open)+len(entry)+entryRoom > maxValue {
+			return nil, 0, fmt.Errorf("state: partition %d alone encodes to %d bytes with its tables, over %d", i, len(open)+len(entry), maxValue)
 		}
-		if cur.Len() > 0 && cur.Len()+1+len(b)+1 > maxValue {
+		if cur != nil && len(cur)+1+len(entry)+2 > maxValue {
 			flush()
 		}
-		if cur.Len() == 0 {
-			cur.WriteByte('[')
+		if cur == nil {
+			cur = append(make([]byte, 0, min(maxValue, len(open)+len(parts)*(len(entry)+1)+2)), open...)
 		} else {
-			cur.WriteByte(',')
+			cur = append(cur, ',')
 		}
-		cur.Write(b)
+		cur = append(cur, entry...)
 	}
-	if cur.Len() > 0 {
+	if cur != nil || chunks == nil {
+		// At least one chunk, even for no partitions: a head with chunks is one stored out of line.
+		if cur == nil {
+			cur = open
+		}
 		flush()
 	}
 	return chunks, size, nil
 }
 
-// deltaPiece is one value of a delta: Entries[i] is the new entry of partition Partitions[i].
-// Pieces is the number of pieces of the epoch's delta, so that a reader can tell it has all.
+// deltaPiece is one value of a delta: Entries[i] is the new entry of partition Partitions[i],
+// and each partition of Settled settled at Epoch (see settle). Pieces is the number of pieces
+// of the epoch's delta, so that a reader can tell it has all; only piece 0 lists settled ones.
 type deltaPiece struct {
-	Epoch      uint64  `json:"epoch"`
-	Piece      int     `json:"piece"`
-	Pieces     int     `json:"pieces"`
-	Partitions []int   `json:"partitions"`
-	Entries    Entries `json:"entries"`
+	Epoch      uint64           `json:"epoch"`
+	Piece      int              `json:"piece"`
+	Pieces     int              `json:"pieces"`
+	Names      []string         `json:"names"`
+	Started    map[uint64]int64 `json:"started"`
+	Settled    string           `json:"settled"`
+	Partitions []int            `json:"partitions"`
+	RawEntries json.RawMessage  `json:"entries"`
+	Entries    Entries          `json:"-"`
 }
 
-// pieceOverhead bounds the bytes of a piece besides its partitions and entries.
-const pieceOverhead = 128
-
-// encodeDelta encodes the entries of the changed partitions in pieces of at most maxValue bytes.
-// A delta with no change is one empty piece: every epoch after a checkpoint has a delta.
-func encodeDelta(epoch uint64, changed []int, parts []Entry, maxValue int) (pieces [][]byte, size int, err error) {
-	type run struct{ idx, ents [][]byte }
-	runs := []run{{}}
-	used := pieceOverhead
+// encodeDelta encodes the change at epoch in pieces of at most maxValue bytes: the compact
+// entries of the changed partitions, and the settled ones as ranges. A delta with no change is
+// one empty piece: every epoch after a checkpoint has a delta.
+func encodeDelta(epoch uint64, changed, settled []int, parts []Entry, maxValue int) (pieces [][]byte, size int, err error) {
+	w := newCompactWriter(epoch)
 	for _, p := range changed {
-		b, err := encodeEntry(parts, p, maxValue)
-		if err != nil {
-			return nil, 0, err
+		w.add(&parts[p])
+	}
+	tables, err := w.appendTables(nil)
+	if err != nil {
+		return nil, 0, err
+	}
+	ranges := FormatRanges(settled)
+	if len(tables)+len(ranges)+2*entryRoom > maxValue {
+		// Too many to list in one piece: written as entries instead.
+		return encodeDelta(epoch, slices.Sorted(slices.Values(append(slices.Clone(changed), settled...))), nil, parts, maxValue)
+	}
+	type run struct {
+		idx, ents []byte
+		n         int
+	}
+	runs := []run{{}}
+	used := entryRoom + len(tables) + len(ranges)
+	var entry []byte
+	for _, p := range changed {
+		entry = w.appendEntry(entry[:0], &parts[p])
+		if entryRoom+len(tables)+len(entry) > maxValue {
+			return nil, 0, fmt.Errorf("state: partition %d alone encodes to %d bytes with its tables, over %d", p, len(tables)+len(entry), maxValue)
 		}
-		idx := strconv.AppendInt(nil, int64(p), 10)
-		need := len(idx) + len(b) + 2
-		if last := &runs[len(runs)-1]; len(last.ents) > 0 && used+need > maxValue {
+		need := 8 + len(entry)
+		if last := &runs[len(runs)-1]; last.n > 0 && used+need > maxValue {
 			runs = append(runs, run{})
-			used = pieceOverhead
+			used = entryRoom + len(tables)
 		}
 		last := &runs[len(runs)-1]
-		last.idx = append(last.idx, idx)
-		last.ents = append(last.ents, b)
+		if last.n > 0 {
+			last.idx = append(last.idx, ',')
+			last.ents = append(last.ents, ',')
+		}
+		last.idx = strconv.AppendInt(last.idx, int64(p), 10)
+		last.ents = append(last.ents, entry...)
+		last.n++
 		used += need
 	}
 	for i, r := range runs {
-		var buf bytes.Buffer
-		fmt.Fprintf(&buf, `{"epoch":%d,"piece":%d,"pieces":%d,"partitions":[`, epoch, i, len(runs))
-		buf.Write(bytes.Join(r.idx, []byte{','}))
-		buf.WriteString(`],"entries":[`)
-		buf.Write(bytes.Join(r.ents, []byte{','}))
-		buf.WriteString(`]}`)
-		pieces = append(pieces, buf.Bytes())
-		size += buf.Len()
+		buf := fmt.Appendf(nil, `{"epoch":%d,"piece":%d,"pieces":%d,`, epoch, i, len(runs))
+		buf = append(buf, tables...)
+		if i == 0 && ranges != "" {
+			buf = fmt.Appendf(buf, `,"settled":%q`, ranges)
+		}
+		buf = append(buf, `,"partitions":[`...)
+		buf = append(buf, r.idx...)
+		buf = append(buf, `],"entries":[`...)
+		buf = append(buf, r.ents...)
+		buf = append(buf, "]}"...)
+		pieces = append(pieces, buf)
+		size += len(buf)
 	}
 	return pieces, size, nil
 }
 
-var (
-	pieceStart      = []byte(`{"epoch":`)
-	piecePiece      = []byte(`,"piece":`)
-	piecePieces     = []byte(`,"pieces":`)
-	piecePartitions = []byte(`,"partitions":[`)
-	pieceEntries    = []byte(`],"entries":`)
-)
-
-// decodePiece decodes a delta piece: the form encodeDelta writes without reflection, anything
-// else through encoding/json.
+// decodePiece decodes a delta piece, in the compact form or in the form of maps written before
+// it (entries as objects).
 func decodePiece(b []byte) (deltaPiece, error) {
-	if p, ok := decodePieceFast(b); ok {
-		return p, nil
-	}
 	var p deltaPiece
 	if err := json.Unmarshal(b, &p); err != nil {
 		return deltaPiece{}, err
 	}
-	return p, nil
+	var err error
+	p.Entries, err = decodeStoredEntries(p.RawEntries, p.Epoch, p.Names, p.Started)
+	p.RawEntries = nil
+	return p, err
 }
 
-func decodePieceFast(b []byte) (p deltaPiece, ok bool) {
-	d := &entryDecoder{b: b}
-	var n uint64
-	if !d.eatBytes(pieceStart) {
-		return p, false
-	}
-	if p.Epoch, ok = d.uint(); !ok || !d.eatBytes(piecePiece) {
-		return p, false
-	}
-	if n, ok = d.uint(); !ok || n > 1<<30 || !d.eatBytes(piecePieces) {
-		return p, false
-	}
-	p.Piece = int(n)
-	if n, ok = d.uint(); !ok || n > 1<<30 || !d.eatBytes(piecePartitions) {
-		return p, false
-	}
-	p.Pieces = int(n)
-	for len(d.b) > 0 && d.b[0] != ']' {
-		if n, ok = d.uint(); !ok || n > 1<<30 {
-			return p, false
-		}
-		p.Partitions = append(p.Partitions, int(n))
-		if !d.eat(",") {
-			break
-		}
-	}
-	if !d.eatBytes(pieceEntries) || len(d.b) < 1 || d.b[len(d.b)-1] != '}' {
-		return p, false
-	}
-	p.Entries, ok = decodeEntries(d.b[:len(d.b)-1])
-	return p, ok
+// storedChunk is one value of a checkpoint.
+type storedChunk struct {
+	Epoch   uint64           `json:"epoch"`
+	Names   []string         `json:"names"`
+	Started map[uint64]int64 `json:"started"`
+	Entries json.RawMessage  `json:"entries"`
 }
 
-// DecodeHead decodes the value of the partitions key.
+// decodeChunk decodes a checkpoint chunk, in the compact form or as the JSON array of entries
+// written before it.
+func decodeChunk(b []byte) (Entries, error) {
+	if t := bytes.TrimLeft(b, " \t\r\n"); len(t) > 0 && t[0] == '[' {
+		return DecodeEntries(b)
+	}
+	var c storedChunk
+	if err := json.Unmarshal(b, &c); err != nil {
+		return nil, err
+	}
+	return decodeStoredEntries(c.Entries, c.Epoch, c.Names, c.Started)
+}
+
+// decodeStoredEntries decodes the entries of a chunk or piece: compact ones, or entries as
+// objects (the form before it, which has no names).
+func decodeStoredEntries(raw json.RawMessage, epoch uint64, names []string, started map[uint64]int64) (Entries, error) {
+	if raw == nil {
+		return nil, fmt.Errorf("no entries")
+	}
+	if t := bytes.TrimLeft(raw[1:], " \t\r\n"); raw[0] == '[' && len(t) > 0 && t[0] == '{' && names == nil {
+		return DecodeEntries(raw)
+	}
+	return decodeCompact(raw, epoch, names, started)
+}
+
+// DecodeHead decodes the value of the partitions key. The partitions of a map stored out of
+// line, and its node table, are not in it: ReadNext reads them.
 func DecodeHead(b []byte) (*Map, error) {
 	var m Map
 	if err := json.Unmarshal(b, &m); err != nil {
@@ -312,15 +430,18 @@ func DecodeHead(b []byte) (*Map, error) {
 	if m.Chunks < 0 || m.Chunks > 0 && (m.Checkpoint > m.Epoch || len(m.Partitions) > 0) {
 		return nil, fmt.Errorf("%w: partition map epoch %d: %d chunks at checkpoint %d", ErrCorrupt, m.Epoch, m.Chunks, m.Checkpoint)
 	}
+	if m.NodesBase > 0 && (m.Chunks == 0 || m.NodesBase > m.Epoch || m.NodesBase < m.checkpoint() || m.Nodes != nil) {
+		return nil, fmt.Errorf("%w: partition map epoch %d: node table of epoch %d with checkpoint %d", ErrCorrupt, m.Epoch, m.NodesBase, m.checkpoint())
+	}
 	return &m, nil
 }
 
-// ReadNext fills the partitions of h, a head read at revision rev, reading at that revision.
-// With prev, a map the reader holds from an epoch between h's checkpoint and h, it reads only
-// the deltas after prev, and returns the partitions that changed since prev, in order. Otherwise
-// it reads the checkpoint and every delta since, and changed is nil (everything may differ). An
-// inline map is read whole, and compared with prev when there is one.
-// prev is not modified: unchanged entries are shared with it.
+// ReadNext fills the partitions and node table of h, a head read at revision rev, reading at
+// that revision. With prev, a map the reader holds from an epoch between h's checkpoint and h,
+// it reads only the deltas after prev, and returns the partitions that changed since prev, in
+// order. Otherwise it reads the checkpoint and every delta since, and changed is nil
+// (everything may differ). An inline map is read whole, and compared with prev when there is
+// one. prev is not modified: unchanged entries are shared with it.
 func ReadNext(ctx context.Context, kv clientv3.KV, s keys.Schema, h *Map, rev int64, prev *Map) (changed []int, err error) {
 	if h.Chunks == 0 {
 		// A small map, read whole: the change is found by comparing.
@@ -346,17 +467,25 @@ func ReadNext(ctx context.Context, kv clientv3.KV, s keys.Schema, h *Map, rev in
 	}
 	var parts []Entry
 	var chunks, deltas [][]byte
+	var table []byte
 	deltaEpochs := make([]uint64, 0, len(resp.Kvs))
 	for _, kv := range resp.Kvs {
 		k, ok := s.ParseMapKey(string(kv.Key))
 		switch {
 		case !ok:
+		case k.Nodes:
+			if k.Epoch == h.NodesBase {
+				table = kv.Value
+			}
 		case !k.Delta && !incremental && k.Epoch == from && k.Index < h.Chunks:
 			chunks = append(chunks, kv.Value)
 		case k.Delta && k.Epoch > h.checkpoint():
 			deltas = append(deltas, kv.Value)
 			deltaEpochs = append(deltaEpochs, k.Epoch)
 		}
+	}
+	if err := readNodeTable(ctx, kv, s, h, rev, prev, table); err != nil {
+		return nil, err
 	}
 	if incremental {
 		parts = slices.Clone(prev.Partitions)
@@ -365,7 +494,7 @@ func ReadNext(ctx context.Context, kv clientv3.KV, s keys.Schema, h *Map, rev in
 			return nil, fmt.Errorf("%w: map epoch %d has %d of the %d chunks of checkpoint %d", ErrCorrupt, h.Epoch, len(chunks), h.Chunks, from)
 		}
 		for i, c := range chunks {
-			part, err := DecodeEntries(c)
+			part, err := decodeChunk(c)
 			if err != nil {
 				return nil, fmt.Errorf("%w: map epoch %d checkpoint %d chunk %d: %v", ErrCorrupt, h.Epoch, from, i, err)
 			}
@@ -382,7 +511,10 @@ func ReadNext(ctx context.Context, kv clientv3.KV, s keys.Schema, h *Map, rev in
 	}
 	for i, b := range deltas {
 		p, err := decodePiece(b)
-		if err != nil || p.Epoch != deltaEpochs[i] || len(p.Partitions) != len(p.Entries) || p.Piece >= p.Pieces {
+		if err == nil && (p.Epoch != deltaEpochs[i] || len(p.Partitions) != len(p.Entries) || p.Piece >= p.Pieces || p.Piece > 0 && p.Settled != "") {
+			err = fmt.Errorf("piece %d of %d names epoch %d, %d partitions and %d entries", p.Piece, p.Pieces, p.Epoch, len(p.Partitions), len(p.Entries))
+		}
+		if err != nil {
 			return nil, fmt.Errorf("%w: map epoch %d: delta of epoch %d: %v", ErrCorrupt, h.Epoch, deltaEpochs[i], err)
 		}
 		if p.Epoch != next {
@@ -391,14 +523,26 @@ func ReadNext(ctx context.Context, kv clientv3.KV, s keys.Schema, h *Map, rev in
 		if seen++; seen == p.Pieces {
 			next, seen = next+1, 0
 		}
+		settled, err := ParseRanges(p.Settled, len(parts))
+		if err != nil {
+			return nil, fmt.Errorf("%w: map epoch %d: delta of epoch %d: settled: %v", ErrCorrupt, h.Epoch, p.Epoch, err)
+		}
+		for _, idx := range settled {
+			e, ok := settle(&parts[idx], p.Epoch)
+			if !ok {
+				return nil, fmt.Errorf("%w: map epoch %d: delta of epoch %d settles %d, which was not moving", ErrCorrupt, h.Epoch, p.Epoch, idx)
+			}
+			parts[idx] = e
+		}
 		for j, idx := range p.Partitions {
 			if idx < 0 || idx >= len(parts) {
 				return nil, fmt.Errorf("%w: map epoch %d: delta of epoch %d names partition %d of %d", ErrCorrupt, h.Epoch, p.Epoch, idx, len(parts))
 			}
 			parts[idx] = p.Entries[j]
-			if incremental {
-				changed = append(changed, idx)
-			}
+		}
+		if incremental {
+			changed = append(changed, settled...)
+			changed = append(changed, p.Partitions...)
 		}
 	}
 	if next != h.Epoch+1 || seen != 0 {
@@ -413,4 +557,47 @@ func ReadNext(ctx context.Context, kv clientv3.KV, s keys.Schema, h *Map, rev in
 		}
 	}
 	return changed, nil
+}
+
+// readNodeTable fills h.Nodes from the node table h builds on and the change in h: the table
+// prev already holds, the one found in the range read (table), or one more read at rev. A head
+// written before node tables existed carries its nodes itself.
+func readNodeTable(ctx context.Context, kv clientv3.KV, s keys.Schema, h *Map, rev int64, prev *Map, table []byte) error {
+	if h.NodesBase == 0 {
+		return nil
+	}
+	var base map[string]Node
+	switch {
+	case prev != nil && prev.NodesBase == h.NodesBase && prev.baseNodes != nil:
+		base = prev.baseNodes
+	default:
+		if table == nil {
+			resp, err := kv.Get(ctx, s.NodeTable(h.NodesBase), clientv3.WithRev(rev))
+			if err != nil {
+				return fmt.Errorf("read map epoch %d: %w", h.Epoch, err)
+			}
+			if len(resp.Kvs) == 0 {
+				return fmt.Errorf("%w: map epoch %d: node table of epoch %d missing", ErrCorrupt, h.Epoch, h.NodesBase)
+			}
+			table = resp.Kvs[0].Value
+		}
+		if err := json.Unmarshal(table, &base); err != nil {
+			return fmt.Errorf("%w: map epoch %d: node table of epoch %d: %v", ErrCorrupt, h.Epoch, h.NodesBase, err)
+		}
+	}
+	nodes := make(map[string]Node, len(base)+len(h.NodesChanged))
+	for id, n := range base {
+		nodes[id] = n
+	}
+	for _, id := range h.NodesGone {
+		delete(nodes, id)
+	}
+	for id, n := range h.NodesChanged {
+		nodes[id] = n
+	}
+	h.Nodes, h.baseNodes, h.baseBytes = nodes, base, len(table)
+	if table == nil {
+		h.baseBytes = prev.baseBytes
+	}
+	return nil
 }

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"slices"
 	"testing"
+	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
@@ -44,10 +46,7 @@ func (st *store) publish(next *state.Map) state.Encoded {
 	if _, err := st.c.Txn(ctx).Then(head...).Commit(); err != nil {
 		st.t.Fatal(err)
 	}
-	st.written = len(enc.Head)
-	for _, b := range append(slices.Clone(enc.Chunks), enc.Deltas...) {
-		st.written += len(b)
-	}
+	st.written = enc.Bytes()
 	st.cur = next
 	return enc
 }
@@ -64,7 +63,9 @@ func testMap(partitions int) *state.Map {
 	return m
 }
 
-// mutate returns the map after m with k random partitions changed, and their indices.
+// mutate returns the map after m with k random partitions changed, and their indices. A
+// changed partition starts moving (a copy in flight towards a target) or, when it was moving,
+// may settle on its target; now and then a node joins, drains or leaves the table.
 func mutate(rng *rand.Rand, m *state.Map, k int) (*state.Map, []int) {
 	next := *m
 	next.Epoch++
@@ -75,12 +76,36 @@ func mutate(rng *rand.Rand, m *state.Map, k int) (*state.Map, []int) {
 		if b >= a {
 			b++
 		}
-		next.Partitions[p] = state.Entry{Holders: []string{fmt.Sprintf("n%d", a), fmt.Sprintf("n%d", b)}, PrimaryEpoch: next.Epoch}
+		old := m.Partitions[p]
+		switch {
+		case old.Target != nil && rng.IntN(2) == 0:
+			next.Partitions[p] = state.Entry{Holders: old.Target, PrimaryEpoch: old.PrimaryEpoch}
+		case rng.IntN(3) == 0:
+			joining := fmt.Sprintf("n%d", (a+2)%6)
+			next.Partitions[p] = state.Entry{Holders: []string{fmt.Sprintf("n%d", a), fmt.Sprintf("n%d", b)}, PrimaryEpoch: next.Epoch,
+				Pending: []state.Pending{{Node: joining, Since: next.Epoch, Started: time.UnixMilli(int64(next.Epoch) * 1000).UTC(), Attempt: 1 + rng.IntN(2)}},
+				Target:  []string{fmt.Sprintf("n%d", a), joining}}
+		default:
+			next.Partitions[p] = state.Entry{Holders: []string{fmt.Sprintf("n%d", a), fmt.Sprintf("n%d", b)}, PrimaryEpoch: next.Epoch}
+		}
 		if !next.Partitions[p].Equal(&m.Partitions[p]) {
 			changed = append(changed, p)
 		}
 	}
 	slices.Sort(changed)
+	if rng.IntN(4) == 0 {
+		next.Nodes = maps.Clone(m.Nodes)
+		id := fmt.Sprintf("x%d", rng.IntN(3))
+		switch n, ok := next.Nodes[id]; {
+		case !ok:
+			next.Nodes[id] = state.Node{ID: id, IP: "127.0.0.1:2", StartedAt: time.UnixMilli(int64(next.Epoch)).UTC()}
+		case n.State == "":
+			n.State = state.NodeDraining
+			next.Nodes[id] = n
+		default:
+			delete(next.Nodes, id)
+		}
+	}
 	return &next, changed
 }
 
@@ -99,7 +124,7 @@ func TestStoredMapFollowsChanges(t *testing.T) {
 	srv := etcdtest.Start(t)
 	ctx := context.Background()
 	const partitions = 600
-	st := &store{t: t, c: srv.Client, s: keys.New("t"), maxValue: 4000}
+	st := &store{t: t, c: srv.Client, s: keys.New("t"), maxValue: 1200}
 	rng := rand.New(rand.NewPCG(1, 2))
 	m := testMap(partitions)
 	first := st.publish(m)
@@ -108,7 +133,7 @@ func TestStoredMapFollowsChanges(t *testing.T) {
 	}
 	full := st.written
 	held := m // what an incremental reader holds
-	checkpoints, smallest := 0, 1.0
+	checkpoints, tables, smallest := 0, 0, 1.0
 	for range 60 {
 		k := 1 + rng.IntN(6)
 		if rng.IntN(8) == 0 {
@@ -118,7 +143,7 @@ func TestStoredMapFollowsChanges(t *testing.T) {
 		enc := st.publish(next)
 		if enc.Checkpoint() {
 			checkpoints++
-		} else if k < 7 {
+		} else if k < 7 && enc.Nodes == nil {
 			smallest = min(smallest, float64(st.written)/float64(full))
 			if frac := float64(st.written) / float64(full); frac > 0.1 {
 				t.Fatalf("%d partitions changed: %d bytes written, %.0f%% of the whole map", k, st.written, 100*frac)
@@ -152,19 +177,26 @@ func TestStoredMapFollowsChanges(t *testing.T) {
 		}
 		held = h
 
-		// Nothing older than the checkpoint stays in etcd.
+		// Nothing older than the checkpoint stays in etcd, and no node table but the one the
+		// head builds on.
 		all, err := srv.Client.Get(ctx, st.s.AllChunksPrefix(), clientv3.WithPrefix(), clientv3.WithKeysOnly())
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, kv := range all.Kvs {
-			if k, ok := st.s.ParseMapKey(string(kv.Key)); !ok || k.Epoch < next.Checkpoint {
-				t.Fatalf("key %s left behind (checkpoint %d)", kv.Key, next.Checkpoint)
+			if k, ok := st.s.ParseMapKey(string(kv.Key)); !ok || k.Epoch < next.Checkpoint || k.Nodes && k.Epoch != next.NodesBase {
+				t.Fatalf("key %s left behind (checkpoint %d, node table %d)", kv.Key, next.Checkpoint, next.NodesBase)
 			}
+		}
+		if !enc.Checkpoint() && enc.Nodes != nil {
+			tables++
 		}
 	}
 	if checkpoints == 0 || checkpoints > 20 {
 		t.Fatalf("%d checkpoints in 60 epochs", checkpoints)
+	}
+	if tables == 0 {
+		t.Fatalf("no node table was written between checkpoints")
 	}
 	t.Logf("%d checkpoints; a change of a few partitions wrote at least %.1f%% of the whole map", checkpoints, 100*smallest)
 }
@@ -173,7 +205,7 @@ func TestStoredMapFollowsChanges(t *testing.T) {
 func TestStoredMapMissingPartsAreCorrupt(t *testing.T) {
 	srv := etcdtest.Start(t)
 	ctx := context.Background()
-	st := &store{t: t, c: srv.Client, s: keys.New("t"), maxValue: 4000}
+	st := &store{t: t, c: srv.Client, s: keys.New("t"), maxValue: 1200}
 	rng := rand.New(rand.NewPCG(3, 4))
 	st.publish(testMap(600))
 	base := st.cur
@@ -209,7 +241,7 @@ func TestStoredMapMissingPartsAreCorrupt(t *testing.T) {
 func TestStoredMapIgnoresAFailedAttempt(t *testing.T) {
 	srv := etcdtest.Start(t)
 	ctx := context.Background()
-	st := &store{t: t, c: srv.Client, s: keys.New("t"), maxValue: 4000}
+	st := &store{t: t, c: srv.Client, s: keys.New("t"), maxValue: 1200}
 	rng := rand.New(rand.NewPCG(5, 6))
 	st.publish(testMap(600))
 	next, _ := mutate(rng, st.cur, 2)

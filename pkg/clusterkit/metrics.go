@@ -38,7 +38,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		fenced: prometheus.NewGauge(prometheus.GaugeOpts{Name: "clusterkit_self_fenced",
 			Help: "1 while the node could not renew its lease in time and claims no primary role."}),
 		mapWriteBytes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "clusterkit_map_write_bytes_total",
-			Help: "Bytes of partition maps this node wrote to etcd as leader, by part: head, checkpoint or delta."}, []string{"part"}),
+			Help: "Bytes of partition maps this node wrote to etcd as leader, by part: head, checkpoint, delta or nodes (a node table)."}, []string{"part"}),
 		invalidRecords: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "clusterkit_invalid_records_total",
 			Help: "Records in etcd this node skipped as unreadable or invalid, once per revision, by kind: node, handoffs, held, map."}, []string{"kind"}),
 		mapRecoveries: prometheus.NewCounter(prometheus.CounterOpts{Name: "clusterkit_map_recoveries_total",
@@ -80,5 +80,8 @@ func (m *metrics) observeMapWrite(enc state.Encoded) {
 	}
 	for _, d := range enc.Deltas {
 		m.mapWriteBytes.WithLabelValues("delta").Add(float64(len(d)))
+	}
+	if enc.Nodes != nil {
+		m.mapWriteBytes.WithLabelValues("nodes").Add(float64(len(enc.Nodes)))
 	}
 }
