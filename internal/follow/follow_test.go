@@ -15,6 +15,7 @@ import (
 
 	"github.com/clusterkit-go/clusterkit/internal/etcdtest"
 	"github.com/clusterkit-go/clusterkit/internal/keys"
+	"github.com/clusterkit-go/clusterkit/internal/mapstore"
 	"github.com/clusterkit-go/clusterkit/internal/state"
 )
 
@@ -137,12 +138,12 @@ func writeMap(t *testing.T, c *clientv3.Client, s keys.Schema, prev, m *state.Ma
 		t.Fatal(err)
 	}
 	before, head := enc.Writes(s, m.Epoch, maxValue)
-	for _, op := range before {
+	for _, op := range mapstore.Ops(before) {
 		if _, err := c.Txn(context.Background()).Then(op).Commit(); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := c.Txn(context.Background()).Then(head...).Commit(); err != nil {
+	if _, err := c.Txn(context.Background()).Then(mapstore.Ops(head)...).Commit(); err != nil {
 		t.Fatal(err)
 	}
 }

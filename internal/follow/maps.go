@@ -9,14 +9,15 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/clusterkit-go/clusterkit/internal/keys"
+	"github.com/clusterkit-go/clusterkit/internal/mapstore"
 	"github.com/clusterkit-go/clusterkit/internal/state"
 )
 
 // Map follows a cluster's partition map: the one map follower of the nodes and of pkg/client.
 // It reads every published map at the revision of its head, so that it never sees half a map,
-// and reads only what changed since the map it read before (see state.ReadNext). A map that does
-// not decode is logged and skipped (the next one replaces it); a read that fails is retried by
-// resuming the watch before its event.
+// and reads only what changed since the map it read before (see mapstore.ReadNext). A map that
+// does not decode is logged and skipped (the next one replaces it); a read that fails is retried
+// by resuming the watch before its event.
 type Map struct {
 	Client *clientv3.Client
 	Schema keys.Schema
@@ -48,10 +49,10 @@ type Update struct {
 
 // Read reads the current map, bounded by the read timeout. Read.Map is nil when the cluster has
 // none yet.
-func (f *Map) Read(ctx context.Context) (state.Read, error) {
+func (f *Map) Read(ctx context.Context) (mapstore.Read, error) {
 	rctx, cancel := context.WithTimeout(ctx, readTimeout(f.ReadTimeout))
 	defer cancel()
-	return state.ReadMap(rctx, f.Client, f.Schema, 0)
+	return mapstore.ReadMap(rctx, f.Client, f.Schema, 0)
 }
 
 // Run follows the map from revision rev+1 (the Revision of a Read) until ctx ends. With from,
@@ -73,7 +74,7 @@ func (f *Map) handle(ctx context.Context, resp clientv3.WatchResponse) error {
 		var changed []int
 		if err == nil {
 			rctx, cancel := context.WithTimeout(ctx, readTimeout(f.ReadTimeout))
-			changed, err = state.ReadNext(rctx, f.Client, f.Schema, m, ev.Kv.ModRevision, f.last)
+			changed, err = mapstore.ReadNext(rctx, f.Client, f.Schema, m, ev.Kv.ModRevision, f.last)
 			cancel()
 		}
 		if errors.Is(err, state.ErrCorrupt) {

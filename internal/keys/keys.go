@@ -110,6 +110,14 @@ func (s Schema) ChunksPrefix(epoch uint64) string {
 	return fmt.Sprintf("%spartitions/%020d/", s.prefix, epoch)
 }
 
+// ChunksEnd ends the range [ChunksPrefix(epoch), ChunksEnd(epoch)) of every key under
+// ChunksPrefix(epoch), as etcd's WithPrefix ends it: the epoch's chunks, delta pieces and node
+// table.
+func (s Schema) ChunksEnd(epoch uint64) string {
+	p := s.ChunksPrefix(epoch)
+	return p[:len(p)-1] + "0" // the byte after '/'
+}
+
 // AllChunksPrefix is the prefix of the chunks of every epoch.
 func (s Schema) AllChunksPrefix() string { return s.prefix + "partitions/" }
 

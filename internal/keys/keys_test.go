@@ -49,3 +49,21 @@ func TestNames(t *testing.T) {
 		}
 	}
 }
+
+// The range of an epoch's keys holds its chunks, pieces and node table, and no key of another
+// epoch.
+func TestChunksRange(t *testing.T) {
+	s := New("c1")
+	const e = 41
+	start, end := s.ChunksPrefix(e), s.ChunksEnd(e)
+	for _, k := range []string{s.ChunksPrefix(e), s.Chunk(e, 0), s.Chunk(e, 999999), s.Delta(e, 0), s.Delta(e, 999999), s.NodeTable(e)} {
+		if k < start || k >= end {
+			t.Errorf("%s is outside [%s, %s)", k, start, end)
+		}
+	}
+	for _, k := range []string{s.Partitions(), s.NodeTable(e - 1), s.Delta(e-1, 999999), s.ChunksPrefix(e + 1), s.Chunk(e+1, 0)} {
+		if k >= start && k < end {
+			t.Errorf("%s is inside [%s, %s)", k, start, end)
+		}
+	}
+}

@@ -2,17 +2,13 @@ package state
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
 	"testing"
 	"time"
-
-	"go.etcd.io/etcd/api/v3/etcdserverpb"
-	"go.etcd.io/etcd/api/v3/mvccpb"
-	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/clusterkit-go/clusterkit/internal/keys"
 )
@@ -134,45 +130,55 @@ func sameMap(a, b *Map, storage bool) error {
 	return nil
 }
 
-// memKV serves Get from a fixed set of keys, as etcd does at one revision.
-type memKV struct {
-	clientv3.KV
-	kvs map[string][]byte
+// memKV is the keys and values of a cluster at one revision.
+type memKV map[string][]byte
+
+// readMap reads the map stored in kv as mapstore.ReadMap reads it from etcd: the head, then what
+// NextReads names.
+func (kv memKV) readMap() (*Map, error) {
+	h, err := DecodeHead(kv[fuzzSchema.Partitions()])
+	if err != nil {
+		return nil, err
+	}
+	if _, err := kv.readNext(h, nil); err != nil {
+		return nil, err
+	}
+	return h, nil
 }
 
-func (kv memKV) Get(_ context.Context, key string, opts ...clientv3.OpOption) (*clientv3.GetResponse, error) {
-	end := string(clientv3.OpGet(key, opts...).RangeBytes())
-	resp := &clientv3.GetResponse{Header: &etcdserverpb.ResponseHeader{Revision: 1}}
-	for _, k := range slices.Sorted(maps.Keys(kv.kvs)) {
-		if k == key || end != "" && k >= key && k < end {
-			resp.Kvs = append(resp.Kvs, &mvccpb.KeyValue{Key: []byte(k), Value: kv.kvs[k], ModRevision: 1})
+// readNext fills in h as mapstore.ReadNext does, from kv.
+func (kv memKV) readNext(h, prev *Map) ([]int, error) {
+	r := NextReads(fuzzSchema, h, prev)
+	var kvs []KV
+	for _, k := range slices.Sorted(maps.Keys(kv)) {
+		if r.End != "" && k >= r.Start && k < r.End || r.Table != "" && k == r.Table {
+			kvs = append(kvs, KV{Key: k, Value: kv[k]})
 		}
 	}
-	resp.Count = int64(len(resp.Kvs))
-	return resp, nil
+	return DecodeNext(fuzzSchema, h, prev, kvs)
 }
 
 // storedKV holds head under the partitions key and, when head decodes to a map stored out of
 // line, each line of chunks as a chunk of its checkpoint, each line of deltas as the one piece
 // of the delta of each epoch after the checkpoint, and nodes as the node table it names.
 func storedKV(head, chunks, deltas, nodes []byte) memKV {
-	kv := memKV{kvs: map[string][]byte{fuzzSchema.Partitions(): head}}
+	kv := memKV{fuzzSchema.Partitions(): head}
 	h, err := DecodeHead(head)
 	if err != nil || h.Chunks == 0 {
 		return kv
 	}
 	if h.NodesBase > 0 && nodes != nil {
-		kv.kvs[fuzzSchema.NodeTable(h.NodesBase)] = nodes
+		kv[fuzzSchema.NodeTable(h.NodesBase)] = nodes
 	}
 	cp := h.checkpoint()
 	if len(chunks) > 0 {
 		for i, c := range bytes.Split(chunks, []byte("\n")) {
-			kv.kvs[fuzzSchema.Chunk(cp, i)] = c
+			kv[fuzzSchema.Chunk(cp, i)] = c
 		}
 	}
 	if len(deltas) > 0 {
 		for i, d := range bytes.Split(deltas, []byte("\n")) {
-			kv.kvs[fuzzSchema.Delta(cp+1+uint64(i), 0)] = d
+			kv[fuzzSchema.Delta(cp+1+uint64(i), 0)] = d
 		}
 	}
 	return kv
@@ -183,14 +189,14 @@ func storedKV(head, chunks, deltas, nodes []byte) memKV {
 func writtenKV(m *Map, maxValue int) (memKV, error) {
 	enc, err := EncodeNext(nil, m, maxValue)
 	if err != nil {
-		return memKV{}, err
+		return nil, err
 	}
-	kv := memKV{kvs: map[string][]byte{fuzzSchema.Partitions(): enc.Head}}
+	kv := memKV{fuzzSchema.Partitions(): enc.Head}
 	for i, c := range enc.Chunks {
-		kv.kvs[fuzzSchema.Chunk(m.Epoch, i)] = c
+		kv[fuzzSchema.Chunk(m.Epoch, i)] = c
 	}
 	if enc.Nodes != nil {
-		kv.kvs[fuzzSchema.NodeTable(m.Epoch)] = enc.Nodes
+		kv[fuzzSchema.NodeTable(m.Epoch)] = enc.Nodes
 	}
 	return kv, nil
 }
@@ -404,8 +410,8 @@ func FuzzDecodeChunk(f *testing.F) {
 	})
 }
 
-// A whole stored map, as ReadMap reads it from a head, its checkpoint's chunks and the deltas
-// since: it is refused or read, never a panic. A map read encodes and reads back the same, and
+// A whole stored map, as mapstore.ReadMap reads it from a head, its checkpoint's chunks and the
+// deltas since: it is refused or read, never a panic. A map read encodes and reads back the same, and
 // reading its deltas against the checkpoint gives the same partitions and names every partition
 // that changed.
 func FuzzReadMap(f *testing.F) {
@@ -429,13 +435,11 @@ func FuzzReadMap(f *testing.F) {
 	f.Add([]byte(`{"epoch":8,"chunks":1,"checkpoint":7,"nodes":{"a":{"id":"a","ip":"x:1"}}}`), []byte(`[{"holders":["a"],"primary_epoch":1}]`),
 		[]byte(`{"epoch":8,"piece":0,"pieces":1,"partitions":[0],"entries":[{"holders":["b"],"primary_epoch":8}]}`), []byte(nil))
 	f.Fuzz(func(t *testing.T, head, chunks, deltas, nodes []byte) {
-		ctx := context.Background()
 		kv := storedKV(head, chunks, deltas, nodes)
-		r, err := ReadMap(ctx, kv, fuzzSchema, 0)
+		m, err := kv.readMap()
 		if err != nil {
 			return
 		}
-		m := r.Map
 
 		// Written again, chunked where it is large enough, it reads back the same.
 		w := *m
@@ -445,11 +449,11 @@ func FuzzReadMap(f *testing.F) {
 				t.Fatalf("a map read does not encode: %v", err)
 			}
 		}
-		back, err := ReadMap(ctx, written, fuzzSchema, 0)
+		back, err := written.readMap()
 		if err != nil {
 			t.Fatalf("a map read, written again, does not read: %v", err)
 		}
-		if err := sameMap(m, back.Map, false); err != nil {
+		if err := sameMap(m, back, false); err != nil {
 			t.Fatalf("a map changes when written again: %v", err)
 		}
 
@@ -460,13 +464,13 @@ func FuzzReadMap(f *testing.F) {
 		}
 		prev, _ := DecodeHead(head)
 		prev.Epoch = prev.checkpoint()
-		if _, err := ReadNext(ctx, kv, fuzzSchema, prev, 1, nil); err != nil {
+		if _, err := kv.readNext(prev, nil); err != nil {
 			t.Fatalf("the checkpoint of a map read does not read: %v", err)
 		}
 		prevBefore := *prev
 		prevBefore.Partitions = slices.Clone(prev.Partitions)
 		h, _ := DecodeHead(head)
-		changed, err := ReadNext(ctx, kv, fuzzSchema, h, 1, prev)
+		changed, err := kv.readNext(h, prev)
 		if err != nil {
 			t.Fatalf("a map read whole does not read as a change to its checkpoint: %v", err)
 		}
@@ -474,7 +478,7 @@ func FuzzReadMap(f *testing.F) {
 			t.Fatalf("read whole and read as a change, a map differs")
 		}
 		if err := sameMap(&prevBefore, prev, true); err != nil {
-			t.Fatalf("ReadNext modified the map before")
+			t.Fatalf("DecodeNext modified the map before")
 		}
 		if changed == nil {
 			return // the checkpoint has no partitions: read whole
@@ -710,7 +714,8 @@ func FuzzRanges(f *testing.F) {
 	})
 }
 
-// The config key: a config that Check accepts encodes and decodes to the same settings.
+// The config key, as DecodeConfig decodes it: a config that Check accepts encodes and decodes
+// to the same settings.
 func FuzzConfig(f *testing.F) {
 	for _, c := range []Config{
 		{ClusterID: "c1", PartitionCount: 64, ReplicationFactor: 3, Hash: HashConfig{Algorithm: HashMD5, Modulo: 64, Format: "partition-%d"}, CreatedAt: fuzzAt},
@@ -727,8 +732,11 @@ func FuzzConfig(f *testing.F) {
 	f.Add([]byte(`{"cluster_id":"c","partition_count":8,"replication_factor":3,"hash":{"algorithm":"md5","modulo":8},"embedded_members":2}`))
 	f.Add([]byte(`{"cluster_id":"c","partition_count":"8"}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		var c Config
-		if err := json.Unmarshal(b, &c); err != nil {
+		c, err := DecodeConfig(b)
+		if err != nil {
+			if !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("DecodeConfig: %v, not ErrCorrupt", err)
+			}
 			return
 		}
 		if err := c.Check(); err != nil {
@@ -741,14 +749,14 @@ func FuzzConfig(f *testing.F) {
 		if err != nil {
 			t.Fatalf("a config Check accepts does not encode: %v", err)
 		}
-		var again Config
-		if err := json.Unmarshal(out, &again); err != nil {
+		again, err := DecodeConfig(out)
+		if err != nil {
 			t.Fatalf("the encoding of a config does not decode: %v", err)
 		}
 		if err := again.Check(); err != nil {
 			t.Fatalf("a config Check accepts is refused after a round trip: %v", err)
 		}
-		if s, ours, theirs := c.Differs(again); s != "" || again.ClusterID != c.ClusterID || again.Hash != c.Hash || again.EmbeddedMembers != c.EmbeddedMembers {
+		if s, ours, theirs := c.Differs(*again); s != "" || again.ClusterID != c.ClusterID || again.Hash != c.Hash || again.EmbeddedMembers != c.EmbeddedMembers {
 			t.Fatalf("a config changes in a round trip: %s %v, then %v", s, ours, theirs)
 		}
 	})

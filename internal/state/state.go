@@ -1,6 +1,7 @@
 // Package state holds the values ClusterKit stores in etcd (JSON, readable with etcdctl) and
 // the encoding of the partition map, including the chunked form used for maps too large for
-// one etcd value.
+// one etcd value. It does no I/O: it says which keys to read and what to write, and
+// internal/mapstore reads and writes them in etcd.
 package state
 
 import (

@@ -2,13 +2,10 @@ package state
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"slices"
 	"strconv"
-
-	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/clusterkit-go/clusterkit/internal/keys"
 )
@@ -188,6 +185,19 @@ func encodeNodeTable(prev, next *Map, enc *Encoded, maxValue int) error {
 	return nil
 }
 
+// Write is one put or delete of a stored map.
+type Write struct {
+	// Delete is true for a delete, false for a put of Value under Key.
+	Delete bool
+	// Key is the key put or deleted, or the first key of the range deleted.
+	Key   string
+	Value []byte
+	// End, for a delete, ends the range [Key, End) deleted; "" deletes Key alone.
+	End string
+}
+
+func put(key string, value []byte) Write { return Write{Key: key, Value: value} }
+
 // Writes lists how to store enc, the map of epoch: each of before in a transaction of its own,
 // in order, then head in one transaction with the caller's guard on the partitions key's
 // revision. What a failed attempt at this epoch may have left is deleted first (a reader of the
@@ -196,32 +206,33 @@ func encodeNodeTable(prev, next *Map, enc *Encoded, maxValue int) error {
 // one request). An inline map needs no deletion: no reader looks for its chunks or pieces, and
 // the next checkpoint's head deletes them. A new checkpoint's head deletes every older chunk,
 // delta and node table; a new node table's head deletes the table it replaces.
-func (e Encoded) Writes(s keys.Schema, epoch uint64, maxValue int) (before []clientv3.Op, head []clientv3.Op) {
-	var puts []clientv3.Op
+func (e Encoded) Writes(s keys.Schema, epoch uint64, maxValue int) (before []Write, head []Write) {
+	var puts []Write
 	for i, c := range e.Chunks {
-		puts = append(puts, clientv3.OpPut(s.Chunk(epoch, i), string(c)))
+		puts = append(puts, put(s.Chunk(epoch, i), c))
 	}
 	for i, d := range e.Deltas {
-		puts = append(puts, clientv3.OpPut(s.Delta(epoch, i), string(d)))
+		puts = append(puts, put(s.Delta(epoch, i), d))
 	}
 	if e.Nodes != nil {
-		puts = append(puts, clientv3.OpPut(s.NodeTable(epoch), string(e.Nodes)))
+		puts = append(puts, put(s.NodeTable(epoch), e.Nodes))
 	}
-	head = []clientv3.Op{clientv3.OpPut(s.Partitions(), string(e.Head))}
+	head = []Write{put(s.Partitions(), e.Head)}
 	if e.Checkpoint() {
-		head = append(head, clientv3.OpDelete(s.AllChunksPrefix(), clientv3.WithRange(s.ChunksPrefix(epoch))))
+		head = append(head, Write{Delete: true, Key: s.AllChunksPrefix(), End: s.ChunksPrefix(epoch)})
 	} else if e.dropNodes > 0 {
-		head = append(head, clientv3.OpDelete(s.NodeTable(e.dropNodes)))
+		head = append(head, Write{Delete: true, Key: s.NodeTable(e.dropNodes)})
 	}
 	switch n := len(puts); {
 	case n == 0:
 		return nil, head
 	case n == 1 && len(e.Deltas) == 1 && len(e.Head)+len(e.Deltas[0]) <= maxValue:
 		// Everything of the epoch but piece 0 goes, in the same transaction.
-		head = append(head, puts[0], clientv3.OpDelete(s.Delta(epoch, 1), clientv3.WithRange(s.ChunksPrefix(epoch+1))))
+		head = append(head, puts[0], Write{Delete: true, Key: s.Delta(epoch, 1), End: s.ChunksPrefix(epoch + 1)})
 		return nil, head
 	}
-	before = append([]clientv3.Op{clientv3.OpDelete(s.ChunksPrefix(epoch), clientv3.WithPrefix())}, puts...)
+	// Every key under the epoch's prefix: its chunks, pieces and node table.
+	before = append([]Write{{Delete: true, Key: s.ChunksPrefix(epoch), End: s.ChunksEnd(epoch)}}, puts...)
 	return before, head
 }
 
@@ -421,7 +432,7 @@ func decodeStoredEntries(raw json.RawMessage, epoch uint64, names []string, star
 }
 
 // DecodeHead decodes the value of the partitions key. The partitions of a map stored out of
-// line, and its node table, are not in it: ReadNext reads them.
+// line, and its node table, are not in it: DecodeNext fills them in.
 func DecodeHead(b []byte) (*Map, error) {
 	var m Map
 	if err := json.Unmarshal(b, &m); err != nil {
@@ -436,13 +447,60 @@ func DecodeHead(b []byte) (*Map, error) {
 	return &m, nil
 }
 
-// ReadNext fills the partitions and node table of h, a head read at revision rev, reading at
-// that revision. With prev, a map the reader holds from an epoch between h's checkpoint and h,
-// it reads only the deltas after prev, and returns the partitions that changed since prev, in
-// order. Otherwise it reads the checkpoint and every delta since, and changed is nil
-// (everything may differ). An inline map is read whole, and compared with prev when there is
-// one. prev is not modified: unchanged entries are shared with it.
-func ReadNext(ctx context.Context, kv clientv3.KV, s keys.Schema, h *Map, rev int64, prev *Map) (changed []int, err error) {
+// KV is a key and its value, as read from etcd.
+type KV struct {
+	Key   string
+	Value []byte
+}
+
+// Reads is what DecodeNext needs read, all at the revision the head was read at: every key in
+// [Start, End) when End is not "", then the key Table when it is not "".
+type Reads struct {
+	Start, End string
+	Table      string
+}
+
+// nextFrom is the first epoch whose chunks or delta a reader of h, holding prev, needs, and
+// whether it reads only the deltas after prev.
+func nextFrom(h, prev *Map) (from uint64, incremental bool) {
+	from = h.checkpoint()
+	incremental = prev != nil && prev.Epoch >= from && prev.Epoch < h.Epoch && len(prev.Partitions) > 0
+	if incremental {
+		from = prev.Epoch + 1
+	}
+	return from, incremental
+}
+
+// holdsTable reports whether prev holds the node table h builds on.
+func holdsTable(h, prev *Map) bool {
+	return prev != nil && prev.NodesBase == h.NodesBase && prev.baseNodes != nil
+}
+
+// NextReads says what DecodeNext needs to fill in h, a head, for a reader that holds prev (or
+// nil): nothing for an inline map; else the range of the chunks of h's checkpoint (without
+// prev) and of the deltas since (since prev, with it), and the node table h builds on when
+// prev does not hold it and it is outside that range.
+func NextReads(s keys.Schema, h, prev *Map) Reads {
+	if h.Chunks == 0 {
+		return Reads{}
+	}
+	from, _ := nextFrom(h, prev)
+	r := Reads{Start: s.ChunksPrefix(from), End: s.ChunksPrefix(h.Epoch + 1)}
+	if h.NodesBase > 0 && h.NodesBase < from && !holdsTable(h, prev) {
+		r.Table = s.NodeTable(h.NodesBase)
+	}
+	return r
+}
+
+// DecodeNext fills the partitions and node table of h, a head read at some revision, from kvs:
+// what NextReads(s, h, prev) names, read at that revision, in key order. With prev, a map the
+// reader holds from an epoch between h's checkpoint and h, it applies only the deltas after
+// prev, and returns the partitions that changed since prev, in order. Otherwise it decodes the
+// checkpoint and applies every delta since, and changed is nil (everything may differ). An
+// inline map needs nothing read: it is compared with prev when there is one. prev is not
+// modified: unchanged entries are shared with it. A part missing from kvs is an error wrapping
+// ErrCorrupt.
+func DecodeNext(s keys.Schema, h *Map, prev *Map, kvs []KV) (changed []int, err error) {
 	if h.Chunks == 0 {
 		// A small map, read whole: the change is found by comparing.
 		if prev == nil || len(prev.Partitions) != len(h.Partitions) || prev.Epoch >= h.Epoch {
@@ -456,21 +514,13 @@ func ReadNext(ctx context.Context, kv clientv3.KV, s keys.Schema, h *Map, rev in
 		}
 		return changed, nil
 	}
-	from := h.checkpoint()
-	incremental := prev != nil && prev.Epoch >= from && prev.Epoch < h.Epoch && len(prev.Partitions) > 0
-	if incremental {
-		from = prev.Epoch + 1
-	}
-	resp, err := kv.Get(ctx, s.ChunksPrefix(from), clientv3.WithRange(s.ChunksPrefix(h.Epoch+1)), clientv3.WithRev(rev))
-	if err != nil {
-		return nil, fmt.Errorf("read map epoch %d: %w", h.Epoch, err)
-	}
+	from, incremental := nextFrom(h, prev)
 	var parts []Entry
 	var chunks, deltas [][]byte
 	var table []byte
-	deltaEpochs := make([]uint64, 0, len(resp.Kvs))
-	for _, kv := range resp.Kvs {
-		k, ok := s.ParseMapKey(string(kv.Key))
+	deltaEpochs := make([]uint64, 0, len(kvs))
+	for _, kv := range kvs {
+		k, ok := s.ParseMapKey(kv.Key)
 		switch {
 		case !ok:
 		case k.Nodes:
@@ -484,7 +534,7 @@ func ReadNext(ctx context.Context, kv clientv3.KV, s keys.Schema, h *Map, rev in
 			deltaEpochs = append(deltaEpochs, k.Epoch)
 		}
 	}
-	if err := readNodeTable(ctx, kv, s, h, rev, prev, table); err != nil {
+	if err := decodeNodeTable(h, prev, table); err != nil {
 		return nil, err
 	}
 	if incremental {
@@ -559,28 +609,20 @@ func ReadNext(ctx context.Context, kv clientv3.KV, s keys.Schema, h *Map, rev in
 	return changed, nil
 }
 
-// readNodeTable fills h.Nodes from the node table h builds on and the change in h: the table
-// prev already holds, the one found in the range read (table), or one more read at rev. A head
-// written before node tables existed carries its nodes itself.
-func readNodeTable(ctx context.Context, kv clientv3.KV, s keys.Schema, h *Map, rev int64, prev *Map, table []byte) error {
+// decodeNodeTable fills h.Nodes from the node table h builds on and the change in h: the table
+// prev already holds, or table, the one read. A head written before node tables existed
+// carries its nodes itself.
+func decodeNodeTable(h, prev *Map, table []byte) error {
 	if h.NodesBase == 0 {
 		return nil
 	}
 	var base map[string]Node
 	switch {
-	case prev != nil && prev.NodesBase == h.NodesBase && prev.baseNodes != nil:
+	case holdsTable(h, prev):
 		base = prev.baseNodes
+	case table == nil:
+		return fmt.Errorf("%w: map epoch %d: node table of epoch %d missing", ErrCorrupt, h.Epoch, h.NodesBase)
 	default:
-		if table == nil {
-			resp, err := kv.Get(ctx, s.NodeTable(h.NodesBase), clientv3.WithRev(rev))
-			if err != nil {
-				return fmt.Errorf("read map epoch %d: %w", h.Epoch, err)
-			}
-			if len(resp.Kvs) == 0 {
-				return fmt.Errorf("%w: map epoch %d: node table of epoch %d missing", ErrCorrupt, h.Epoch, h.NodesBase)
-			}
-			table = resp.Kvs[0].Value
-		}
 		if err := json.Unmarshal(table, &base); err != nil {
 			return fmt.Errorf("%w: map epoch %d: node table of epoch %d: %v", ErrCorrupt, h.Epoch, h.NodesBase, err)
 		}

@@ -10,7 +10,7 @@ import (
 
 	"github.com/clusterkit-go/clusterkit/internal/backoff"
 	"github.com/clusterkit-go/clusterkit/internal/follow"
-	"github.com/clusterkit-go/clusterkit/internal/state"
+	"github.com/clusterkit-go/clusterkit/internal/mapstore"
 )
 
 // source is the map follower of etcd mode: the same one the nodes run.
@@ -32,7 +32,7 @@ func (c *Client) source() *follow.Map {
 // the revision to follow from.
 func (c *Client) readEtcd(ctx context.Context) (int64, error) {
 	rctx, cancel := context.WithTimeout(ctx, readTimeout)
-	cfg, err := state.ReadConfig(rctx, c.cfg.Etcd, c.schema)
+	cfg, err := mapstore.ReadConfig(rctx, c.cfg.Etcd, c.schema)
 	cancel()
 	if err != nil {
 		return 0, err

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clusterkit-go/clusterkit/internal/mapstore"
 	"github.com/clusterkit-go/clusterkit/internal/nextmap"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -149,7 +150,7 @@ func BenchmarkCommitToCallback(b *testing.B) {
 	}
 	defer ck.Stop()
 	schema := keys.New("bench")
-	cur, err := state.ReadMap(ctx, c, schema, 0)
+	cur, err := mapstore.ReadMap(ctx, c, schema, 0)
 	if err != nil {
 		b.Fatal(err)
 	}

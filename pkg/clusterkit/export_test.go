@@ -8,6 +8,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/clusterkit-go/clusterkit/internal/keys"
+	"github.com/clusterkit-go/clusterkit/internal/mapstore"
 	"github.com/clusterkit-go/clusterkit/internal/state"
 )
 
@@ -65,7 +66,7 @@ func FollowFrom(ctx context.Context, ck *ClusterKit, client *clientv3.Client, cl
 	ck.env.client = client
 	ck.env.schema = keys.New(cluster)
 	ck.env.config.PartitionCount = len(from.Partitions)
-	ck.maps.begin(state.Read{Map: from, ModRevision: rev, Revision: rev})
+	ck.maps.begin(mapstore.Read{Map: from, ModRevision: rev, Revision: rev})
 	ck.maps.run(ctx, rev)
 }
 

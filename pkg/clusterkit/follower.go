@@ -14,6 +14,7 @@ import (
 
 	"github.com/clusterkit-go/clusterkit/internal/backoff"
 	"github.com/clusterkit-go/clusterkit/internal/follow"
+	"github.com/clusterkit-go/clusterkit/internal/mapstore"
 	"github.com/clusterkit-go/clusterkit/internal/state"
 )
 
@@ -86,7 +87,7 @@ func (f *mapFollower) source() *follow.Map {
 // this node is a change the watch sees. A read that fails is tried again with backoff until
 // ctx ends: a node starting under load can take longer to read a large map than one read's
 // timeout allows.
-func (f *mapFollower) read(ctx context.Context) (state.Read, error) {
+func (f *mapFollower) read(ctx context.Context) (mapstore.Read, error) {
 	retry := backoff.Backoff{Min: 100 * time.Millisecond, Max: 2 * time.Second}
 	for {
 		r, err := f.source().Read(ctx)
@@ -94,13 +95,13 @@ func (f *mapFollower) read(ctx context.Context) (state.Read, error) {
 			return r, nil
 		}
 		if ctx.Err() != nil {
-			return state.Read{}, fmt.Errorf("%w (last error: %v)", ctx.Err(), err)
+			return mapstore.Read{}, fmt.Errorf("%w (last error: %v)", ctx.Err(), err)
 		}
 		wait := retry.Next()
 		f.env.log.Warn("reading the partition map failed; retrying", zap.Duration("backoff", wait), zap.Error(err))
 		select {
 		case <-ctx.Done():
-			return state.Read{}, fmt.Errorf("%w (last error: %v)", ctx.Err(), err)
+			return mapstore.Read{}, fmt.Errorf("%w (last error: %v)", ctx.Err(), err)
 		case <-time.After(wait):
 		}
 	}
@@ -108,7 +109,7 @@ func (f *mapFollower) read(ctx context.Context) (state.Read, error) {
 
 // begin takes initial, the map read at start, as the baseline to diff the next maps against.
 // It runs before Run's goroutine starts.
-func (f *mapFollower) begin(initial state.Read) {
+func (f *mapFollower) begin(initial mapstore.Read) {
 	f.fromEmpty = initial.Map == nil
 	f.initial = initial.Map
 	if initial.Map != nil {

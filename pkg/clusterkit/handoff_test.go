@@ -18,6 +18,7 @@ import (
 	"github.com/clusterkit-go/clusterkit/internal/etcdtest"
 	"github.com/clusterkit-go/clusterkit/internal/follow"
 	"github.com/clusterkit-go/clusterkit/internal/keys"
+	"github.com/clusterkit-go/clusterkit/internal/mapstore"
 	"github.com/clusterkit-go/clusterkit/internal/nextmap"
 	"github.com/clusterkit-go/clusterkit/internal/state"
 	"github.com/clusterkit-go/clusterkit/pkg/clusterkit"
@@ -509,7 +510,7 @@ func TestJoinStormIsCoalesced(t *testing.T) {
 		}
 		return nil
 	})
-	r, err := state.ReadMap(context.Background(), c.Etcd(), keys.New(c.Name()), 0)
+	r, err := mapstore.ReadMap(context.Background(), c.Etcd(), keys.New(c.Name()), 0)
 	if err != nil {
 		t.Fatal(err)
 	}

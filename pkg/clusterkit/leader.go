@@ -15,6 +15,7 @@ import (
 
 	"github.com/clusterkit-go/clusterkit/internal/fence"
 	"github.com/clusterkit-go/clusterkit/internal/follow"
+	"github.com/clusterkit-go/clusterkit/internal/mapstore"
 	"github.com/clusterkit-go/clusterkit/internal/nextmap"
 	"github.com/clusterkit-go/clusterkit/internal/state"
 )
@@ -371,7 +372,7 @@ func (l *leader) applyAck(v *view, kv *mvccpb.KeyValue, deleted bool) {
 func (l *leader) readMap(ctx context.Context, v *view) error {
 	rctx, cancel := context.WithTimeout(ctx, l.env.opts.LeaseTTL)
 	defer cancel()
-	r, err := state.ReadMap(rctx, l.env.client, l.env.schema, 0)
+	r, err := mapstore.ReadMap(rctx, l.env.client, l.env.schema, 0)
 	if err != nil && !errors.Is(err, state.ErrCorrupt) {
 		return fmt.Errorf("read map: %w", err)
 	}
@@ -497,13 +498,13 @@ func (l *leader) writeMap(ctx context.Context, v *view, m *state.Map, whole bool
 		return 0, err
 	}
 	before, head := enc.Writes(l.env.schema, m.Epoch, maxMapValue)
-	for _, op := range before {
+	for _, op := range mapstore.Ops(before) {
 		if _, err := v.term.Txn(ctx, nil, op); err != nil {
 			return 0, fmt.Errorf("write map epoch %d: %w", m.Epoch, err)
 		}
 	}
 	key := l.env.schema.Partitions()
-	resp, err := v.term.Txn(ctx, []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(key), "=", v.curRev)}, head...)
+	resp, err := v.term.Txn(ctx, []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(key), "=", v.curRev)}, mapstore.Ops(head)...)
 	if err != nil {
 		return 0, fmt.Errorf("write map: %w", err)
 	}

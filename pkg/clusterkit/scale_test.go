@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/clusterkit-go/clusterkit/internal/keys"
+	"github.com/clusterkit-go/clusterkit/internal/mapstore"
 	"github.com/clusterkit-go/clusterkit/internal/proctest"
 	"github.com/clusterkit-go/clusterkit/internal/state"
 	"github.com/clusterkit-go/clusterkit/pkg/clusterkit"
@@ -87,7 +88,7 @@ func TestLargestMapJoinsInFewMaps(t *testing.T) {
 
 func readMap(t *testing.T, c *clustertest.Cluster) *state.Map {
 	t.Helper()
-	r, err := state.ReadMap(context.Background(), c.Etcd(), keys.New(c.Name()), 0)
+	r, err := mapstore.ReadMap(context.Background(), c.Etcd(), keys.New(c.Name()), 0)
 	if err != nil || r.Map == nil {
 		t.Fatalf("read the map: %v", err)
 	}

@@ -10,7 +10,7 @@ import (
 
 	"github.com/clusterkit-go/clusterkit/internal/etcdtest"
 	"github.com/clusterkit-go/clusterkit/internal/keys"
-	"github.com/clusterkit-go/clusterkit/internal/state"
+	"github.com/clusterkit-go/clusterkit/internal/mapstore"
 	"github.com/clusterkit-go/clusterkit/pkg/clusterkit"
 	"github.com/clusterkit-go/clusterkit/pkg/clustertest"
 )
@@ -27,7 +27,7 @@ func TestLargeMapInChunks(t *testing.T) {
 		c.Add(fmt.Sprintf("node-%d", i))
 	}
 	c.WaitConverged(60 * time.Second)
-	r, err := state.ReadMap(context.Background(), c.Etcd(), keys.New(c.Name()), 0)
+	r, err := mapstore.ReadMap(context.Background(), c.Etcd(), keys.New(c.Name()), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,7 +37,7 @@ func TestLargeMapInChunks(t *testing.T) {
 	c.Add("node-4")
 	c.WaitConverged(60 * time.Second)
 	// Only the current checkpoint's chunks and the deltas since remain.
-	r, err = state.ReadMap(context.Background(), c.Etcd(), keys.New(c.Name()), 0)
+	r, err = mapstore.ReadMap(context.Background(), c.Etcd(), keys.New(c.Name()), 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/clusterkit-go/clusterkit/internal/etcdtest"
 	"github.com/clusterkit-go/clusterkit/internal/follow"
 	"github.com/clusterkit-go/clusterkit/internal/keys"
+	"github.com/clusterkit-go/clusterkit/internal/mapstore"
 	"github.com/clusterkit-go/clusterkit/internal/state"
 	"github.com/clusterkit-go/clusterkit/pkg/clusterkit"
 )
@@ -387,7 +388,7 @@ func (c *Cluster) Converged() error {
 			return fmt.Errorf("%s holds epoch %d, etcd has %d", id, e, m.Epoch)
 		}
 	}
-	if _, err := state.ReadNext(ctx, c.etcd.Client, c.schema, m, resp.Header.Revision, nil); err != nil {
+	if _, err := mapstore.ReadNext(ctx, c.etcd.Client, c.schema, m, resp.Header.Revision, nil); err != nil {
 		return fmt.Errorf("read the map: %w", err)
 	}
 	leaders := 0

@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/clusterkit-go/clusterkit/internal/keys"
+	"github.com/clusterkit-go/clusterkit/internal/mapstore"
 	"github.com/clusterkit-go/clusterkit/internal/state"
 	"github.com/clusterkit-go/clusterkit/pkg/embed"
 )
@@ -248,7 +249,7 @@ func (c *cluster) settled(ctx context.Context) error {
 func (c *cluster) readMap(ctx context.Context) error {
 	rctx, cancel := context.WithTimeout(ctx, readTimeout)
 	defer cancel()
-	r, err := state.ReadMap(rctx, c.client, c.schema, 0)
+	r, err := mapstore.ReadMap(rctx, c.client, c.schema, 0)
 	if err != nil {
 		return fmt.Errorf("read the map: %w", err)
 	}

@@ -1,4 +1,4 @@
-package state_test
+package mapstore_test
 
 import (
 	"context"
@@ -15,12 +15,14 @@ import (
 
 	"github.com/clusterkit-go/clusterkit/internal/etcdtest"
 	"github.com/clusterkit-go/clusterkit/internal/keys"
+	"github.com/clusterkit-go/clusterkit/internal/mapstore"
 	"github.com/clusterkit-go/clusterkit/internal/state"
 )
 
 func TestMain(m *testing.M) { os.Exit(etcdtest.RunWithoutLeaks(m)) }
 
-// store writes maps as the leader does (state.Encoded.Writes), without the leader's guards.
+// store writes maps as the leader does (state.Encoded.Writes, mapstore.Ops), without the
+// leader's guards.
 type store struct {
 	t        *testing.T
 	c        *clientv3.Client
@@ -38,12 +40,12 @@ func (st *store) publish(next *state.Map) state.Encoded {
 	}
 	before, head := enc.Writes(st.s, next.Epoch, st.maxValue)
 	ctx := context.Background()
-	for _, op := range before {
+	for _, op := range mapstore.Ops(before) {
 		if _, err := st.c.Txn(ctx).Then(op).Commit(); err != nil {
 			st.t.Fatal(err)
 		}
 	}
-	if _, err := st.c.Txn(ctx).Then(head...).Commit(); err != nil {
+	if _, err := st.c.Txn(ctx).Then(mapstore.Ops(head)...).Commit(); err != nil {
 		st.t.Fatal(err)
 	}
 	st.written = enc.Bytes()
@@ -149,7 +151,7 @@ func TestStoredMapFollowsChanges(t *testing.T) {
 				t.Fatalf("%d partitions changed: %d bytes written, %.0f%% of the whole map", k, st.written, 100*frac)
 			}
 		}
-		r, err := state.ReadMap(ctx, srv.Client, st.s, 0)
+		r, err := mapstore.ReadMap(ctx, srv.Client, st.s, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -163,7 +165,7 @@ func TestStoredMapFollowsChanges(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := state.ReadNext(ctx, srv.Client, st.s, h, resp.Header.Revision, held)
+		got, err := mapstore.ReadNext(ctx, srv.Client, st.s, h, resp.Header.Revision, held)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -216,7 +218,7 @@ func TestStoredMapMissingPartsAreCorrupt(t *testing.T) {
 	if _, err := srv.Client.Delete(ctx, st.s.Delta(base.Epoch+2, 0)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := state.ReadMap(ctx, srv.Client, st.s, 0); !errors.Is(err, state.ErrCorrupt) {
+	if _, err := mapstore.ReadMap(ctx, srv.Client, st.s, 0); !errors.Is(err, state.ErrCorrupt) {
 		t.Fatalf("a map with a delta missing read: %v", err)
 	}
 	resp, err := srv.Client.Get(ctx, st.s.Partitions())
@@ -224,14 +226,14 @@ func TestStoredMapMissingPartsAreCorrupt(t *testing.T) {
 		t.Fatal(err)
 	}
 	h, _ := state.DecodeHead(resp.Kvs[0].Value)
-	if _, err := state.ReadNext(ctx, srv.Client, st.s, h, resp.Header.Revision, base); !errors.Is(err, state.ErrCorrupt) {
+	if _, err := mapstore.ReadNext(ctx, srv.Client, st.s, h, resp.Header.Revision, base); !errors.Is(err, state.ErrCorrupt) {
 		t.Fatalf("an incremental read with a delta missing: %v", err)
 	}
 	if _, err := srv.Client.Delete(ctx, st.s.Chunk(base.Epoch, 1)); err != nil {
 		t.Fatal(err)
 	}
 	h, _ = state.DecodeHead(resp.Kvs[0].Value)
-	if _, err := state.ReadNext(ctx, srv.Client, st.s, h, 0, nil); !errors.Is(err, state.ErrCorrupt) {
+	if _, err := mapstore.ReadNext(ctx, srv.Client, st.s, h, 0, nil); !errors.Is(err, state.ErrCorrupt) {
 		t.Fatalf("a map with a chunk missing read: %v", err)
 	}
 }
@@ -251,9 +253,60 @@ func TestStoredMapIgnoresAFailedAttempt(t *testing.T) {
 		}
 	}
 	st.publish(next)
-	r, err := state.ReadMap(ctx, srv.Client, st.s, 0)
+	r, err := mapstore.ReadMap(ctx, srv.Client, st.s, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	same(t, "after a failed attempt", r.Map, next)
+}
+
+// A reader whose map does not carry the node table the head builds on (one it did not read from
+// etcd) reads that table too, at the head's revision, even when it lies before the deltas it
+// reads; without the table the map is corrupt.
+func TestStoredMapReadsTheNodeTableItLacks(t *testing.T) {
+	srv := etcdtest.Start(t)
+	ctx := context.Background()
+	st := &store{t: t, c: srv.Client, s: keys.New("t"), maxValue: 1200}
+	st.publish(testMap(600))
+	var held *state.Map
+	for i := range 2 {
+		next := *st.cur
+		next.Epoch++
+		next.Partitions = slices.Clone(st.cur.Partitions)
+		next.Partitions[i] = state.Entry{Holders: []string{"n5", "n4"}, PrimaryEpoch: next.Epoch}
+		if enc := st.publish(&next); enc.Checkpoint() || enc.Nodes != nil {
+			t.Fatalf("epoch %d: a checkpoint %v or a node table %v", next.Epoch, enc.Checkpoint(), enc.Nodes != nil)
+		}
+		if held == nil {
+			// The map of epoch 2 as a reader holds it without having read it from etcd.
+			held = &state.Map{Epoch: next.Epoch, Leader: next.Leader, Nodes: next.Nodes, Partitions: next.Partitions}
+		}
+	}
+	resp, err := srv.Client.Get(ctx, st.s.Partitions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := state.DecodeHead(resp.Kvs[0].Value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := state.NextReads(st.s, h, held); r.Table != st.s.NodeTable(1) {
+		t.Fatalf("reads %+v, want the node table of epoch 1 apart", r)
+	}
+	changed, err := mapstore.ReadNext(ctx, srv.Client, st.s, h, resp.Header.Revision, held)
+	if err != nil {
+		t.Fatal(err)
+	}
+	same(t, "read with the node table apart", h, st.cur)
+	if !slices.Equal(changed, []int{1}) {
+		t.Fatalf("changed %v, want [1]", changed)
+	}
+
+	if _, err := srv.Client.Delete(ctx, st.s.NodeTable(1)); err != nil {
+		t.Fatal(err)
+	}
+	h, _ = state.DecodeHead(resp.Kvs[0].Value)
+	if _, err := mapstore.ReadNext(ctx, srv.Client, st.s, h, 0, held); !errors.Is(err, state.ErrCorrupt) {
+		t.Fatalf("a map with its node table missing read: %v", err)
+	}
 }

@@ -1,68 +1,18 @@
 package state
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
-
-	clientv3 "go.etcd.io/etcd/client/v3"
-
-	"github.com/clusterkit-go/clusterkit/internal/keys"
 )
 
 // MaxValue is the largest value ClusterKit writes in one put: etcd refuses requests over 1.5 MiB
 // by default, and the rest of the request needs room too.
 const MaxValue = 1 << 20
 
-// Read is the result of ReadMap.
-type Read struct {
-	// Map is nil when no map has been published.
-	Map *Map
-	// Revision is the etcd revision the read was served at.
-	Revision int64
-	// ModRevision is the revision the map was last written at, 0 when there is none.
-	ModRevision int64
-}
-
-// ReadMap reads the current map, at revision rev (0 for the latest). When the map cannot be read
-// whole (an error wrapping ErrCorrupt), Read still has its revisions and a nil Map.
-func ReadMap(ctx context.Context, kv clientv3.KV, s keys.Schema, rev int64) (Read, error) {
-	var opts []clientv3.OpOption
-	if rev > 0 {
-		opts = append(opts, clientv3.WithRev(rev))
-	}
-	resp, err := kv.Get(ctx, s.Partitions(), opts...)
-	if err != nil {
-		return Read{}, err
-	}
-	if len(resp.Kvs) == 0 {
-		return Read{Revision: resp.Header.Revision}, nil
-	}
-	read := Read{Revision: resp.Header.Revision, ModRevision: resp.Kvs[0].ModRevision}
-	m, err := DecodeHead(resp.Kvs[0].Value)
-	if err == nil {
-		_, err = ReadNext(ctx, kv, s, m, resp.Header.Revision, nil)
-	}
-	if err != nil {
-		// The revisions still say what is stored: a leader replaces a corrupt map with a write
-		// guarded by its ModRevision.
-		return read, err
-	}
-	read.Map = m
-	return read, nil
-}
-
-// ReadConfig reads the cluster's fixed settings; nil when the cluster does not exist yet.
-func ReadConfig(ctx context.Context, kv clientv3.KV, s keys.Schema) (*Config, error) {
-	resp, err := kv.Get(ctx, s.Config())
-	if err != nil {
-		return nil, err
-	}
-	if len(resp.Kvs) == 0 {
-		return nil, nil
-	}
+// DecodeConfig decodes the value of the config key. It does not check it (Config.Check).
+func DecodeConfig(b []byte) (*Config, error) {
 	var c Config
-	if err := json.Unmarshal(resp.Kvs[0].Value, &c); err != nil {
+	if err := json.Unmarshal(b, &c); err != nil {
 		return nil, fmt.Errorf("%w: config: %v", ErrCorrupt, err)
 	}
 	return &c, nil
