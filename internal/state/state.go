@@ -7,6 +7,7 @@ package state
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -230,11 +231,12 @@ type Map struct {
 	Checkpoint      uint64 `json:"checkpoint,omitempty"`
 	CheckpointBytes int    `json:"checkpoint_bytes,omitempty"`
 	DeltaBytes      int    `json:"delta_bytes,omitempty"`
-	// NodesBase is the epoch of the node table (under NodeTable(NodesBase)) the node table of a
-	// map stored out of line is NodesChanged and NodesGone away from.
+	// The node table of a map stored out of line: NodeIDs lists every node of the map, sorted;
+	// a node's record is in NodesChanged when it was added or changed since the table written at
+	// epoch NodesBase (under NodeTable(NodesBase)), in that table otherwise.
+	NodeIDs      []string        `json:"node_ids,omitempty"`
 	NodesBase    uint64          `json:"nodes_base,omitempty"`
 	NodesChanged map[string]Node `json:"nodes_changed,omitempty"`
-	NodesGone    []string        `json:"nodes_gone,omitempty"`
 
 	// baseNodes is the table at NodesBase and baseBytes its stored size, known once the map
 	// has been read or written: the next map's change is computed from it.
@@ -247,6 +249,15 @@ type Absent struct {
 	Since  time.Time `json:"since"`
 	Zone   string    `json:"zone,omitempty"`
 	Weight int       `json:"weight,omitempty"`
+}
+
+// Members returns the IDs of the map's nodes, sorted. Unlike Nodes, it is known from the head
+// alone, before the node table of a map stored out of line is read.
+func (m *Map) Members() []string {
+	if m.Nodes == nil && m.NodesBase > 0 {
+		return slices.Clone(m.NodeIDs)
+	}
+	return slices.Sorted(maps.Keys(m.Nodes))
 }
 
 // SamePlacement reports whether m and o have the same partitions, node table and absent nodes.

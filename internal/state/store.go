@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 
@@ -73,11 +74,11 @@ func (e Encoded) Bytes() int {
 
 // EncodeNext encodes next, the map that follows prev (the map stored now, as read or written,
 // or nil), so that no value exceeds maxValue bytes. It sets next's storage fields (Chunks,
-// Checkpoint, CheckpointBytes, DeltaBytes, NodesBase, NodesChanged, NodesGone), so that next
+// Checkpoint, CheckpointBytes, DeltaBytes, NodesBase, NodesChanged, NodeIDs), so that next
 // can be the prev of the map after it.
 func EncodeNext(prev, next *Map, maxValue int) (Encoded, error) {
 	next.Chunks, next.Checkpoint, next.CheckpointBytes, next.DeltaBytes = 0, 0, 0, 0
-	next.NodesBase, next.NodesChanged, next.NodesGone, next.baseNodes, next.baseBytes = 0, nil, nil, nil, 0
+	next.NodesBase, next.NodesChanged, next.NodeIDs, next.baseNodes, next.baseBytes = 0, nil, nil, nil, 0
 	if len(next.Partitions)*minEntryBytes <= inlineMax(maxValue) {
 		whole, err := json.Marshal(next)
 		if err != nil {
@@ -135,12 +136,12 @@ func EncodeNext(prev, next *Map, maxValue int) (Encoded, error) {
 // encodeNodeTable decides how the head of next, a map stored out of line, carries its node
 // table: as the change from the table prev's head builds on, while that change is under half
 // the table, or else as a new table written at next's epoch (always at a checkpoint, when prev
-// is nil). A node joining, draining or leaving then costs its own record in each head, not the
-// whole table.
+// is nil). The head lists the IDs of every node of the map either way. A node joining, draining
+// or leaving then costs its own record (or its ID) in each head, not the whole table.
 func encodeNodeTable(prev, next *Map, enc *Encoded, maxValue int) error {
+	next.NodeIDs = slices.Sorted(maps.Keys(next.Nodes))
 	if prev != nil && prev.NodesBase > 0 && prev.baseNodes != nil {
 		var changed map[string]Node
-		var gone []string
 		for id, n := range next.Nodes {
 			if b, ok := prev.baseNodes[id]; !ok || !b.Equal(n) {
 				if changed == nil {
@@ -149,12 +150,6 @@ func encodeNodeTable(prev, next *Map, enc *Encoded, maxValue int) error {
 				changed[id] = n
 			}
 		}
-		for id := range prev.baseNodes {
-			if _, ok := next.Nodes[id]; !ok {
-				gone = append(gone, id)
-			}
-		}
-		slices.Sort(gone)
 		size := 0
 		if changed != nil {
 			b, err := json.Marshal(changed)
@@ -163,12 +158,9 @@ func encodeNodeTable(prev, next *Map, enc *Encoded, maxValue int) error {
 			}
 			size = len(b)
 		}
-		for _, id := range gone {
-			size += len(id) + 3
-		}
 		if 2*size <= prev.baseBytes {
 			next.NodesBase, next.baseNodes, next.baseBytes = prev.NodesBase, prev.baseNodes, prev.baseBytes
-			next.NodesChanged, next.NodesGone = changed, gone
+			next.NodesChanged = changed
 			return nil
 		}
 		enc.dropNodes = prev.NodesBase
@@ -609,8 +601,8 @@ func DecodeNext(s keys.Schema, h *Map, prev *Map, kvs []KV) (changed []int, err 
 	return changed, nil
 }
 
-// decodeNodeTable fills h.Nodes from the node table h builds on and the change in h: the table
-// prev already holds, or table, the one read. A head written before node tables existed
+// decodeNodeTable fills h.Nodes with the nodes h lists, each from the change in h or else the
+// node table h builds on: the table prev already holds, or table, the one read. A head written before node tables existed
 // carries its nodes itself.
 func decodeNodeTable(h, prev *Map, table []byte) error {
 	if h.NodesBase == 0 {
@@ -627,15 +619,23 @@ func decodeNodeTable(h, prev *Map, table []byte) error {
 			return fmt.Errorf("%w: map epoch %d: node table of epoch %d: %v", ErrCorrupt, h.Epoch, h.NodesBase, err)
 		}
 	}
-	nodes := make(map[string]Node, len(base)+len(h.NodesChanged))
-	for id, n := range base {
+	nodes := make(map[string]Node, len(h.NodeIDs))
+	for _, id := range h.NodeIDs {
+		n, ok := h.NodesChanged[id]
+		if !ok {
+			if n, ok = base[id]; !ok {
+				return fmt.Errorf("%w: map epoch %d: node %q has no record in the head or the node table of epoch %d", ErrCorrupt, h.Epoch, id, h.NodesBase)
+			}
+		}
 		nodes[id] = n
 	}
-	for _, id := range h.NodesGone {
-		delete(nodes, id)
+	if len(nodes) != len(h.NodeIDs) {
+		return fmt.Errorf("%w: map epoch %d lists a node twice", ErrCorrupt, h.Epoch)
 	}
-	for id, n := range h.NodesChanged {
-		nodes[id] = n
+	for id := range h.NodesChanged {
+		if _, ok := nodes[id]; !ok {
+			return fmt.Errorf("%w: map epoch %d: changed node %q is not in node_ids", ErrCorrupt, h.Epoch, id)
+		}
 	}
 	h.Nodes, h.baseNodes, h.baseBytes = nodes, base, len(table)
 	if table == nil {

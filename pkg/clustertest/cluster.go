@@ -380,7 +380,7 @@ func (c *Cluster) Converged() error {
 	if err != nil {
 		return err
 	}
-	if got := slices.Sorted(maps.Keys(m.Nodes)); !slices.Equal(got, want) {
+	if got := m.Members(); !slices.Equal(got, want) {
 		return fmt.Errorf("map epoch %d lists %v, want %v", m.Epoch, got, want)
 	}
 	for _, id := range want {

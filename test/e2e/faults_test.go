@@ -238,7 +238,7 @@ func testLongBlackhole(t *testing.T, f *faultMatrix) {
 		}
 		if droppedAt.IsZero() {
 			if stored := f.storedMap(t); stored != nil {
-				if _, ok := stored.Nodes[victim.id]; !ok {
+				if !slices.Contains(stored.Members(), victim.id) {
 					droppedAt, droppedEpoch = time.Now(), stored.Epoch
 				}
 			}
@@ -351,7 +351,7 @@ func testCompactionMidStream(t *testing.T, f *faultMatrix) {
 	var stored *state.Map
 	for {
 		if stored = f.storedMap(t); stored != nil {
-			if _, listed := stored.Nodes[crasher.id]; !listed {
+			if !slices.Contains(stored.Members(), crasher.id) {
 				break
 			}
 		}

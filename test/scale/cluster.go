@@ -374,7 +374,7 @@ func (w *writes) run(ctx context.Context, client *clientv3.Client, s keys.Schema
 				}
 				continue
 			}
-			w.heads = append(w.heads, head{epoch: m.Epoch, nodes: slices.Sorted(maps.Keys(m.Nodes))})
+			w.heads = append(w.heads, head{epoch: m.Epoch, nodes: m.Members()})
 		}
 		if resp.IsProgressNotify() {
 			w.rev = max(w.rev, resp.Header.Revision)
