@@ -122,7 +122,9 @@ func (w *compactWriter) appendEntry(b []byte, e *Entry) []byte {
 			b = append(b, ']')
 		}
 		b = append(b, ']')
-		if !slices.Equal(impliedTarget(e.Holders, e.Pending), e.Target) {
+		// Left out only when the reader implies it: without pending copies, or with fewer holders
+		// than copies, it implies none and refuses the entry, whatever its target.
+		if t := impliedTarget(e.Holders, e.Pending); t == nil || !slices.Equal(t, e.Target) {
 			b = append(b, ',')
 			b = w.appendList(b, e.Target)
 		}

@@ -17,7 +17,7 @@ import (
 // an error, never panics, on any input; that what it accepts survives a round trip through the
 // package's encoder; and, for the fast decoders, that they agree with encoding/json. The seeds
 // are values the package's own encoders write, and a few broken ones. go test runs the seeds;
-// internal/fuzztest fuzzes each target for a few seconds; run one longer with
+// internal/fuzztest fuzzes each target for a short while; run one longer with
 //
 //	go test ./internal/state -run '^$' -fuzz '^FuzzDecodeHead$' -fuzztime 5m
 
@@ -379,6 +379,10 @@ func FuzzDecodeChunk(f *testing.F) {
 		`{"epoch":3,"names":["a","b","c"],"started":{"3":1767225600123,"2":-5},"entries":[[[0,1],3],[[1],2,[[2],[0,2]]],[[1,2],1,[[0,2,3]],[]]]}`,
 		`{"epoch":3,"names":["a"],"entries":[[[0],1,[[0,1,1,9]],[0]]]}`,
 		`{"epoch":3,"names":["a"],"entries":[[[0],1,[[0]]]]}`,
+		// An empty target where none is implied was left out when written again, and the
+		// entry then read as one without a target.
+		`{"epoch":3,"names":["a"],"started":{"3":0},"entries":[[[],0,[[0]],[]]]}`,
+		`[{"holders":["a"],"primary_epoch":3,"target":[]}]`,
 		`{"epoch":3,"names":["a"],"entries":[[[2],1]]}`,
 		`{"epoch":3,"names":["a"],"entries":[[[0],-1]]}`,
 		`[{"holders":["a"],"primary_epoch":3}]`,
