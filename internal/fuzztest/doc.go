@@ -3,7 +3,7 @@
 // target's invariants fails, and checks in every run that its table lists every target, so that
 // a new one cannot be forgotten.
 //
-// The targets live beside the decoders they exercise (internal/state, pkg/client,
+// The targets live beside the decoders they exercise (internal/state, internal/topology,
 // pkg/clusterkit): go test runs their seeds as ordinary tests; this package runs
 //
 //	go test -run '^$' -fuzz '^FuzzName$' -fuzztime 2s -parallel 2 ./pkg

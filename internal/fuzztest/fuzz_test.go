@@ -32,9 +32,9 @@ var targets = []struct {
 	{"internal/state", "FuzzDecodeAcks"},
 	{"internal/state", "FuzzRanges"},
 	{"internal/state", "FuzzConfig"},
-	{"pkg/client", "FuzzFromCluster"},
-	{"pkg/client", "FuzzFromDelta"},
-	{"pkg/client", "FuzzFromStateMap"},
+	{"internal/topology", "FuzzFromCluster"},
+	{"internal/topology", "FuzzFromDelta"},
+	{"internal/topology", "FuzzFromStateMap"},
 	{"pkg/clusterkit", "FuzzJoinInfo"},
 }
 

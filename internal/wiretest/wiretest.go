@@ -2,7 +2,8 @@
 // check them on purpose. Its declarations are its own, independent of pkg/wire: a change to a
 // document then fails those tests instead of passing silently through both the node and the
 // reader. Decoding is strict: a field this package does not declare is an error, so a renamed
-// or added field shows up here first.
+// or added field shows up here first. It also writes bodies of its own for tests that serve a
+// map to a reader (ClusterBody, FullMapBody).
 package wiretest
 
 import (

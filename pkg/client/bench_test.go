@@ -10,17 +10,18 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/clusterkit-go/clusterkit/internal/state"
+	"github.com/clusterkit-go/clusterkit/internal/topology"
+	"github.com/clusterkit-go/clusterkit/internal/wiretest"
 	"github.com/clusterkit-go/clusterkit/pkg/wire"
 )
 
 // routeFixture is a client holding a 64-partition map of 3 nodes, and keys to route.
 func routeFixture(tb testing.TB) (*Client, []string) {
 	var d wire.Cluster
-	if err := json.Unmarshal(servedMap(3, state.HashConfig{Algorithm: "md5", Modulo: 64, Format: "partition-%d"}, 64), &d); err != nil {
+	if err := json.Unmarshal(wiretest.ClusterBody(3, wiretest.HashConfig{Algorithm: "md5", Modulo: 64, Format: "partition-%d"}, 64), &d); err != nil {
 		tb.Fatal(err)
 	}
-	t, err := fromCluster(&d, `"c1-3"`)
+	t, err := topology.FromCluster(&d, `"c1-3"`)
 	if err != nil {
 		tb.Fatal(err)
 	}

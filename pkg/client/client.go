@@ -19,6 +19,7 @@ import (
 	"github.com/clusterkit-go/clusterkit/internal/keys"
 	"github.com/clusterkit-go/clusterkit/internal/partition"
 	"github.com/clusterkit-go/clusterkit/internal/state"
+	"github.com/clusterkit-go/clusterkit/internal/topology"
 )
 
 // DefaultClusterName is the cluster a client in etcd mode follows when Config.ClusterName is
@@ -96,7 +97,7 @@ type Client struct {
 	schema     keys.Schema
 	etcdConfig *state.Config
 
-	topo atomic.Pointer[topology]
+	topo atomic.Pointer[topology.Topology]
 	// suspects maps the IDs of nodes that recently failed with a connection error to the time
 	// until which they are tried last; copied on write (writes happen only on failures).
 	suspects   atomic.Pointer[map[string]time.Time]
@@ -156,7 +157,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		return nil, err
 	}
 	t := c.topo.Load()
-	c.log.Info("client started", zap.String("cluster", t.clusterName), zap.Uint64("epoch", t.epoch), zap.Int("nodes", len(t.nodes)))
+	c.log.Info("client started", zap.String("cluster", t.ClusterName), zap.Uint64("epoch", t.Epoch), zap.Int("nodes", len(t.Nodes)))
 	return c, nil
 }
 
@@ -208,15 +209,15 @@ func (c *Client) Route(key string) (Route, error) {
 		return Route{}, ErrClosed
 	}
 	t := c.topo.Load()
-	return t.routes[t.mod.Of(partition.Hash(key))], nil
+	return t.Routes[t.Mod.Of(partition.Hash(key))], nil
 }
 
 // Epoch returns the epoch of the map the client holds.
-func (c *Client) Epoch() uint64 { return c.topo.Load().epoch }
+func (c *Client) Epoch() uint64 { return c.topo.Load().Epoch }
 
 // Nodes returns the live nodes of the map the client holds, sorted by ID. The slice is the
 // caller's; the Metadata maps are shared and must not be modified.
-func (c *Client) Nodes() []Node { return slices.Clone(c.topo.Load().nodes) }
+func (c *Client) Nodes() []Node { return slices.Clone(c.topo.Load().Nodes) }
 
 // Do runs op for key on the primary of its partition. When op fails because the node is
 // unavailable (see IsUnavailable), Do runs it at once on the next holder, and so on; a node
@@ -310,14 +311,14 @@ func (c *Client) setSuspect(id string, suspect bool) {
 }
 
 // apply makes t the client's map unless it is not newer than the one it holds.
-func (c *Client) apply(t *topology) bool {
+func (c *Client) apply(t *topology.Topology) bool {
 	for {
 		old := c.topo.Load()
-		if old != nil && t.epoch <= old.epoch {
+		if old != nil && t.Epoch <= old.Epoch {
 			return false
 		}
 		if c.topo.CompareAndSwap(old, t) {
-			c.log.Debug("applied map", zap.Uint64("epoch", t.epoch))
+			c.log.Debug("applied map", zap.Uint64("epoch", t.Epoch))
 			return true
 		}
 	}

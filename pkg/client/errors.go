@@ -8,6 +8,8 @@ import (
 	"net"
 	"strings"
 	"syscall"
+
+	"github.com/clusterkit-go/clusterkit/internal/topology"
 )
 
 var (
@@ -19,7 +21,7 @@ var (
 	ErrInvalidConfig = errors.New("clusterkit: invalid client config")
 	// ErrUnsupportedHash is returned when the cluster publishes a key hash this client does not
 	// implement: routing with another hash would send keys to the wrong nodes.
-	ErrUnsupportedHash = errors.New("clusterkit: unsupported hash configuration")
+	ErrUnsupportedHash = topology.ErrUnsupportedHash
 	// ErrClosed is returned by calls on a closed Client.
 	ErrClosed = errors.New("clusterkit: client closed")
 )

@@ -11,6 +11,7 @@ import (
 	"github.com/clusterkit-go/clusterkit/internal/backoff"
 	"github.com/clusterkit-go/clusterkit/internal/follow"
 	"github.com/clusterkit-go/clusterkit/internal/mapstore"
+	"github.com/clusterkit-go/clusterkit/internal/topology"
 )
 
 // source is the map follower of etcd mode: the same one the nodes run.
@@ -19,7 +20,7 @@ func (c *Client) source() *follow.Map {
 		Apply: func(u follow.Update) {
 			m, rev := u.Map, u.Revision
 			// The settings are fixed when the cluster is created: the ones first read hold.
-			t, err := fromStateMap(c.cfg.ClusterName, c.etcdConfig, m)
+			t, err := topology.FromStateMap(c.cfg.ClusterName, c.etcdConfig, m)
 			if err != nil {
 				c.log.Error("ignoring unreadable partition map", zap.Int64("revision", rev), zap.Error(err))
 				return
@@ -40,7 +41,7 @@ func (c *Client) readEtcd(ctx context.Context) (int64, error) {
 	if cfg == nil {
 		return 0, fmt.Errorf("cluster %q does not exist in etcd (no %s)", c.cfg.ClusterName, c.schema.Config())
 	}
-	if err := checkHash(cfg.Hash, cfg.PartitionCount); err != nil {
+	if err := topology.CheckHash(cfg.Hash, cfg.PartitionCount); err != nil {
 		return 0, err
 	}
 	c.etcdConfig = cfg
@@ -52,7 +53,7 @@ func (c *Client) readEtcd(ctx context.Context) (int64, error) {
 	if r.Map == nil {
 		return 0, fmt.Errorf("cluster %q has no partition map yet", c.cfg.ClusterName)
 	}
-	t, err := fromStateMap(c.cfg.ClusterName, c.etcdConfig, r.Map)
+	t, err := topology.FromStateMap(c.cfg.ClusterName, c.etcdConfig, r.Map)
 	if err != nil {
 		return 0, err
 	}

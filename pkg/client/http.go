@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/clusterkit-go/clusterkit/internal/backoff"
+	"github.com/clusterkit-go/clusterkit/internal/topology"
 	"github.com/clusterkit-go/clusterkit/pkg/wire"
 )
 
@@ -40,7 +41,7 @@ var errNoMapEndpoint = errors.New("the node does not serve GET /cluster/map")
 
 // fetch GETs the map of the node at addr. With a tag and a wait it is a long poll: it returns
 // errNotModified when the node's map is still that one after the wait.
-func (c *Client) fetch(ctx context.Context, addr, tag string, wait time.Duration) (*topology, error) {
+func (c *Client) fetch(ctx context.Context, addr, tag string, wait time.Duration) (*topology.Topology, error) {
 	url := c.scheme() + addr + "/cluster"
 	if tag != "" && wait > 0 {
 		url += "?wait=" + wait.String()
@@ -53,26 +54,26 @@ func (c *Client) fetch(ctx context.Context, addr, tag string, wait time.Duration
 	if err := json.Unmarshal(body, &doc); err != nil {
 		return nil, fmt.Errorf("GET %s: not a ClusterKit node: %v", url, err)
 	}
-	t, err := fromCluster(&doc, etag)
+	t, err := topology.FromCluster(&doc, etag)
 	if err != nil {
 		return nil, fmt.Errorf("GET %s: %w", url, err)
 	}
-	if want := c.cfg.ClusterName; want != "" && t.clusterName != want {
-		return nil, fmt.Errorf("%w: ClusterName is %q but %s belongs to cluster %q", ErrInvalidConfig, want, addr, t.clusterName)
+	if want := c.cfg.ClusterName; want != "" && t.ClusterName != want {
+		return nil, fmt.Errorf("%w: ClusterName is %q but %s belongs to cluster %q", ErrInvalidConfig, want, addr, t.ClusterName)
 	}
-	if old := c.topo.Load(); old != nil && old.clusterID != t.clusterID {
-		return nil, fmt.Errorf("GET %s: the node belongs to another cluster (id %s, this client follows %s)", url, t.clusterID, old.clusterID)
+	if old := c.topo.Load(); old != nil && old.ClusterID != t.ClusterID {
+		return nil, fmt.Errorf("GET %s: the node belongs to another cluster (id %s, this client follows %s)", url, t.ClusterID, old.ClusterID)
 	}
 	return t, nil
 }
 
 // fetchDelta long-polls GET /cluster/map on the node at addr for what changed since the map the
-// client holds, and builds the new map from it (see fromDelta). It returns errNotModified when
-// the node's map is still the client's after the wait, and errNoMapEndpoint when the node does
-// not serve GET /cluster/map.
-func (c *Client) fetchDelta(ctx context.Context, addr string, wait time.Duration) (*topology, error) {
+// client holds, and builds the new map from it (see topology.FromDelta). It returns
+// errNotModified when the node's map is still the client's after the wait, and
+// errNoMapEndpoint when the node does not serve GET /cluster/map.
+func (c *Client) fetchDelta(ctx context.Context, addr string, wait time.Duration) (*topology.Topology, error) {
 	held := c.topo.Load()
-	url := fmt.Sprintf("%s%s/cluster/map?since=%d&wait=%s", c.scheme(), addr, held.epoch, wait)
+	url := fmt.Sprintf("%s%s/cluster/map?since=%d&wait=%s", c.scheme(), addr, held.Epoch, wait)
 	body, etag, err := c.get(ctx, url, "")
 	var status statusError
 	if errors.As(err, &status) && status.code == http.StatusNotFound {
@@ -85,10 +86,10 @@ func (c *Client) fetchDelta(ctx context.Context, addr string, wait time.Duration
 	if err := json.Unmarshal(body, &d); err != nil {
 		return nil, fmt.Errorf("GET %s: not a ClusterKit node: %v", url, err)
 	}
-	if d.ID != held.clusterID {
-		return nil, fmt.Errorf("GET %s: the node belongs to another cluster (id %q, this client follows %s)", url, d.ID, held.clusterID)
+	if d.ID != held.ClusterID {
+		return nil, fmt.Errorf("GET %s: the node belongs to another cluster (id %q, this client follows %s)", url, d.ID, held.ClusterID)
 	}
-	t, err := fromDelta(held, &d, etag)
+	t, err := topology.FromDelta(held, &d, etag)
 	if err != nil {
 		return nil, fmt.Errorf("GET %s: %w", url, err)
 	}
@@ -173,7 +174,7 @@ func (c *Client) firstHTTPRead(ctx context.Context) (string, error) {
 // when that one fails, with a backoff once all have failed. A node that does not serve
 // GET /cluster/map is long-polled with GET /cluster and the map's tag instead.
 func (c *Client) followHTTP(ctx context.Context, addr string) {
-	tag := c.topo.Load().etag
+	tag := c.topo.Load().ETag
 	// plain is set while addr is a node without GET /cluster/map (an older version), until the
 	// poll moves to another node: a node upgraded meanwhile is asked again then.
 	plain := false
@@ -184,12 +185,12 @@ func (c *Client) followHTTP(ctx context.Context, addr string) {
 		c.pollMu.Lock()
 		c.pollAddr, c.pollCancel = addr, cancel
 		c.pollMu.Unlock()
-		var t *topology
+		var t *topology.Topology
 		var err error
 		if !plain {
 			if t, err = c.fetchDelta(pctx, addr, c.wait); errors.Is(err, errNoMapEndpoint) {
 				c.log.Debug("node does not serve GET /cluster/map, polling GET /cluster", zap.String("addr", addr))
-				plain, tag = true, c.topo.Load().etag
+				plain, tag = true, c.topo.Load().ETag
 			}
 		}
 		if plain {
@@ -215,7 +216,7 @@ func (c *Client) followHTTP(ctx context.Context, addr string) {
 			// answers; in GET /cluster its own tag is polled next, so that it answers only when
 			// it changes. A node that ignores the long poll answers at once every time: the
 			// pause bounds that loop.
-			tag = t.etag
+			tag = t.ETag
 			if !c.apply(t) {
 				select {
 				case <-ctx.Done():
@@ -227,7 +228,7 @@ func (c *Client) followHTTP(ctx context.Context, addr string) {
 		candidates := c.candidates()
 		c.log.Debug("topology poll failed, moving on", zap.String("addr", addr), zap.Error(err))
 		addr = next(candidates, addr)
-		tag, plain = c.topo.Load().etag, false
+		tag, plain = c.topo.Load().ETag, false
 		if failures++; failures < len(candidates) {
 			continue
 		}
@@ -243,7 +244,7 @@ func (c *Client) followHTTP(ctx context.Context, addr string) {
 // candidates are the addresses to poll: the seeds, then every node of the current map.
 func (c *Client) candidates() []string {
 	out := slices.Clone(c.cfg.Seeds)
-	for _, n := range c.topo.Load().nodes {
+	for _, n := range c.topo.Load().Nodes {
 		if !slices.Contains(out, n.Addr) {
 			out = append(out, n.Addr)
 		}

@@ -17,7 +17,7 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/clusterkit-go/clusterkit/internal/state"
+	"github.com/clusterkit-go/clusterkit/internal/wiretest"
 	"github.com/clusterkit-go/clusterkit/pkg/clusterkit"
 )
 
@@ -25,19 +25,19 @@ import (
 // hammered: the client pauses after an answer that brings nothing new, whether the node serves
 // GET /cluster/map or only GET /cluster.
 func TestPollOfANodeIgnoringTheWaitPauses(t *testing.T) {
-	md5 := state.HashConfig{Algorithm: "md5", Modulo: 8, Format: "partition-%d"}
+	md5 := wiretest.HashConfig{Algorithm: "md5", Modulo: 8, Format: "partition-%d"}
 	tests := []struct {
 		name string
 		// delta is the GET /cluster/map body, nil for a node that answers it 404.
 		delta []byte
 	}{
 		{"GET /cluster", nil},
-		{"GET /cluster/map", servedDelta(1, md5, 8)},
+		{"GET /cluster/map", wiretest.FullMapBody(1, md5, 8)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var requests atomic.Int64
-			body := servedMap(1, md5, 8)
+			body := wiretest.ClusterBody(1, md5, 8)
 			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				requests.Add(1)
 				w.Header().Set("ETag", `"c1-1"`)
@@ -126,18 +126,18 @@ func sameAsFullRead(c *Client, addr string) error {
 		return err
 	}
 	held := c.topo.Load()
-	if held.epoch != full.epoch {
-		return fmt.Errorf("client at epoch %d, %s at %d", held.epoch, addr, full.epoch)
+	if held.Epoch != full.Epoch {
+		return fmt.Errorf("client at epoch %d, %s at %d", held.Epoch, addr, full.Epoch)
 	}
 	if reflect.DeepEqual(*held, *full) {
 		return nil
 	}
-	for i := range full.routes {
-		if !reflect.DeepEqual(held.routes[i], full.routes[i]) {
-			return fmt.Errorf("epoch %d: %s is %+v followed, %+v read whole", held.epoch, full.routes[i].Partition, held.routes[i], full.routes[i])
+	for i := range full.Routes {
+		if !reflect.DeepEqual(held.Routes[i], full.Routes[i]) {
+			return fmt.Errorf("epoch %d: %s is %+v followed, %+v read whole", held.Epoch, full.Routes[i].Partition, held.Routes[i], full.Routes[i])
 		}
 	}
-	return fmt.Errorf("epoch %d: followed %+v, read whole %+v", held.epoch, held.nodes, full.nodes)
+	return fmt.Errorf("epoch %d: followed %+v, read whole %+v", held.Epoch, held.Nodes, full.Nodes)
 }
 
 // A client following the map by GET /cluster/map holds, after joins and leaves (the node it

@@ -2,7 +2,6 @@ package client
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"net"
 	"net/http"
@@ -13,42 +12,8 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"github.com/clusterkit-go/clusterkit/internal/partition"
-	"github.com/clusterkit-go/clusterkit/internal/state"
+	"github.com/clusterkit-go/clusterkit/internal/wiretest"
 )
-
-// servedMap is a GET /cluster body of a 2-node cluster with the given hash settings, written
-// field by field rather than with pkg/wire, which the client reads it with.
-func servedMap(epoch uint64, hash state.HashConfig, partitions int) []byte {
-	doc := map[string]any{}
-	pm := map[string]any{}
-	for i := 0; i < partitions; i++ {
-		pm[partition.ID(i)] = map[string]any{"id": partition.ID(i), "primary_node": "a", "replica_nodes": []string{"b"}, "primary_epoch": epoch}
-	}
-	doc["cluster"] = map[string]any{
-		"id": "c1", "name": "default", "epoch": epoch,
-		"nodes":         map[string]any{"a": map[string]string{"id": "a", "ip": "127.0.0.1:1"}, "b": map[string]string{"id": "b", "ip": "127.0.0.1:2"}},
-		"partition_map": pm,
-	}
-	doc["hash_config"] = map[string]any{"algorithm": hash.Algorithm, "modulo": hash.Modulo, "format": hash.Format}
-	b, _ := json.Marshal(doc)
-	return b
-}
-
-// servedDelta is the full GET /cluster/map answer of the map servedMap gives.
-func servedDelta(epoch uint64, hash state.HashConfig, partitions int) []byte {
-	var ps []map[string]any
-	for i := 0; i < partitions; i++ {
-		ps = append(ps, map[string]any{"id": partition.ID(i), "primary_node": "a", "replica_nodes": []string{"b"}, "primary_epoch": epoch})
-	}
-	b, _ := json.Marshal(map[string]any{
-		"id": "c1", "name": "default", "epoch": epoch, "since": 0, "full": true, "partition_count": partitions,
-		"nodes":       map[string]any{"a": map[string]string{"id": "a", "ip": "127.0.0.1:1"}, "b": map[string]string{"id": "b", "ip": "127.0.0.1:2"}},
-		"hash_config": map[string]any{"algorithm": hash.Algorithm, "modulo": hash.Modulo, "format": hash.Format},
-		"partitions":  ps,
-	})
-	return b
-}
 
 func serve(t *testing.T, body []byte) string {
 	t.Helper()
@@ -63,8 +28,8 @@ func serve(t *testing.T, body []byte) string {
 // New names what is wrong: the configuration, a hash the client cannot follow, seeds that
 // never answer.
 func TestNewErrors(t *testing.T) {
-	md5 := state.HashConfig{Algorithm: "md5", Modulo: 8, Format: "partition-%d"}
-	good := serve(t, servedMap(1, md5, 8))
+	md5 := wiretest.HashConfig{Algorithm: "md5", Modulo: 8, Format: "partition-%d"}
+	good := serve(t, wiretest.ClusterBody(1, md5, 8))
 	tests := []struct {
 		name string
 		cfg  Config
@@ -77,11 +42,11 @@ func TestNewErrors(t *testing.T) {
 		{"bad seed", Config{Seeds: []string{"localhost"}}, ErrInvalidConfig, `"localhost" is not host:port`},
 		{"bad cluster name", Config{Seeds: []string{good}, ClusterName: "a b"}, ErrInvalidConfig, "ClusterName"},
 		{"other cluster name", Config{Seeds: []string{good}, ClusterName: "prod"}, ErrInvalidConfig, `belongs to cluster "default"`},
-		{"unknown algorithm", Config{Seeds: []string{serve(t, servedMap(1, state.HashConfig{Algorithm: "xxhash", Modulo: 8, Format: "partition-%d"}, 8))}},
+		{"unknown algorithm", Config{Seeds: []string{serve(t, wiretest.ClusterBody(1, wiretest.HashConfig{Algorithm: "xxhash", Modulo: 8, Format: "partition-%d"}, 8))}},
 			ErrUnsupportedHash, `hashes keys with "xxhash"`},
-		{"other format", Config{Seeds: []string{serve(t, servedMap(1, state.HashConfig{Algorithm: "md5", Modulo: 8, Format: "p%d"}, 8))}},
+		{"other format", Config{Seeds: []string{serve(t, wiretest.ClusterBody(1, wiretest.HashConfig{Algorithm: "md5", Modulo: 8, Format: "p%d"}, 8))}},
 			ErrUnsupportedHash, `names partitions "p%d"`},
-		{"modulo and map disagree", Config{Seeds: []string{serve(t, servedMap(1, state.HashConfig{Algorithm: "md5", Modulo: 16, Format: "partition-%d"}, 8))}},
+		{"modulo and map disagree", Config{Seeds: []string{serve(t, wiretest.ClusterBody(1, wiretest.HashConfig{Algorithm: "md5", Modulo: 16, Format: "partition-%d"}, 8))}},
 			ErrUnsupportedHash, "modulo 16 for a map of 8"},
 	}
 	for _, tt := range tests {

@@ -1,4 +1,4 @@
-package client
+package topology
 
 import (
 	"encoding/json"
@@ -10,29 +10,30 @@ import (
 
 	"github.com/clusterkit-go/clusterkit/internal/partition"
 	"github.com/clusterkit-go/clusterkit/internal/state"
+	"github.com/clusterkit-go/clusterkit/internal/wiretest"
 	"github.com/clusterkit-go/clusterkit/pkg/wire"
 )
 
 // Fuzz targets for the client's reading of a map: a GET /cluster body, a GET /cluster/map body
 // applied to the map the client holds, and a map read from etcd. Each must be refused with an
-// error or give a topology Route can serve, never panic; a topology built written out again as
-// a GET /cluster body builds the same topology. go test runs the seeds; internal/fuzztest
-// fuzzes each target for a few seconds; run one longer with
+// error or give a topology a client can route with, never panic; a topology built written out
+// again as a GET /cluster body builds the same topology. go test runs the seeds;
+// internal/fuzztest fuzzes each target for a short while; run one longer with
 //
-//	go test ./pkg/client -run '^$' -fuzz '^FuzzFromDelta$' -fuzztime 5m
+//	go test ./internal/topology -run '^$' -fuzz '^FuzzFromDelta$' -fuzztime 5m
 
 // fuzzHash is the hash settings of the seeds' maps, of fuzzPartitions partitions.
 var fuzzHash = state.HashConfig{Algorithm: state.HashMD5, Modulo: fuzzPartitions, Format: partition.Format}
 
 const fuzzPartitions = 8
 
-// heldMap is the map of the delta seeds: servedMap's, at epoch 3.
-func heldMap(tb testing.TB) *topology {
+// heldMap is the map of the delta seeds: wiretest.ClusterBody's, at epoch 3.
+func heldMap(tb testing.TB) *Topology {
 	var d wire.Cluster
-	if err := json.Unmarshal(servedMap(3, fuzzHash, fuzzPartitions), &d); err != nil {
+	if err := json.Unmarshal(wiretest.ClusterBody(3, wiretest.HashConfig(fuzzHash), fuzzPartitions), &d); err != nil {
 		tb.Fatal(err)
 	}
-	t, err := fromCluster(&d, `"c1-3"`)
+	t, err := FromCluster(&d, `"c1-3"`)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -40,16 +41,16 @@ func heldMap(tb testing.TB) *topology {
 }
 
 // clusterOf is the GET /cluster body that describes t.
-func clusterOf(t *topology) *wire.Cluster {
+func clusterOf(t *Topology) *wire.Cluster {
 	c := wire.Cluster{
-		Cluster: wire.ClusterState{ID: t.clusterID, Name: t.clusterName, Epoch: t.epoch,
+		Cluster: wire.ClusterState{ID: t.ClusterID, Name: t.ClusterName, Epoch: t.Epoch,
 			Nodes: map[string]wire.Node{}, PartitionMap: map[string]wire.Partition{}, Handoffs: []wire.Handoff{}},
-		HashConfig: wire.HashConfig{Algorithm: state.HashMD5, Modulo: len(t.routes), Format: partition.Format},
+		HashConfig: wire.HashConfig{Algorithm: state.HashMD5, Modulo: len(t.Routes), Format: partition.Format},
 	}
-	for _, n := range t.nodes {
+	for _, n := range t.Nodes {
 		c.Cluster.Nodes[n.ID] = wire.Node{ID: n.ID, IP: n.Addr, Zone: n.Zone, Metadata: n.Metadata}
 	}
-	for _, r := range t.routes {
+	for _, r := range t.Routes {
 		c.Cluster.PartitionMap[r.Partition] = wire.Partition{ID: r.Partition, PrimaryNode: r.Nodes[0].ID,
 			ReplicaNodes: nodeIDs(r.Nodes[1:]), PrimaryEpoch: r.PrimaryEpoch, Epoch: r.Epoch, PendingNodes: nodeIDs(r.Pending)}
 	}
@@ -58,33 +59,34 @@ func clusterOf(t *topology) *wire.Cluster {
 
 // deltaOf is the GET /cluster/map body that lists the partitions of t, relative to the map of
 // epoch since.
-func deltaOf(t *topology, since uint64, listed []int) *wire.MapDelta {
+func deltaOf(t *Topology, since uint64, listed []int) *wire.MapDelta {
 	c := clusterOf(t)
-	d := &wire.MapDelta{ID: t.clusterID, Name: t.clusterName, Epoch: t.epoch, Since: since, Full: since == 0,
-		Nodes: c.Cluster.Nodes, PartitionCount: len(t.routes), HashConfig: c.HashConfig, Partitions: []wire.Partition{}}
+	d := &wire.MapDelta{ID: t.ClusterID, Name: t.ClusterName, Epoch: t.Epoch, Since: since, Full: since == 0,
+		Nodes: c.Cluster.Nodes, PartitionCount: len(t.Routes), HashConfig: c.HashConfig, Partitions: []wire.Partition{}}
 	for _, i := range listed {
 		d.Partitions = append(d.Partitions, c.Cluster.PartitionMap[partition.ID(i)])
 	}
 	return d
 }
 
-// checkTopology checks what Route and Do rely on in a topology built from partitions partitions:
-// a route per partition in order, each with at least one holder, holders and pending nodes
-// distinct and in the node table with the table's record, and a node table sorted by ID.
-func checkTopology(t *topology, partitions int) error {
-	if len(t.routes) != partitions || partitions < 1 {
-		return fmt.Errorf("%d routes for %d partitions", len(t.routes), partitions)
+// checkTopology checks what a client's Route and Do rely on in a topology built from partitions
+// partitions: a route per partition in order, each with at least one holder, holders and
+// pending nodes distinct and in the node table with the table's record, a node table sorted by
+// ID, and keys routed to their partition.
+func checkTopology(t *Topology, partitions int) error {
+	if len(t.Routes) != partitions || partitions < 1 {
+		return fmt.Errorf("%d routes for %d partitions", len(t.Routes), partitions)
 	}
 	byID := map[string]Node{}
-	for i, n := range t.nodes {
-		if n.Addr == "" || i > 0 && n.ID <= t.nodes[i-1].ID {
-			return fmt.Errorf("node table %v is not sorted by distinct IDs with addresses", nodeIDs(t.nodes))
+	for i, n := range t.Nodes {
+		if n.Addr == "" || i > 0 && n.ID <= t.Nodes[i-1].ID {
+			return fmt.Errorf("node table %v is not sorted by distinct IDs with addresses", nodeIDs(t.Nodes))
 		}
 		byID[n.ID] = n
 	}
-	for i, r := range t.routes {
-		if r.Index != i || r.Partition != partition.ID(i) || r.Epoch != t.epoch || len(r.Nodes) == 0 {
-			return fmt.Errorf("route %d: %+v at epoch %d", i, r, t.epoch)
+	for i, r := range t.Routes {
+		if r.Index != i || r.Partition != partition.ID(i) || r.Epoch != t.Epoch || len(r.Nodes) == 0 {
+			return fmt.Errorf("route %d: %+v at epoch %d", i, r, t.Epoch)
 		}
 		all := append(nodeIDs(r.Nodes), nodeIDs(r.Pending)...)
 		if len(slices.Compact(slices.Sorted(slices.Values(all)))) != len(all) {
@@ -96,28 +98,26 @@ func checkTopology(t *topology, partitions int) error {
 			}
 		}
 	}
-	c := &Client{}
-	c.topo.Store(t)
 	for _, key := range []string{"", "a", "user:42", strings.Repeat("k", 200)} {
-		if r, err := c.Route(key); err != nil || r.Index != partition.Index(key, partitions) {
-			return fmt.Errorf("Route(%q) = partition %d, %v; the hash says %d", key, r.Index, err, partition.Index(key, partitions))
+		if r := t.Routes[t.Mod.Of(partition.Hash(key))]; r.Index != partition.Index(key, partitions) {
+			return fmt.Errorf("%q routes to partition %d; the hash says %d", key, r.Index, partition.Index(key, partitions))
 		}
 	}
 	return nil
 }
 
 // sameTopology reports how a and b differ as maps (the tag aside).
-func sameTopology(a, b *topology) error {
+func sameTopology(a, b *Topology) error {
 	switch {
-	case a.clusterID != b.clusterID || a.clusterName != b.clusterName || a.epoch != b.epoch:
-		return fmt.Errorf("cluster %q %q epoch %d, then %q %q epoch %d", a.clusterID, a.clusterName, a.epoch, b.clusterID, b.clusterName, b.epoch)
-	case !slices.EqualFunc(a.nodes, b.nodes, sameNode):
-		return fmt.Errorf("nodes %+v, then %+v", a.nodes, b.nodes)
-	case len(a.routes) != len(b.routes):
-		return fmt.Errorf("%d routes, then %d", len(a.routes), len(b.routes))
+	case a.ClusterID != b.ClusterID || a.ClusterName != b.ClusterName || a.Epoch != b.Epoch:
+		return fmt.Errorf("cluster %q %q epoch %d, then %q %q epoch %d", a.ClusterID, a.ClusterName, a.Epoch, b.ClusterID, b.ClusterName, b.Epoch)
+	case !slices.EqualFunc(a.Nodes, b.Nodes, sameNode):
+		return fmt.Errorf("nodes %+v, then %+v", a.Nodes, b.Nodes)
+	case len(a.Routes) != len(b.Routes):
+		return fmt.Errorf("%d routes, then %d", len(a.Routes), len(b.Routes))
 	}
-	for i := range a.routes {
-		if err := sameRoute(a.routes[i], b.routes[i]); err != nil {
+	for i := range a.Routes {
+		if err := sameRoute(a.Routes[i], b.Routes[i]); err != nil {
 			return err
 		}
 	}
@@ -133,22 +133,22 @@ func sameRoute(a, b Route) error {
 }
 
 // copyTopology is a deep copy of t, to tell whether t was modified.
-func copyTopology(t *topology) *topology {
+func copyTopology(t *Topology) *Topology {
 	c := *t
-	c.nodes = slices.Clone(t.nodes)
-	c.routes = slices.Clone(t.routes)
-	for i := range c.routes {
-		c.routes[i].Nodes = slices.Clone(c.routes[i].Nodes)
-		c.routes[i].Pending = slices.Clone(c.routes[i].Pending)
+	c.Nodes = slices.Clone(t.Nodes)
+	c.Routes = slices.Clone(t.Routes)
+	for i := range c.Routes {
+		c.Routes[i].Nodes = slices.Clone(c.Routes[i].Nodes)
+		c.Routes[i].Pending = slices.Clone(c.Routes[i].Pending)
 	}
-	for i := range c.nodes {
-		c.nodes[i].Metadata = maps.Clone(c.nodes[i].Metadata)
+	for i := range c.Nodes {
+		c.Nodes[i].Metadata = maps.Clone(c.Nodes[i].Metadata)
 	}
 	return &c
 }
 
 // roundTrip checks that t, written out as a GET /cluster body, builds the same topology.
-func roundTrip(t *topology) error {
+func roundTrip(t *Topology) error {
 	b, err := json.Marshal(clusterOf(t))
 	if err != nil {
 		return fmt.Errorf("encode: %v", err)
@@ -157,7 +157,7 @@ func roundTrip(t *topology) error {
 	if err := json.Unmarshal(b, &d); err != nil {
 		return fmt.Errorf("decode: %v", err)
 	}
-	again, err := fromCluster(&d, t.etag)
+	again, err := FromCluster(&d, t.ETag)
 	if err != nil {
 		return fmt.Errorf("%v\n%s", err, b)
 	}
@@ -167,10 +167,10 @@ func roundTrip(t *topology) error {
 	return nil
 }
 
-// A GET /cluster body, decoded as fetch decodes it.
+// A GET /cluster body, decoded as pkg/client's fetch decodes it.
 func FuzzFromCluster(f *testing.F) {
-	f.Add(servedMap(1, fuzzHash, fuzzPartitions))
-	f.Add(servedMap(7, state.HashConfig{Algorithm: state.HashMD5, Modulo: 1, Format: partition.Format}, 1))
+	f.Add(wiretest.ClusterBody(1, wiretest.HashConfig(fuzzHash), fuzzPartitions))
+	f.Add(wiretest.ClusterBody(7, wiretest.HashConfig{Algorithm: state.HashMD5, Modulo: 1, Format: partition.Format}, 1))
 	withPending := clusterOf(heldMap(f))
 	p := withPending.Cluster.PartitionMap["partition-2"]
 	p.PendingNodes = []string{"c"}
@@ -181,8 +181,8 @@ func FuzzFromCluster(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Add(b)
-	f.Add(servedMap(1, state.HashConfig{Algorithm: "sha1", Modulo: 8, Format: partition.Format}, 8))
-	f.Add(servedMap(1, state.HashConfig{Algorithm: state.HashMD5, Modulo: 9, Format: partition.Format}, 8))
+	f.Add(wiretest.ClusterBody(1, wiretest.HashConfig{Algorithm: "sha1", Modulo: 8, Format: partition.Format}, 8))
+	f.Add(wiretest.ClusterBody(1, wiretest.HashConfig{Algorithm: state.HashMD5, Modulo: 9, Format: partition.Format}, 8))
 	f.Add([]byte(`{"cluster":{"id":"c1","epoch":1,"nodes":{"a":{"id":"b","ip":"x:1"}},"partition_map":{"partition-0":{"primary_node":"a"}}},"hash_config":{"algorithm":"md5","modulo":1,"format":"partition-%d"}}`))
 	f.Add([]byte(`{"cluster":{"id":"c1","epoch":1,"nodes":{"a":{"id":"a","ip":"x:1"}},"partition_map":{"partition-00":{"primary_node":"a"}}},"hash_config":{"algorithm":"md5","modulo":1,"format":"partition-%d"}}`))
 	f.Add([]byte(`{"cluster":{"id":"c1","epoch":1,"nodes":{"a":{"id":"a","ip":"x:1"}},"partition_map":{"partition-0":{"primary_node":"a","replica_nodes":["a"]}}},"hash_config":{"algorithm":"md5","modulo":1,"format":"partition-%d"}}`))
@@ -192,15 +192,15 @@ func FuzzFromCluster(f *testing.F) {
 		if err := json.Unmarshal(body, &d); err != nil {
 			return
 		}
-		got, err := fromCluster(&d, `"tag"`)
+		got, err := FromCluster(&d, `"tag"`)
 		if err != nil {
 			return
 		}
 		if err := checkTopology(got, len(d.Cluster.PartitionMap)); err != nil {
 			t.Fatal(err)
 		}
-		if got.clusterID != d.Cluster.ID || got.epoch != d.Cluster.Epoch || got.etag != `"tag"` {
-			t.Fatalf("topology of cluster %q epoch %d tag %s from a body of cluster %q epoch %d", got.clusterID, got.epoch, got.etag, d.Cluster.ID, d.Cluster.Epoch)
+		if got.ClusterID != d.Cluster.ID || got.Epoch != d.Cluster.Epoch || got.ETag != `"tag"` {
+			t.Fatalf("topology of cluster %q epoch %d tag %s from a body of cluster %q epoch %d", got.ClusterID, got.Epoch, got.ETag, d.Cluster.ID, d.Cluster.Epoch)
 		}
 		if err := roundTrip(got); err != nil {
 			t.Fatalf("a topology changes in a round trip: %v", err)
@@ -209,21 +209,21 @@ func FuzzFromCluster(f *testing.F) {
 }
 
 // A GET /cluster/map body applied to the map the client holds (built from a GET /cluster body,
-// or heldMap's when that one is refused), as fetchDelta applies it. The map held is never
+// or heldMap's when that one is refused), as pkg/client's fetchDelta applies it. The map held is never
 // modified; the map built keeps the routes the answer does not list, and is the map a full
 // answer describing it builds.
 func FuzzFromDelta(f *testing.F) {
 	held := heldMap(f)
-	heldBody := servedMap(3, fuzzHash, fuzzPartitions)
+	heldBody := wiretest.ClusterBody(3, wiretest.HashConfig(fuzzHash), fuzzPartitions)
 	next := copyTopology(held)
-	next.epoch = 4
-	for i := range next.routes {
-		next.routes[i].Epoch = 4
+	next.Epoch = 4
+	for i := range next.Routes {
+		next.Routes[i].Epoch = 4
 	}
-	next.routes[2].Nodes = []Node{next.nodes[1], next.nodes[0]}
-	next.routes[2].PrimaryEpoch = 4
-	next.routes[5].Pending = []Node{{ID: "c", Addr: "127.0.0.1:3"}}
-	next.nodes = append(next.nodes, Node{ID: "c", Addr: "127.0.0.1:3"})
+	next.Routes[2].Nodes = []Node{next.Nodes[1], next.Nodes[0]}
+	next.Routes[2].PrimaryEpoch = 4
+	next.Routes[5].Pending = []Node{{ID: "c", Addr: "127.0.0.1:3"}}
+	next.Nodes = append(next.Nodes, Node{ID: "c", Addr: "127.0.0.1:3"})
 	for _, d := range []*wire.MapDelta{
 		deltaOf(next, 3, []int{2, 5}),
 		deltaOf(next, 3, nil),
@@ -237,7 +237,7 @@ func FuzzFromDelta(f *testing.F) {
 		}
 		f.Add(heldBody, b)
 	}
-	f.Add(heldBody, servedDelta(4, fuzzHash, fuzzPartitions))
+	f.Add(heldBody, wiretest.FullMapBody(4, wiretest.HashConfig(fuzzHash), fuzzPartitions))
 	moved := deltaOf(next, 3, []int{2})
 	moved.Nodes = maps.Clone(moved.Nodes)
 	moved.Nodes["b"] = wire.Node{ID: "b", IP: "127.0.0.1:9"}
@@ -255,7 +255,7 @@ func FuzzFromDelta(f *testing.F) {
 		held := heldMap(t)
 		var c wire.Cluster
 		if json.Unmarshal(heldBody, &c) == nil {
-			if h, err := fromCluster(&c, `"held"`); err == nil {
+			if h, err := FromCluster(&c, `"held"`); err == nil {
 				held = h
 			}
 		}
@@ -264,7 +264,7 @@ func FuzzFromDelta(f *testing.F) {
 		if err := json.Unmarshal(body, &d); err != nil {
 			return
 		}
-		got, err := fromDelta(held, &d, `"tag"`)
+		got, err := FromDelta(held, &d, `"tag"`)
 		if err := sameTopology(before, held); err != nil {
 			t.Fatalf("applying a delta modified the map held: %v", err)
 		}
@@ -274,8 +274,8 @@ func FuzzFromDelta(f *testing.F) {
 		if err := checkTopology(got, d.PartitionCount); err != nil {
 			t.Fatal(err)
 		}
-		if got.clusterID != d.ID || got.epoch != d.Epoch || got.etag != `"tag"` {
-			t.Fatalf("topology of cluster %q epoch %d tag %s from an answer of cluster %q epoch %d", got.clusterID, got.epoch, got.etag, d.ID, d.Epoch)
+		if got.ClusterID != d.ID || got.Epoch != d.Epoch || got.ETag != `"tag"` {
+			t.Fatalf("topology of cluster %q epoch %d tag %s from an answer of cluster %q epoch %d", got.ClusterID, got.Epoch, got.ETag, d.ID, d.Epoch)
 		}
 		if !d.Full {
 			listed := map[int]bool{}
@@ -283,8 +283,8 @@ func FuzzFromDelta(f *testing.F) {
 				i, _ := partition.Parse(p.ID, d.PartitionCount)
 				listed[i] = true
 			}
-			for i, r := range got.routes {
-				h := held.routes[i]
+			for i, r := range got.Routes {
+				h := held.Routes[i]
 				if !listed[i] && (r.PrimaryEpoch != h.PrimaryEpoch || !slices.Equal(nodeIDs(r.Nodes), nodeIDs(h.Nodes)) || !slices.Equal(nodeIDs(r.Pending), nodeIDs(h.Pending))) {
 					t.Fatalf("route %d is not listed but changed: %+v, then %+v", i, h, r)
 				}
@@ -296,9 +296,9 @@ func FuzzFromDelta(f *testing.F) {
 	})
 }
 
-// A map read from etcd with the cluster's config, as etcd mode builds its topology: the config
-// decoded as state.ReadConfig decodes it and checked as readEtcd checks it, the map decoded by
-// state.DecodeHead.
+// A map read from etcd with the cluster's config, as a client in etcd mode builds its topology:
+// the config decoded by state.DecodeConfig and checked by CheckHash, as pkg/client's readEtcd
+// does, the map decoded by state.DecodeHead.
 func FuzzFromStateMap(f *testing.F) {
 	cfg := state.Config{ClusterID: "c1", PartitionCount: fuzzPartitions, ReplicationFactor: 2, Hash: fuzzHash}
 	cfgBody, err := json.Marshal(cfg)
@@ -327,32 +327,40 @@ func FuzzFromStateMap(f *testing.F) {
 	f.Add([]byte(`{"partition_count":8,"hash":{"algorithm":"md5","modulo":8,"format":"partition-%d"}}`), enc.Head)
 	f.Add([]byte(`{"cluster_id":"c1","partition_count":0,"hash":{"algorithm":"md5","modulo":0,"format":"partition-%d"}}`), enc.Head)
 	f.Fuzz(func(t *testing.T, cfgBody, head []byte) {
-		var cfg state.Config
-		if err := json.Unmarshal(cfgBody, &cfg); err != nil {
+		cfg, err := state.DecodeConfig(cfgBody)
+		if err != nil {
 			return
 		}
-		if err := checkHash(cfg.Hash, cfg.PartitionCount); err != nil {
+		if err := CheckHash(cfg.Hash, cfg.PartitionCount); err != nil {
 			return
 		}
 		m, err := state.DecodeHead(head)
 		if err != nil {
 			return
 		}
-		got, err := fromStateMap("fuzz", &cfg, m)
+		got, err := FromStateMap("fuzz", cfg, m)
 		if err != nil {
 			return
 		}
 		if err := checkTopology(got, cfg.PartitionCount); err != nil {
 			t.Fatal(err)
 		}
-		if got.clusterID != cfg.ClusterID || got.epoch != m.Epoch {
-			t.Fatalf("topology of cluster %q epoch %d from cluster %q epoch %d", got.clusterID, got.epoch, cfg.ClusterID, m.Epoch)
+		if got.ClusterID != cfg.ClusterID || got.Epoch != m.Epoch {
+			t.Fatalf("topology of cluster %q epoch %d from cluster %q epoch %d", got.ClusterID, got.Epoch, cfg.ClusterID, m.Epoch)
 		}
-		if got.clusterID == "" || got.epoch == 0 {
+		if got.ClusterID == "" || got.Epoch == 0 {
 			return // etcd mode does without; GET /cluster refuses a map without them
 		}
 		if err := roundTrip(got); err != nil {
 			t.Fatalf("a topology changes in a round trip: %v", err)
 		}
 	})
+}
+
+func nodeIDs(ns []Node) []string {
+	var ids []string
+	for _, n := range ns {
+		ids = append(ids, n.ID)
+	}
+	return ids
 }
