@@ -4,7 +4,7 @@
 // a new one cannot be forgotten.
 //
 // The targets live beside the decoders they exercise (internal/state, internal/topology,
-// pkg/clusterkit): go test runs their seeds as ordinary tests; this package runs
+// internal/joininfo): go test runs their seeds as ordinary tests; this package runs
 //
 //	go test -run '^$' -fuzz '^FuzzName$' -fuzztime 2s -parallel 2 ./pkg
 //

@@ -35,7 +35,7 @@ var targets = []struct {
 	{"internal/topology", "FuzzFromCluster"},
 	{"internal/topology", "FuzzFromDelta"},
 	{"internal/topology", "FuzzFromStateMap"},
-	{"pkg/clusterkit", "FuzzJoinInfo"},
+	{"internal/joininfo", "FuzzJoinInfo"},
 }
 
 const (

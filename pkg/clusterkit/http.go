@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 
+	"github.com/clusterkit-go/clusterkit/internal/joininfo"
 	"github.com/clusterkit-go/clusterkit/pkg/wire"
 )
 
@@ -374,14 +375,11 @@ func getJoinInfo(ctx context.Context, httpc *http.Client, url, token string) (*w
 	if err != nil {
 		return nil, err
 	}
-	var info wire.JoinInfo
-	if err := json.Unmarshal(body, &info); err != nil {
-		return nil, fmt.Errorf("GET %s: not a ClusterKit node: %v", url, err)
+	info, err := joininfo.Decode(body)
+	if err != nil {
+		return nil, fmt.Errorf("GET %s: %w", url, err)
 	}
-	if len(info.EtcdEndpoints) == 0 || info.ClusterName == "" {
-		return nil, fmt.Errorf("GET %s: answer lacks etcd endpoints or cluster name", url)
-	}
-	return &info, nil
+	return info, nil
 }
 
 func (ck *ClusterKit) handleClaims(w http.ResponseWriter, r *http.Request) {

@@ -22,6 +22,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/clusterkit-go/clusterkit/internal/atomicfile"
+	"github.com/clusterkit-go/clusterkit/internal/joininfo"
 	"github.com/clusterkit-go/clusterkit/internal/keys"
 	"github.com/clusterkit-go/clusterkit/internal/pki"
 	"github.com/clusterkit-go/clusterkit/pkg/embed"
@@ -212,8 +213,8 @@ func (s *secure) join(ctx context.Context, joinAddr, nodeID, advertise string) (
 	if _, err := ca.Verify([]byte(ans.Certificate)); err != nil {
 		return nil, fmt.Errorf("clusterkit: JoinAddr %s: %w", joinAddr, err)
 	}
-	if len(ans.Info.EtcdEndpoints) == 0 || ans.Info.ClusterName == "" {
-		return nil, fmt.Errorf("clusterkit: JoinAddr %s: answer lacks etcd endpoints or cluster name", joinAddr)
+	if err := joininfo.Check(&ans.Info); err != nil {
+		return nil, fmt.Errorf("clusterkit: JoinAddr %s: %w", joinAddr, err)
 	}
 	if err := s.use(ca, []byte(ans.Certificate), keyPEM); err != nil {
 		return nil, err
