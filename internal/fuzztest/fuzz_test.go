@@ -39,54 +39,104 @@ var targets = []struct {
 }
 
 const (
-	// fuzzTimeEnv names the variable that turns fuzzing on and says for how long each target
-	// is fuzzed ("2s"). Off by default: on a cold build cache the instrumented builds alone take
-	// about 4 minutes on 2 cores, more than the rest of the suite can spare.
-	fuzzTimeEnv = "CLUSTERKIT_FUZZTIME"
-	// budget bounds each target's run, the instrumented build of its package included. The
-	// first build on a cold cache compiles etcd's server instrumented (every package here
-	// links one into its tests): 2m24s of the first target's run on 2 cores; later targets
-	// take about 5s each.
-	budget = 5 * time.Minute
-	// binaryTimeout bounds the fuzzing binary itself, so that it ends on its own, workers and
-	// all, before budget kills the go command.
-	binaryTimeout = 2 * time.Minute
+	// fuzzTimeEnv names the variable that says how long each target is fuzzed ("5s"; "0" turns
+	// fuzzing off), defaultFuzzTime when it is not set.
+	fuzzTimeEnv     = "CLUSTERKIT_FUZZTIME"
+	defaultFuzzTime = time.Second
+	// buildBudget bounds what a target's go test does besides fuzzing: building its package's
+	// test binary instrumented for fuzzing (on a cold build cache the first target of each
+	// package compiles the standard library packages it uses, instrumented), running its seeds
+	// and stopping its workers.
+	buildBudget = 3 * time.Minute
+	// binarySlack is added to the fuzz time to bound the fuzzing binary itself, so that it ends
+	// on its own, workers and all, before the go command running it is killed.
+	binarySlack = time.Minute
 )
+
+// unlinked are the packages no fuzzed package may link: the etcd client and what it brings.
+// Instrumenting them for fuzzing took minutes per package on a cold build cache.
+var unlinked = []string{"go.etcd.io/etcd/", "google.golang.org/grpc", "google.golang.org/protobuf", "go.uber.org/zap"}
+
+// fuzzTime is how long each target is fuzzed: defaultFuzzTime, or what fuzzTimeEnv says.
+func fuzzTime(t *testing.T) time.Duration {
+	t.Helper()
+	v, ok := os.LookupEnv(fuzzTimeEnv)
+	if !ok || v == "" {
+		return defaultFuzzTime
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		t.Fatalf("%s=%q is not a duration such as 2s", fuzzTimeEnv, v)
+	}
+	return d
+}
 
 // Each target, fuzzed for fuzzTime, finds nothing.
 func TestFuzzTargets(t *testing.T) {
-	fuzzTime := os.Getenv(fuzzTimeEnv)
-	if fuzzTime == "" {
-		t.Skipf("set %s=2s to fuzz each target (go test runs their seeds either way)", fuzzTimeEnv)
-	}
-	if _, err := time.ParseDuration(fuzzTime); err != nil {
-		t.Fatalf("%s=%q: %v", fuzzTimeEnv, fuzzTime, err)
-	}
 	if testing.Short() {
-		t.Skip("fuzzing each target takes a few seconds; -short skips it")
+		t.Skip("fuzzing takes a few seconds a target; -short skips it (go test runs their seeds either way)")
+	}
+	fuzz := fuzzTime(t)
+	if fuzz == 0 {
+		t.Skipf("%s=0: not fuzzing (go test runs the targets' seeds either way)", fuzzTimeEnv)
 	}
 	goBin := goCommand(t)
 	root := moduleRoot(t)
 	for _, tt := range targets {
 		t.Run(tt.name, func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(t.Context(), budget)
+			start := time.Now()
+			deadline := start.Add(buildBudget + fuzz + binarySlack)
+			if d, ok := t.Deadline(); ok && d.Add(-10*time.Second).Before(deadline) {
+				// Fail with the output of the go command rather than let the test binary's
+				// timeout kill everything.
+				deadline = d.Add(-10 * time.Second)
+			}
+			ctx, cancel := context.WithDeadline(t.Context(), deadline)
 			defer cancel()
-			args := []string{"test", "-run", "^$", "-fuzz", "^" + tt.name + "$", "-fuzztime", fuzzTime, "-parallel", "2",
-				"-timeout", binaryTimeout.String(), "./" + tt.pkg}
+			args := []string{"test", "-run", "^$", "-fuzz", "^" + tt.name + "$", "-fuzztime", fuzz.String(), "-parallel", "1",
+				"-timeout", (fuzz + binarySlack).String(), "./" + tt.pkg}
 			cmd := exec.CommandContext(ctx, goBin, args...)
 			cmd.Dir = root
-			// A fuzzing binary left behind by a killed go command must not hold the output open.
+			// A fuzzing binary left behind by a killed go command must not hold the output open;
+			// it ends by its own -timeout.
 			cmd.WaitDelay = 10 * time.Second
-			start := time.Now()
 			out, err := cmd.CombinedOutput()
 			switch {
 			case ctx.Err() != nil:
-				t.Fatalf("go %s did not finish within %v:\n%s", strings.Join(args, " "), budget, out)
+				t.Fatalf("go %s did not finish within %v:\n%s", strings.Join(args, " "), deadline.Sub(start).Round(time.Second), out)
 			case err != nil:
 				t.Fatalf("go %s: %v\n%s", strings.Join(args, " "), err, out)
 			}
 			t.Logf("%s/%s: %v", tt.pkg, tt.name, time.Since(start).Round(time.Millisecond))
 		})
+	}
+}
+
+// No fuzzed package links the etcd client, in its tests either: instrumented for fuzzing, the
+// client and grpc took minutes to build on a cold cache, more than the test command can spare.
+func TestTargetsLinkNoEtcd(t *testing.T) {
+	goBin := goCommand(t)
+	root := moduleRoot(t)
+	var pkgs []string
+	for _, tt := range targets {
+		if !slices.Contains(pkgs, "./"+tt.pkg) {
+			pkgs = append(pkgs, "./"+tt.pkg)
+		}
+	}
+	for _, pkg := range pkgs {
+		cmd := exec.Command(goBin, "list", "-deps", "-test", pkg)
+		cmd.Dir = root
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("go list -deps -test %s: %v", pkg, err)
+		}
+		for _, dep := range strings.Fields(string(out)) {
+			for _, u := range unlinked {
+				if strings.HasPrefix(dep, u) {
+					t.Errorf("%s links %s into its tests", pkg, dep)
+				}
+			}
+		}
 	}
 }
 
