@@ -71,56 +71,12 @@ type Result struct {
 // Next computes the map that follows in.Current. It fails only when the placement cannot be
 // computed from the settings.
 func Next(in Input) (Result, error) {
-	live := make(map[string]state.Node, len(in.Nodes))
-	for id, n := range in.Nodes {
-		if n.State == state.NodeLeaving || in.Leaving && id == in.Leader {
-			continue
-		}
-		live[id] = n
-	}
-	if len(live) == 0 {
+	pi := placementInput(in)
+	if len(pi.live) == 0 {
 		return Result{}, nil // nobody to hold anything: keep the last map
 	}
-	cur := in.Current
-	if cur != nil && len(cur.Partitions) != in.PartitionCount {
-		cur = nil // unreadable map: place from scratch
-	}
-	var cause causeBuilder
-	absent := map[string]state.Absent{}
-	if cur != nil {
-		for id, a := range cur.Absent {
-			if _, ok := live[id]; !ok && in.Now.Sub(a.Since) < in.CrashGracePeriod {
-				absent[id] = a
-			}
-		}
-		for id, n := range cur.Nodes {
-			if _, ok := live[id]; ok {
-				continue
-			}
-			if in.Departed[id] || in.Leaving && id == in.Leader {
-				cause.add(state.ReasonLeave, id)
-				continue
-			}
-			cause.add(state.ReasonCrash, id)
-			if in.CrashGracePeriod > 0 {
-				absent[id] = state.Absent{Since: in.Now, Zone: n.Zone, Weight: n.Weight}
-			}
-		}
-		for id, n := range live {
-			old, known := cur.Nodes[id]
-			switch {
-			case !known:
-				cause.add(state.ReasonJoin, id)
-			case n.State == state.NodeDraining && old.State != state.NodeDraining:
-				cause.add(state.ReasonDrain, id)
-			}
-		}
-	}
-
-	target, err := rebalance.Compute(previous(cur), placed(live, absent), rebalance.Config{
-		Partitions:        in.PartitionCount,
-		ReplicationFactor: in.ReplicationFactor,
-	})
+	cur, absent, live, cause := pi.cur, pi.absent, pi.live, pi.cause
+	target, err := rebalance.Compute(previous(cur), placed(live, absent), pi.config)
 	if err != nil {
 		return Result{}, fmt.Errorf("compute placement: %w", err)
 	}
@@ -160,6 +116,82 @@ func Next(in Input) (Result, error) {
 	next.Cause = cause.cause()
 	res.Map = next
 	return res, nil
+}
+
+// Explain says why Next would place partition p where it does: it runs rebalance.Explain on
+// the placement inputs Next computes from in (the placement the current map aims for, the live
+// nodes that are not draining and the absent ones in their grace period), so that its Holders
+// are the target Next aims the partition at, with the places it keeps for absent nodes. It is
+// an error when no node is live (wrapping rebalance.ErrNoNodes) or p is outside
+// [0, PartitionCount) (rebalance.ErrInvalidPartition). Operators' tools call it; Next does not.
+func Explain(in Input, p int) (rebalance.Explanation, error) {
+	pi := placementInput(in)
+	return rebalance.Explain(previous(pi.cur), placed(pi.live, pi.absent), pi.config, p)
+}
+
+// placementIn is what Next derives from its input before it places anything.
+type placementIn struct {
+	// live are the node records that may hold partitions (leaving nodes are not).
+	live map[string]state.Node
+	// absent are the crashed nodes whose places are kept (grace period).
+	absent map[string]state.Absent
+	// cur is in.Current when it fits the partition count, else nil (placed from scratch).
+	cur *state.Map
+	// cause holds the membership changes from cur: joins, leaves, crashes, drains.
+	cause  causeBuilder
+	config rebalance.Config
+}
+
+// placementInput sorts in's nodes into live and absent ones and notes the membership changes,
+// for Next and Explain alike.
+func placementInput(in Input) placementIn {
+	pi := placementIn{
+		live:   make(map[string]state.Node, len(in.Nodes)),
+		absent: map[string]state.Absent{},
+		cur:    in.Current,
+		config: rebalance.Config{Partitions: in.PartitionCount, ReplicationFactor: in.ReplicationFactor},
+	}
+	for id, n := range in.Nodes {
+		if n.State == state.NodeLeaving || in.Leaving && id == in.Leader {
+			continue
+		}
+		pi.live[id] = n
+	}
+	if pi.cur != nil && len(pi.cur.Partitions) != in.PartitionCount {
+		pi.cur = nil // unreadable map: place from scratch
+	}
+	cur, live := pi.cur, pi.live
+	if cur == nil || len(live) == 0 {
+		return pi
+	}
+	for id, a := range cur.Absent {
+		if _, ok := live[id]; !ok && in.Now.Sub(a.Since) < in.CrashGracePeriod {
+			pi.absent[id] = a
+		}
+	}
+	for id, n := range cur.Nodes {
+		if _, ok := live[id]; ok {
+			continue
+		}
+		if in.Departed[id] || in.Leaving && id == in.Leader {
+			pi.cause.add(state.ReasonLeave, id)
+			continue
+		}
+		pi.cause.add(state.ReasonCrash, id)
+		if in.CrashGracePeriod > 0 {
+			pi.absent[id] = state.Absent{Since: in.Now, Zone: n.Zone, Weight: n.Weight}
+		}
+	}
+	for id, n := range live {
+		old, known := cur.Nodes[id]
+		switch {
+		case !known:
+			pi.cause.add(state.ReasonJoin, id)
+		case n.State == state.NodeDraining && old.State != state.NodeDraining:
+			pi.cause.add(state.ReasonDrain, id)
+		}
+	}
+	return pi
 }
 
 // placed lists the nodes the placement may use: live nodes that are not draining, and absent

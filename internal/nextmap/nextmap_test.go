@@ -1,11 +1,13 @@
 package nextmap
 
 import (
+	"errors"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/clusterkit-go/clusterkit/internal/state"
+	"github.com/clusterkit-go/clusterkit/pkg/rebalance"
 )
 
 var t0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
@@ -341,5 +343,55 @@ func TestAllAcknowledged(t *testing.T) {
 	}
 	if AllAcknowledged(nil, nil) {
 		t.Error("every copy of no map is acknowledged")
+	}
+}
+
+// Explain explains the placement Next makes: its holders are the target Next gives the
+// partition, whatever moved (a join, a crash kept in its grace period, a drain, a leave), with
+// the places kept for absent nodes.
+func TestExplainAgreesWithNext(t *testing.T) {
+	grace := func(in Input) Input { in.CrashGracePeriod = time.Minute; return in }
+	tests := []struct {
+		name string
+		in   func(t *testing.T) Input
+	}{
+		{"join", func(t *testing.T) Input { return input(settled(t, "a", "b"), nodes("a", "b", "c")) }},
+		{"join in progress", func(t *testing.T) Input { return input(joining(t), nodes("a", "b", "c")) }},
+		{"crash in the grace period", func(t *testing.T) Input { return grace(input(settled(t, "a", "b", "c"), nodes("a", "b"))) }},
+		{"drain", func(t *testing.T) Input {
+			return input(settled(t, "a", "b", "c"), with(nodes("a", "b", "c"), "c", state.NodeDraining))
+		}},
+		{"leave", func(t *testing.T) Input {
+			in := input(settled(t, "a", "b", "c"), nodes("a", "b"))
+			in.Departed = map[string]bool{"c": true}
+			return in
+		}},
+		{"new cluster", func(t *testing.T) Input { return input(nil, nodes("a", "b", "c")) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := tt.in(t)
+			r, err := Next(in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for p := range in.PartitionCount {
+				ex, err := Explain(in, p)
+				if err != nil {
+					t.Fatalf("partition %d: %v", p, err)
+				}
+				// An absent node keeps its place in the target but is not routed to.
+				got := slices.DeleteFunc(slices.Clone(ex.Holders), func(id string) bool { _, ok := r.Map.Absent[id]; return ok })
+				if want := r.Map.Partitions[p].Placement(); !slices.Equal(got, want) {
+					t.Errorf("partition %d: Explain places it on %v, Next on %v (absent %v)", p, ex.Holders, want, r.Map.Absent)
+				}
+			}
+		})
+	}
+	if _, err := Explain(input(nil, nodes("a")), 8); !errors.Is(err, rebalance.ErrInvalidPartition) {
+		t.Errorf("partition 8 of 8: %v, want ErrInvalidPartition", err)
+	}
+	if _, err := Explain(input(nil, nil), 0); !errors.Is(err, rebalance.ErrNoNodes) {
+		t.Errorf("no node: %v, want ErrNoNodes", err)
 	}
 }
