@@ -207,6 +207,15 @@ func (s Schema) EtcdMember(id string) string { return s.prefix + "etcd-members/"
 // concurrency.NewMutex takes it.
 func (s Schema) EtcdMembersLock() string { return s.prefix + "etcd-members-lock" }
 
+// HistoryPrefix is the prefix of the records of published maps.
+func (s Schema) HistoryPrefix() string { return s.prefix + "history/" }
+
+// History is the key of the record of the map of epoch, zero-padded so that byte order is
+// numeric order.
+func (s Schema) History(epoch uint64) string {
+	return fmt.Sprintf("%shistory/%020d", s.prefix, epoch)
+}
+
 // CA holds the cluster's CA in secure mode: its certificate and its key sealed under the join
 // token.
 func (s Schema) CA() string { return s.prefix + "pki/ca" }

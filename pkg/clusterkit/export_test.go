@@ -70,6 +70,14 @@ func FollowFrom(ctx context.Context, ck *ClusterKit, client *clientv3.Client, cl
 	ck.maps.run(ctx, rev)
 }
 
+// SetHistoryRecords sets how many history records the leader keeps, and returns the function
+// that restores it; call it as SetMaxMapValue.
+func SetHistoryRecords(n uint64) (restore func()) {
+	old := historyRecords
+	historyRecords = n
+	return func() { historyRecords = old }
+}
+
 // SetMaxMapValue lowers the largest value a map write puts in etcd to v, so that a small map is
 // stored in chunks, and returns the function that restores it. Not safe for concurrent use:
 // call it before any node starts and restore it after every node has stopped (t.Cleanup

@@ -61,6 +61,9 @@ type encodedCluster struct {
 //	GET /health        200 when the node is registered and holds a map, 503 otherwise
 //	GET /cluster/claims the partitions this node claims to lead right now, with their primary
 //	                   epochs (none while it is self-fenced), for operators and invariant checks
+//	GET /cluster/history ?since=<epoch>&limit=<n>: what each map published after that epoch
+//	                   changed (cause, moves, copies, compute time), oldest first, from the
+//	                   records the leader keeps in etcd (the last 1000 maps)
 //	GET /metrics       the metrics of Options.Registerer when it is a prometheus.Gatherer
 //
 // Start serves it on HTTPAddr; it can also be mounted on another server. Every other method is
@@ -73,6 +76,7 @@ func (ck *ClusterKit) Handler() http.Handler {
 	mux.HandleFunc("/health", ck.handleHealth)
 	mux.HandleFunc("/cluster/claims", ck.handleClaims)
 	mux.HandleFunc("/cluster/ca", ck.handleCA)
+	mux.HandleFunc("/cluster/history", ck.handleHistory)
 	if g, ok := ck.env.opts.Registerer.(prometheus.Gatherer); ok {
 		mux.Handle("/metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{ErrorLog: zap.NewStdLog(ck.env.log)}))
 	}

@@ -2,6 +2,7 @@ package clusterkit
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -18,6 +19,7 @@ import (
 	"github.com/clusterkit-go/clusterkit/internal/mapstore"
 	"github.com/clusterkit-go/clusterkit/internal/nextmap"
 	"github.com/clusterkit-go/clusterkit/internal/state"
+	"github.com/clusterkit-go/clusterkit/pkg/wire"
 )
 
 // maxMapValue is the largest value a map write puts in etcd; tests lower it to exercise chunking
@@ -447,6 +449,7 @@ func (l *leader) publish(ctx context.Context, v *view, leaving bool) error {
 	if recovering {
 		base = l.recoveryBase(v, max(floor, epochOf(v.cur)))
 	}
+	computeStart := time.Now()
 	res, err := nextmap.Next(nextmap.Input{
 		Current: base, Nodes: v.nodes, Departed: v.departed, Acks: v.acks,
 		Leader: o.NodeID, Leaving: leaving,
@@ -456,6 +459,7 @@ func (l *leader) publish(ctx context.Context, v *view, leaving bool) error {
 	if err != nil || res.Map == nil {
 		return err
 	}
+	computed := time.Since(computeStart)
 	next := res.Map
 	if !recovering && v.cur != nil && v.cur.SamePlacement(next) {
 		return nil
@@ -464,7 +468,9 @@ func (l *leader) publish(ctx context.Context, v *view, leaving bool) error {
 		l.log.Warn("handoff timed out, asking again", zap.String("partition", PartitionID(r.Partition)),
 			zap.String("node", r.Node), zap.Int("attempt", r.Attempt), zap.Duration("timeout", o.HandoffTimeout))
 	}
-	rev, err := l.writeMap(ctx, v, next, recovering)
+	rec := nextmap.Summary(base, next)
+	rec.ComputeMillis = float64(computed.Microseconds()) / 1000
+	rev, err := l.writeMap(ctx, v, next, recovering, rec)
 	if err != nil {
 		return err
 	}
@@ -486,9 +492,15 @@ func (l *leader) publish(ctx context.Context, v *view, leaving bool) error {
 	return nil
 }
 
+// historyRecords is how many records of published maps the cluster keeps under history/ (a
+// variable for tests).
+var historyRecords uint64 = 1000
+
 // writeMap publishes m as state.Encoded.Writes says: every transaction guarded by the leader
-// key, the head's also by the map's revision. It returns the new revision of the partitions key.
-func (l *leader) writeMap(ctx context.Context, v *view, m *state.Map, whole bool) (int64, error) {
+// key, the head's also by the map's revision. The head's transaction also writes rec, the map's
+// history record, and deletes the records that fall out of the last historyRecords. It returns
+// the new revision of the partitions key.
+func (l *leader) writeMap(ctx context.Context, v *view, m *state.Map, whole bool, rec wire.HistoryRecord) (int64, error) {
 	prev := v.cur
 	if whole {
 		prev = nil
@@ -503,8 +515,17 @@ func (l *leader) writeMap(ctx context.Context, v *view, m *state.Map, whole bool
 			return 0, fmt.Errorf("write map epoch %d: %w", m.Epoch, err)
 		}
 	}
+	rec.Bytes = enc.Bytes()
+	hist, err := json.Marshal(rec)
+	if err != nil {
+		return 0, err
+	}
+	ops := append(mapstore.Ops(head), clientv3.OpPut(l.env.schema.History(m.Epoch), string(hist)))
+	if m.Epoch > historyRecords {
+		ops = append(ops, clientv3.OpDelete(l.env.schema.HistoryPrefix(), clientv3.WithRange(l.env.schema.History(m.Epoch-historyRecords+1))))
+	}
 	key := l.env.schema.Partitions()
-	resp, err := v.term.Txn(ctx, []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(key), "=", v.curRev)}, mapstore.Ops(head)...)
+	resp, err := v.term.Txn(ctx, []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(key), "=", v.curRev)}, ops...)
 	if err != nil {
 		return 0, fmt.Errorf("write map: %w", err)
 	}

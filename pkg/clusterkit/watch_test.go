@@ -49,6 +49,10 @@ func TestLargeMapInChunks(t *testing.T) {
 	for _, kv := range resp.Kvs {
 		k, ok := keys.New(c.Name()).ParseMapKey(string(kv.Key))
 		switch {
+		case ok && k.Nodes:
+			if k.Epoch != r.Map.NodesBase {
+				t.Fatalf("node table %s left behind (the map builds on the one of epoch %d)", kv.Key, r.Map.NodesBase)
+			}
 		case !ok || k.Epoch < r.Map.Checkpoint || k.Epoch > r.Map.Epoch || k.Delta == (k.Epoch == r.Map.Checkpoint):
 			t.Fatalf("stale key %s left behind (checkpoint %d, epoch %d)", kv.Key, r.Map.Checkpoint, r.Map.Epoch)
 		case k.Delta:

@@ -203,3 +203,36 @@ type Claims struct {
 type Error struct {
 	Error string `json:"error"`
 }
+
+// History is the body of GET /cluster/history: the records of the maps published most recently,
+// oldest first.
+type History struct {
+	Records []HistoryRecord `json:"records"`
+	// Oldest is the epoch of the oldest record the cluster keeps, 0 when it keeps none.
+	Oldest uint64 `json:"oldest"`
+}
+
+// HistoryRecord is what a published map changed, written by the leader in the transaction that
+// publishes the map, under history/<epoch> in etcd.
+type HistoryRecord struct {
+	Epoch     uint64    `json:"epoch"`
+	UpdatedAt time.Time `json:"updated_at"`
+	Leader    string    `json:"leader"`
+	Cause     Cause     `json:"cause"`
+	// Nodes is the number of nodes in the map.
+	Nodes int `json:"nodes"`
+	// Changed is the number of partitions whose entry changed; PrimariesMoved those whose
+	// primary changed.
+	Changed        int `json:"changed"`
+	PrimariesMoved int `json:"primaries_moved"`
+	// CopiesStarted are the copies the map asks for (timed-out ones asked again included),
+	// CopiesDone the copies of the map before that it completes, Pending the copies in flight
+	// after it.
+	CopiesStarted int `json:"copies_started"`
+	CopiesDone    int `json:"copies_done"`
+	Pending       int `json:"pending"`
+	// ComputeMillis is how long the leader took to compute the map, in milliseconds; Bytes what
+	// it wrote to etcd for it.
+	ComputeMillis float64 `json:"compute_ms"`
+	Bytes         int     `json:"bytes"`
+}

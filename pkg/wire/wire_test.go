@@ -64,6 +64,11 @@ func TestJSON(t *testing.T) {
 			`{"node_id":"node-1","epoch":7,"fenced":false,"primaries":{"partition-1":2,"partition-3":5}}`},
 		{"empty claims", wire.Claims{},
 			`{"node_id":"","epoch":0,"fenced":false,"primaries":null}`},
+		{"history", wire.History{Oldest: 6, Records: []wire.HistoryRecord{{Epoch: 7, UpdatedAt: at, Leader: "a",
+			Cause: wire.Cause{Reason: "handoff"}, Nodes: 3, Changed: 5, PrimariesMoved: 1, CopiesStarted: 0, CopiesDone: 5,
+			Pending: 0, ComputeMillis: 1.25, Bytes: 420}}},
+			`{"records":[{"epoch":7,"updated_at":"2025-01-02T03:04:05Z","leader":"a","cause":{"reason":"handoff"},"nodes":3,` +
+				`"changed":5,"primaries_moved":1,"copies_started":0,"copies_done":5,"pending":0,"compute_ms":1.25,"bytes":420}],"oldest":6}`},
 		{"error", wire.Error{Error: "no partition map yet"},
 			`{"error":"no partition map yet"}`},
 	}
