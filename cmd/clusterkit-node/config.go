@@ -103,6 +103,23 @@ func (p *parser) positive(s *setting) int {
 	return n
 }
 
+// count returns the integer value of s, 0 (no bound) when unset or 0.
+func (p *parser) count(s *setting) int {
+	v, name, ok := p.get(s)
+	if !ok {
+		return 0
+	}
+	p.names[s.field] = name
+	n, err := strconv.Atoi(strings.TrimSpace(v))
+	switch {
+	case err != nil:
+		p.fail(name, "%q is not an integer", v)
+	case n < 0:
+		p.fail(name, "%d is negative (0 or unset: no bound)", n)
+	}
+	return n
+}
+
 // duration returns the value of s, 0 when unset. With positive, 0 is refused: it would silently
 // mean the default.
 func (p *parser) duration(s *setting, positive bool) time.Duration {
@@ -171,6 +188,8 @@ func parseConfig(lookupEnv func(string) (string, bool), args []string) (*config,
 	o.EmbeddedMembers = p.positive(sEmbeddedMembers)
 	o.HandoffTimeout = p.duration(sHandoffTimeout, true)
 	o.CrashGracePeriod = p.duration(sCrashGracePeriod, false)
+	o.MaxHandoffsPerNode = p.count(sMaxHandoffsPerNode)
+	o.MaxHandoffs = p.count(sMaxHandoffs)
 	if v, name, ok := p.get(sEtcdEndpoints); ok {
 		p.names[sEtcdEndpoints.field] = name
 		for _, ep := range strings.Split(v, ",") {

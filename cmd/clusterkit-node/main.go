@@ -43,6 +43,9 @@
 //	                                         certificate
 //	ZONE                -zone                none; failure domain, at most 128 bytes
 //	HANDOFF_TIMEOUT     -handoff-timeout     2m (500ms to 24h)
+//	MAX_HANDOFFS_PER_NODE -max-handoffs-per-node 0 (no bound); copies in flight into and out
+//	                                         of each node
+//	MAX_HANDOFFS        -max-handoffs        0 (no bound); copies in flight in the cluster
 //	CRASH_GRACE_PERIOD  -crash-grace-period  0 (up to 24h)
 //	LOG_LEVEL           -log-level           info (debug, info, warn, error)
 //	DRAIN_ON_SIGTERM    -drain               false
@@ -144,41 +147,43 @@ type setting struct {
 }
 
 var (
-	sNodeID            = &setting{env: "NODE_ID", flag: "node-id", field: "NodeID", help: "unique node name (required)"}
-	sHTTPPort          = &setting{env: "HTTP_PORT", flag: "http-port", field: "HTTPAddr", help: "HTTP API port on all interfaces (this or HTTP_ADDR is required)"}
-	sHTTPAddr          = &setting{env: "HTTP_ADDR", flag: "http-addr", field: "HTTPAddr", help: "HTTP API host:port (this or HTTP_PORT is required)"}
-	sAdvertiseAddr     = &setting{env: "ADVERTISE_ADDR", flag: "advertise-addr", field: "AdvertiseAddr", help: "host:port other nodes reach the HTTP API at"}
-	sJoinAddr          = &setting{env: "JOIN_ADDR", flag: "join-addr", field: "JoinAddr", help: "HTTP address of any node of the cluster to join"}
-	sDataDir           = &setting{env: "DATA_DIR", flag: "data-dir", field: "DataDir", help: "data directory (default <temp dir>/clusterkit/<NODE_ID>)"}
-	sClusterName       = &setting{env: "CLUSTER_NAME", flag: "cluster-name", field: "ClusterName", help: `cluster name (default "default")`}
-	sPartitionCount    = &setting{env: "PARTITION_COUNT", flag: "partition-count", field: "PartitionCount", help: "number of partitions (default 64)"}
-	sReplicationFactor = &setting{env: "REPLICATION_FACTOR", flag: "replication-factor", field: "ReplicationFactor", help: "holders per partition (default 3)"}
-	sLeaseTTL          = &setting{env: "LEASE_TTL", flag: "lease-ttl", field: "LeaseTTL", help: "lease time to live, whole seconds (default 10s)"}
-	sEmbeddedMembers   = &setting{env: "EMBEDDED_MEMBERS", flag: "embedded-members", field: "EmbeddedMembers", help: "nodes that run an embedded etcd member: 1, 3 or 5 (default 3)"}
-	sEtcdEndpoints     = &setting{env: "ETCD_ENDPOINTS", flag: "etcd-endpoints", field: "EtcdEndpoints", help: "comma-separated etcd client URLs"}
-	sEtcdUsername      = &setting{env: "ETCD_USERNAME", flag: "etcd-username", field: "EtcdUsername", help: "etcd user"}
-	sEtcdPassword      = &setting{env: "ETCD_PASSWORD", field: "EtcdPassword", help: "etcd password (environment only)"}
-	sJoinToken         = &setting{env: "JOIN_TOKEN", field: "JoinToken", help: "secure mode: the cluster's join token (environment only; clusterkit-node -new-token prints one)"}
-	sEtcdCAFile        = &setting{env: "ETCD_CA_FILE", flag: "etcd-ca-file", field: "EtcdTLS", help: "PEM CA that verifies etcd's certificate"}
-	sEtcdCertFile      = &setting{env: "ETCD_CERT_FILE", flag: "etcd-cert-file", field: "EtcdTLS", help: "PEM client certificate for etcd"}
-	sEtcdKeyFile       = &setting{env: "ETCD_KEY_FILE", flag: "etcd-key-file", field: "EtcdTLS", help: "PEM client key for etcd"}
-	sTLSCertFile       = &setting{env: "TLS_CERT_FILE", flag: "tls-cert-file", field: "HTTPTLS", help: "PEM certificate: serve the HTTP API over https (with TLS_KEY_FILE)"}
-	sTLSKeyFile        = &setting{env: "TLS_KEY_FILE", flag: "tls-key-file", field: "HTTPTLS", help: "PEM key of TLS_CERT_FILE"}
-	sTLSClientCAFile   = &setting{env: "TLS_CLIENT_CA_FILE", flag: "tls-client-ca-file", field: "HTTPTLS", help: "PEM CA: require client certificates it signed (mutual TLS)"}
-	sTLSCAFile         = &setting{env: "TLS_CA_FILE", flag: "tls-ca-file", field: "HTTPClientTLS", help: "PEM CA that verifies other nodes' API (JOIN_ADDR) over https"}
-	sZone              = &setting{env: "ZONE", flag: "zone", field: "Zone", help: "failure domain"}
-	sHandoffTimeout    = &setting{env: "HANDOFF_TIMEOUT", flag: "handoff-timeout", field: "HandoffTimeout", help: "time a partition copy may take (default 2m)"}
-	sCrashGracePeriod  = &setting{env: "CRASH_GRACE_PERIOD", flag: "crash-grace-period", field: "CrashGracePeriod", help: "time a crashed node keeps its places (default 0)"}
-	sLogLevel          = &setting{env: "LOG_LEVEL", flag: "log-level", help: "debug, info, warn or error (default info)"}
-	sDrain             = &setting{env: "DRAIN_ON_SIGTERM", flag: "drain", isBool: true, help: "hand partitions over before leaving on SIGTERM"}
-	sDecommission      = &setting{env: "DECOMMISSION_ON_SIGTERM", flag: "decommission", isBool: true, help: "leave for good on SIGTERM: remove the node's etcd member, then drain"}
+	sNodeID             = &setting{env: "NODE_ID", flag: "node-id", field: "NodeID", help: "unique node name (required)"}
+	sHTTPPort           = &setting{env: "HTTP_PORT", flag: "http-port", field: "HTTPAddr", help: "HTTP API port on all interfaces (this or HTTP_ADDR is required)"}
+	sHTTPAddr           = &setting{env: "HTTP_ADDR", flag: "http-addr", field: "HTTPAddr", help: "HTTP API host:port (this or HTTP_PORT is required)"}
+	sAdvertiseAddr      = &setting{env: "ADVERTISE_ADDR", flag: "advertise-addr", field: "AdvertiseAddr", help: "host:port other nodes reach the HTTP API at"}
+	sJoinAddr           = &setting{env: "JOIN_ADDR", flag: "join-addr", field: "JoinAddr", help: "HTTP address of any node of the cluster to join"}
+	sDataDir            = &setting{env: "DATA_DIR", flag: "data-dir", field: "DataDir", help: "data directory (default <temp dir>/clusterkit/<NODE_ID>)"}
+	sClusterName        = &setting{env: "CLUSTER_NAME", flag: "cluster-name", field: "ClusterName", help: `cluster name (default "default")`}
+	sPartitionCount     = &setting{env: "PARTITION_COUNT", flag: "partition-count", field: "PartitionCount", help: "number of partitions (default 64)"}
+	sReplicationFactor  = &setting{env: "REPLICATION_FACTOR", flag: "replication-factor", field: "ReplicationFactor", help: "holders per partition (default 3)"}
+	sLeaseTTL           = &setting{env: "LEASE_TTL", flag: "lease-ttl", field: "LeaseTTL", help: "lease time to live, whole seconds (default 10s)"}
+	sEmbeddedMembers    = &setting{env: "EMBEDDED_MEMBERS", flag: "embedded-members", field: "EmbeddedMembers", help: "nodes that run an embedded etcd member: 1, 3 or 5 (default 3)"}
+	sEtcdEndpoints      = &setting{env: "ETCD_ENDPOINTS", flag: "etcd-endpoints", field: "EtcdEndpoints", help: "comma-separated etcd client URLs"}
+	sEtcdUsername       = &setting{env: "ETCD_USERNAME", flag: "etcd-username", field: "EtcdUsername", help: "etcd user"}
+	sEtcdPassword       = &setting{env: "ETCD_PASSWORD", field: "EtcdPassword", help: "etcd password (environment only)"}
+	sJoinToken          = &setting{env: "JOIN_TOKEN", field: "JoinToken", help: "secure mode: the cluster's join token (environment only; clusterkit-node -new-token prints one)"}
+	sEtcdCAFile         = &setting{env: "ETCD_CA_FILE", flag: "etcd-ca-file", field: "EtcdTLS", help: "PEM CA that verifies etcd's certificate"}
+	sEtcdCertFile       = &setting{env: "ETCD_CERT_FILE", flag: "etcd-cert-file", field: "EtcdTLS", help: "PEM client certificate for etcd"}
+	sEtcdKeyFile        = &setting{env: "ETCD_KEY_FILE", flag: "etcd-key-file", field: "EtcdTLS", help: "PEM client key for etcd"}
+	sTLSCertFile        = &setting{env: "TLS_CERT_FILE", flag: "tls-cert-file", field: "HTTPTLS", help: "PEM certificate: serve the HTTP API over https (with TLS_KEY_FILE)"}
+	sTLSKeyFile         = &setting{env: "TLS_KEY_FILE", flag: "tls-key-file", field: "HTTPTLS", help: "PEM key of TLS_CERT_FILE"}
+	sTLSClientCAFile    = &setting{env: "TLS_CLIENT_CA_FILE", flag: "tls-client-ca-file", field: "HTTPTLS", help: "PEM CA: require client certificates it signed (mutual TLS)"}
+	sTLSCAFile          = &setting{env: "TLS_CA_FILE", flag: "tls-ca-file", field: "HTTPClientTLS", help: "PEM CA that verifies other nodes' API (JOIN_ADDR) over https"}
+	sZone               = &setting{env: "ZONE", flag: "zone", field: "Zone", help: "failure domain"}
+	sHandoffTimeout     = &setting{env: "HANDOFF_TIMEOUT", flag: "handoff-timeout", field: "HandoffTimeout", help: "time a partition copy may take (default 2m)"}
+	sMaxHandoffsPerNode = &setting{env: "MAX_HANDOFFS_PER_NODE", flag: "max-handoffs-per-node", field: "MaxHandoffsPerNode", help: "partition copies in flight into and out of each node (default 0: no bound)"}
+	sMaxHandoffs        = &setting{env: "MAX_HANDOFFS", flag: "max-handoffs", field: "MaxHandoffs", help: "partition copies in flight in the cluster (default 0: no bound)"}
+	sCrashGracePeriod   = &setting{env: "CRASH_GRACE_PERIOD", flag: "crash-grace-period", field: "CrashGracePeriod", help: "time a crashed node keeps its places (default 0)"}
+	sLogLevel           = &setting{env: "LOG_LEVEL", flag: "log-level", help: "debug, info, warn or error (default info)"}
+	sDrain              = &setting{env: "DRAIN_ON_SIGTERM", flag: "drain", isBool: true, help: "hand partitions over before leaving on SIGTERM"}
+	sDecommission       = &setting{env: "DECOMMISSION_ON_SIGTERM", flag: "decommission", isBool: true, help: "leave for good on SIGTERM: remove the node's etcd member, then drain"}
 )
 
 // settings lists every setting, in the order of the usage text.
 var settings = []*setting{
 	sNodeID, sHTTPPort, sHTTPAddr, sAdvertiseAddr, sJoinAddr, sJoinToken, sDataDir, sClusterName,
 	sPartitionCount, sReplicationFactor, sLeaseTTL, sEmbeddedMembers, sEtcdEndpoints, sEtcdUsername, sEtcdPassword,
-	sEtcdCAFile, sEtcdCertFile, sEtcdKeyFile, sTLSCertFile, sTLSKeyFile, sTLSClientCAFile, sTLSCAFile, sZone, sHandoffTimeout, sCrashGracePeriod, sLogLevel, sDrain, sDecommission,
+	sEtcdCAFile, sEtcdCertFile, sEtcdKeyFile, sTLSCertFile, sTLSKeyFile, sTLSClientCAFile, sTLSCAFile, sZone, sHandoffTimeout, sMaxHandoffsPerNode, sMaxHandoffs, sCrashGracePeriod, sLogLevel, sDrain, sDecommission,
 }
 
 // healthCheckFlag selects the health probe mode; it has no variable.

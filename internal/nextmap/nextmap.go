@@ -47,6 +47,15 @@ type Input struct {
 	HandoffTimeout time.Duration
 	// CrashGracePeriod is how long a crashed node keeps its places in the targets.
 	CrashGracePeriod time.Duration
+	// MaxHandoffsPerNode bounds the copies in flight into each node and out of each node (a
+	// copy counts against the node copying in and the partition's primary, which it copies
+	// from); MaxHandoffs bounds them in the whole cluster. 0: no bound. A copy that would pass a
+	// bound waits, queued: the partition keeps its target, and the copy is asked for in a later
+	// map, when copies in flight have finished. Queued copies are admitted partitions below
+	// their replication first, then those that give a partition its new primary, then the rest,
+	// each group in partition order.
+	MaxHandoffsPerNode int
+	MaxHandoffs        int
 	// Now is the time of the decision; the map's UpdatedAt and new handoffs carry it.
 	Now time.Time
 }
@@ -102,8 +111,9 @@ func Next(in Input) (Result, error) {
 		return Result{Map: next}, nil
 	}
 	var res Result
+	var asks []ask
 	for i, t := range target {
-		e, completed, retried := nextEntry(&cur.Partitions[i], i, t, live, &in, epoch)
+		e, completed, retried, want := nextEntry(&cur.Partitions[i], i, t, live, &in, epoch)
 		next.Partitions[i] = e
 		if completed {
 			cause.add(state.ReasonHandoff, "")
@@ -112,7 +122,9 @@ func Next(in Input) (Result, error) {
 			res.Retries = append(res.Retries, Retry{Partition: i, Node: r.Node, Attempt: r.Attempt - 1})
 			cause.add(state.ReasonTimeout, "")
 		}
+		asks = append(asks, want...)
 	}
+	admit(next, asks, &in, min(len(live), in.ReplicationFactor))
 	next.Cause = cause.cause()
 	res.Map = next
 	return res, nil
@@ -231,8 +243,9 @@ func previous(cur *state.Map) rebalance.Map {
 }
 
 // nextEntry moves partition p a step towards its target t. It returns the new entry, whether
-// a copy completed, and the pending records it renewed after a timeout.
-func nextEntry(old *state.Entry, p int, t []string, live map[string]state.Node, in *Input, epoch uint64) (e state.Entry, completed bool, retried []state.Pending) {
+// a copy completed, the pending records it renewed after a timeout, and the new copies the
+// entry needs, which admit adds to it.
+func nextEntry(old *state.Entry, p int, t []string, live map[string]state.Node, in *Input, epoch uint64) (e state.Entry, completed bool, retried []state.Pending, asks []ask) {
 	isLive := func(id string) bool { _, ok := live[id]; return ok }
 	var serving []string
 	for _, h := range old.Holders {
@@ -273,7 +286,8 @@ func nextEntry(old *state.Entry, p int, t []string, live map[string]state.Node, 
 			pd, ok := old.PendingFor(n)
 			switch {
 			case !ok:
-				pd = state.Pending{Node: n, Since: epoch, Started: in.Now.Truncate(time.Millisecond), Attempt: 1}
+				asks = append(asks, ask{partition: p, node: n, serving: len(serving), primary: n == t[0]})
+				continue
 			case in.Now.Sub(pd.Started) >= in.HandoffTimeout:
 				pd = state.Pending{Node: n, Since: epoch, Started: in.Now.Truncate(time.Millisecond), Attempt: pd.Attempt + 1}
 				retried = append(retried, pd)
@@ -286,7 +300,7 @@ func nextEntry(old *state.Entry, p int, t []string, live map[string]state.Node, 
 	} else {
 		e.PrimaryEpoch = epoch
 	}
-	return e, completed, retried
+	return e, completed, retried, asks
 }
 
 // orderServing puts the primary first while a partition moves: the target's primary if it
@@ -392,4 +406,83 @@ func AllAcknowledged(m *state.Map, acks map[Ack]uint64) bool {
 		}
 	}
 	return true
+}
+
+// ask is a copy a partition needs that is not in flight yet.
+type ask struct {
+	partition int
+	node      string
+	// serving is how many holders serve the partition; primary is true when the copy makes
+	// node the partition's primary.
+	serving int
+	primary bool
+}
+
+// admit adds the copies of asks to next's entries within in's bounds, the copies already in
+// flight counted first: those of partitions below want holders, then those that give a
+// partition its primary, then the rest, each in partition order. The others stay queued.
+func admit(next *state.Map, asks []ask, in *Input, want int) {
+	if len(asks) == 0 {
+		return
+	}
+	limited := in.MaxHandoffsPerNode > 0 || in.MaxHandoffs > 0
+	inflight, into, outOf := 0, map[string]int{}, map[string]int{}
+	if limited {
+		for i := range next.Partitions {
+			e := &next.Partitions[i]
+			for _, pd := range e.Pending {
+				inflight++
+				into[pd.Node]++
+				outOf[e.Holders[0]]++
+			}
+		}
+		class := func(a ask) int {
+			switch {
+			case a.serving < want:
+				return 0
+			case a.primary:
+				return 1
+			}
+			return 2
+		}
+		slices.SortStableFunc(asks, func(a, b ask) int { return class(a) - class(b) })
+	}
+	started := in.Now.Truncate(time.Millisecond)
+	for _, a := range asks {
+		e := &next.Partitions[a.partition]
+		from := e.Holders[0]
+		if limited {
+			if in.MaxHandoffs > 0 && inflight >= in.MaxHandoffs ||
+				in.MaxHandoffsPerNode > 0 && (into[a.node] >= in.MaxHandoffsPerNode || outOf[from] >= in.MaxHandoffsPerNode) {
+				continue
+			}
+			inflight++
+			into[a.node]++
+			outOf[from]++
+		}
+		e.Pending = append(e.Pending, state.Pending{Node: a.node, Since: next.Epoch, Started: started, Attempt: 1})
+		if len(e.Pending) > 1 {
+			// In the target's order, as nextEntry keeps them: the same copies in flight make the
+			// same entry in the maps after this one.
+			slices.SortStableFunc(e.Pending, func(x, y state.Pending) int {
+				return slices.Index(e.Target, x.Node) - slices.Index(e.Target, y.Node)
+			})
+		}
+	}
+}
+
+// Queued counts, for each node, the copies into it that m's partitions wait for but have not
+// asked for yet (held back by MaxHandoffsPerNode or MaxHandoffs): nodes in a partition's target
+// that neither serve it nor copy it in.
+func Queued(m *state.Map) map[string]int {
+	out := map[string]int{}
+	for i := range m.Partitions {
+		e := &m.Partitions[i]
+		for _, n := range e.Target {
+			if !slices.Contains(e.Holders, n) && !slices.ContainsFunc(e.Pending, func(p state.Pending) bool { return p.Node == n }) {
+				out[n]++
+			}
+		}
+	}
+	return out
 }

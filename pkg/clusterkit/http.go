@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/clusterkit-go/clusterkit/internal/joininfo"
+	"github.com/clusterkit-go/clusterkit/internal/nextmap"
 	"github.com/clusterkit-go/clusterkit/pkg/wire"
 )
 
@@ -250,6 +251,9 @@ func (s *snapshot) encoded(ck *ClusterKit) *encodedCluster {
 					Overdue: pd.Attempt > 1,
 				})
 			}
+		}
+		if q := nextmap.Queued(s.raw); len(q) > 0 {
+			body.Cluster.Queued = q
 		}
 		b, err := json.Marshal(body)
 		if err != nil {

@@ -455,6 +455,7 @@ func (l *leader) publish(ctx context.Context, v *view, leaving bool) error {
 		Leader: o.NodeID, Leaving: leaving,
 		PartitionCount: l.env.config.PartitionCount, ReplicationFactor: l.env.config.ReplicationFactor,
 		HandoffTimeout: o.HandoffTimeout, CrashGracePeriod: o.CrashGracePeriod, Now: start.UTC(),
+		MaxHandoffsPerNode: o.MaxHandoffsPerNode, MaxHandoffs: o.MaxHandoffs,
 	})
 	if err != nil || res.Map == nil {
 		return err

@@ -139,6 +139,17 @@ type Options struct {
 	// (clusterkit_handoff_retries_total), shown in /cluster and asked again; the current holders
 	// keep serving meanwhile. Default 2 minutes.
 	HandoffTimeout time.Duration
+	// MaxHandoffsPerNode throttles data movement: at most this many partition copies in flight
+	// into each node, and out of each node (a copy counts against the partition's primary, the
+	// node it copies from). A copy over the bound waits, queued (GET /cluster's "queued",
+	// clusterkit_handoffs_queued), and is asked for once copies in flight finish: partitions
+	// below their replication first, then those moving their primary, then the rest.
+	// HandoffTimeout counts from the request. MaxHandoffs bounds the copies in flight in the
+	// whole cluster. The leader's settings apply: set them alike on every node. Default 0: no
+	// bound (every copy a change needs is asked for at once; ClusterKit counts partitions, not
+	// bytes, so a bound is for stores whose copies are heavy: see the README).
+	MaxHandoffsPerNode int
+	MaxHandoffs        int
 	// CrashGracePeriod is how long a crashed node keeps its places: its primaries are promoted
 	// elsewhere at once, but its replicas are not copied elsewhere until the period ends, and a
 	// node that comes back under the same NodeID within it gets them back, catching up from the
@@ -336,6 +347,12 @@ func (o *Options) validate() error {
 		if b.d < b.min || b.d > b.max {
 			return bad(b.name, "%v is outside %v..%v", b.d, b.min, b.max)
 		}
+	}
+	if o.MaxHandoffsPerNode < 0 || o.MaxHandoffsPerNode > 1<<20 {
+		return bad("MaxHandoffsPerNode", "%d is outside 0..%d (0: no bound)", o.MaxHandoffsPerNode, 1<<20)
+	}
+	if o.MaxHandoffs < 0 || o.MaxHandoffs > 1<<20 {
+		return bad("MaxHandoffs", "%d is outside 0..%d (0: no bound)", o.MaxHandoffs, 1<<20)
 	}
 	if o.MaxConcurrentHooks < 1 || o.MaxConcurrentHooks > 10000 {
 		return bad("MaxConcurrentHooks", "%d is outside 1..10000", o.MaxConcurrentHooks)

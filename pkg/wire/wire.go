@@ -29,6 +29,10 @@ type ClusterState struct {
 	// Handoffs are the copies in progress: one per partition and node copying it in. The map
 	// is settled when there are none. Never null.
 	Handoffs []Handoff `json:"handoffs"`
+	// Queued counts, by node, the copies into it that wait for a slot (MaxHandoffsPerNode or
+	// MaxHandoffs); absent when none waits. The map is settled when there are no handoffs and
+	// none is queued.
+	Queued map[string]int `json:"queued,omitempty"`
 }
 
 // MapDelta is the body of GET /cluster/map?since=<epoch>: the map the answering node holds, as
