@@ -207,6 +207,13 @@ func (s Schema) EtcdMember(id string) string { return s.prefix + "etcd-members/"
 // concurrency.NewMutex takes it.
 func (s Schema) EtcdMembersLock() string { return s.prefix + "etcd-members-lock" }
 
+// AdminPrefix is the prefix of operators' actions: admin/<kind>/<name>.
+func (s Schema) AdminPrefix() string { return s.prefix + "admin/" }
+
+// Admin is the key of an operator's action of kind (cordon, drain, maintenance, move, weight)
+// named name: the node, the partition's index, or the maintenance's ID.
+func (s Schema) Admin(kind, name string) string { return s.prefix + "admin/" + kind + "/" + name }
+
 // HistoryPrefix is the prefix of the records of published maps.
 func (s Schema) HistoryPrefix() string { return s.prefix + "history/" }
 

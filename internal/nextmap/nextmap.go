@@ -56,6 +56,8 @@ type Input struct {
 	// each group in partition order.
 	MaxHandoffsPerNode int
 	MaxHandoffs        int
+	// Admin holds the operators' constraints on placement (see Constraints).
+	Admin Constraints
 	// Now is the time of the decision; the map's UpdatedAt and new handoffs carry it.
 	Now time.Time
 }
@@ -85,10 +87,11 @@ func Next(in Input) (Result, error) {
 		return Result{}, nil // nobody to hold anything: keep the last map
 	}
 	cur, absent, live, cause := pi.cur, pi.absent, pi.live, pi.cause
-	target, err := rebalance.Compute(previous(cur), placed(live, absent), pi.config)
+	target, err := rebalance.Compute(previous(cur), placed(live, absent, in.Admin), pi.config)
 	if err != nil {
 		return Result{}, fmt.Errorf("compute placement: %w", err)
 	}
+	in.Admin.apply(target, previous(cur), live, in.ReplicationFactor)
 	epoch := uint64(1)
 	if cur != nil {
 		epoch = cur.Epoch + 1
@@ -138,7 +141,7 @@ func Next(in Input) (Result, error) {
 // [0, PartitionCount) (rebalance.ErrInvalidPartition). Operators' tools call it; Next does not.
 func Explain(in Input, p int) (rebalance.Explanation, error) {
 	pi := placementInput(in)
-	return rebalance.Explain(previous(pi.cur), placed(pi.live, pi.absent), pi.config, p)
+	return rebalance.Explain(previous(pi.cur), placed(pi.live, pi.absent, in.Admin), pi.config, p)
 }
 
 // placementIn is what Next derives from its input before it places anything.
@@ -206,20 +209,25 @@ func placementInput(in Input) placementIn {
 	return pi
 }
 
-// placed lists the nodes the placement may use: live nodes that are not draining, and absent
-// nodes (which keep their places during the grace period). When every live node drains, they
-// keep what they have.
-func placed(live map[string]state.Node, absent map[string]state.Absent) []rebalance.Node {
+// placed lists the nodes the placement may use: live nodes that are not draining or drained,
+// with the weights operators set, and absent nodes (which keep their places during
+// the grace period). When no live node may be used, they keep what they have.
+func placed(live map[string]state.Node, absent map[string]state.Absent, c Constraints) []rebalance.Node {
 	var out []rebalance.Node
+	node := func(id string, n state.Node) rebalance.Node {
+		if w, ok := c.Weights[id]; ok {
+			n.Weight = w
+		}
+		return rebalance.Node{ID: id, Zone: n.Zone, Weight: n.Weight}
+	}
 	for _, id := range slices.Sorted(maps.Keys(live)) {
-		if n := live[id]; n.State != state.NodeDraining {
-			out = append(out, rebalance.Node{ID: id, Zone: n.Zone, Weight: n.Weight})
+		if n := live[id]; n.State != state.NodeDraining && !c.Drained[id] {
+			out = append(out, node(id, n))
 		}
 	}
 	if len(out) == 0 {
 		for _, id := range slices.Sorted(maps.Keys(live)) {
-			n := live[id]
-			out = append(out, rebalance.Node{ID: id, Zone: n.Zone, Weight: n.Weight})
+			out = append(out, node(id, live[id]))
 		}
 		return out
 	}

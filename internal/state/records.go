@@ -3,6 +3,10 @@ package state
 import (
 	"encoding/json"
 	"fmt"
+	"time"
+
+	"github.com/clusterkit-go/clusterkit/internal/keys"
+	"github.com/clusterkit-go/clusterkit/pkg/rebalance"
 )
 
 // MaxValue is the largest value ClusterKit writes in one put: etcd refuses requests over 1.5 MiB
@@ -56,4 +60,73 @@ func DecodeHeld(b []byte) (Held, error) {
 		return Held{}, fmt.Errorf("%w: held-epoch report without node or epoch", ErrCorrupt)
 	}
 	return h, nil
+}
+
+// Kinds of operators' actions.
+const (
+	AdminCordon      = "cordon"
+	AdminDrain       = "drain"
+	AdminMaintenance = "maintenance"
+	AdminMove        = "move"
+	AdminWeight      = "weight"
+)
+
+// AdminAction is an operator's action under admin/<kind>/<name> (clusterkit cordon, drain,
+// maintenance, move, weight), which the leader applies to placement until it is deleted.
+type AdminAction struct {
+	Kind string `json:"kind"`
+	// Node is the node the action is about: cordoned, drained, weighted, or the one a moved
+	// partition goes to.
+	Node string `json:"node,omitempty"`
+	// Partition is the partition a move pins.
+	Partition *int `json:"partition,omitempty"`
+	Weight    int  `json:"weight,omitempty"`
+	// Reason says why, for maintenance (each reason is a record: they stack) and for the
+	// history.
+	Reason string    `json:"reason,omitempty"`
+	By     string    `json:"by,omitempty"`
+	At     time.Time `json:"at"`
+}
+
+// MaxAdminRecord is the largest admin record the leader reads.
+const MaxAdminRecord = 4 << 10
+
+// DecodeAdmin decodes an admin record and checks it: a known kind, with what the kind needs (a
+// valid node ID, a partition within partitionCount, a weight within bounds, a reason).
+func DecodeAdmin(b []byte, partitionCount int) (AdminAction, error) {
+	if len(b) > MaxAdminRecord {
+		return AdminAction{}, fmt.Errorf("%w: admin record of %d bytes, more than %d", ErrCorrupt, len(b), MaxAdminRecord)
+	}
+	var a AdminAction
+	if err := json.Unmarshal(b, &a); err != nil {
+		return AdminAction{}, fmt.Errorf("%w: admin record: %v", ErrCorrupt, err)
+	}
+	if err := a.Check(partitionCount); err != nil {
+		return AdminAction{}, fmt.Errorf("%w: admin record: %v", ErrCorrupt, err)
+	}
+	return a, nil
+}
+
+// Check reports what an action lacks for its kind.
+func (a AdminAction) Check(partitionCount int) error {
+	switch a.Kind {
+	case AdminCordon, AdminDrain, AdminMove, AdminWeight:
+		if err := keys.ValidNodeID(a.Node); err != nil {
+			return fmt.Errorf("%s: %w", a.Kind, err)
+		}
+	case AdminMaintenance:
+		if a.Reason == "" || len(a.Reason) > 1024 {
+			return fmt.Errorf("maintenance needs a reason of 1 to 1024 bytes")
+		}
+		return nil
+	default:
+		return fmt.Errorf("unknown kind %q", a.Kind)
+	}
+	switch {
+	case a.Kind == AdminMove && (a.Partition == nil || *a.Partition < 0 || *a.Partition >= partitionCount):
+		return fmt.Errorf("move needs a partition within [0, %d)", partitionCount)
+	case a.Kind == AdminWeight && (a.Weight < 1 || a.Weight > rebalance.MaxWeight):
+		return fmt.Errorf("weight %d outside [1, %d]", a.Weight, rebalance.MaxWeight)
+	}
+	return nil
 }
