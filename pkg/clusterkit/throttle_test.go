@@ -33,7 +33,7 @@ func throttledJoin(t *testing.T, p, limit int, delay time.Duration) throttleRun 
 	c.Add("node-1")
 	c.Add("node-2")
 	// Under the bound the two nodes' own forming copies go a few at a time too.
-	c.WaitConverged(time.Minute + time.Duration(p/max(limit, 1))*50*time.Millisecond)
+	c.WaitConverged(time.Minute + time.Duration(p/max(limit, 1))*250*time.Millisecond)
 	log := recordMaps(t, c)
 	var run throttleRun
 	var mu sync.Mutex
@@ -66,7 +66,7 @@ func throttledJoin(t *testing.T, p, limit int, delay time.Duration) throttleRun 
 				resp.Body.Close()
 			}
 		}
-		if limit := 3*time.Minute + time.Duration(p)*50*time.Millisecond; time.Since(start) > limit {
+		if limit := 3*time.Minute + time.Duration(p)*100*time.Millisecond; time.Since(start) > limit {
 			t.Fatalf("the join did not settle in %v: %v", limit, c.Converged())
 		}
 		time.Sleep(5 * time.Millisecond)
