@@ -63,6 +63,8 @@ type view struct {
 	// skipped holds the ModRevision at which each invalid record was logged, by key, so that
 	// one bad record is logged once per revision, not once per read.
 	skipped map[string]int64
+	// admin are the operators' valid actions, by key.
+	admin map[string]state.AdminAction
 
 	lastPublish time.Time
 }
@@ -74,6 +76,7 @@ const (
 	nodeRecords recordKind = iota
 	ackRecords
 	heldRecords
+	adminRecords
 )
 
 // update is one read or watch response of the node, acknowledgement or held-epoch prefix.
@@ -91,7 +94,8 @@ type update struct {
 // returning, so that the others switch at once.
 func (l *leader) lead(term *fence.Term) error {
 	ctx := term.Context()
-	v := &view{term: term, departed: map[string]bool{}, floors: map[string]uint64{}, skipped: map[string]int64{}}
+	v := &view{term: term, departed: map[string]bool{}, floors: map[string]uint64{}, skipped: map[string]int64{},
+		admin: map[string]state.AdminAction{}}
 	if err := l.readMap(ctx, v); err != nil {
 		return err
 	}
@@ -100,9 +104,10 @@ func (l *leader) lead(term *fence.Term) error {
 	var g sync.WaitGroup
 	defer func() { stop(); g.Wait() }()
 	prefixes := map[recordKind]string{
-		nodeRecords: l.env.schema.NodesPrefix(),
-		ackRecords:  l.env.schema.HandoffsPrefix(),
-		heldRecords: l.env.schema.HeldPrefix(),
+		nodeRecords:  l.env.schema.NodesPrefix(),
+		ackRecords:   l.env.schema.HandoffsPrefix(),
+		heldRecords:  l.env.schema.HeldPrefix(),
+		adminRecords: l.env.schema.AdminPrefix(),
 	}
 	for kind, prefix := range prefixes {
 		p := &follow.Keys{Client: l.env.client, Log: l.log, ReadTimeout: l.env.opts.LeaseTTL, PrevKV: true,
@@ -121,7 +126,7 @@ func (l *leader) lead(term *fence.Term) error {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 
-	haveNodes, haveAcks := false, false
+	haveNodes, haveAcks, haveAdmin := false, false, false
 	dirty := true
 	// Acknowledgements arriving since the last map: they are published together once none has
 	// arrived for CoalesceWindow, every copy is done, or maxCompletionDelay has passed.
@@ -137,7 +142,7 @@ func (l *leader) lead(term *fence.Term) error {
 				wake = min(wake, lastAck.Add(l.env.opts.CoalesceWindow).Sub(now), firstAck.Add(maxCompletionDelay).Sub(now))
 			}
 		}
-		if dirty && haveNodes && haveAcks {
+		if dirty && haveNodes && haveAcks && haveAdmin {
 			if wait := l.env.opts.CoalesceWindow - time.Since(v.lastPublish); wait > 0 {
 				wake = min(wake, wait)
 			} else {
@@ -173,6 +178,10 @@ func (l *leader) lead(term *fence.Term) error {
 					}
 					dirty = dirty || v.broken != "" || l.floor(v) > epochOf(v.cur)
 				}
+			case adminRecords:
+				changed := l.applyAdmin(v, u)
+				haveAdmin = haveAdmin || u.reset
+				dirty = dirty || changed || u.reset
 			case nodeRecords:
 				l.applyNodes(v, u)
 				haveNodes = haveNodes || u.reset
@@ -455,7 +464,7 @@ func (l *leader) publish(ctx context.Context, v *view, leaving bool) error {
 		Leader: o.NodeID, Leaving: leaving,
 		PartitionCount: l.env.config.PartitionCount, ReplicationFactor: l.env.config.ReplicationFactor,
 		HandoffTimeout: o.HandoffTimeout, CrashGracePeriod: o.CrashGracePeriod, Now: start.UTC(),
-		MaxHandoffsPerNode: o.MaxHandoffsPerNode, MaxHandoffs: o.MaxHandoffs,
+		MaxHandoffsPerNode: o.MaxHandoffsPerNode, MaxHandoffs: o.MaxHandoffs, Admin: v.constraints(),
 	})
 	if err != nil || res.Map == nil {
 		return err
