@@ -208,6 +208,7 @@ func (el *election) campaign(parent context.Context, reg *registration) {
 			continue
 		}
 		el.isLeader.Store(true)
+		el.env.metrics.leading(true)
 		el.log.Info("elected leader", zap.String("key", term.Key()))
 		began := time.Now()
 		err = el.leader.lead(term)
@@ -215,6 +216,7 @@ func (el *election) campaign(parent context.Context, reg *registration) {
 			retry.Reset() // a term that lasted is not a failure repeating
 		}
 		el.isLeader.Store(false)
+		el.env.metrics.leading(false)
 		term.End(false, 0)
 		if err != nil && !errors.Is(err, context.Canceled) {
 			el.log.Warn("leadership ended", zap.Error(err))

@@ -100,7 +100,7 @@ func (h *hookRunner) deliver(ev hookEvent) {
 	if ev.event != nil {
 		if p := h.eventHooks.Load(); p != nil {
 			for _, hook := range *p {
-				callHook(h.log, ev, func() { hook(*ev.event) })
+				h.call(hookKindEvent, ev, func() { hook(*ev.event) })
 			}
 		}
 		return
@@ -108,7 +108,7 @@ func (h *hookRunner) deliver(ev hookEvent) {
 	ok := true
 	if p := h.hooks.Load(); p != nil {
 		for _, hook := range *p {
-			ok = callHook(h.log, ev, func() { hook(ev.id, ev.from, ev.to) }) && ok
+			ok = h.call(hookKindPartitionChange, ev, func() { hook(ev.id, ev.from, ev.to) }) && ok
 		}
 	}
 	if ev.since > 0 && ev.to != nil && ev.to.ID == h.self {
@@ -122,6 +122,14 @@ func (h *hookRunner) deliver(ev hookEvent) {
 		case <-h.stop:
 		}
 	}
+}
+
+// call runs one hook of the given kind through callHook and records the time it took.
+func (h *hookRunner) call(kind string, ev hookEvent, hook func()) bool {
+	start := time.Now()
+	ok := callHook(h.log, ev, hook)
+	h.env.metrics.hookSeconds.WithLabelValues(kind).Observe(time.Since(start).Seconds())
+	return ok
 }
 
 // ackReq is an acknowledgement to write.

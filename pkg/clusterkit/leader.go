@@ -493,7 +493,7 @@ func (l *leader) publish(ctx context.Context, v *view, leaving bool) error {
 		l.log.Warn("replaced the stored partition map", zap.String("why", why), zap.Uint64("epoch", next.Epoch))
 		v.broken = ""
 	}
-	l.env.metrics.observePublish(next, time.Since(start))
+	l.env.metrics.observePublish(base, next, l.env.config.ReplicationFactor, time.Since(start))
 	l.log.Info("published partition map", zap.Uint64("epoch", next.Epoch), zap.String("reason", next.Cause.Reason),
 		zap.Strings("about", next.Cause.Nodes), zap.Int("nodes", len(next.Nodes)), zap.Int("handoffs_pending", nextmap.Pending(next)))
 	v.cur, v.curRev = next, rev

@@ -50,6 +50,16 @@ func (c *leaseClock) extend(sent time.Time, ttl int64) {
 	}
 }
 
+// renew is extend for a keepalive's answer: it first records the margin the renewal had, the
+// share of the TTL left until the deadline it replaces.
+func (c *leaseClock) renew(sent time.Time, ttl int64) {
+	if ttl > 0 {
+		left := time.Until(c.Deadline())
+		c.metrics.leaseMargin.Observe(left.Seconds() / float64(ttl))
+	}
+	c.extend(sent, ttl)
+}
+
 // Deadline is the time until which the lease is known to be held.
 func (c *leaseClock) Deadline() time.Time {
 	return c.base.Add(time.Duration(c.deadline.Load()))

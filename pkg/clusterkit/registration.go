@@ -123,7 +123,7 @@ func (r *registration) keepAlive(ctx context.Context, clock *leaseClock) {
 		case errors.Is(err, rpctypes.ErrLeaseNotFound):
 			return
 		case err == nil:
-			clock.extend(sent, resp.TTL)
+			clock.renew(sent, resp.TTL)
 		}
 	}
 }
