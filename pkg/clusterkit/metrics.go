@@ -6,6 +6,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/clusterkit-go/clusterkit/internal/nextmap"
 	"github.com/clusterkit-go/clusterkit/internal/state"
 )
 
@@ -23,6 +24,7 @@ type metrics struct {
 	underReplicated  prometheus.Gauge
 	handoffsPending  prometheus.Gauge
 	handoffsRunning  *prometheus.GaugeVec
+	handoffsQueued   *prometheus.GaugeVec
 	handoffsOverdue  prometheus.Gauge
 	handoffRetries   prometheus.Counter
 	handoffSeconds   prometheus.Histogram
@@ -73,6 +75,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Partition copies waiting for an acknowledgement in the last map this node published as leader; 0 on other nodes."}),
 		handoffsRunning: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "clusterkit_handoffs_running",
 			Help: "Partition copies in flight into each node (label node) in the last map this node published as leader; absent on other nodes."}, []string{"node"}),
+		handoffsQueued: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "clusterkit_handoffs_queued",
+			Help: "Partition copies into each node (label node) that wait for a slot under MaxHandoffsPerNode or MaxHandoffs, in the last map this node published as leader; absent on other nodes."}, []string{"node"}),
 		handoffsOverdue: prometheus.NewGauge(prometheus.GaugeOpts{Name: "clusterkit_handoffs_overdue",
 			Help: "Pending copies that have been asked again after HandoffTimeout at least once; 0 on nodes that do not lead."}),
 		handoffRetries: prometheus.NewCounter(prometheus.CounterOpts{Name: "clusterkit_handoff_retries_total",
@@ -110,7 +114,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	if reg != nil {
 		for _, c := range append([]prometheus.Collector{m.epoch, m.isLeader, m.leaderTerms, m.mapsPublished, m.underReplicated,
-			m.handoffsPending, m.handoffsRunning, m.handoffsOverdue, m.handoffRetries, m.handoffSeconds, m.rebalanceSeconds,
+			m.handoffsPending, m.handoffsRunning, m.handoffsQueued, m.handoffsOverdue, m.handoffRetries, m.handoffSeconds, m.rebalanceSeconds,
 			m.hookSeconds, m.fenced, m.leaseMargin, m.mapWriteBytes, m.invalidRecords, m.mapRecoveries}, m.etcd.collectors()...) {
 			if err := reg.Register(c); err != nil {
 				return nil, err
@@ -133,6 +137,7 @@ func (m *metrics) leading(on bool) {
 	m.handoffsPending.Set(0)
 	m.handoffsOverdue.Set(0)
 	m.handoffsRunning.Reset()
+	m.handoffsQueued.Reset()
 	clear(m.running)
 }
 
@@ -174,11 +179,14 @@ func (m *metrics) observePublish(prev, next *state.Map, rf int, took time.Durati
 	for id := range m.running {
 		if _, ok := running[id]; !ok {
 			m.handoffsRunning.DeleteLabelValues(id)
+			m.handoffsQueued.DeleteLabelValues(id)
 			delete(m.running, id)
 		}
 	}
+	queued := nextmap.Queued(next)
 	for id, n := range running {
 		m.handoffsRunning.WithLabelValues(id).Set(float64(n))
+		m.handoffsQueued.WithLabelValues(id).Set(float64(queued[id]))
 		m.running[id] = true
 	}
 }

@@ -10,9 +10,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clusterkit-go/clusterkit/internal/etcdtest"
 	"github.com/clusterkit-go/clusterkit/pkg/clusterkit"
 	"github.com/clusterkit-go/clusterkit/pkg/clustertest"
 	"github.com/clusterkit-go/clusterkit/pkg/wire"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // throttleRun is what one join under a MaxHandoffsPerNode bound did.
@@ -127,4 +129,30 @@ func TestThrottledJoinBoundsCopies(t *testing.T) {
 	if free.mostInto <= limit {
 		t.Fatalf("without a bound only %d copies were in flight at once: the join does not exercise the bound", free.mostInto)
 	}
+}
+
+// The leader reports the copies waiting for a slot by node, next to those in flight.
+func TestQueuedHandoffsMetric(t *testing.T) {
+	c := clustertest.New(t, clusterkit.Options{PartitionCount: 8, ReplicationFactor: 2, MaxHandoffsPerNode: 2})
+	reg := prometheus.NewRegistry()
+	o1 := c.Options("node-1")
+	o1.Registerer = reg
+	c.Start(o1)
+	c.WaitConverged(10 * time.Second)
+	release := make(chan struct{})
+	defer close(release)
+	c.Add("node-2", func(ck *clusterkit.ClusterKit) {
+		ck.OnPartitionChange(func(_ string, _ []*clusterkit.Node, to *clusterkit.Node) {
+			if to.ID == "node-2" {
+				<-release
+			}
+		})
+	})
+	etcdtest.WaitFor(t, 5*time.Second, "node-2's copies in flight and queued", func() error {
+		return expect{
+			"clusterkit_handoffs_running node=node-2": 2,
+			"clusterkit_handoffs_queued node=node-2":  6,
+			"clusterkit_handoffs_queued node=node-1":  0,
+		}.check(t, reg)
+	})
 }
