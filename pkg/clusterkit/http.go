@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 
+	"github.com/clusterkit-go/clusterkit/internal/dashboard"
 	"github.com/clusterkit-go/clusterkit/internal/joininfo"
 	"github.com/clusterkit-go/clusterkit/internal/nextmap"
 	"github.com/clusterkit-go/clusterkit/pkg/wire"
@@ -66,6 +67,9 @@ type encodedCluster struct {
 //	                   changed (cause, moves, copies, compute time), oldest first, from the
 //	                   records the leader keeps in etcd (the last 1000 maps)
 //	GET /metrics       the metrics of Options.Registerer when it is a prometheus.Gatherer
+//	GET /ui/           a read-only dashboard that follows the map (internal/dashboard): static
+//	                   files embedded in the binary, under a strict Content-Security-Policy;
+//	                   /ui redirects there
 //
 // Start serves it on HTTPAddr; it can also be mounted on another server. Every other method is
 // refused with 405: nothing in this API changes the cluster.
@@ -78,6 +82,8 @@ func (ck *ClusterKit) Handler() http.Handler {
 	mux.HandleFunc("/cluster/claims", ck.handleClaims)
 	mux.HandleFunc("/cluster/ca", ck.handleCA)
 	mux.HandleFunc("/cluster/history", ck.handleHistory)
+	mux.Handle(dashboard.Path, dashboard.Handler())
+	mux.Handle(dashboard.Path+"/", dashboard.Handler())
 	if g, ok := ck.env.opts.Registerer.(prometheus.Gatherer); ok {
 		mux.Handle("/metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{ErrorLog: zap.NewStdLog(ck.env.log)}))
 	}
