@@ -13,7 +13,9 @@ trap cleanup EXIT
 
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 go build -o "$dir/node" ./cmd/clusterkit-node
-base=$((20000 + RANDOM % 20000))
+# Below Linux's ephemeral range (32768 and up), with the embedded etcd's ports at +10000 and
+# +20000: a port another program's outgoing connection holds cannot be picked.
+base=$((10000 + RANDOM % 2700))
 addr() { echo "127.0.0.1:$((base + $1))"; }
 now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2f s", b - a }'; }
