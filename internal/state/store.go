@@ -469,9 +469,9 @@ func holdsTable(h, prev *Map) bool {
 }
 
 // NextReads says what DecodeNext needs to fill in h, a head, for a reader that holds prev (or
-// nil): nothing for an inline map; else the range of the chunks of h's checkpoint (without
-// prev) and of the deltas since (since prev, with it), and the node table h builds on when
-// prev does not hold it and it is outside that range.
+// nil): nothing for an inline map; else the keys from the chunks of h's checkpoint (or from the
+// delta after prev, when prev can be brought up to h by deltas) up to h's own delta; and, apart,
+// the node table h builds on when prev does not hold it and it lies before that range.
 func NextReads(s keys.Schema, h, prev *Map) Reads {
 	if h.Chunks == 0 {
 		return Reads{}
