@@ -51,6 +51,9 @@ var (
 	hookKinds     = []string{hookKindPartitionChange, hookKindEvent}
 	handoffBounds = prometheus.ExponentialBuckets(0.01, 3, 12) // 10ms to about 30 minutes
 	hookBounds    = prometheus.ExponentialBuckets(0.0001, 4, 12)
+	// marginBounds are written out: alert rules select a bucket by its le label, which must
+	// read "0.3", not the sum of three 0.1s.
+	marginBounds = []float64{0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9}
 )
 
 // Hook kinds, the hook label of clusterkit_hook_duration_seconds.
@@ -91,7 +94,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "1 while the node could not renew its lease in time and claims no primary role."}),
 		leaseMargin: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "clusterkit_lease_renewal_margin_ratio",
 			Help:    "Share of the lease TTL left before the node's self-fencing deadline when a lease renewal succeeded: about 0.55 when every renewal (each third of the TTL) succeeds, about 0.2 after one failed, 0 or less when the node had fenced itself.",
-			Buckets: prometheus.LinearBuckets(0, 0.1, 10)}),
+			Buckets: marginBounds}),
 		mapWriteBytes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "clusterkit_map_write_bytes_total",
 			Help: "Bytes of partition maps this node wrote to etcd as leader, by part: head, checkpoint, delta or nodes (a node table)."}, []string{"part"}),
 		invalidRecords: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "clusterkit_invalid_records_total",

@@ -212,13 +212,13 @@ func TestLeaseRenewalMargin(t *testing.T) {
 	})
 	h := series(t, reg, "clusterkit_lease_renewal_margin_ratio").GetHistogram()
 	mean := h.GetSampleSum() / float64(h.GetSampleCount())
-	low := 0.0
+	low := -1.0
 	for _, b := range h.GetBucket() {
 		if b.GetUpperBound() == 0.3 {
 			low = float64(b.GetCumulativeCount())
 		}
 	}
-	if mean < 0.35 || mean > 0.9 || low > 0 {
+	if mean < 0.35 || mean > 0.9 || low != 0 {
 		t.Fatalf("margin: mean %.3f over %d renewals, %v at or under 0.3; want about 0.55", mean, h.GetSampleCount(), low)
 	}
 	t.Logf("margin: mean %.3f over %d renewals", mean, h.GetSampleCount())
