@@ -31,8 +31,12 @@ func TestLargestMapJoinsInFewMaps(t *testing.T) {
 	// the scale scenarios' 5s (the kit's 2s expired under that load, and the cluster churned),
 	// and the bounds are generous, since only the invariants and the number of maps are
 	// asserted.
+	// No copy may time out either: under that load tens of thousands of copy hooks and their
+	// acknowledgements can outlast the default 2-minute HandoffTimeout, and a copy asked again
+	// makes the acknowledgements of the first request stale (seen once: attempt 3 of a copy
+	// after 4 minutes).
 	c := clustertest.New(t, clusterkit.Options{PartitionCount: partitions, ReplicationFactor: 3,
-		LeaseTTL: 5 * time.Second, StartTimeout: 4 * time.Minute})
+		LeaseTTL: 5 * time.Second, StartTimeout: 4 * time.Minute, HandoffTimeout: 10 * time.Minute})
 	for i := 1; i <= 3; i++ {
 		c.Add(fmt.Sprintf("node-%d", i))
 	}
