@@ -400,7 +400,7 @@
       const n = map.nodes[id];
       const l = load.get(id) || { primary: 0, replica: 0, pending: 0 };
       const name = el('td', { class: 'id' }, id);
-      if (id === map.leader) name.append(el('span', { class: 'leader-mark', title: 'leader' }, '★ leader'));
+      if (id === map.leader) name.append(el('span', { class: 'leader-mark', title: 'the leader' }, '★'));
       if (!n) name.append(' ', el('span', { class: 'tag bad' }, 'not in the node table'));
       const state = n && n.state ? el('span', { class: 'tag warn' }, n.state) : 'serving';
       return el('tr', { dataset: { node: id } },
