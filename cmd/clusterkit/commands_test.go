@@ -35,12 +35,13 @@ type (
 			UpdatedAt time.Time `json:"updated_at"`
 			Cause     jsonCause `json:"cause"`
 		} `json:"map"`
-		Leader         string   `json:"leader"`
-		Nodes          int      `json:"nodes"`
-		NodesWithLease int      `json:"nodes_with_lease"`
-		PendingCopies  int      `json:"pending_copies"`
-		LeaseGone      []string `json:"lease_gone"`
-		Absent         []string `json:"absent"`
+		Leader         string            `json:"leader"`
+		Nodes          int               `json:"nodes"`
+		NodesWithLease int               `json:"nodes_with_lease"`
+		PendingCopies  int               `json:"pending_copies"`
+		LeaseGone      []string          `json:"lease_gone"`
+		Absent         []string          `json:"absent"`
+		Admin          []jsonAdminRecord `json:"admin"`
 		Endpoints      []struct {
 			Endpoint    string `json:"endpoint"`
 			Healthy     bool   `json:"healthy"`
@@ -74,16 +75,17 @@ type (
 		Started time.Time `json:"started"`
 		Attempt int       `json:"attempt"`
 	}
+	jsonPartition struct {
+		Partition    string        `json:"partition"`
+		Index        int           `json:"index"`
+		Holders      []string      `json:"holders"`
+		PrimaryEpoch uint64        `json:"primary_epoch"`
+		Pending      []jsonPending `json:"pending"`
+		Target       []string      `json:"target"`
+	}
 	jsonPartitions struct {
-		Epoch      uint64 `json:"epoch"`
-		Partitions []struct {
-			Partition    string        `json:"partition"`
-			Index        int           `json:"index"`
-			Holders      []string      `json:"holders"`
-			PrimaryEpoch uint64        `json:"primary_epoch"`
-			Pending      []jsonPending `json:"pending"`
-			Target       []string      `json:"target"`
-		} `json:"partitions"`
+		Epoch      uint64          `json:"epoch"`
+		Partitions []jsonPartition `json:"partitions"`
 	}
 	jsonRoute struct {
 		Epoch  uint64 `json:"epoch"`
@@ -199,9 +201,10 @@ func TestCommands(t *testing.T) {
 				t.Errorf("status says map %+v, leader %q; the nodes serve epoch %d by %s at %v (%s)", st.Map, st.Leader,
 					cl.Epoch, cl.Leader, cl.UpdatedAt, cl.Cause.Reason)
 			}
-			if st.Nodes != 3 || st.NodesWithLease != 3 || st.PendingCopies != 0 || len(st.LeaseGone) != 0 || len(st.Absent) != 0 {
-				t.Errorf("status: %d nodes, %d with a lease, %d pending, lease gone %v, absent %v; want 3, 3, 0, none, none",
-					st.Nodes, st.NodesWithLease, st.PendingCopies, st.LeaseGone, st.Absent)
+			if st.Nodes != 3 || st.NodesWithLease != 3 || st.PendingCopies != 0 || len(st.LeaseGone) != 0 || len(st.Absent) != 0 ||
+				st.Admin == nil || len(st.Admin) != 0 {
+				t.Errorf("status: %d nodes, %d with a lease, %d pending, lease gone %v, absent %v, admin %v; want 3, 3, 0, none, none, []",
+					st.Nodes, st.NodesWithLease, st.PendingCopies, st.LeaseGone, st.Absent, st.Admin)
 			}
 			if len(st.Endpoints) != 1 {
 				t.Fatalf("endpoints %+v: want the one given", st.Endpoints)
@@ -220,6 +223,7 @@ func TestCommands(t *testing.T) {
 				"Nodes:  3 in the map, 3 with a lease",
 				"Pending copies:  0",
 				"Lease gone, still in map:  -",
+				"Operator actions:  -",
 			} {
 				if !containsSpaced(out, want) {
 					t.Errorf("status lacks %q:\n%s", want, out)
@@ -374,7 +378,8 @@ func TestCommands(t *testing.T) {
 	// The cluster changes from here on, on the test's own goroutine: the nodes started here
 	// belong to the whole test.
 	after := checkJoin(t, c, cl, primaries, replicas)
-	checkLeave(t, c, after, ids)
+	after = checkLeave(t, c, after, ids)
+	checkAdmin(t, c, ids, after.Epoch)
 	t.Logf("the whole test took %v", time.Since(began).Round(time.Millisecond))
 }
 
@@ -466,8 +471,8 @@ func checkJoin(t *testing.T, c *testCluster, cl wiretest.ClusterState, primaries
 }
 
 // checkLeave plans the leave of node-4, then stops it (SIGTERM: it leaves at once): the
-// placement the others settle on is the plan's.
-func checkLeave(t *testing.T, c *testCluster, cl wiretest.ClusterState, ids []string) {
+// placement the others settle on is the plan's. It returns the settled map.
+func checkLeave(t *testing.T, c *testCluster, cl wiretest.ClusterState, ids []string) wiretest.ClusterState {
 	var plan jsonPlan
 	c.cliJSON(t, &plan, "plan", "leave", "node-4")
 	held := 0
@@ -494,6 +499,7 @@ func checkLeave(t *testing.T, c *testCluster, cl wiretest.ClusterState, ids []st
 			t.Errorf("after the leave %s is held by %v; the plan said %v", pid, got, want)
 		}
 	}
+	return after
 }
 
 // waitLines waits until the watch process has printed at least n JSON lines (n 0: whatever it

@@ -164,27 +164,31 @@ type snapshot struct {
 	name     string
 	config   *state.Config
 	revision int64
+	// mapRevision is the revision the map was written at, 0 without a map.
+	mapRevision int64
 	// m is the current map; nil when none has been published.
 	m *state.Map
 	// records are the node records under nodes/, by ID: the nodes whose lease is live.
 	records map[string]state.Node
+	// admin are the operators' actions in force under admin/, in key order.
+	admin []adminRecord
 	// leader is the node that leads the election, "" when none does.
 	leader string
-	// skipped lists the node records that could not be decoded, with the reason.
+	// skipped lists the node and admin records that could not be decoded, with the reason.
 	skipped []string
 	// now is when the snapshot was read, for ages.
 	now time.Time
 }
 
-// snapshot reads the map, then the node records and the election's leader at the revision the
-// map was read at, so that they agree with one another.
+// snapshot reads the map, then the node records, the admin records and the election's leader at
+// the revision the map was read at, so that they agree with one another.
 func (s *session) snapshot(ctx context.Context) (*snapshot, error) {
 	snap := &snapshot{name: s.g.cluster, config: s.config, records: map[string]state.Node{}, now: time.Now()}
 	r, err := mapstore.ReadMap(ctx, s.cli, s.schema, 0)
 	if err != nil {
 		return nil, s.readError("partition map", err)
 	}
-	snap.revision = r.Revision
+	snap.revision, snap.mapRevision = r.Revision, r.ModRevision
 	if r.Map != nil {
 		if err := r.Map.Validate(s.config.PartitionCount); err != nil {
 			return nil, s.readError("partition map", err)
@@ -209,6 +213,18 @@ func (s *session) snapshot(ctx context.Context) (*snapshot, error) {
 			continue
 		}
 		snap.records[id] = n
+	}
+	resp, err = s.cli.Get(ctx, s.schema.AdminPrefix(), clientv3.WithPrefix(), clientv3.WithRev(snap.revision))
+	if err != nil {
+		return nil, s.readError("admin records", err)
+	}
+	for _, kv := range resp.Kvs {
+		a, err := state.DecodeAdmin(kv.Value, s.config.PartitionCount)
+		if err != nil {
+			snap.skipped = append(snap.skipped, fmt.Sprintf("%s: %v", kv.Key, err))
+			continue
+		}
+		snap.admin = append(snap.admin, adminRecord{Key: string(kv.Key), Revision: kv.ModRevision, AdminAction: a})
 	}
 	// The election's candidates are leader/<lease>, as concurrency.Election writes them: the
 	// oldest leads.

@@ -65,7 +65,8 @@ func newExplain(g *globals) *cobra.Command {
 		Long: `Explain one partition, given as its number or its ID (5 or partition-5): its entry in
 the map (holders, primary epoch, copies in progress since which map and for how long,
 target), and where the placement code (rebalance.Compute, as the leader runs it) puts
-it now given the nodes that hold a lease, with the rule and the decisions that led there.
+it now given the nodes that hold a lease (drained ones and operators' weights applied),
+with the rule and the decisions that led there.
 Nodes whose lease is gone are left out, as without a crash grace period (the default);
 absent nodes keep their places.
 
@@ -138,6 +139,7 @@ func (snap *snapshot) explain(m *state.Map, p int) (explainDoc, error) {
 		PartitionCount:    snap.config.PartitionCount,
 		ReplicationFactor: snap.config.ReplicationFactor,
 		CrashGracePeriod:  math.MaxInt64,
+		Admin:             snap.constraints(),
 		Now:               snap.now,
 	}, p)
 	if err != nil {

@@ -1,6 +1,7 @@
 // Command clusterkit shows an operator the state of a ClusterKit cluster, in etcdctl's mould: it
 // reads the cluster's keys in etcd directly (the nodes need not answer), with the decoders and
-// the placement code the nodes themselves run, and writes nothing.
+// the placement code the nodes themselves run. It writes only operators' actions, the records
+// under admin/ that the leader applies to placement, each checked first against the cluster.
 //
 //	clusterkit status                       the cluster at a glance, and etcd's health
 //	clusterkit nodes                        every node: state, partitions held, copies coming in
@@ -10,6 +11,21 @@
 //	clusterkit plan join NODE [--zone Z --weight W]
 //	clusterkit plan leave NODE              what a join or leave would move (a dry run)
 //	clusterkit watch                        one line per published map, until interrupted
+//	clusterkit history [--since E] [--limit N]
+//	                                        the maps published: what each changed and why
+//
+// Operators' actions (each write takes --reason R and --by WHO):
+//
+//	clusterkit drain NODE [--force]         move every partition off a node, keep it empty
+//	clusterkit cordon NODE [--force]        give a node nothing another node can keep
+//	clusterkit uncordon NODE                end a node's drain and cordon
+//	clusterkit maintenance on --reason R    hold placement still while R stands
+//	clusterkit maintenance off --reason R | --all
+//	clusterkit maintenance list             the maintenances that stand
+//	clusterkit move PARTITION --to NODE [--force]
+//	clusterkit move PARTITION --clear       pin a partition to a node, or end the pin
+//	clusterkit weight NODE N
+//	clusterkit weight NODE --clear          a node's weight in placement, or its own again
 //
 // Global flags, named as etcdctl's; each can also be set by the environment variable
 // CLUSTERKIT_<FLAG> (CLUSTERKIT_ENDPOINTS, CLUSTERKIT_DIAL_TIMEOUT, ...), and a flag given on the
@@ -21,14 +37,15 @@
 //	                                            certificate and its key
 //	--user             user:password            etcd authentication
 //	--dial-timeout     2s                       to connect to etcd and authenticate
-//	--command-timeout  5s                       to read what a command shows
+//	--command-timeout  5s                       to read what a command shows, and write
 //	--cluster          default                  the cluster, under /clusterkit/<name>/
 //	-o, --output       table                    table or json; each command's help documents its
 //	                                            JSON document
 //
 // Exit status: 0 when the command did what it says; 1 when the cluster's state does not allow it
-// (no such cluster, no partition map yet, an unreadable map); 2 when etcd cannot be reached in
-// time or refuses access; 3 for a bad flag, argument or value.
+// (no such cluster, no partition map yet, an unreadable map, a cluster that kept changing while
+// an action was checked); 2 when etcd cannot be reached in time or refuses access; 3 for a bad
+// flag, argument or value, or an action the checks refuse.
 package main
 
 import (
@@ -64,6 +81,8 @@ const envPrefix = "CLUSTERKIT_"
 type exitError struct {
 	status int
 	err    error
+	// refused marks an action the checks refuse: a bad value, for which the usage is no help.
+	refused bool
 }
 
 func (e *exitError) Error() string { return e.err.Error() }
@@ -71,6 +90,11 @@ func (e *exitError) Unwrap() error { return e.err }
 
 func usageError(format string, a ...any) error {
 	return &exitError{status: exitUsage, err: fmt.Errorf(format, a...)}
+}
+
+// refusedError is a check's refusal of an operator's action: exit status 3, as bad input.
+func refusedError(format string, a ...any) error {
+	return &exitError{status: exitUsage, err: fmt.Errorf(format, a...), refused: true}
 }
 
 func stateError(format string, a ...any) error {
@@ -93,6 +117,9 @@ type globals struct {
 	lookupEnv func(string) (string, bool)
 	// fromEnv holds the flags set from their environment variable.
 	fromEnv map[string]bool
+	// beforeWrite, when not nil, runs between the check of an operator's action and its write
+	// (a test changes the cluster there).
+	beforeWrite func()
 }
 
 // jsonOutput reports whether the output is JSON rather than tables.
@@ -108,7 +135,11 @@ func main() {
 // run is the whole command; it returns the exit status. ctx ends on SIGINT or SIGTERM, which
 // ends watch with status 0.
 func run(ctx context.Context, args []string, lookupEnv func(string) (string, bool), stdout, stderr io.Writer) int {
-	g := &globals{lookupEnv: lookupEnv}
+	return (&globals{lookupEnv: lookupEnv}).run(ctx, args, stdout, stderr)
+}
+
+// run runs the command with g's environment and hooks.
+func (g *globals) run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	root := newRoot(g)
 	root.SetArgs(args)
 	root.SetOut(stdout)
@@ -124,7 +155,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		ee = &exitError{status: exitUsage, err: err}
 	}
 	fmt.Fprintf(stderr, "clusterkit: %v\n", ee.err)
-	if ee.status == exitUsage {
+	if ee.status == exitUsage && !ee.refused {
 		fmt.Fprintln(stderr, "Run 'clusterkit --help' for usage.")
 	}
 	return ee.status
@@ -133,17 +164,21 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 func newRoot(g *globals) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "clusterkit",
-		Short: "Show the state of a ClusterKit cluster, read from etcd",
+		Short: "Show the state of a ClusterKit cluster, read from etcd, and steer its placement",
 		Long: `clusterkit shows the state of a ClusterKit cluster as it is stored in etcd, with the
-decoders and placement code the nodes run. It writes nothing.
+decoders and placement code the nodes run. It writes only operators' actions (drain,
+cordon, uncordon, maintenance, move, weight): records under admin/ that the leader
+applies to the maps it publishes, each checked against the cluster before it is written.
 
 Every global flag can also be set by an environment variable: CLUSTERKIT_ and the flag's
 name in capitals with '_' for '-' (CLUSTERKIT_ENDPOINTS, CLUSTERKIT_DIAL_TIMEOUT,
 CLUSTERKIT_CLUSTER, CLUSTERKIT_CACERT, ...). A flag on the command line wins.
 
 Exit status: 0 when the command did what it says; 1 when the cluster's state does not
-allow it (no such cluster, no partition map yet, an unreadable map); 2 when etcd cannot
-be reached within --dial-timeout or refuses access; 3 for a bad flag, argument or value.`,
+allow it (no such cluster, no partition map yet, an unreadable map, a cluster that kept
+changing while an action was checked); 2 when etcd cannot be reached within
+--dial-timeout or refuses access; 3 for a bad flag, argument or value, or an action the
+checks refuse (an unknown node, a drain of too many nodes, ...).`,
 		SilenceErrors: true,
 		SilenceUsage:  true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
@@ -158,11 +193,12 @@ be reached within --dial-timeout or refuses access; 3 for a bad flag, argument o
 	f.StringVar(&g.key, "key", "", "PEM file of the client key for etcd (with --cert)")
 	f.StringVar(&g.user, "user", "", "etcd user and password, as user:password")
 	f.DurationVar(&g.dialTimeout, "dial-timeout", 2*time.Second, "time to connect to etcd and authenticate")
-	f.DurationVar(&g.commandTimeout, "command-timeout", 5*time.Second, "time to read what a command shows")
+	f.DurationVar(&g.commandTimeout, "command-timeout", 5*time.Second, "time to read what a command shows, and write what it writes")
 	f.StringVar(&g.cluster, "cluster", "default", "name of the cluster, under "+keys.Root+"<name>/")
 	f.StringVarP(&g.output, "output", "o", "table", "output format: table or json")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError("%v", err) })
-	root.AddCommand(newStatus(g), newNodes(g), newPartitions(g), newRoute(g), newExplain(g), newPlan(g), newWatch(g))
+	root.AddCommand(newStatus(g), newNodes(g), newPartitions(g), newRoute(g), newExplain(g), newPlan(g), newWatch(g),
+		newHistory(g), newDrain(g), newCordon(g), newUncordon(g), newMaintenance(g), newMove(g), newWeight(g))
 	return root
 }
 

@@ -114,6 +114,19 @@ func TestUsageErrors(t *testing.T) {
 		{"route without key", nil, []string{"route"}, "want at least one KEY"},
 		{"plan join weight", nil, []string{"plan", "join", "node-4", "--weight", "0"}, "--weight 0: want 1 to"},
 		{"plan join node ID", nil, []string{"plan", "join", "node 4"}, `node ID "node 4" has ' '`},
+		{"weight out of range", nil, []string{"weight", "node-1", "0"}, `weight "0": want an integer from 1 to 1073741824`},
+		{"weight not a number", nil, []string{"weight", "node-1", "heavy"}, `weight "heavy": want an integer`},
+		{"weight without N", nil, []string{"weight", "node-1"}, "want NODE and N, or NODE --clear; got 1 arguments"},
+		{"weight clear with N", nil, []string{"weight", "node-1", "2", "--clear"}, "want NODE and N, or NODE --clear; got 2 arguments"},
+		{"drain node ID", nil, []string{"drain", "node/1"}, `node ID "node/1" has '/'`},
+		{"maintenance without reason", nil, []string{"maintenance", "on"}, `--reason: want a reason, like --reason "kernel upgrade"`},
+		{"maintenance blank reason", nil, []string{"maintenance", "on", "--reason", "  "}, "--reason: want a reason"},
+		{"maintenance off of nothing", nil, []string{"maintenance", "off"}, "want --reason TEXT or --all"},
+		{"maintenance off of both", nil, []string{"maintenance", "off", "--all", "--reason", "x"}, "want --reason TEXT or --all"},
+		{"move without node", nil, []string{"move", "5"}, "want --to NODE or --clear"},
+		{"move to and clear", nil, []string{"move", "5", "--to", "n", "--clear"}, "want --to NODE or --clear"},
+		{"history limit", nil, []string{"history", "--limit", "0"}, "--limit 0: want 1 to 1000"},
+		{"force where it means nothing", nil, []string{"weight", "node-1", "2", "--force"}, "unknown flag: --force"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -136,7 +149,9 @@ func TestUsageErrors(t *testing.T) {
 func TestUnreachableEtcdFailsFast(t *testing.T) {
 	ep := fmt.Sprintf("http://127.0.0.1:%d", proctest.FreePort(t))
 	for _, args := range [][]string{{"status"}, {"nodes"}, {"partitions"}, {"route", "k"}, {"explain", "1"},
-		{"plan", "join", "n"}, {"plan", "leave", "n"}, {"watch"}} {
+		{"plan", "join", "n"}, {"plan", "leave", "n"}, {"watch"}, {"history"}, {"drain", "n"}, {"cordon", "n"},
+		{"uncordon", "n"}, {"maintenance", "on", "--reason", "r"}, {"maintenance", "off", "--all"}, {"maintenance", "list"},
+		{"move", "1", "--to", "n"}, {"move", "1", "--clear"}, {"weight", "n", "2"}, {"weight", "n", "--clear"}} {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {
 			t.Parallel()
 			began := time.Now()
@@ -187,7 +202,8 @@ func TestClusterWithoutMap(t *testing.T) {
 	if rows := tableRows(stdout, "NODE"); status != exitOK || len(rows) != 1 || rows[0][0] != "node-1" || rows[0][4] != stateNotInMap {
 		t.Errorf("nodes without a map: status %d, output:\n%s\nwant node-1 not in the map", status, stdout)
 	}
-	for _, args := range [][]string{{"partitions"}, {"route", "k"}, {"explain", "1"}, {"plan", "join", "node-2"}} {
+	for _, args := range [][]string{{"partitions"}, {"route", "k"}, {"explain", "1"}, {"plan", "join", "node-2"},
+		{"drain", "node-1"}, {"move", "1", "--to", "node-1"}, {"maintenance", "on", "--reason", "r"}} {
 		status, stdout, stderr := runIn(t, e, args...)
 		if status != exitState || stdout != "" || !strings.Contains(stderr, "has no partition map yet") {
 			t.Errorf("%v without a map: status %d, stdout %q, stderr %q", args, status, stdout, stderr)

@@ -9,12 +9,15 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/clusterkit-go/clusterkit/internal/nextmap"
 	"github.com/clusterkit-go/clusterkit/internal/state"
 )
 
 // Node states, as clusterkit nodes shows them.
 const (
 	stateServing   = "serving"    // in the map, with a lease
+	stateDrained   = "drained"    // serving, and an operator's drain record gives it nothing
+	stateCordoned  = "cordoned"   // serving, and an operator's cordon record gives it nothing new
 	stateDraining  = "draining"   // handing its partitions over
 	stateLeaving   = "leaving"    // in the instant before it revokes its lease
 	stateAbsent    = "absent"     // crashed; the map keeps its places during the grace period
@@ -52,14 +55,16 @@ func newNodes(g *globals) *cobra.Command {
 		Use:   "nodes",
 		Short: "List the nodes of the map and of the node records",
 		Long: `List every node that the map lists or that has a record (a live lease), with its
-address, zone, weight and state, the partitions it serves as primary and as replica,
+address, zone, weight in placement (an operator's, set with clusterkit weight, in place
+of its own) and state, the partitions it serves as primary and as replica,
 and the copies it is asked to make (pending in).
 
-States: serving (in the map, with a lease), draining (handing its partitions over),
-leaving (in the instant before it revokes its lease), absent (crashed; the map keeps
-its places during the grace period), not-in-map (has a lease; the leader has not
-published a map with it yet), lease-gone (in the map; its lease ended and the leader
-has not published a map without it yet).
+States: serving (in the map, with a lease), drained and cordoned (serving, with an
+operator's drain or cordon record: see clusterkit drain and cordon), draining (handing
+its partitions over as it stops), leaving (in the instant before it revokes its lease),
+absent (crashed; the map keeps its places during the grace period), not-in-map (has a
+lease; the leader has not published a map with it yet), lease-gone (in the map; its
+lease ended and the leader has not published a map without it yet).
 
 With -o json:
   {"epoch": 5,
@@ -83,6 +88,7 @@ With -o json:
 // nodes lists the map's nodes, its absent ones and the node records, by ID.
 func (snap *snapshot) nodes() nodesDoc {
 	doc := nodesDoc{Nodes: []nodeInfo{}}
+	c := snap.constraints()
 	byID := map[string]*nodeInfo{}
 	get := func(id string) *nodeInfo {
 		if n, ok := byID[id]; ok {
@@ -124,19 +130,26 @@ func (snap *snapshot) nodes() nodesDoc {
 	}
 	for _, id := range slices.Sorted(maps.Keys(byID)) {
 		n := byID[id]
-		n.State = snap.nodeState(id, n)
+		if w, ok := c.Weights[id]; ok {
+			n.Weight = w
+		}
+		n.State = snap.nodeState(id, n, c)
 		doc.Nodes = append(doc.Nodes, *n)
 	}
 	return doc
 }
 
-func (snap *snapshot) nodeState(id string, n *nodeInfo) string {
+func (snap *snapshot) nodeState(id string, n *nodeInfo, c nextmap.Constraints) string {
 	rec, lease := snap.records[id]
 	switch {
 	case lease && rec.State == state.NodeDraining:
 		return stateDraining
 	case lease && rec.State == state.NodeLeaving:
 		return stateLeaving
+	case lease && n.InMap && c.Drained[id]:
+		return stateDrained
+	case lease && n.InMap && c.Cordoned[id]:
+		return stateCordoned
 	case lease && n.InMap:
 		return stateServing
 	case lease:
@@ -156,9 +169,9 @@ func nodesTable(w io.Writer, doc nodesDoc) {
 	}
 }
 
-// warnSkipped tells of the node records that could not be read.
+// warnSkipped tells of the node and admin records that could not be read.
 func (snap *snapshot) warnSkipped(w io.Writer) {
 	for _, s := range snap.skipped {
-		fmt.Fprintf(w, "clusterkit: skipping an unreadable node record: %s\n", s)
+		fmt.Fprintf(w, "clusterkit: skipping an unreadable record: %s\n", s)
 	}
 }

@@ -77,6 +77,15 @@ func cause(c state.Cause) string {
 	return c.Reason + " " + strings.Join(c.Nodes, ",")
 }
 
+// causeWord prints why a map was published as one word, for lines and table columns:
+// "join:node-4".
+func causeWord(c state.Cause) string {
+	if len(c.Nodes) == 0 {
+		return c.Reason
+	}
+	return c.Reason + ":" + strings.Join(c.Nodes, ",")
+}
+
 // ago prints how long before now t was, to the tenth of a second.
 func ago(now, t time.Time) string {
 	d := now.Sub(t)

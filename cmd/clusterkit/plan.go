@@ -83,7 +83,7 @@ func newPlan(g *globals) *cobra.Command {
 		Short: "Dry-run a join or a leave: what would move",
 		Long: `Dry-run a membership change with the placement code the leader runs (nextmap.Next,
 which calls rebalance.Compute) on the current map, with the node added to or removed
-from the map's node table: how many partitions would move, each node's replicas and
+from the map's node table and the operators' actions in force: how many partitions would move, each node's replicas and
 primaries before and after and the copies it would make or give, and with -v the
 partitions that move. Nothing is written.
 
@@ -175,6 +175,7 @@ func (snap *snapshot) plan(m *state.Map, change string, n state.Node) (planDoc, 
 		ReplicationFactor: snap.config.ReplicationFactor,
 		HandoffTimeout:    math.MaxInt64,
 		CrashGracePeriod:  math.MaxInt64,
+		Admin:             snap.constraints(),
 		Now:               snap.now,
 	})
 	if err != nil {

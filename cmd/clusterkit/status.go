@@ -34,8 +34,11 @@ type statusDoc struct {
 	// LeaseGone are nodes of the map without a record: their lease ended and the leader has
 	// not published a map without them yet. Absent are crashed nodes whose places the map keeps
 	// during their grace period.
-	LeaseGone []string         `json:"lease_gone"`
-	Absent    []string         `json:"absent"`
+	LeaseGone []string `json:"lease_gone"`
+	Absent    []string `json:"absent"`
+	// Admin are the operators' actions in force (clusterkit drain, cordon, maintenance, move,
+	// weight), in key order.
+	Admin     []adminRecord    `json:"admin"`
 	Endpoints []endpointStatus `json:"endpoints"`
 }
 
@@ -68,7 +71,9 @@ func newStatus(g *globals) *cobra.Command {
 		Short: "Show the cluster at a glance, and the health of the etcd endpoints",
 		Long: `Show the cluster's settings, its current map (epoch, leader, when and why it was
 published), its nodes, the copies in progress, the nodes whose lease is gone but that
-the map still lists, and what each etcd endpoint reports (etcd's Status call).
+the map still lists, the operators' actions in force (drained and cordoned nodes,
+maintenance reasons, pinned partitions, weights), and what each etcd endpoint reports
+(etcd's Status call).
 
 Exits with status 1 when the cluster has no partition map yet.
 
@@ -79,6 +84,8 @@ With -o json:
            "cause": {"reason": "join", "nodes": ["node-3"]}},      (null without a map)
    "leader": "node-1", "nodes": 3, "nodes_with_lease": 3, "pending_copies": 0,
    "lease_gone": [], "absent": [],
+   "admin": [{"key": "/clusterkit/default/admin/drain/node-3", "revision": 40, "kind": "drain",
+              "node": "node-3", "reason": "disk swap", "by": "ops@host-1", "at": "2026-...Z"}],
    "endpoints": [{"endpoint": "http://127.0.0.1:18080", "healthy": true, "member_id": "8e9e05c52164694d",
                   "version": "3.7.3", "db_size": 131072, "db_size_in_use": 98304,
                   "is_leader": true, "raft_term": 2}]}`,
@@ -89,6 +96,7 @@ With -o json:
 				if err != nil {
 					return err
 				}
+				snap.warnSkipped(cmd.ErrOrStderr())
 				doc := statusDocument(s, snap)
 				doc.Endpoints = s.endpointStatus(ctx)
 				if err := render(cmd, g, doc, snap.statusTable); err != nil {
@@ -115,6 +123,7 @@ func statusDocument(s *session, snap *snapshot) statusDoc {
 		NodesWithLease:    len(snap.records),
 		LeaseGone:         snap.leaseGone(),
 		Absent:            snap.absent(),
+		Admin:             append([]adminRecord{}, snap.admin...),
 	}
 	if m := snap.m; m != nil {
 		doc.Map = &mapHead{Epoch: m.Epoch, Leader: m.Leader, UpdatedAt: m.UpdatedAt, Cause: m.Cause}
@@ -168,6 +177,7 @@ func (snap *snapshot) statusTable(w io.Writer, doc statusDoc) {
 	fmt.Fprintf(w, "Pending copies:\t%d\n", doc.PendingCopies)
 	fmt.Fprintf(w, "Lease gone, still in map:\t%s\n", list(doc.LeaseGone))
 	fmt.Fprintf(w, "Absent (grace period):\t%s\n", list(doc.Absent))
+	fmt.Fprintf(w, "Operator actions:\t%s\n", adminSummary(doc.Admin))
 	fmt.Fprintf(w, "\nENDPOINT\tHEALTH\tMEMBER\tVERSION\tDB SIZE\tIN USE\tLEADER\tRAFT TERM\n")
 	for _, ep := range doc.Endpoints {
 		if !ep.Healthy && ep.MemberID == "" {

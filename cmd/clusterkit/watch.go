@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -93,12 +92,8 @@ func (g *globals) printWatchLine(w io.Writer, m *state.Map, rev int64) error {
 	if g.jsonOutput() {
 		return json.NewEncoder(w).Encode(l)
 	}
-	c := l.Cause.Reason
-	if len(l.Cause.Nodes) > 0 {
-		c += ":" + strings.Join(l.Cause.Nodes, ",")
-	}
 	_, err := fmt.Fprintf(w, "epoch=%d updated_at=%s cause=%s leader=%s nodes=%s pending=%d\n",
-		l.Epoch, l.UpdatedAt.UTC().Format("2006-01-02T15:04:05.000Z07:00"), c, l.Leader, list(l.Nodes), l.Pending)
+		l.Epoch, l.UpdatedAt.UTC().Format("2006-01-02T15:04:05.000Z07:00"), causeWord(l.Cause), l.Leader, list(l.Nodes), l.Pending)
 	return err
 }
 

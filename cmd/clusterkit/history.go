@@ -1,0 +1,105 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"strings"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/spf13/cobra"
+
+	"github.com/clusterkit-go/clusterkit/pkg/wire"
+)
+
+// maxHistory is the most records history prints at once: the cluster keeps the last 1000.
+const maxHistory = 1000
+
+func newHistory(g *globals) *cobra.Command {
+	var since uint64
+	var limit int
+	cmd := &cobra.Command{
+		Use:   "history [--since EPOCH] [--limit N]",
+		Short: "List the maps published, what each changed and why",
+		Long: `List the records the leader writes under history/<epoch> with each map it publishes
+(the cluster keeps the last 1000): when and by which leader it was published, why, its
+nodes, the partitions it changed and the primaries it moved, the copies it asked for,
+completed and left in flight, the time the leader took to compute it and the bytes it
+wrote. Without --since, the last --limit maps; with it, the first --limit maps after
+that epoch.
+
+With -o json, the document of GET /cluster/history on a node:
+  {"records": [{"epoch": 12, "updated_at": "2026-...Z", "leader": "node-1",
+                "cause": {"reason": "join", "nodes": ["node-4"]}, "nodes": 4, "changed": 48,
+                "primaries_moved": 0, "copies_started": 48, "copies_done": 0, "pending": 48,
+                "compute_ms": 0.4, "bytes": 3181}],
+   "oldest": 1}                (the oldest epoch kept, 0 when none is)`,
+		Args: args(0, "no argument"),
+		RunE: action(func(cmd *cobra.Command, _ []string) error {
+			if limit < 1 || limit > maxHistory {
+				return usageError("--limit %d: want 1 to %d", limit, maxHistory)
+			}
+			return g.command(cmd.Context(), func(ctx context.Context, s *session) error {
+				doc, skipped, err := s.history(ctx, since, cmd.Flags().Changed("since"), limit)
+				if err != nil {
+					return err
+				}
+				for _, sk := range skipped {
+					fmt.Fprintf(cmd.ErrOrStderr(), "clusterkit: skipping an unreadable record: %s\n", sk)
+				}
+				return render(cmd, g, doc, historyTable)
+			})
+		}),
+	}
+	cmd.Flags().Uint64Var(&since, "since", 0, "list the maps published after this epoch")
+	cmd.Flags().IntVar(&limit, "limit", 20, fmt.Sprintf("the most maps to list (1 to %d)", maxHistory))
+	return cmd
+}
+
+// history reads the records of the maps after since (with after), else the last limit, and the
+// oldest epoch kept, at one revision.
+func (s *session) history(ctx context.Context, since uint64, after bool, limit int) (wire.History, []string, error) {
+	prefix := s.schema.HistoryPrefix()
+	end := clientv3.GetPrefixRangeEnd(prefix)
+	records := clientv3.OpGet(prefix, clientv3.WithRange(end), clientv3.WithLimit(int64(limit)),
+		clientv3.WithSort(clientv3.SortByKey, clientv3.SortDescend))
+	if after {
+		records = clientv3.OpGet(s.schema.History(since+1), clientv3.WithRange(end), clientv3.WithLimit(int64(limit)))
+	}
+	resp, err := s.cli.Txn(ctx).Then(records,
+		clientv3.OpGet(prefix, clientv3.WithRange(end), clientv3.WithLimit(1), clientv3.WithKeysOnly())).Commit()
+	if err != nil {
+		return wire.History{}, nil, s.readError("history", err)
+	}
+	doc := wire.History{Records: []wire.HistoryRecord{}}
+	if oldest := resp.Responses[1].GetResponseRange().Kvs; len(oldest) > 0 {
+		doc.Oldest, _ = strconv.ParseUint(strings.TrimPrefix(string(oldest[0].Key), prefix), 10, 64)
+	}
+	var skipped []string
+	for _, kv := range resp.Responses[0].GetResponseRange().Kvs {
+		var rec wire.HistoryRecord
+		if err := json.Unmarshal(kv.Value, &rec); err != nil {
+			skipped = append(skipped, fmt.Sprintf("%s: %v", kv.Key, err))
+			continue
+		}
+		doc.Records = append(doc.Records, rec)
+	}
+	if !after {
+		slices.Reverse(doc.Records)
+	}
+	return doc, skipped, nil
+}
+
+func historyTable(w io.Writer, doc wire.History) {
+	fmt.Fprintf(w, "EPOCH\tTIME\tLEADER\tCAUSE\tNODES\tCHANGED\tPRIMARIES MOVED\tCOPIES STARTED\tDONE\tPENDING\tCOMPUTE\tBYTES\n")
+	for _, r := range doc.Records {
+		fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%.1fms\t%s\n", r.Epoch,
+			r.UpdatedAt.UTC().Format("2006-01-02T15:04:05.000Z07:00"), orDash(r.Leader),
+			causeWord(r.Cause), r.Nodes, r.Changed, r.PrimariesMoved,
+			r.CopiesStarted, r.CopiesDone, r.Pending, r.ComputeMillis, size(int64(r.Bytes)))
+	}
+}
