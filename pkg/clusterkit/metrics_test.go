@@ -105,7 +105,7 @@ func TestLeaderAndHandoffMetrics(t *testing.T) {
 	o1 := c.Options("node-1")
 	o1.Registerer = reg1
 	c.Start(o1)
-	etcdtest.WaitFor(t, 5*time.Second, "node-1 leads and published", func() error {
+	etcdtest.WaitFor(t, 10*time.Second, "node-1 leads and published", func() error {
 		return expect{
 			"clusterkit_is_leader":                                   1,
 			"clusterkit_leader_terms_total":                          1,
@@ -135,7 +135,7 @@ func TestLeaderAndHandoffMetrics(t *testing.T) {
 		})
 		ck.OnEvent(func(clusterkit.Event) { events.Add(1) })
 	})
-	etcdtest.WaitFor(t, 5*time.Second, "node-2's copies in flight", func() error {
+	etcdtest.WaitFor(t, 10*time.Second, "node-2's copies in flight", func() error {
 		return expect{
 			"clusterkit_maps_published_total reason=join": 1,
 			"clusterkit_handoffs_running node=node-2":     8,
@@ -148,7 +148,7 @@ func TestLeaderAndHandoffMetrics(t *testing.T) {
 	held := time.Now()
 	time.Sleep(50 * time.Millisecond) // long enough to be told from zero in the durations
 	close(release)
-	etcdtest.WaitFor(t, 5*time.Second, "node-2's copies done", func() error {
+	etcdtest.WaitFor(t, 10*time.Second, "node-2's copies done", func() error {
 		return expect{
 			"clusterkit_handoffs_running node=node-2": 0,
 			"clusterkit_handoffs_pending":             0,
@@ -169,7 +169,7 @@ func TestLeaderAndHandoffMetrics(t *testing.T) {
 	if sum := histogramSum(t, reg2, "clusterkit_hook_duration_seconds", "hook", "partition_change"); sum < 8*0.05 {
 		t.Fatalf("node-2's held hooks took %.3fs in all", sum)
 	}
-	etcdtest.WaitFor(t, 5*time.Second, "node-2's OnEvent hooks timed", func() error {
+	etcdtest.WaitFor(t, 10*time.Second, "node-2's OnEvent hooks timed", func() error {
 		if n := value(t, reg2, "clusterkit_hook_duration_seconds", "hook", "event"); n < 1 || n != float64(events.Load()) {
 			return fmt.Errorf("%v OnEvent hooks timed, %d called", n, events.Load())
 		}
@@ -191,7 +191,7 @@ func TestLeaderAndHandoffMetrics(t *testing.T) {
 	}).check(t, reg1); err != nil {
 		t.Fatalf("node-1 after it left: %v", err)
 	}
-	etcdtest.WaitFor(t, 5*time.Second, "node-2 leads", func() error {
+	etcdtest.WaitFor(t, 10*time.Second, "node-2 leads", func() error {
 		return expect{"clusterkit_is_leader": 1, "clusterkit_leader_terms_total": 1}.check(t, reg2)
 	})
 }
@@ -204,7 +204,7 @@ func TestLeaseRenewalMargin(t *testing.T) {
 	o := c.Options("node-1")
 	o.Registerer = reg
 	c.Start(o)
-	etcdtest.WaitFor(t, 5*time.Second, "a renewal", func() error {
+	etcdtest.WaitFor(t, 10*time.Second, "a renewal", func() error {
 		if n := value(t, reg, "clusterkit_lease_renewal_margin_ratio"); n < 1 {
 			return fmt.Errorf("%v renewals", n)
 		}
