@@ -86,25 +86,20 @@ func (p *parser) str(s *setting) string {
 	return v
 }
 
-// positive returns the integer value of s, 0 when unset.
+// positive returns the integer value of s, 0 when unset; 0 and below are refused, since 0 would
+// silently mean the default.
 func (p *parser) positive(s *setting) int {
-	v, name, ok := p.get(s)
-	if !ok {
-		return 0
-	}
-	p.names[s.field] = name
-	n, err := strconv.Atoi(strings.TrimSpace(v))
-	switch {
-	case err != nil:
-		p.fail(name, "%q is not an integer", v)
-	case n <= 0:
-		p.fail(name, "%d is not positive (leave it unset for the default)", n)
-	}
-	return n
+	return p.integer(s, 1, "is not positive (leave it unset for the default)")
 }
 
 // count returns the integer value of s, 0 (no bound) when unset or 0.
 func (p *parser) count(s *setting) int {
+	return p.integer(s, 0, "is negative (0 or unset: no bound)")
+}
+
+// integer returns the integer value of s, 0 when unset, refusing one below least with the
+// words below.
+func (p *parser) integer(s *setting, least int, below string) int {
 	v, name, ok := p.get(s)
 	if !ok {
 		return 0
@@ -114,8 +109,8 @@ func (p *parser) count(s *setting) int {
 	switch {
 	case err != nil:
 		p.fail(name, "%q is not an integer", v)
-	case n < 0:
-		p.fail(name, "%d is negative (0 or unset: no bound)", n)
+	case n < least:
+		p.fail(name, "%d %s", n, below)
 	}
 	return n
 }

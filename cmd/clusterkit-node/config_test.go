@@ -75,16 +75,16 @@ func TestParseConfig(t *testing.T) {
 				"ETCD_ENDPOINTS": " http://a:2379, http://b:2379 ", "ETCD_USERNAME": "ck", "ETCD_PASSWORD": "secret",
 				"ETCD_CA_FILE": caFile, "ETCD_CERT_FILE": certFile, "ETCD_KEY_FILE": keyFile,
 				"ZONE": "eu-1a", "HANDOFF_TIMEOUT": "30s", "CRASH_GRACE_PERIOD": "1m", "LOG_LEVEL": "debug",
-				"DRAIN_ON_SIGTERM": "true",
+				"DRAIN_ON_SIGTERM": "true", "MAX_HANDOFFS_PER_NODE": "4", "MAX_HANDOFFS": "0",
 			},
 			check: func(t *testing.T, c *config) {
 				o := c.opts
 				got := []any{o.NodeID, o.HTTPAddr, o.AdvertiseAddr, o.JoinAddr, o.DataDir, o.ClusterName,
 					o.PartitionCount, o.ReplicationFactor, o.LeaseTTL, o.EtcdUsername, o.EtcdPassword, o.Zone,
-					o.HandoffTimeout, o.CrashGracePeriod, c.logLevel, c.drain}
+					o.HandoffTimeout, o.CrashGracePeriod, c.logLevel, c.drain, o.MaxHandoffsPerNode, o.MaxHandoffs}
 				want := []any{"node-2", "127.0.0.1:9000", "node-2:9000", "node-1:8080", "/data", "orders",
 					32, 2, 5 * time.Second, "ck", "secret", "eu-1a",
-					30 * time.Second, time.Minute, zapcore.DebugLevel, true}
+					30 * time.Second, time.Minute, zapcore.DebugLevel, true, 4, 0}
 				if !slices.Equal(got, want) {
 					t.Errorf("got  %v\nwant %v", got, want)
 				}
@@ -163,8 +163,11 @@ func TestParseConfig(t *testing.T) {
 		{
 			name: "every malformed number, duration and boolean is named",
 			env: minimal(env{"PARTITION_COUNT": "many", "REPLICATION_FACTOR": "0", "LEASE_TTL": "2",
-				"HANDOFF_TIMEOUT": "0s", "CRASH_GRACE_PERIOD": "soon", "DRAIN_ON_SIGTERM": "yes please", "LOG_LEVEL": "loud"}),
+				"HANDOFF_TIMEOUT": "0s", "CRASH_GRACE_PERIOD": "soon", "DRAIN_ON_SIGTERM": "yes please", "LOG_LEVEL": "loud",
+				"MAX_HANDOFFS_PER_NODE": "-1", "MAX_HANDOFFS": "lots"}),
 			wantErr: []string{
+				"MAX_HANDOFFS_PER_NODE: -1 is negative",
+				`MAX_HANDOFFS: "lots" is not an integer`,
 				`PARTITION_COUNT: "many" is not an integer`,
 				"REPLICATION_FACTOR: 0 is not positive",
 				`LEASE_TTL: "2" is not a duration`,
