@@ -251,6 +251,14 @@ func checkAdmin(t *testing.T, c *testCluster, ids []string, epoch uint64) {
 	if !strings.Contains(out, "Deleted /clusterkit/default/admin/maintenance/rolling-upgrade-") || !containsSpaced(out, "Maintenance:  none stands") {
 		t.Errorf("maintenance off:\n%s", out)
 	}
+	// The map that lets node-5 in follows the deletion by a CoalesceWindow or so: wait for it,
+	// so that the history read below ends with it.
+	c.settled(t, "node-5 let in after the maintenance", func(held map[string]int, doc jsonNodes) error {
+		if held["node-5"] == 0 {
+			return fmt.Errorf("node-5 holds nothing after the maintenance ended")
+		}
+		return nil
+	})
 	last := c.stable(t, "node-1", "node-2", "node-3", "node-5").Cluster.Epoch
 	t.Logf("maintenance held node-5 back, then let it in, in %v", time.Since(began).Round(time.Millisecond))
 
