@@ -84,7 +84,27 @@ func Join(ctx context.Context, client *clientv3.Client, cfg Config) (*Member, er
 	if err := waitClusterVersion(ctx, client.Endpoints(), clientTLS); err != nil {
 		return nil, fmt.Errorf("embed: join %s: %w", cfg.Name, err)
 	}
+	for attempt := 1; ; attempt++ {
+		m, err := join(ctx, client, cfg, ec, peerURL)
+		// etcd checks, as the new member starts, that the initial cluster it was given lists the
+		// members the cluster has then. When the membership changed between the learner's
+		// addition and its start (seen under the race detector with five nodes joining: a
+		// member whose join was finishing), the start fails with "error validating peerURLs";
+		// the learner was removed again, so the join is tried afresh, with the members of then.
+		if err == nil || attempt == 3 || !strings.Contains(err.Error(), "error validating peerURLs") || ctx.Err() != nil {
+			return m, err
+		}
+		ec, err = prepare(cfg)
+		if err != nil {
+			return nil, err
+		}
+	}
+}
+
+// join adds the member as a learner, starts it with the members of then, and promotes it.
+func join(ctx context.Context, client *clientv3.Client, cfg Config, ec *embed.Config, peerURL string) (*Member, error) {
 	var added *clientv3.MemberAddResponse
+	var err error
 	for {
 		added, err = client.MemberAddAsLearner(ctx, []string{peerURL})
 		if err == nil {
