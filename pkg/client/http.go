@@ -150,7 +150,10 @@ func (c *Client) firstHTTPRead(ctx context.Context) (string, error) {
 			if errors.Is(err, ErrUnsupportedHash) || errors.Is(err, ErrInvalidConfig) {
 				return "", err
 			}
-			lastErr[i] = err
+			// A read cut short by ctx's end says less than what the seed answered before.
+			if lastErr[i] == nil || ctx.Err() == nil {
+				lastErr[i] = err
+			}
 			if ctx.Err() != nil {
 				break
 			}

@@ -71,8 +71,9 @@ func TestNewErrors(t *testing.T) {
 		})
 	}
 
-	// Seeds that never answer: New gives up with ctx and names each seed's error.
-	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	// Seeds that never answer: New gives up with ctx and names each seed's error, the one it
+	// answered rather than the read that ctx's end cut short.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	l, _ := net.Listen("tcp", "127.0.0.1:0")
 	closed := l.Addr().String()
