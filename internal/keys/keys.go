@@ -207,6 +207,10 @@ func (s Schema) EtcdMember(id string) string { return s.prefix + "etcd-members/"
 // concurrency.NewMutex takes it.
 func (s Schema) EtcdMembersLock() string { return s.prefix + "etcd-members-lock" }
 
+// EtcdMembersJoinLock is the prefix of the mutex that serialises the joins themselves (learner,
+// catch-up, promotion) of nodes that reserved a member place: etcd admits one learner at a time.
+func (s Schema) EtcdMembersJoinLock() string { return s.prefix + "etcd-members-join-lock" }
+
 // AdminPrefix is the prefix of operators' actions: admin/<kind>/<name>.
 func (s Schema) AdminPrefix() string { return s.prefix + "admin/" }
 

@@ -279,6 +279,19 @@ func nextEntry(old *state.Entry, p int, t []string, live map[string]state.Node, 
 			missing = append(missing, n)
 		}
 	}
+	if len(serving) > 0 && len(missing) > 0 {
+		// A node without a copy hook has nothing to copy: it serves at once, as it would one
+		// map later, once its acknowledgement (written as soon as it was asked) was read.
+		kept := missing[:0]
+		for _, n := range missing {
+			if live[n].NoHandoff {
+				serving = append(serving, n)
+				continue
+			}
+			kept = append(kept, n)
+		}
+		missing = kept
+	}
 	switch {
 	case len(serving) == 0 || len(missing) == 0:
 		// Either every holder is gone (nothing to copy from: the target serves at once), or

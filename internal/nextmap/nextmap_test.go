@@ -130,6 +130,43 @@ func TestNext(t *testing.T) {
 			},
 		},
 		{
+			name: "a joining node without a copy hook serves at once; one with a hook still copies",
+			in: func(t *testing.T) Input {
+				ns := nodes("a", "b", "c", "d")
+				c := ns["c"]
+				c.NoHandoff = true
+				ns["c"] = c
+				return input(settled(t, "a", "b"), ns)
+			},
+			check: func(t *testing.T, cur *state.Map, r Result) {
+				m := r.Map
+				if m.Cause.Reason != state.ReasonJoin {
+					t.Fatalf("cause %+v", m.Cause)
+				}
+				onC, onD := 0, 0
+				for i, e := range m.Partitions {
+					if slices.Contains(e.Holders, "c") {
+						onC++
+						if e.Holders[0] == "c" && e.PrimaryEpoch != m.Epoch {
+							t.Errorf("partition-%d: c became primary at primary epoch %d", i, e.PrimaryEpoch)
+						}
+					}
+					for _, pd := range e.Pending {
+						if pd.Node != "d" {
+							t.Errorf("partition-%d asks %s to copy", i, pd.Node)
+						}
+						onD++
+					}
+					if slices.Contains(e.Holders, "d") {
+						t.Errorf("partition-%d routes to d before its copy: %v", i, e.Holders)
+					}
+				}
+				if onC == 0 || onD == 0 {
+					t.Fatalf("c holds %d partitions, d copies %d: want both", onC, onD)
+				}
+			},
+		},
+		{
 			name: "an acknowledged copy completes the handoff",
 			in: func(t *testing.T) Input {
 				return acked(joining(t), 0)

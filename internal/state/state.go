@@ -58,11 +58,16 @@ func (c Config) Check() error {
 }
 
 // EtcdMember records the embedded etcd member a node runs, under etcd-members/<node-id>, so that
-// an operator can tell which member to remove for which node.
+// an operator can tell which member to remove for which node. While the node becomes a member
+// (learner, catch-up, promotion) the record reserves its place: Joining is set, MemberID is
+// empty, and the record lives on a lease that the joining node keeps alive, so that the place
+// frees itself when that node dies.
 type EtcdMember struct {
 	NodeID string `json:"node_id"`
-	// MemberID is the etcd member ID in hex, as etcdctl member list prints it.
+	// MemberID is the etcd member ID in hex, as etcdctl member list prints it; empty while
+	// Joining.
 	MemberID   string    `json:"member_id"`
+	Joining    bool      `json:"joining,omitempty"`
 	PeerURLs   []string  `json:"peer_urls"`
 	ClientURLs []string  `json:"client_urls"`
 	JoinedAt   time.Time `json:"joined_at"`
@@ -98,6 +103,10 @@ type Node struct {
 	// State is "" for a serving node, NodeDraining while it hands its partitions over, and
 	// NodeLeaving in the instant before it revokes its lease on Stop.
 	State string `json:"state,omitempty"`
+	// NoHandoff says the node runs no OnPartitionChange hook: it copies nothing in, and would
+	// acknowledge every copy at once, so a partition placed on it serves there at once, without
+	// a handoff and the map that completes it.
+	NoHandoff bool `json:"no_handoff,omitempty"`
 }
 
 // Node states.

@@ -189,6 +189,7 @@ func (ck *ClusterKit) StartContext(ctx context.Context) (err error) {
 	if err := ck.election.register(ctx, runCtx); err != nil {
 		return err
 	}
+	ck.claimHandoffs() // a hook registered while the node registered
 	ck.maps.begin(initial)
 	ck.group.Go(func() { ck.clock.Run(runCtx) })
 	ck.group.Go(func() { ck.maps.run(runCtx, initial.Revision) })
@@ -220,6 +221,7 @@ func (ck *ClusterKit) record() (state.Node, error) {
 		Metadata:  ck.env.opts.Metadata,
 		Instance:  instance,
 		StartedAt: time.Now().UTC().Truncate(time.Millisecond),
+		NoHandoff: !ck.hooks.copies(),
 	}
 	if m := ck.members.current(); m != nil {
 		self.EtcdEndpoints = m.Endpoints()
@@ -320,6 +322,9 @@ func (ck *ClusterKit) shutdown(mode stopMode) {
 		}
 		ck.api.close(deadline)
 		ck.group.Wait()
+		if mode != stopCrash {
+			ck.members.release()
+		}
 		if ck.ownClient && ck.env.client != nil {
 			ck.env.client.Close()
 		}
@@ -350,6 +355,24 @@ func (ck *ClusterKit) announceLeaving(reg *registration, deadline time.Time) {
 // concurrent use.
 func (ck *ClusterKit) OnPartitionChange(hook func(partitionID string, copyFromNodes []*Node, copyToNode *Node)) {
 	ck.hooks.add(hook)
+	ck.claimHandoffs()
+}
+
+// claimHandoffs makes a registered node whose record says it copies nothing (no_handoff, as
+// it registered without an OnPartitionChange hook) say that it copies again, once it has a
+// hook: partitions then reach it through handoffs. A partition placed on it before the leader
+// read the new record was placed without one; its hooks are still called for it.
+func (ck *ClusterKit) claimHandoffs() {
+	reg := ck.election.current()
+	if reg == nil || !ck.hooks.copies() || !reg.record().NoHandoff {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), ck.env.opts.StartTimeout)
+	defer cancel()
+	if err := reg.rewrite(ctx, func(n *state.Node) { n.NoHandoff = false }); err != nil {
+		ck.env.log.Warn("saying that the node now copies partitions in failed; partitions may reach it without a handoff",
+			zap.Error(err))
+	}
 }
 
 // GetMyNodeID returns this node's ID.

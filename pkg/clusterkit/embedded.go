@@ -1,6 +1,7 @@
 package clusterkit
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -54,9 +56,14 @@ type members struct {
 	member *embed.Member // nil for a client node
 	// decommissioned is set by decommission: the node takes no etcd member place any more.
 	decommissioned atomic.Bool
-	// joining is set while the node becomes a member (learner, catch-up, promotion); GET
-	// /health shows it.
+	// joining is set while the node holds a reserved member place and becomes a member
+	// (learner, catch-up, promotion); GET /health shows it.
 	joining atomic.Bool
+	// reserved is the session whose lease keeps this node's reserved member place, while it
+	// joins; joinCancel and joinDone end and follow that join (finishJoin). Guarded by mu.
+	reserved   *concurrency.Session
+	joinCancel context.CancelFunc
+	joinDone   chan struct{}
 	// onMember is called once the node has taken a free member place after its start (one a
 	// decommissioned node left): the node's record then names the member's endpoints.
 	onMember func(ctx context.Context, endpoints []string)
@@ -173,7 +180,17 @@ func (ms *members) memberConfig(ls localState) embed.Config {
 // node without data, else the member whose data is in DataDir, which rejoins its cluster.
 func (ms *members) startMember(ctx context.Context, ls localState) error {
 	restart := embed.HasData(ms.etcdDir())
-	m, err := embed.Start(ctx, ms.memberConfig(ls))
+	cfg := ms.memberConfig(ls)
+	if !restart {
+		// A new cluster's only member elects itself once its election timeout passes: etcd
+		// fast-forwards all but one tick of it, but the timeout is drawn at random between one
+		// and two election timeouts, so the wait is up to one election timeout. The
+		// bootstrap member runs with the shortest etcd accepts, five heartbeats (up to 500 ms
+		// instead of 1 s), until it restarts.
+		cfg.HeartbeatInterval = cmp.Or(cfg.HeartbeatInterval, embed.DefaultHeartbeat)
+		cfg.ElectionTimeout = 5 * cfg.HeartbeatInterval
+	}
+	m, err := embed.Start(ctx, cfg)
 	if err != nil {
 		return fmt.Errorf("clusterkit: embedded etcd: %w", err)
 	}
@@ -185,109 +202,276 @@ func (ms *members) startMember(ctx context.Context, ls localState) error {
 	return nil
 }
 
-// joinAsMember makes this node an embedded etcd member when its cluster has fewer voting members
-// than its config asks for, and every voting member is one that a node of the cluster added (its
-// record under etcd-members/ names it); otherwise the node stays a client. The decision and the
-// join happen under the etcd-members lock, so that two nodes joining at once never both take the
-// last place (etcd would also refuse a second learner). A learner seen under the lock is the
-// leftover of a join that died half-way (the lock holder promotes its learner before unlocking)
-// and is removed, as is a member under this node's name that does not answer, since this node
-// has no member data: that member's data is lost. It reports whether the node became a member.
-func (ms *members) joinAsMember(ctx, parent context.Context) (bool, error) {
-	want := ms.env.config.EmbeddedMembers
-	if want == 0 {
-		return false, nil
-	}
-	// The lock runs on a client of its own, closed when ctx ends: etcd's Mutex releases its key
-	// with the client's own context when a wait is cancelled, which, with etcd out of reach (every
-	// member stopping at once), would block until that client is closed, and the node's own
-	// client is closed only after this returns.
+// withLock runs fn while this node holds the etcd mutex named key. The lock runs on a client of
+// its own, closed when ctx ends: etcd's Mutex releases its key with the client's own context
+// when a wait is cancelled, which, with etcd out of reach (every member stopping at once), would
+// block until that client is closed, and the node's own client is closed only after this
+// returns. The lock's session outlives ctx only to release the lock; a node that dies holding
+// the lock releases it when the session's lease expires, one LeaseTTL later. fn gets the
+// comparison that holds while the lock is this node's.
+func (ms *members) withLock(ctx, parent context.Context, key string, fn func(owner clientv3.Cmp) error) error {
 	lockClient, err := clientv3.New(clientv3.Config{Endpoints: ms.env.client.Endpoints(), DialTimeout: ms.env.opts.EtcdDialTimeout,
 		Username: ms.env.opts.EtcdUsername, Password: ms.env.opts.EtcdPassword, TLS: ms.env.opts.EtcdTLS,
 		Logger: ms.log.Named("etcd-client").WithOptions(zap.IncreaseLevel(zap.ErrorLevel))})
 	if err != nil {
-		return false, fmt.Errorf("clusterkit: etcd-members lock client: %w", err)
+		return fmt.Errorf("clusterkit: %s client: %w", ms.lockName(key), err)
 	}
 	defer lockClient.Close()
 	stopClosing := context.AfterFunc(ctx, func() { lockClient.Close() })
 	defer stopClosing()
-	// The session outlives ctx only to release the lock; a node that dies holding the lock
-	// releases it when the session's lease expires, one LeaseTTL later.
 	session, err := concurrency.NewSession(lockClient, concurrency.WithTTL(int(ms.env.opts.LeaseTTL/time.Second)),
 		concurrency.WithContext(parent))
 	if err != nil {
-		return false, fmt.Errorf("clusterkit: etcd-members lock session: %w", err)
+		return fmt.Errorf("clusterkit: %s session: %w", ms.lockName(key), err)
 	}
 	defer session.Close()
-	mu := concurrency.NewMutex(session, ms.env.schema.EtcdMembersLock())
+	mu := concurrency.NewMutex(session, key)
 	if err := mu.Lock(ctx); err != nil {
-		return false, fmt.Errorf("clusterkit: etcd-members lock: %w", err)
+		return fmt.Errorf("clusterkit: %s: %w", ms.lockName(key), err)
 	}
 	defer func() {
 		uctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		mu.Unlock(uctx)
 		cancel()
 	}()
-	list, err := ms.env.client.MemberList(ctx)
-	if err != nil {
-		return false, fmt.Errorf("clusterkit: list etcd members: %w", err)
-	}
-	recorded, err := ms.memberRecords(ctx)
-	if err != nil {
-		return false, err
-	}
-	for _, m := range list.Members {
-		if m.IsLearner || m.Name == ms.env.opts.NodeID {
-			continue
-		}
-		if recorded[m.Name] != strconv.FormatUint(m.ID, 16) {
-			// An etcd that ClusterKit did not build, such as an external cluster restored from a
-			// snapshot of the embedded one: it is not ours to change.
-			ms.log.Info("etcd has members that no node of this cluster added: staying an etcd client",
-				zap.String("member", m.Name), zap.String("member_id", strconv.FormatUint(m.ID, 16)))
-			return false, nil
-		}
-	}
-	voting := 0
-	for _, m := range list.Members {
-		stale := m.IsLearner || m.Name == ms.env.opts.NodeID
-		if !stale {
-			voting++
-			continue
-		}
-		if !m.IsLearner && embed.Serves(ctx, ms.env.client, m.ClientURLs) {
-			// Another process runs under this node ID: registration would refuse it too, but
-			// removing its member first would do harm.
-			return false, fmt.Errorf("clusterkit: node ID %q already runs etcd member %x at %v: another node runs with this ID, or this node's DataDir is not the one it ran with",
-				ms.env.opts.NodeID, m.ID, m.ClientURLs)
-		}
-		ms.log.Warn("removing a stale etcd member", zap.String("member_id", strconv.FormatUint(m.ID, 16)),
-			zap.String("name", m.Name), zap.Bool("learner", m.IsLearner), zap.Strings("peer_urls", m.PeerURLs))
-		if _, err := ms.env.client.MemberRemove(ctx, m.ID); err != nil {
-			return false, fmt.Errorf("clusterkit: remove stale etcd member %x (%s): %w", m.ID, m.Name, err)
-		}
-	}
-	if voting >= want {
-		return false, nil
-	}
-	ms.log.Info("joining etcd as a member", zap.Int("members", voting), zap.Int("embedded_members", want))
-	m, err := embed.Join(ctx, ms.env.client, ms.memberConfig(localState{}))
-	if err != nil {
-		return false, fmt.Errorf("clusterkit: become an etcd member: %w", err)
-	}
-	ms.mu.Lock()
-	ms.member = m
-	ms.mu.Unlock()
-	// Remember at once: from here on a restart must start from the member's data.
-	if err := ms.saveLocalState(); err != nil {
-		ms.log.Error("remembering the etcd member failed", zap.Error(err))
-	}
-	ms.log.Info("etcd member joined and promoted", zap.String("member_id", strconv.FormatUint(m.ID(), 16)),
-		zap.Int("members", voting+1))
-	return true, ms.recordMember(ctx, mu.IsOwner())
+	return fn(mu.IsOwner())
 }
 
-// memberRecords returns the records under etcd-members/ as node ID -> member ID.
+// lockName names a lock key in errors: its last element.
+func (ms *members) lockName(key string) string { return key[strings.LastIndexByte(key, '/')+1:] }
+
+// reserve takes a member place for this node when its cluster has fewer voting members than its
+// config asks for (counting the places other nodes reserved and are joining into), and every
+// voting member is one that a node of the cluster added (its record under etcd-members/ names
+// it); otherwise the node stays a client. The decision and the reservation, a record under
+// etcd-members/<node-id> on a lease this node keeps alive under parent, happen under the
+// etcd-members lock, so that two nodes joining at once never both take the last place; the join
+// itself (finishJoin) happens after, without that lock, so that no Start waits for another
+// node's join. A learner seen under the lock without a reservation is the leftover of a join
+// that died half-way and is removed, as is a member under this node's name that does not
+// answer, since this node has no member data: that member's data is lost. It reports whether
+// the node reserved a place.
+func (ms *members) reserve(ctx, parent context.Context) (bool, error) {
+	want := ms.env.config.EmbeddedMembers
+	if want == 0 || ms.current() != nil {
+		return false, nil
+	}
+	reserved := false
+	err := ms.withLock(ctx, parent, ms.env.schema.EtcdMembersLock(), func(owner clientv3.Cmp) error {
+		list, err := ms.env.client.MemberList(ctx)
+		if err != nil {
+			return fmt.Errorf("clusterkit: list etcd members: %w", err)
+		}
+		recorded, err := ms.memberRecords(ctx)
+		if err != nil {
+			return err
+		}
+		self := ms.env.opts.NodeID
+		voting := map[string]bool{}
+		for _, m := range list.Members {
+			if m.IsLearner || m.Name == self {
+				continue
+			}
+			voting[m.Name] = true
+			if rec, ok := recorded[m.Name]; !ok || (rec != "" && rec != strconv.FormatUint(m.ID, 16)) {
+				// An etcd that ClusterKit did not build, such as an external cluster restored
+				// from a snapshot of the embedded one: it is not ours to change. (A member whose
+				// record is still a reservation is a node that has just been promoted.)
+				ms.log.Info("etcd has members that no node of this cluster added: staying an etcd client",
+					zap.String("member", m.Name), zap.String("member_id", strconv.FormatUint(m.ID, 16)))
+				return nil
+			}
+		}
+		for _, m := range list.Members {
+			stale := m.IsLearner || m.Name == self
+			if !stale || (m.IsLearner && m.Name != self && recorded[m.Name] == "" && hasKey(recorded, m.Name)) {
+				continue // a voting member, or the learner of a node joining now
+			}
+			if !m.IsLearner && embed.Serves(ctx, ms.env.client, m.ClientURLs) {
+				// Another process runs under this node ID: registration would refuse it too, but
+				// removing its member first would do harm.
+				return fmt.Errorf("clusterkit: node ID %q already runs etcd member %x at %v: another node runs with this ID, or this node's DataDir is not the one it ran with",
+					self, m.ID, m.ClientURLs)
+			}
+			ms.log.Warn("removing a stale etcd member", zap.String("member_id", strconv.FormatUint(m.ID, 16)),
+				zap.String("name", m.Name), zap.Bool("learner", m.IsLearner), zap.Strings("peer_urls", m.PeerURLs))
+			if _, err := ms.env.client.MemberRemove(ctx, m.ID); err != nil {
+				return fmt.Errorf("clusterkit: remove stale etcd member %x (%s): %w", m.ID, m.Name, err)
+			}
+		}
+		taken := len(voting)
+		for id, member := range recorded {
+			if member == "" && id != self && !voting[id] {
+				taken++ // reserved by a node joining now
+			}
+		}
+		if taken >= want {
+			return nil
+		}
+		// The reservation's lease lives with the node: a node that dies while joining frees
+		// its place one LeaseTTL later, and a node whose join ends without a member revokes it.
+		session, err := concurrency.NewSession(ms.env.client, concurrency.WithTTL(int(ms.env.opts.LeaseTTL/time.Second)),
+			concurrency.WithContext(parent))
+		if err != nil {
+			return fmt.Errorf("clusterkit: etcd member place lease: %w", err)
+		}
+		b, err := json.Marshal(state.EtcdMember{NodeID: self, Joining: true, JoinedAt: time.Now().UTC().Truncate(time.Millisecond)})
+		if err != nil {
+			session.Orphan()
+			return err
+		}
+		resp, err := ms.env.client.Txn(ctx).If(owner).
+			Then(clientv3.OpPut(ms.env.schema.EtcdMember(self), string(b), clientv3.WithLease(session.Lease()))).Commit()
+		if err == nil && !resp.Succeeded {
+			err = errors.New("the etcd-members lock was lost")
+		}
+		if err != nil {
+			ms.dropReservation(session)
+			return fmt.Errorf("clusterkit: reserve an etcd member place: %w", err)
+		}
+		ms.mu.Lock()
+		ms.reserved = session
+		ms.mu.Unlock()
+		ms.joining.Store(true)
+		reserved = true
+		ms.log.Info("etcd member place reserved: joining etcd in the background", zap.Int("members", len(voting)),
+			zap.Int("embedded_members", want))
+		return nil
+	})
+	return reserved, err
+}
+
+// hasKey reports whether m has key k.
+func hasKey[V any](m map[string]V, k string) bool {
+	_, ok := m[k]
+	return ok
+}
+
+// dropReservation ends a reservation: it stops keeping its lease alive and revokes it, which
+// deletes the record unless a member record replaced it.
+func (ms *members) dropReservation(session *concurrency.Session) {
+	session.Orphan()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if _, err := ms.env.client.Revoke(ctx, session.Lease()); err != nil {
+		ms.log.Debug("revoking the etcd member place's lease failed; it expires by itself", zap.Error(err))
+	}
+}
+
+// finishJoin makes this node the member whose place it reserved: it adds its learner, lets it
+// catch up and promotes it (embed.Join), one node at a time under the etcd-members-join lock,
+// retrying with backoff until it is a member, its reservation is lost (its lease expired: then
+// the node takes a free place again through fillLoop, like any client node), ctx ends, the node
+// stops or it is decommissioned. Decommission cancels it and waits for it.
+func (ms *members) finishJoin(parent context.Context) {
+	ms.mu.Lock()
+	session := ms.reserved
+	if session == nil {
+		ms.mu.Unlock()
+		return
+	}
+	ctx, cancel := context.WithCancel(parent)
+	done := make(chan struct{})
+	ms.joinCancel, ms.joinDone = cancel, done
+	ms.mu.Unlock()
+	defer func() {
+		cancel()
+		ms.mu.Lock()
+		ms.reserved, ms.joinCancel, ms.joinDone = nil, nil, nil
+		ms.mu.Unlock()
+		if ms.current() == nil {
+			ms.dropReservation(session)
+		}
+		ms.joining.Store(false)
+		close(done)
+	}()
+	began := time.Now()
+	retry := backoff.Backoff{Min: 500 * time.Millisecond, Max: 10 * time.Second}
+	for {
+		select {
+		case <-ms.leaving:
+			return
+		case <-session.Done():
+			ms.log.Warn("the etcd member place's reservation expired before the join ended; the node stays a client and takes a free place again")
+			return
+		default:
+		}
+		if ctx.Err() != nil || ms.decommissioned.Load() {
+			return
+		}
+		err := ms.join(ctx, parent)
+		if err == nil {
+			ms.log.Info("etcd member joined and promoted", zap.String("member_id", strconv.FormatUint(ms.current().ID(), 16)),
+				zap.Duration("took", time.Since(began).Round(time.Millisecond)))
+			return
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		ms.log.Warn("joining etcd as a member failed; trying again", zap.Error(err))
+		select {
+		case <-ctx.Done():
+			return
+		case <-ms.leaving:
+			return
+		case <-time.After(retry.Next()):
+		}
+	}
+}
+
+// join is one attempt of finishJoin.
+func (ms *members) join(ctx, parent context.Context) error {
+	return ms.withLock(ctx, parent, ms.env.schema.EtcdMembersJoinLock(), func(clientv3.Cmp) error {
+		m, err := embed.Join(ctx, ms.env.client, ms.memberConfig(localState{}))
+		if err != nil {
+			return fmt.Errorf("clusterkit: become an etcd member: %w", err)
+		}
+		ms.mu.Lock()
+		ms.member = m
+		ms.mu.Unlock()
+		// Remember at once: from here on a restart must start from the member's data.
+		if err := ms.saveLocalState(); err != nil {
+			ms.log.Error("remembering the etcd member failed", zap.Error(err))
+		}
+		// The member record replaces the reservation (and leaves its lease): it is kept until
+		// the node is decommissioned.
+		if err := ms.recordMember(ctx); err != nil {
+			ms.log.Error("recording the etcd member failed", zap.Error(err))
+		}
+		if _, err := ms.syncEndpoints(ctx); err != nil {
+			ms.log.Warn("reading the etcd member list failed", zap.Error(err))
+		}
+		if ms.onMember != nil {
+			ms.onMember(ctx, m.Endpoints())
+		}
+		return nil
+	})
+}
+
+// release frees a member place reserved at a Start that ended before its join began.
+func (ms *members) release() {
+	ms.mu.Lock()
+	session := ms.reserved
+	ms.reserved = nil
+	ms.mu.Unlock()
+	if session != nil && ms.current() == nil {
+		ms.dropReservation(session)
+	}
+}
+
+// stopJoin cancels a join in progress and waits for it to end.
+func (ms *members) stopJoin() {
+	ms.mu.Lock()
+	cancel, done := ms.joinCancel, ms.joinDone
+	ms.mu.Unlock()
+	if cancel != nil {
+		cancel()
+		<-done
+	}
+}
+
+// memberRecords returns the records under etcd-members/ as node ID -> member ID; the member ID
+// is empty for a place reserved by a node joining now.
 func (ms *members) memberRecords(ctx context.Context) (map[string]string, error) {
 	resp, err := ms.env.client.Get(ctx, ms.env.schema.EtcdMembersPrefix(), clientv3.WithPrefix())
 	if err != nil {
@@ -304,9 +488,10 @@ func (ms *members) memberRecords(ctx context.Context) (map[string]string, error)
 	return out, nil
 }
 
-// recordMember writes the record of this node's member under etcd-members/<node-id>, while
-// every guard holds. The record of an earlier life of the same member is kept as it is.
-func (ms *members) recordMember(ctx context.Context, guards ...clientv3.Cmp) error {
+// recordMember writes the record of this node's member under etcd-members/<node-id>, unless
+// the record changed since it was read. The record of an earlier life of the same member is
+// kept as it is; a reservation is replaced.
+func (ms *members) recordMember(ctx context.Context) error {
 	m := ms.current()
 	rec := state.EtcdMember{NodeID: ms.env.opts.NodeID, MemberID: strconv.FormatUint(m.ID(), 16),
 		PeerURLs: []string{m.PeerURL()}, ClientURLs: m.Endpoints(), JoinedAt: time.Now().UTC().Truncate(time.Millisecond)}
@@ -327,7 +512,7 @@ func (ms *members) recordMember(ctx context.Context, guards ...clientv3.Cmp) err
 		}
 		unchanged = clientv3.Compare(clientv3.ModRevision(key), "=", resp.Kvs[0].ModRevision)
 	}
-	tresp, err := ms.env.client.Txn(ctx).If(append(guards, unchanged)...).Then(clientv3.OpPut(key, string(b))).Commit()
+	tresp, err := ms.env.client.Txn(ctx).If(unchanged).Then(clientv3.OpPut(key, string(b))).Commit()
 	if err != nil {
 		return fmt.Errorf("clusterkit: record etcd member: %w", err)
 	}
@@ -338,19 +523,16 @@ func (ms *members) recordMember(ctx context.Context, guards ...clientv3.Cmp) err
 }
 
 // setUp runs once the cluster's config is known: a joining node of a cluster on embedded etcd
-// becomes a member if one is missing, a member makes sure its record is there, and every node
-// of such a cluster learns all members' endpoints (run keeps them current). The lock session
-// of a join lives under parent.
+// reserves a member place if one is free (run then joins in the background), a member makes
+// sure its record is there, and every node of such a cluster learns all members' endpoints
+// (run keeps them current). The reservation's lease lives under parent.
 func (ms *members) setUp(ctx, parent context.Context) error {
 	mode := ms.env.opts.mode()
 	if mode != etcdJoin && mode != etcdEmbedded {
 		return nil
 	}
 	if mode == etcdJoin && ms.current() == nil {
-		ms.joining.Store(true)
-		_, err := ms.joinAsMember(ctx, parent)
-		ms.joining.Store(false)
-		if err != nil {
+		if _, err := ms.reserve(ctx, parent); err != nil {
 			return err
 		}
 	}
@@ -367,14 +549,15 @@ func (ms *members) setUp(ctx, parent context.Context) error {
 	return ms.saveLocalState()
 }
 
-// run keeps the client's endpoints current and takes a free member place, until ctx ends; it
-// does nothing for a cluster on an external etcd.
+// run keeps the client's endpoints current, finishes the join of a place reserved at Start and
+// takes a free member place, until ctx ends; it does nothing for a cluster on an external etcd.
 func (ms *members) run(ctx context.Context) {
 	if ms.env.config.EmbeddedMembers == 0 {
 		return
 	}
 	var g sync.WaitGroup
 	g.Go(func() { ms.syncLoop(ctx) })
+	g.Go(func() { ms.finishJoin(ctx) })
 	g.Go(func() { ms.fillLoop(ctx) })
 	g.Wait()
 }
@@ -455,11 +638,14 @@ func (ck *ClusterKit) Decommission(ctx context.Context) error {
 
 // decommission removes this node's etcd member, if it runs one, and its record.
 func (ms *members) decommission(ctx context.Context) error {
+	// No member place is taken from here on, and a join in progress ends (its learner removed)
+	// or has ended with a member, which goes like any other.
+	ms.decommissioned.Store(true)
+	ms.stopJoin()
 	m := ms.current()
 	if m == nil {
 		return nil
 	}
-	ms.decommissioned.Store(true)
 	// The client must reach the other members before this one goes.
 	if _, err := ms.syncEndpoints(ctx); err != nil {
 		ms.decommissioned.Store(false)
@@ -506,37 +692,36 @@ func (ms *members) fillLoop(ctx context.Context) {
 	p.Run(ctx)
 }
 
-// fillMemberPlace joins as a member while a member place is free, retrying with backoff
-// (etcd refuses a new member until the newest one has been connected for 5 s, for one), until
-// the node is a member, no place is free, or the node stops.
+// fillMemberPlace takes a free member place, retrying with backoff (etcd refuses a new member
+// until the newest one has been connected for 5 s, for one), until the node is a member, no
+// place is free, or the node stops.
 func (ms *members) fillMemberPlace(parent context.Context) {
 	retry := backoff.Backoff{Min: 500 * time.Millisecond, Max: 10 * time.Second}
 	for {
-		again := ms.tryMemberPlace(parent)
-		ms.joining.Store(again)
-		if !again {
+		if !ms.tryMemberPlace(parent) {
 			return
 		}
 		select {
 		case <-parent.Done():
-			ms.joining.Store(false)
 			return
 		case <-ms.leaving:
-			ms.joining.Store(false)
 			return
 		case <-time.After(retry.Next()):
 		}
 	}
 }
 
-// tryMemberPlace joins as a member if a member place is free; it reports whether to try again.
+// tryMemberPlace reserves a free member place and joins; it reports whether to try again.
 func (ms *members) tryMemberPlace(parent context.Context) bool {
 	select {
 	case <-ms.leaving:
 		return false
 	default:
 	}
-	if ms.current() != nil || ms.decommissioned.Load() || parent.Err() != nil {
+	ms.mu.Lock()
+	busy := ms.member != nil || ms.reserved != nil
+	ms.mu.Unlock()
+	if busy || ms.decommissioned.Load() || parent.Err() != nil {
 		return false
 	}
 	ctx, cancel := context.WithTimeout(parent, ms.env.opts.StartTimeout)
@@ -549,19 +734,13 @@ func (ms *members) tryMemberPlace(parent context.Context) bool {
 	if int(resp.Count) >= ms.env.config.EmbeddedMembers {
 		return false
 	}
-	ms.joining.Store(true)
-	joined, err := ms.joinAsMember(ctx, parent)
-	switch {
-	case err != nil:
+	reserved, err := ms.reserve(ctx, parent)
+	if err != nil {
 		ms.log.Warn("taking a free etcd member place failed; trying again", zap.Error(err))
 		return parent.Err() == nil
-	case joined:
-		if _, err := ms.syncEndpoints(ctx); err != nil {
-			ms.log.Warn("reading the etcd member list failed", zap.Error(err))
-		}
-		if ms.onMember != nil {
-			ms.onMember(ctx, ms.current().Endpoints())
-		}
+	}
+	if reserved {
+		ms.finishJoin(parent)
 	}
 	return false
 }

@@ -303,6 +303,7 @@ func TestRoleEvents(t *testing.T) {
 	events := map[string][]clusterkit.Event{}
 	record := func(ck *clusterkit.ClusterKit) {
 		id := ck.GetMyNodeID()
+		copying(ck)
 		ck.OnEvent(func(ev clusterkit.Event) {
 			mu.Lock()
 			events[id] = append(events[id], ev)
@@ -351,7 +352,7 @@ func TestRoleEvents(t *testing.T) {
 	mu.Unlock()
 
 	// A third node takes a share: the nodes it takes from get Released once it has copied.
-	c.Add("node-3")
+	c.Add("node-3", copying)
 	c.WaitConverged(10 * time.Second)
 	settleHooks(t, c)
 	mu.Lock()
@@ -370,6 +371,70 @@ func TestRoleEvents(t *testing.T) {
 	// node-3 takes 10 or 11 of the 32 replica slots, each released by one of the others.
 	if released < 10 || released > 11 {
 		t.Fatalf("%d released after node-3 joined, want 10 or 11", released)
+	}
+}
+
+// A node without an OnPartitionChange hook copies nothing in: its record says no_handoff, and
+// the map that takes it in routes to it at once, with no copy asked and no completion map. A
+// node with a hook is asked to copy as before; one that registers its hook after Start says so
+// in its record, and copies from then on.
+func TestNodeWithoutHookServesAtOnce(t *testing.T) {
+	c := clustertest.New(t, clusterkit.Options{PartitionCount: 16, ReplicationFactor: 2})
+	c.Add("node-1", copying)
+	c.WaitConverged(10 * time.Second)
+	watch := recordMaps(t, c)
+	c.Add("node-2")
+	c.WaitConverged(10 * time.Second)
+	maps := watch.all(t, c)
+	var joined *state.Map
+	for _, m := range maps {
+		if _, ok := m.Nodes["node-2"]; ok {
+			joined = m
+			break
+		}
+	}
+	if joined == nil || !joined.Nodes["node-2"].NoHandoff {
+		t.Fatalf("no map lists node-2 with no_handoff: %+v", joined)
+	}
+	for i, e := range joined.Partitions {
+		if !slices.Contains(e.Holders, "node-2") || len(e.Pending) > 0 {
+			t.Errorf("partition-%d in the map that takes node-2 in: holders %v, pending %v", i, e.Holders, e.Pending)
+		}
+	}
+	if last := maps[len(maps)-1]; last.Epoch != joined.Epoch {
+		t.Errorf("maps after the one that took node-2 in: epochs %d to %d (%s)", joined.Epoch, last.Epoch, last.Cause.Reason)
+	}
+
+	// A hook registered after Start: the record says so at once.
+	copying(c.Node("node-2"))
+	resp, err := c.Etcd().Get(context.Background(), keys.New(c.Name()).Node("node-2"))
+	if err != nil || len(resp.Kvs) != 1 {
+		t.Fatalf("node-2's record: %v, %d keys", err, len(resp.Kvs))
+	}
+	if rec, err := state.DecodeNode(resp.Kvs[0].Value); err != nil || rec.NoHandoff {
+		t.Fatalf("node-2's record after it registered a hook: %+v, %v", rec, err)
+	}
+
+	// A node with a hook is asked to copy before it is routed to.
+	c.Add("node-3", copying)
+	c.WaitConverged(10 * time.Second)
+	asked := 0
+	for _, m := range watch.all(t, c) {
+		if _, ok := m.Nodes["node-3"]; !ok {
+			continue
+		}
+		for i, e := range m.Partitions {
+			if slices.ContainsFunc(e.Pending, func(p state.Pending) bool { return p.Node == "node-3" }) {
+				asked++
+			}
+			if slices.Contains(e.Holders, "node-3") {
+				t.Errorf("partition-%d routes to node-3 in the map that takes it in", i)
+			}
+		}
+		break
+	}
+	if asked == 0 {
+		t.Error("node-3, which has a hook, was asked to copy nothing")
 	}
 }
 
@@ -445,7 +510,7 @@ func killOneOfFour(t *testing.T, opts clusterkit.Options) (c *clustertest.Cluste
 	t.Helper()
 	c = clustertest.New(t, opts)
 	for i := 1; i <= 4; i++ {
-		c.Add(fmt.Sprintf("node-%d", i))
+		c.Add(fmt.Sprintf("node-%d", i), copying)
 	}
 	c.WaitConverged(10 * time.Second)
 	victim, obs = pickVictim(c)
@@ -453,6 +518,12 @@ func killOneOfFour(t *testing.T, opts clusterkit.Options) (c *clustertest.Cluste
 	watch = recordMaps(t, c)
 	c.Kill(victim)
 	return c, victim, obs, before, watch
+}
+
+// copying gives a node a copy hook that does nothing: without one, partitions reach it without
+// a handoff (its record says no_handoff), and these tests are about handoffs.
+func copying(ck *clusterkit.ClusterKit) {
+	ck.OnPartitionChange(func(string, []*clusterkit.Node, *clusterkit.Node) {})
 }
 
 func sorted(s []string) []string { c := slices.Clone(s); slices.Sort(c); return c }

@@ -22,7 +22,7 @@ import (
 func TestHistory(t *testing.T) {
 	t.Cleanup(clusterkit.SetHistoryRecords(3))
 	c := clustertest.New(t, clusterkit.Options{PartitionCount: 16, ReplicationFactor: 2})
-	c.Add("node-1")
+	c.Add("node-1", copying)
 	c.WaitConverged(20 * time.Second)
 	get := func(query string) (int, wire.History) {
 		t.Helper()
@@ -44,7 +44,7 @@ func TestHistory(t *testing.T) {
 		t.Fatalf("history of a new cluster: %d %+v", code, h)
 	}
 
-	c.Add("node-2")
+	c.Add("node-2", copying)
 	c.WaitConverged(20 * time.Second)
 	epoch := c.Node("node-1").Epoch()
 	code, h := get("")

@@ -47,6 +47,10 @@ func newHookRunner(e *env, log *zap.Logger, self string, maxConcurrent int, leas
 
 func (h *hookRunner) add(hook PartitionChangeHook) { addHook(&h.mu, &h.hooks, hook) }
 
+// copies reports whether an OnPartitionChange hook is registered: only then does the node copy
+// partitions in.
+func (h *hookRunner) copies() bool { return h.hooks.Load() != nil }
+
 func (h *hookRunner) addEvent(hook EventHook) { addHook(&h.mu, &h.eventHooks, hook) }
 
 // addHook appends hook to the list behind p, copying it: readers load the list without a lock.

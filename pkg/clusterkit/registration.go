@@ -150,6 +150,13 @@ func (r *registration) rewrite(ctx context.Context, edit func(*state.Node)) erro
 	return nil
 }
 
+// record returns the node's record as last written.
+func (r *registration) record() state.Node {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.self
+}
+
 // stop ends the keepalive and the session without touching etcd, and waits for them.
 func (r *registration) stop() {
 	r.cancel()

@@ -24,7 +24,7 @@ func TestLargeMapInChunks(t *testing.T) {
 	const partitions = 1024
 	c := clustertest.New(t, clusterkit.Options{PartitionCount: partitions, ReplicationFactor: 3})
 	for i := 1; i <= 3; i++ {
-		c.Add(fmt.Sprintf("node-%d", i))
+		c.Add(fmt.Sprintf("node-%d", i), copying)
 	}
 	c.WaitConverged(60 * time.Second)
 	r, err := mapstore.ReadMap(context.Background(), c.Etcd(), keys.New(c.Name()), 0)

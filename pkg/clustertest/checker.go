@@ -99,13 +99,14 @@ func (v *invariants) next(m *state.Map, ack acked) []string {
 
 // routedEarly lists the nodes that m routes to for partition i without a completed copy: a
 // node becomes a holder only once it has acknowledged the copy the previous map asked of it,
-// unless none of the previous holders is left to copy from.
+// unless none of the previous holders is left to copy from, or it runs no copy hook (its record
+// says no_handoff: it has nothing to copy).
 func routedEarly(prev, m *state.Map, i int, ack acked) []string {
 	var bad []string
 	before, e := &prev.Partitions[i], &m.Partitions[i]
 	survivor := slices.ContainsFunc(before.Holders, func(h string) bool { _, ok := m.Nodes[h]; return ok })
 	for _, h := range e.Holders {
-		if slices.Contains(before.Holders, h) || !survivor {
+		if slices.Contains(before.Holders, h) || !survivor || m.Nodes[h].NoHandoff {
 			continue
 		}
 		pd, asked := before.PendingFor(h)

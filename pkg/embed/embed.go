@@ -119,6 +119,9 @@ const (
 	// external etcd with default settings behave alike. ClusterKit's own data stays far below it
 	// (the README's scale section measures it).
 	DefaultQuotaBackendBytes int64 = 2 << 30
+	// DefaultHeartbeat is etcd's own default raft heartbeat; the election timeout defaults to
+	// ten of them.
+	DefaultHeartbeat = 100 * time.Millisecond
 
 	// minQuotaBackendBytes leaves room for a few requests of etcd's largest size (1.5 MiB).
 	minQuotaBackendBytes int64 = 4 << 20
@@ -194,7 +197,7 @@ func prepare(cfg Config) (*embed.Config, error) {
 			ErrInvalidConfig, cfg.QuotaBackendBytes, minQuotaBackendBytes, maxQuotaBackendBytes)
 	}
 	if cfg.HeartbeatInterval == 0 {
-		cfg.HeartbeatInterval = 100 * time.Millisecond
+		cfg.HeartbeatInterval = DefaultHeartbeat
 	}
 	if cfg.ElectionTimeout == 0 {
 		cfg.ElectionTimeout = 10 * cfg.HeartbeatInterval
