@@ -254,6 +254,11 @@ func stopAll(ps []*proc) {
 }
 
 func oneByOne(ctx context.Context, bin, dir string, n, partitions int) (res result, err error) {
+	return oneByOneThen(ctx, bin, dir, n, partitions, nil)
+}
+
+// oneByOneThen is oneByOne, calling then with the running nodes once they have settled.
+func oneByOneThen(ctx context.Context, bin, dir string, n, partitions int, then func([]*proc) error) (res result, err error) {
 	var ps []*proc
 	defer func() { stopAll(ps) }()
 	began := time.Now()
@@ -276,6 +281,9 @@ func oneByOne(ctx context.Context, bin, dir string, n, partitions int) (res resu
 	}
 	res.epoch, err = waitSettled(ctx, ps)
 	res.settled = time.Since(began)
+	if err == nil && then != nil {
+		err = then(ps)
+	}
 	return res, err
 }
 
