@@ -28,7 +28,8 @@ PARTITION within the partition count: anything else is refused, --force or not.
 The action is checked against the cluster as read from etcd, then written in a
 transaction that holds only if no map was published and no node or admin record was
 written in between; when something was, it is checked and written again, once. The
-record carries who wrote it (--by, by default user@host) and when. The command prints
+record carries who wrote it (--by, by default user@host, with the etcd user of --user
+when given) and when. The command prints
 what it wrote, the etcdctl command that shows it and the command that undoes it.
 
 With -o json, the record written, with its key and revision:

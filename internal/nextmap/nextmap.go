@@ -17,6 +17,7 @@ import (
 
 	"github.com/clusterkit-go/clusterkit/internal/state"
 	"github.com/clusterkit-go/clusterkit/pkg/rebalance"
+	"github.com/clusterkit-go/clusterkit/pkg/wire"
 )
 
 // Ack names one handoff acknowledgement: Node copied Partition in.
@@ -58,6 +59,10 @@ type Input struct {
 	MaxHandoffs        int
 	// Admin holds the operators' constraints on placement (see Constraints).
 	Admin Constraints
+	// AdminChanges are the operators' actions that came into force or ended since Current was
+	// published (AdminChanges lists them): with any, the map's cause is ReasonAdmin, about the
+	// nodes they name, unless a crash, leave, drain or join comes first.
+	AdminChanges []wire.AdminChange
 	// Now is the time of the decision; the map's UpdatedAt and new handoffs carry it.
 	Now time.Time
 }
@@ -128,6 +133,9 @@ func Next(in Input) (Result, error) {
 		asks = append(asks, want...)
 	}
 	admit(next, asks, &in, min(len(live), in.ReplicationFactor))
+	for _, c := range in.AdminChanges {
+		cause.add(state.ReasonAdmin, c.Node)
+	}
 	next.Cause = cause.cause()
 	res.Map = next
 	return res, nil
@@ -364,10 +372,11 @@ func (c *causeBuilder) add(reason, node string) {
 }
 
 func (c *causeBuilder) cause() state.Cause {
-	for _, r := range []string{state.ReasonCrash, state.ReasonLeave, state.ReasonDrain, state.ReasonJoin, state.ReasonHandoff, state.ReasonTimeout} {
+	for _, r := range []string{state.ReasonCrash, state.ReasonLeave, state.ReasonDrain, state.ReasonJoin, state.ReasonAdmin,
+		state.ReasonHandoff, state.ReasonTimeout} {
 		if nodes, ok := c.reasons[r]; ok {
 			slices.Sort(nodes)
-			return state.Cause{Reason: r, Nodes: nodes}
+			return state.Cause{Reason: r, Nodes: slices.Compact(nodes)}
 		}
 	}
 	return state.Cause{Reason: state.ReasonRebalance}
