@@ -253,8 +253,10 @@ func newMove(g *globals) *cobra.Command {
 		Use:   "move PARTITION --to NODE [--reason R] [--force] | --clear",
 		Short: "Pin a partition to a node, or end the pin",
 		Long: `Pin PARTITION (5 or partition-5) to NODE: the leader puts the node among its holders,
-in place of its last replica, by handoff, as long as the node is live; --clear ends the
-pin (the placement may then move it back).
+in place of its last replica, by handoff, as long as the node is live, not draining,
+drained or cordoned, and the partition's holders keep to the zone spread rule with it
+(otherwise the pin waits; clusterkit explain PARTITION says why); --clear ends the pin
+(the placement may then move it back).
 
 Refused when NODE is not live, is draining, drained or cordoned, or when the
 replication factor is 1 and the move would take the partition from its only holder

@@ -122,7 +122,9 @@ func historyTable(w io.Writer, doc wire.History) {
 }
 
 // adminChanges prints the operators' actions of a history record on one line, "-" for none:
-// "drain node-3 (disk swap) by ops@host-1; uncordon node-2 by ops@host-1; and 3 more".
+// "drain node-3 (disk swap) by ops@host-1; uncordon node-2 (ends the cordon written by
+// ops@host-1); and 3 more". A deletion has no author of its own: the record's is printed as
+// its writer's.
 func adminChanges(r wire.HistoryRecord) string {
 	if len(r.Admin) == 0 {
 		return "-"
@@ -141,11 +143,20 @@ func adminChanges(r wire.HistoryRecord) string {
 		case c.Node != "":
 			s += " " + c.Node
 		}
-		if c.Reason != "" {
-			s += " (" + c.Reason + ")"
-		}
-		if c.By != "" {
-			s += " by " + c.By
+		switch {
+		case c.Removed:
+			s += " (ends the " + c.Kind + " written by " + orDash(c.By)
+			if c.Reason != "" {
+				s += ": " + c.Reason
+			}
+			s += ")"
+		default:
+			if c.Reason != "" {
+				s += " (" + c.Reason + ")"
+			}
+			if c.By != "" {
+				s += " by " + c.By
+			}
 		}
 		parts = append(parts, s)
 	}

@@ -91,7 +91,9 @@ type applier struct {
 	live        map[string]state.Node
 	nodes       []rebalance.Node
 	replication int
-	// limits and zoneOf are the spread rule's, worked out on the first pin that needs them.
+	// limits and zoneOf are the spread rule's, worked out on the first pin that needs them
+	// (zoned says they were): nil when no node has a zone.
+	zoned  bool
 	limits map[string]int
 	zoneOf map[string]string
 }
@@ -244,12 +246,15 @@ func (a *applier) pin(n string, t []string, tr *trace) []string {
 
 // overSpread reports whether holders put more nodes in n's zone than the spread rule allows.
 func (a *applier) overSpread(holders []string, n string) (zone string, limit int, over bool) {
-	if a.zoneOf == nil {
-		a.zoneOf = make(map[string]string, len(a.nodes))
-		for _, node := range a.nodes {
-			a.zoneOf[node.ID] = node.Zone
+	if !a.zoned {
+		a.zoned = true
+		if slices.ContainsFunc(a.nodes, func(node rebalance.Node) bool { return node.Zone != "" }) {
+			a.zoneOf = make(map[string]string, len(a.nodes))
+			for _, node := range a.nodes {
+				a.zoneOf[node.ID] = node.Zone
+			}
+			a.limits = rebalance.SpreadLimits(a.nodes, rebalance.Config{Partitions: 1, ReplicationFactor: a.replication})
 		}
-		a.limits = rebalance.SpreadLimits(a.nodes, rebalance.Config{Partitions: 1, ReplicationFactor: a.replication})
 	}
 	zone = a.zoneOf[n]
 	limit, ok := a.limits[zone]
