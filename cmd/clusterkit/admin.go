@@ -28,7 +28,8 @@ PARTITION within the partition count: anything else is refused, --force or not.
 The action is checked against the cluster as read from etcd, then written in a
 transaction that holds only if no map was published and no node or admin record was
 written in between; when something was, it is checked and written again, once. The
-record carries who wrote it (--by, by default user@host) and when. The command prints
+record carries who wrote it (--by, by default user@host, with the etcd user of --user
+when given) and when. The command prints
 what it wrote, the etcdctl command that shows it and the command that undoes it.
 
 With -o json, the record written, with its key and revision:
@@ -252,8 +253,10 @@ func newMove(g *globals) *cobra.Command {
 		Use:   "move PARTITION --to NODE [--reason R] [--force] | --clear",
 		Short: "Pin a partition to a node, or end the pin",
 		Long: `Pin PARTITION (5 or partition-5) to NODE: the leader puts the node among its holders,
-in place of its last replica, by handoff, as long as the node is live; --clear ends the
-pin (the placement may then move it back).
+in place of its last replica, by handoff, as long as the node is live, not draining,
+drained or cordoned, and the partition's holders keep to the zone spread rule with it
+(otherwise the pin waits; clusterkit explain PARTITION says why); --clear ends the pin
+(the placement may then move it back).
 
 Refused when NODE is not live, is draining, drained or cordoned, or when the
 replication factor is 1 and the move would take the partition from its only holder

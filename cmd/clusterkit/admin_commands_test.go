@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/clusterkit-go/clusterkit/internal/etcdtest"
+	"github.com/clusterkit-go/clusterkit/pkg/wire"
 )
 
 // The documents of the operators' actions and of history, as the commands' help documents them.
@@ -30,20 +31,33 @@ type (
 	}
 	jsonHistory struct {
 		Records []struct {
-			Epoch          uint64    `json:"epoch"`
-			UpdatedAt      time.Time `json:"updated_at"`
-			Leader         string    `json:"leader"`
-			Cause          jsonCause `json:"cause"`
-			Nodes          int       `json:"nodes"`
-			Changed        int       `json:"changed"`
-			PrimariesMoved int       `json:"primaries_moved"`
-			CopiesStarted  int       `json:"copies_started"`
-			CopiesDone     int       `json:"copies_done"`
-			Pending        int       `json:"pending"`
-			ComputeMillis  float64   `json:"compute_ms"`
-			Bytes          int       `json:"bytes"`
+			Epoch          uint64              `json:"epoch"`
+			UpdatedAt      time.Time           `json:"updated_at"`
+			Leader         string              `json:"leader"`
+			Cause          jsonCause           `json:"cause"`
+			Nodes          int                 `json:"nodes"`
+			Changed        int                 `json:"changed"`
+			PrimariesMoved int                 `json:"primaries_moved"`
+			CopiesStarted  int                 `json:"copies_started"`
+			CopiesDone     int                 `json:"copies_done"`
+			Pending        int                 `json:"pending"`
+			ComputeMillis  float64             `json:"compute_ms"`
+			Bytes          int                 `json:"bytes"`
+			Admin          []jsonHistoryAction `json:"admin"`
+			AdminMore      int                 `json:"admin_more"`
 		} `json:"records"`
 		Oldest uint64 `json:"oldest"`
+	}
+	jsonHistoryAction struct {
+		Action    string    `json:"action"`
+		Kind      string    `json:"kind"`
+		Removed   bool      `json:"removed"`
+		Node      string    `json:"node"`
+		Partition string    `json:"partition"`
+		Weight    int       `json:"weight"`
+		Reason    string    `json:"reason"`
+		By        string    `json:"by"`
+		At        time.Time `json:"at"`
 	}
 )
 
@@ -100,8 +114,9 @@ func nodeState(doc jsonNodes, id string) string {
 func checkAdmin(t *testing.T, c *testCluster, ids []string, epoch uint64) {
 	began := time.Now()
 	e := env{"CLUSTERKIT_ENDPOINTS": c.endpoints}
-	// rebalanced are the epochs of the maps an action caused, with the action.
-	rebalanced := map[uint64]string{}
+	// caused are the epochs of the maps an action caused, with the action as the history's
+	// table prints it.
+	caused := map[uint64]string{}
 
 	// The drain runs as a process, the rest in the test's process.
 	var rec jsonAdminRecord
@@ -110,7 +125,7 @@ func checkAdmin(t *testing.T, c *testCluster, ids []string, epoch uint64) {
 		rec.By != "tester" || time.Since(rec.At) > time.Minute || rec.Revision == 0 {
 		t.Errorf("drain node-3 -o json printed %+v", rec)
 	}
-	rebalanced[epoch+1] = "drain node-3"
+	caused[epoch+1] = "drain node-3 (disk swap) by tester"
 	doc := c.settled(t, "node-3 drained", func(held map[string]int, doc jsonNodes) error {
 		if held["node-3"] != 0 || nodeState(doc, "node-3") != stateDrained {
 			return fmt.Errorf("node-3 is %s and holds %d partitions", nodeState(doc, "node-3"), held["node-3"])
@@ -148,6 +163,26 @@ func checkAdmin(t *testing.T, c *testCluster, ids []string, epoch uint64) {
 		}
 	}
 
+	// A pin to the drained node, forced, waits: explain names it and why, with its record.
+	if status, _, stderr := runIn(t, e, "move", "partition-0", "--to", "node-3", "--force", "--by", "tester"); status != 0 ||
+		!strings.Contains(stderr, "node node-3 is drained") {
+		t.Fatalf("move partition-0 --to node-3 --force: status %d, stderr %q", status, stderr)
+	}
+	var ex jsonExplain
+	if err := c.inJSON(t, &ex, "explain", "0"); err != nil {
+		t.Fatal(err)
+	}
+	if len(ex.Constraints) != 1 || ex.Constraints[0].Constraint != "move" || ex.Constraints[0].Effect != "blocked" ||
+		ex.Constraints[0].Blocked != "drained" || ex.Constraints[0].Node != "node-3" || len(ex.Constraints[0].Records) != 1 ||
+		ex.Constraints[0].Records[0].By != "tester" || slices.Contains(ex.Placement.Holders, "node-3") || !ex.Placement.SameAsMap {
+		t.Errorf("explain 0 pinned to drained node-3: %+v; want the pin blocked as drained, by tester, and the map kept", ex)
+	}
+	if out := c.tableOK(t, "explain", "0"); !strings.Contains(out, "move blocked (drained): pinned to node-3, which is drained") ||
+		!strings.Contains(out, "admin/move/0 by tester at ") {
+		t.Errorf("explain 0 lacks the blocked pin:\n%s", out)
+	}
+	c.tableOK(t, "move", "0", "--clear")
+
 	var del jsonDeleted
 	if err := c.inJSON(t, &del, "uncordon", "node-3"); err != nil {
 		t.Fatal(err)
@@ -155,7 +190,7 @@ func checkAdmin(t *testing.T, c *testCluster, ids []string, epoch uint64) {
 	if len(del.Deleted) != 1 || del.Deleted[0].Key != rec.Key || del.Deleted[0].Reason != "disk swap" || del.Revision <= rec.Revision {
 		t.Errorf("uncordon node-3 printed %+v; want the drain record deleted", del)
 	}
-	rebalanced[doc.Epoch+1] = "uncordon node-3"
+	caused[doc.Epoch+1] = "uncordon node-3 (ends the drain written by tester: disk swap)"
 	c.stable(t, ids...)
 	doc = c.settled(t, "node-3 back", func(held map[string]int, doc jsonNodes) error {
 		if held["node-3"] == 0 || nodeState(doc, "node-3") != stateServing {
@@ -181,7 +216,7 @@ func checkAdmin(t *testing.T, c *testCluster, ids []string, epoch uint64) {
 			t.Errorf("move lacks %q:\n%s", want, out)
 		}
 	}
-	rebalanced[doc.Epoch+1] = "move"
+	caused[doc.Epoch+1] = fmt.Sprintf("move partition-%d to node-1 (hot key) by %s", p, operator())
 	c.settled(t, fmt.Sprintf("partition-%d on node-1", p), func(map[string]int, jsonNodes) error {
 		var one jsonPartitions
 		if err := c.inJSON(t, &one, "partitions", "--node", "node-1"); err != nil {
@@ -196,6 +231,16 @@ func checkAdmin(t *testing.T, c *testCluster, ids []string, epoch uint64) {
 	})
 	if out := c.tableOK(t, "status"); !containsSpaced(out, fmt.Sprintf("Operator actions:  pinned partition-%d on node-1\n", p)) {
 		t.Errorf("status lacks the pin:\n%s", out)
+	}
+	// explain names the pin that placed the partition, and its record.
+	var ex2 jsonExplain
+	if err := c.inJSON(t, &ex2, "explain", fmt.Sprint(p)); err != nil {
+		t.Fatal(err)
+	}
+	if len(ex2.Constraints) != 1 || ex2.Constraints[0].Constraint != "move" || ex2.Constraints[0].Effect != "placed" ||
+		ex2.Constraints[0].Node != "node-1" || len(ex2.Constraints[0].Records) != 1 || ex2.Constraints[0].Records[0].Reason != "hot key" ||
+		!slices.Contains(ex2.Placement.Holders, "node-1") || !ex2.Placement.SameAsMap {
+		t.Errorf("explain %d pinned to node-1: %+v; want the pin placed, with its record", p, ex2)
 	}
 	c.tableOK(t, "move", fmt.Sprint(p), "--clear")
 	c.stable(t, ids...)
@@ -247,7 +292,7 @@ func checkAdmin(t *testing.T, c *testCluster, ids []string, epoch uint64) {
 		return nil
 	})
 	out = c.tableOK(t, "maintenance", "off", "--reason", "rolling upgrade")
-	rebalanced[doc.Epoch+1] = "maintenance off"
+	caused[doc.Epoch+1] = "maintenance off (ends the maintenance written by " + operator() + ": rolling upgrade)"
 	if !strings.Contains(out, "Deleted /clusterkit/default/admin/maintenance/rolling-upgrade-") || !containsSpaced(out, "Maintenance:  none stands") {
 		t.Errorf("maintenance off:\n%s", out)
 	}
@@ -262,8 +307,8 @@ func checkAdmin(t *testing.T, c *testCluster, ids []string, epoch uint64) {
 	last := c.stable(t, "node-1", "node-2", "node-3", "node-5").Cluster.Epoch
 	t.Logf("maintenance held node-5 back, then let it in, in %v", time.Since(began).Round(time.Millisecond))
 
-	// History lists every map since epoch, each action's with the cause rebalance, and the
-	// join of node-5.
+	// History lists every map since epoch, each action's with the cause admin and the action,
+	// and the join of node-5, with the maintenance started before it.
 	var h jsonHistory
 	if err := c.inJSON(t, &h, "history", "--since", fmt.Sprint(epoch), "--limit", "1000"); err != nil {
 		t.Fatal(err)
@@ -276,13 +321,27 @@ func checkAdmin(t *testing.T, c *testCluster, ids []string, epoch uint64) {
 		if i > 0 && r.Epoch != h.Records[i-1].Epoch+1 {
 			t.Errorf("history lists epoch %d after %d", r.Epoch, h.Records[i-1].Epoch)
 		}
-		if what, ok := rebalanced[r.Epoch]; ok && r.Cause.Reason != "rebalance" {
-			t.Errorf("the map of epoch %d, after %s, has the cause %+v; want rebalance", r.Epoch, what, r.Cause)
+		if what, ok := caused[r.Epoch]; ok {
+			var got []string
+			for _, a := range r.Admin {
+				got = append(got, historyAction(a.Action, a.Kind, a.Removed, a.Node, a.Partition, a.Weight, a.Reason, a.By))
+			}
+			if r.Cause.Reason != "admin" || !slices.Equal(got, []string{what}) || r.Admin[0].At.IsZero() {
+				t.Errorf("the map of epoch %d has the cause %+v and the actions %q; want admin and %q", r.Epoch, r.Cause, got, what)
+			}
+			if strings.HasPrefix(what, "uncordon") && !r.Admin[0].Removed {
+				t.Errorf("the map of epoch %d: %+v; want the drain marked removed", r.Epoch, r.Admin[0])
+			}
 		}
 		if r.Epoch > settledAt && r.Cause.Reason == "join" && slices.Equal(r.Cause.Nodes, []string{"node-5"}) {
 			joined = true
-			if r.Changed != 0 || r.CopiesStarted != 0 || r.Nodes != 4 {
-				t.Errorf("the join of node-5 during maintenance: %+v; want 4 nodes and nothing changed", r)
+			// The actions since the map before: the maintenance, and the end of the weight when
+			// the maintenance held its map back.
+			started := slices.ContainsFunc(r.Admin, func(a jsonHistoryAction) bool {
+				return a.Action == "maintenance on" && a.Reason == "rolling upgrade" && !a.Removed
+			})
+			if r.Changed != 0 || r.CopiesStarted != 0 || r.Nodes != 4 || !started {
+				t.Errorf("the join of node-5 during maintenance: %+v; want 4 nodes, nothing changed, and the maintenance started", r)
 			}
 		}
 		if r.Leader == "" || r.UpdatedAt.IsZero() || r.Bytes <= 0 {
@@ -296,5 +355,22 @@ func checkAdmin(t *testing.T, c *testCluster, ids []string, epoch uint64) {
 	if len(rows) != 3 || rows[2][0] != fmt.Sprint(h.Records[len(h.Records)-1].Epoch) {
 		t.Errorf("history --limit 3 rows %q: want the last 3 maps, up to epoch %d", rows, h.Records[len(h.Records)-1].Epoch)
 	}
+	// The table's ACTION column says the action and who asked.
+	var since uint64
+	for e, what := range caused {
+		if strings.HasPrefix(what, "drain") {
+			since = e - 1
+		}
+	}
+	out = c.tableOK(t, "history", "--since", fmt.Sprint(since), "--limit", "1")
+	if !strings.Contains(out, "ACTION") || !strings.Contains(out, "admin:node-3") || !strings.Contains(out, "drain node-3 (disk swap) by tester") {
+		t.Errorf("history of the drain's map lacks the cause and the action:\n%s", out)
+	}
 	t.Logf("the operators' actions took %v", time.Since(began).Round(time.Millisecond))
+}
+
+// historyAction is an action of the history as clusterkit history's table prints it.
+func historyAction(action, kind string, removed bool, node, partition string, weight int, reason, by string) string {
+	return adminChanges(wire.HistoryRecord{Admin: []wire.AdminChange{{Action: action, Kind: kind, Removed: removed, Node: node,
+		Partition: partition, Weight: weight, Reason: reason, By: by}}})
 }

@@ -291,3 +291,25 @@ func TestWriteRace(t *testing.T) {
 		t.Error("the drain of a was written")
 	}
 }
+
+// A record says who wrote it: --by or user@host, and the etcd user of --user, the one name etcd
+// checked (never its password).
+func TestAuthor(t *testing.T) {
+	tests := []struct {
+		user, by, want string
+	}{
+		{"", "", operator()},
+		{"", "  tester ", "tester"},
+		{"admin:secret", "", operator() + " (etcd user admin)"},
+		{"admin", "tester", "tester (etcd user admin)"},
+	}
+	for _, tt := range tests {
+		g := &globals{user: tt.user}
+		if got := g.author(tt.by); got != tt.want || strings.Contains(got, "secret") {
+			t.Errorf("--user %q --by %q: %q, want %q", tt.user, tt.by, got, tt.want)
+		}
+	}
+	if op := operator(); op == "" || op == "unknown" {
+		t.Errorf("operator() = %q; want user@host", op)
+	}
+}

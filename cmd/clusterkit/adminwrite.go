@@ -66,7 +66,7 @@ type adminFlags struct {
 // register adds the flags to cmd, with the help of --reason, and of --force unless it is "".
 func (f *adminFlags) register(cmd *cobra.Command, reason, force string) {
 	cmd.Flags().StringVar(&f.reason, "reason", "", reason)
-	cmd.Flags().StringVar(&f.by, "by", "", "who writes the action (default: user@host of this process)")
+	cmd.Flags().StringVar(&f.by, "by", "", "who writes the action (default: user@host of this process; with --user, the etcd user is added)")
 	if force != "" {
 		cmd.Flags().BoolVar(&f.force, "force", false, force)
 	}
@@ -83,6 +83,19 @@ func (f *adminFlags) refuse(w *adminWrite, why string) error {
 	}
 	w.forced = append(w.forced, why)
 	return nil
+}
+
+// author names who writes an action: --by, else the user@host of this process; with --user, the
+// etcd user too, the one name etcd checked: "ops@host-1 (etcd user admin)".
+func (g *globals) author(by string) string {
+	by = strings.TrimSpace(by)
+	if by == "" {
+		by = operator()
+	}
+	if user, _, _ := strings.Cut(g.user, ":"); user != "" {
+		by += " (etcd user " + user + ")"
+	}
+	return by
 }
 
 // operator names who runs the command: user@host.
@@ -251,21 +264,6 @@ func (snap *snapshot) moveRefusal(p int, node string) string {
 	return ""
 }
 
-// sameSubject reports whether two actions are about the same thing, so that a new one replaces
-// the other whatever its key: a node's drain, cordon or weight, a partition's pin, a reason.
-func sameSubject(a, b state.AdminAction) bool {
-	switch {
-	case a.Kind != b.Kind:
-		return false
-	case a.Kind == state.AdminMaintenance:
-		return a.Reason == b.Reason
-	case a.Kind == state.AdminMove:
-		return a.Partition != nil && b.Partition != nil && *a.Partition == *b.Partition
-	default:
-		return a.Node == b.Node
-	}
-}
-
 // unchanged are the guards of a write checked against snap: the map has not been republished,
 // and no node or admin record has been written since snap was read.
 func (snap *snapshot) unchanged(s *session) []clientv3.Cmp {
@@ -279,10 +277,7 @@ func (snap *snapshot) unchanged(s *session) []clientv3.Cmp {
 // write checks an action against a snapshot of the cluster with build and writes it. When the
 // cluster changed between the check and the write it checks and writes again, once.
 func (g *globals) write(cmd *cobra.Command, f *adminFlags, build func(snap *snapshot) (adminWrite, error)) error {
-	by := strings.TrimSpace(f.by)
-	if by == "" {
-		by = operator()
-	}
+	by := g.author(f.by)
 	return g.command(cmd.Context(), func(ctx context.Context, s *session) error {
 		for attempt := 1; ; attempt++ {
 			snap, err := s.snapshot(ctx)
@@ -332,7 +327,7 @@ func (s *session) put(ctx context.Context, snap *snapshot, w adminWrite) (rec ad
 	rec = adminRecord{Key: s.schema.Admin(w.kind, w.name), AdminAction: w.action}
 	ops := []clientv3.Op{clientv3.OpPut(rec.Key, string(value))}
 	for _, old := range snap.admin {
-		same := sameSubject(old.AdminAction, w.action)
+		same := old.SameSubject(w.action)
 		if old.Key == rec.Key || same {
 			replaced = append(replaced, old)
 		}

@@ -115,12 +115,21 @@ type (
 		From      []string `json:"from"`
 		To        []string `json:"to"`
 		Placement struct {
-			LiveNodes []string `json:"live_nodes"`
-			Holders   []string `json:"holders"`
-			SameAsMap bool     `json:"same_as_map"`
-			Rule      string   `json:"rule"`
-			Steps     []string `json:"steps"`
+			LiveNodes      []string `json:"live_nodes"`
+			Holders        []string `json:"holders"`
+			BalanceHolders []string `json:"balance_holders"`
+			SameAsMap      bool     `json:"same_as_map"`
+			Rule           string   `json:"rule"`
+			Steps          []string `json:"steps"`
 		} `json:"placement"`
+		Constraints []struct {
+			Constraint string            `json:"constraint"`
+			Effect     string            `json:"effect"`
+			Node       string            `json:"node"`
+			Blocked    string            `json:"blocked"`
+			Why        string            `json:"why"`
+			Records    []jsonAdminRecord `json:"records"`
+		} `json:"constraints"`
 	}
 	jsonPlan struct {
 		Epoch  uint64 `json:"epoch"`
@@ -332,8 +341,8 @@ func TestCommands(t *testing.T) {
 					t.Errorf("explain %s: %+v; the nodes serve %+v", arg, doc, want)
 				}
 				pl := doc.Placement
-				if !slices.Equal(pl.LiveNodes, ids) || !slices.Equal(pl.Holders, holders(want)) || !pl.SameAsMap ||
-					pl.Rule == "" || len(pl.Steps) == 0 {
+				if !slices.Equal(pl.LiveNodes, ids) || !slices.Equal(pl.Holders, holders(want)) || !slices.Equal(pl.BalanceHolders, pl.Holders) ||
+					!pl.SameAsMap || pl.Rule == "" || len(pl.Steps) == 0 || doc.Constraints == nil || len(doc.Constraints) != 0 {
 					t.Errorf("explain %s: placement %+v; want it where the map has it, from %v, with a rule and steps", arg, pl, ids)
 				}
 			}

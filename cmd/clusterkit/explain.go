@@ -6,6 +6,7 @@ import (
 	"io"
 	"maps"
 	"math"
+	"path"
 	"slices"
 	"strings"
 	"time"
@@ -33,6 +34,18 @@ type explainDoc struct {
 	From      []string      `json:"from"`
 	To        []string      `json:"to"`
 	Placement placementView `json:"placement"`
+	// Constraints are the decisions the operators' actions took about the partition, as the
+	// leader takes them. Never null.
+	Constraints []constraintView `json:"constraints"`
+}
+
+// constraintView is one decision of an operator's action about the partition (nextmap.Note),
+// with the records in force that made it.
+type constraintView struct {
+	nextmap.Note
+	// Records are the admin records behind the decision: the pin, the cordon, the drain, or
+	// every maintenance; none for a node draining as it stops. Never null.
+	Records []adminRecord `json:"records"`
 }
 
 // pendingSince is a copy in progress and how long it has been going on.
@@ -48,12 +61,15 @@ type pendingSince struct {
 type placementView struct {
 	// LiveNodes are the node records the placement starts from (draining ones hold nothing new).
 	LiveNodes []string `json:"live_nodes"`
-	Holders   []string `json:"holders"`
+	// Holders are where the leader aims the partition, the operators' constraints applied;
+	// BalanceHolders where the placement alone puts it, before them.
+	Holders        []string `json:"holders"`
+	BalanceHolders []string `json:"balance_holders"`
 	// SameAsMap says the map already aims there: its target, or its holders when the partition
 	// is not moving (absent nodes aside).
 	SameAsMap bool `json:"same_as_map"`
 	// Rule and Steps are rebalance.Explain's: the spread rule and balance targets in force, and
-	// the decisions that touched the partition.
+	// the decisions of the placement alone that touched the partition.
 	Rule  string   `json:"rule"`
 	Steps []string `json:"steps"`
 }
@@ -70,6 +86,18 @@ with the rule and the decisions that led there.
 Nodes whose lease is gone are left out, as without a crash grace period (the default);
 absent nodes keep their places.
 
+Then the operators' actions, applied as the leader applies them (the same code), and
+what each decided about the partition, with the records behind it:
+  move         placed: its node holds the partition, or takes the place of its last
+               replica; blocked: its node may not take it (not-live, draining, drained,
+               cordoned, or spread: the zone spread rule would break), so the pin waits
+  cordon       kept-away: the placement moved it onto the cordoned node, undone;
+               gave-way: the node takes a place no usable node can keep
+  maintenance  held-back: the placement would move it, and waits; standing: it would not
+               move anyway; repair: a holder is gone, and is replaced
+  drain        emptying: the partition moves off the drained (or draining) node;
+               gave-way: the node keeps it (no node may be used, or maintenance stands)
+
 With -o json:
   {"epoch": 6, "partition": "partition-5", "index": 5,
    "holders": ["node-2", "node-1", "node-3"], "primary_epoch": 2,
@@ -78,8 +106,16 @@ With -o json:
    "target": ["node-2", "node-1", "node-4"],
    "moving": true, "from": ["node-3"], "to": ["node-4"],
    "placement": {"live_nodes": ["node-1", "node-2", "node-3", "node-4"],
-                 "holders": ["node-2", "node-1", "node-4"], "same_as_map": true,
-                 "rule": "3 holders per partition ...", "steps": ["..."]}}`,
+                 "holders": ["node-2", "node-1", "node-4"],
+                 "balance_holders": ["node-2", "node-1", "node-3"], "same_as_map": true,
+                 "rule": "3 holders per partition ...", "steps": ["..."]},
+   "constraints": [{"constraint": "move", "effect": "placed", "node": "node-4",
+                    "why": "pinned to node-4, which takes the place of node-3, its last replica",
+                    "records": [{"key": "/clusterkit/default/admin/move/5", "revision": 812,
+                                 "kind": "move", "node": "node-4", "partition": 5,
+                                 "by": "ops@host-1", "at": "2026-...Z"}]}]}
+A pin that waits has "effect": "blocked" and "blocked": "not-live", "draining",
+"drained", "cordoned" or "spread".`,
 		Args: args(1, "one PARTITION"),
 		RunE: action(func(cmd *cobra.Command, a []string) error {
 			return g.command(cmd.Context(), func(ctx context.Context, s *session) error {
@@ -146,17 +182,30 @@ func (snap *snapshot) explain(m *state.Map, p int) (explainDoc, error) {
 		return explainDoc{}, stateError("placing %s: %v", partition.ID(p), err)
 	}
 	// An absent node keeps its place in the placement but not in the map's entry.
-	routed := slices.DeleteFunc(slices.Clone(ex.Holders), func(id string) bool {
+	routed := slices.DeleteFunc(slices.Clone(ex.Target), func(id string) bool {
 		_, absent := m.Absent[id]
 		_, live := snap.records[id]
 		return absent && !live
 	})
 	doc.Placement = placementView{
-		LiveNodes: slices.Sorted(maps.Keys(snap.records)),
-		Holders:   ex.Holders,
-		SameAsMap: slices.Equal(routed, e.Placement()),
-		Rule:      ex.Rule,
-		Steps:     ex.Steps,
+		LiveNodes:      slices.Sorted(maps.Keys(snap.records)),
+		Holders:        ex.Target,
+		BalanceHolders: ex.Holders,
+		SameAsMap:      slices.Equal(routed, e.Placement()),
+		Rule:           ex.Rule,
+		Steps:          ex.Steps,
+	}
+	doc.Constraints = make([]constraintView, 0, len(ex.Notes))
+	for _, n := range ex.Notes {
+		doc.Constraints = append(doc.Constraints, constraintView{Note: n, Records: snap.adminMatching(func(a state.AdminAction) bool {
+			switch n.Constraint {
+			case state.AdminMove:
+				return a.Kind == state.AdminMove && *a.Partition == p
+			case state.AdminMaintenance:
+				return a.Kind == state.AdminMaintenance
+			}
+			return a.Kind == n.Constraint && a.Node == n.Node
+		})})
 	}
 	return doc, nil
 }
@@ -186,5 +235,24 @@ func explainTable(w io.Writer, doc explainDoc) {
 	fmt.Fprintf(w, "Steps:\n")
 	for _, s := range doc.Placement.Steps {
 		fmt.Fprintf(w, "  - %s\n", s)
+	}
+	if len(doc.Constraints) == 0 {
+		fmt.Fprintf(w, "Operator actions:\tnone decides anything about it\n")
+		return
+	}
+	if !slices.Equal(doc.Placement.Holders, doc.Placement.BalanceHolders) {
+		fmt.Fprintf(w, "Placement alone:\t%s, before the operators' actions\n", list(doc.Placement.BalanceHolders))
+	}
+	fmt.Fprintf(w, "Operator actions:\n")
+	for _, c := range doc.Constraints {
+		effect := c.Effect
+		if c.Blocked != "" {
+			effect += " (" + c.Blocked + ")"
+		}
+		fmt.Fprintf(w, "  - %s %s: %s", c.Constraint, effect, c.Why)
+		for _, r := range c.Records {
+			fmt.Fprintf(w, "; admin/%s/%s by %s at %s", r.Kind, path.Base(r.Key), orDash(r.By), r.At.Format(time.RFC3339))
+		}
+		fmt.Fprintln(w)
 	}
 }

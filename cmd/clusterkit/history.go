@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/clusterkit-go/clusterkit/internal/state"
 	"github.com/clusterkit-go/clusterkit/pkg/wire"
 )
 
@@ -36,8 +37,24 @@ With -o json, the document of GET /cluster/history on a node:
   {"records": [{"epoch": 12, "updated_at": "2026-...Z", "leader": "node-1",
                 "cause": {"reason": "join", "nodes": ["node-4"]}, "nodes": 4, "changed": 48,
                 "primaries_moved": 0, "copies_started": 48, "copies_done": 0, "pending": 48,
-                "compute_ms": 0.4, "bytes": 3181}],
-   "oldest": 1}                (the oldest epoch kept, 0 when none is)`,
+                "compute_ms": 0.4, "bytes": 3181},
+               {"epoch": 13, ..., "cause": {"reason": "admin", "nodes": ["node-3"]}, ...,
+                "admin": [{"action": "drain", "kind": "drain", "node": "node-3",
+                           "reason": "disk swap", "by": "ops@host-1", "at": "2026-...Z"}]},
+               {"epoch": 16, ..., "cause": {"reason": "admin", "nodes": ["node-3"]}, ...,
+                "admin": [{"action": "uncordon", "kind": "drain", "removed": true,
+                           "node": "node-3", "reason": "disk swap", "by": "ops@host-1",
+                           "at": "2026-...Z"}]}],
+   "oldest": 1}                (the oldest epoch kept, 0 when none is)
+
+A map an operator's action caused (cordon, drain, uncordon, maintenance, move, weight) has
+the cause "admin". Every record lists under "admin" the actions that came into force or
+ended since the map before it, whatever its cause (an action that moves nothing waits for
+the next map): the command ("uncordon", "maintenance off", "move --clear" and
+"weight --clear" for a record deleted, with "removed": true), what it is about, and who
+wrote the record and when (for a deleted record, still its writer: etcd keeps no author
+of a deletion). A record lists at most 10 actions; "admin_more" counts the others. The
+table shows them in its last column, ACTION.`,
 		Args: args(0, "no argument"),
 		RunE: action(func(cmd *cobra.Command, _ []string) error {
 			if limit < 1 || limit > maxHistory {
@@ -95,11 +112,56 @@ func (s *session) history(ctx context.Context, since uint64, after bool, limit i
 }
 
 func historyTable(w io.Writer, doc wire.History) {
-	fmt.Fprintf(w, "EPOCH\tTIME\tLEADER\tCAUSE\tNODES\tCHANGED\tPRIMARIES MOVED\tCOPIES STARTED\tDONE\tPENDING\tCOMPUTE\tBYTES\n")
+	fmt.Fprintf(w, "EPOCH\tTIME\tLEADER\tCAUSE\tNODES\tCHANGED\tPRIMARIES MOVED\tCOPIES STARTED\tDONE\tPENDING\tCOMPUTE\tBYTES\tACTION\n")
 	for _, r := range doc.Records {
-		fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%.1fms\t%s\n", r.Epoch,
+		fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%.1fms\t%s\t%s\n", r.Epoch,
 			r.UpdatedAt.UTC().Format("2006-01-02T15:04:05.000Z07:00"), orDash(r.Leader),
 			causeWord(r.Cause), r.Nodes, r.Changed, r.PrimariesMoved,
-			r.CopiesStarted, r.CopiesDone, r.Pending, r.ComputeMillis, size(int64(r.Bytes)))
+			r.CopiesStarted, r.CopiesDone, r.Pending, r.ComputeMillis, size(int64(r.Bytes)), adminChanges(r))
 	}
+}
+
+// adminChanges prints the operators' actions of a history record on one line, "-" for none:
+// "drain node-3 (disk swap) by ops@host-1; uncordon node-2 (ends the cordon written by
+// ops@host-1); and 3 more". A deletion has no author of its own: the record's is printed as
+// its writer's.
+func adminChanges(r wire.HistoryRecord) string {
+	if len(r.Admin) == 0 {
+		return "-"
+	}
+	parts := make([]string, 0, len(r.Admin)+1)
+	for _, c := range r.Admin {
+		s := c.Action
+		switch {
+		case c.Kind == state.AdminMove:
+			s += " " + c.Partition
+			if !c.Removed {
+				s += " to " + c.Node
+			}
+		case c.Kind == state.AdminWeight && !c.Removed:
+			s += fmt.Sprintf(" %s %d", c.Node, c.Weight)
+		case c.Node != "":
+			s += " " + c.Node
+		}
+		switch {
+		case c.Removed:
+			s += " (ends the " + c.Kind + " written by " + orDash(c.By)
+			if c.Reason != "" {
+				s += ": " + c.Reason
+			}
+			s += ")"
+		default:
+			if c.Reason != "" {
+				s += " (" + c.Reason + ")"
+			}
+			if c.By != "" {
+				s += " by " + c.By
+			}
+		}
+		parts = append(parts, s)
+	}
+	if r.AdminMore > 0 {
+		parts = append(parts, fmt.Sprintf("and %d more", r.AdminMore))
+	}
+	return strings.Join(parts, "; ")
 }

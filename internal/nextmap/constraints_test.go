@@ -1,7 +1,9 @@
 package nextmap
 
 import (
+	"maps"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -129,5 +131,185 @@ func TestConstraintsOf(t *testing.T) {
 	})
 	if !c.Drained["a"] || !c.Cordoned["b"] || !slices.Equal(c.Maintenance, []string{"x", "y"}) || c.Pins[3] != "c" || c.Weights["d"] != 5 {
 		t.Fatalf("%+v", c)
+	}
+}
+
+// explained runs Explain on partition p and checks that it aims the partition where Next does:
+// the notes describe the leader's own decision.
+func explained(t *testing.T, in Input, p int) Explanation {
+	t.Helper()
+	ex, err := Explain(in, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := Next(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := r.Map.Partitions[p].Placement(); !slices.Equal(got, ex.Target) {
+		t.Fatalf("partition %d: Explain aims it at %v, Next at %v", p, ex.Target, got)
+	}
+	return ex
+}
+
+// noteOf returns the first note of the constraint kind, failing the test without one.
+func noteOf(t *testing.T, ex Explanation, constraint string) Note {
+	t.Helper()
+	for _, n := range ex.Notes {
+		if n.Constraint == constraint {
+			if n.Why == "" {
+				t.Fatalf("note %+v says no why", n)
+			}
+			return n
+		}
+	}
+	t.Fatalf("partition %d: no %s note among %+v", ex.Partition, constraint, ex.Notes)
+	return Note{}
+}
+
+// A pin puts its node among the partition's holders, and Explain says so.
+func TestExplainPinPlaced(t *testing.T) {
+	cur := settled(t, "a", "b", "c")
+	p := slices.IndexFunc(cur.Partitions, func(e state.Entry) bool { return !slices.Contains(e.Holders, "c") })
+	in := input(cur, nodes("a", "b", "c"))
+	in.Admin = Constraints{Pins: map[int]string{p: "c"}}
+	ex := explained(t, in, p)
+	if n := noteOf(t, ex, state.AdminMove); n.Effect != "placed" || n.Node != "c" || n.Blocked != "" || !slices.Contains(ex.Target, "c") {
+		t.Fatalf("pin to c: %+v, target %v", n, ex.Target)
+	}
+	if slices.Contains(ex.Holders, "c") {
+		t.Fatalf("the placement alone puts partition %d on %v: the pin decided nothing", p, ex.Holders)
+	}
+}
+
+// A pin its node may not take waits, and Explain says why.
+func TestExplainPinBlocked(t *testing.T) {
+	zoned := func(ids ...string) map[string]state.Node {
+		ns := nodes(ids...)
+		for i, id := range ids {
+			n := ns[id]
+			n.Zone = []string{"z1", "z2"}[i%2]
+			ns[id] = n
+		}
+		return ns
+	}
+	tests := []struct {
+		name    string
+		nodes   map[string]state.Node
+		c       Constraints
+		blocked string
+	}{
+		{"not live", nodes("a", "b", "c"), Constraints{}, "not-live"},
+		{"draining", with(nodes("a", "b", "c", "d"), "d", state.NodeDraining), Constraints{}, "draining"},
+		{"drained", nodes("a", "b", "c", "d"), Constraints{Drained: map[string]bool{"d": true}}, "drained"},
+		{"cordoned", nodes("a", "b", "c", "d"), Constraints{Cordoned: map[string]bool{"d": true}}, "cordoned"},
+		// a and c are in zone z1, b and d in z2: with two zones and two holders, a partition has
+		// one holder in each, and d in place of a last replica in z1 would put both in z2.
+		{"spread", zoned("a", "b", "c", "d"), Constraints{}, "spread"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := input(nil, tt.nodes)
+			in.Nodes = maps.Clone(tt.nodes)
+			in.Admin = tt.c
+			if tt.blocked != "not-live" {
+				delete(in.Nodes, "d") // the first map, without d
+				r, err := Next(in)
+				if err != nil {
+					t.Fatal(err)
+				}
+				in.Current, in.Nodes = r.Map, tt.nodes
+			} else {
+				r, err := Next(in)
+				if err != nil {
+					t.Fatal(err)
+				}
+				in.Current = r.Map
+			}
+			pinned := "d"
+			if tt.blocked == "not-live" {
+				pinned = "z"
+			}
+			p := slices.IndexFunc(in.Current.Partitions, func(e state.Entry) bool {
+				return tt.blocked != "spread" || in.Nodes[e.Holders[len(e.Holders)-1]].Zone == "z1"
+			})
+			in.Admin.Pins = map[int]string{p: pinned}
+			ex := explained(t, in, p)
+			if n := noteOf(t, ex, state.AdminMove); n.Effect != "blocked" || n.Blocked != tt.blocked || n.Node != pinned || slices.Contains(ex.Target, pinned) {
+				t.Fatalf("pin of partition %d (holders %v) to %s: %+v, target %v; want it blocked as %s",
+					p, in.Current.Partitions[p].Holders, pinned, n, ex.Target, tt.blocked)
+			}
+		})
+	}
+}
+
+// A join onto a cordoned node is undone: the node the placement would replace keeps its place.
+func TestExplainCordonKeptAway(t *testing.T) {
+	cur := settled(t, "a", "b", "c")
+	in := input(cur, nodes("a", "b", "c", "d"))
+	in.Admin = Constraints{Cordoned: map[string]bool{"d": true}}
+	found := 0
+	for p := range cur.Partitions {
+		ex := explained(t, in, p)
+		if !slices.Contains(ex.Holders, "d") {
+			continue
+		}
+		found++
+		if n := noteOf(t, ex, state.AdminCordon); n.Effect != "kept-away" || n.Node != "d" || slices.Contains(ex.Target, "d") {
+			t.Fatalf("partition %d, placed on %v: %+v, target %v; want d kept away", p, ex.Holders, n, ex.Target)
+		}
+	}
+	if found == 0 {
+		t.Fatal("the placement moved nothing onto the joining d")
+	}
+}
+
+// While maintenance stands, the placement's moves wait, and only a lost holder is replaced.
+func TestExplainMaintenance(t *testing.T) {
+	cur := settled(t, "a", "b", "c")
+	in := input(cur, nodes("a", "b", "c", "d"))
+	in.Admin = Constraints{Maintenance: []string{"kernel upgrade"}}
+	effects := map[string]int{}
+	for p := range cur.Partitions {
+		ex := explained(t, in, p)
+		n := noteOf(t, ex, state.AdminMaintenance)
+		effects[n.Effect]++
+		want := "standing"
+		if !slices.Equal(ex.Holders, cur.Partitions[p].Holders) {
+			want = "held-back"
+		}
+		if n.Effect != want || !slices.Equal(ex.Target, cur.Partitions[p].Holders) || !strings.Contains(n.Why, `"kernel upgrade"`) {
+			t.Fatalf("partition %d on %v, placed on %v: %+v, target %v; want %s", p, cur.Partitions[p].Holders, ex.Holders, n, ex.Target, want)
+		}
+	}
+	if effects["held-back"] == 0 {
+		t.Fatalf("no move held back: %v", effects)
+	}
+	in.Nodes = nodes("a", "b") // c is gone
+	p := slices.IndexFunc(cur.Partitions, func(e state.Entry) bool { return slices.Contains(e.Holders, "c") })
+	ex := explained(t, in, p)
+	if n := noteOf(t, ex, state.AdminMaintenance); n.Effect != "repair" || slices.Contains(ex.Target, "c") {
+		t.Fatalf("partition %d, which lost c: %+v, target %v; want it repaired", p, n, ex.Target)
+	}
+}
+
+// A drain moves the partitions off its node; with every node drained, they keep what they have.
+func TestExplainDrain(t *testing.T) {
+	cur := settled(t, "a", "b", "c")
+	p := slices.IndexFunc(cur.Partitions, func(e state.Entry) bool { return slices.Contains(e.Holders, "c") })
+	in := input(cur, nodes("a", "b", "c"))
+	in.Admin = Constraints{Drained: map[string]bool{"c": true}}
+	ex := explained(t, in, p)
+	if n := noteOf(t, ex, state.AdminDrain); n.Effect != "emptying" || n.Node != "c" || slices.Contains(ex.Target, "c") {
+		t.Fatalf("partition %d on %v: %+v, target %v; want c emptied", p, cur.Partitions[p].Holders, n, ex.Target)
+	}
+	q := slices.IndexFunc(cur.Partitions, func(e state.Entry) bool { return !slices.Contains(e.Holders, "c") })
+	if ex := explained(t, in, q); len(ex.Notes) != 0 {
+		t.Fatalf("partition %d, not on c: notes %+v", q, ex.Notes)
+	}
+	in.Admin.Drained = map[string]bool{"a": true, "b": true, "c": true}
+	ex = explained(t, in, p)
+	if n := noteOf(t, ex, state.AdminDrain); n.Effect != "gave-way" || !slices.Contains(ex.Target, "c") {
+		t.Fatalf("every node drained: %+v, target %v; want c to keep partition %d", n, ex.Target, p)
 	}
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/clusterkit-go/clusterkit/internal/state"
 	"github.com/clusterkit-go/clusterkit/pkg/rebalance"
+	"github.com/clusterkit-go/clusterkit/pkg/wire"
 )
 
 // Ack names one handoff acknowledgement: Node copied Partition in.
@@ -58,6 +59,10 @@ type Input struct {
 	MaxHandoffs        int
 	// Admin holds the operators' constraints on placement (see Constraints).
 	Admin Constraints
+	// AdminChanges are the operators' actions that came into force or ended since Current was
+	// published (AdminChanges lists them): with any, the map's cause is ReasonAdmin, about the
+	// nodes they name, unless a crash, leave, drain or join comes first.
+	AdminChanges []wire.AdminChange
 	// Now is the time of the decision; the map's UpdatedAt and new handoffs carry it.
 	Now time.Time
 }
@@ -87,11 +92,12 @@ func Next(in Input) (Result, error) {
 		return Result{}, nil // nobody to hold anything: keep the last map
 	}
 	cur, absent, live, cause := pi.cur, pi.absent, pi.live, pi.cause
-	target, err := rebalance.Compute(previous(cur), placed(live, absent, in.Admin), pi.config)
+	nodes := placed(live, absent, in.Admin)
+	target, err := rebalance.Compute(previous(cur), nodes, pi.config)
 	if err != nil {
 		return Result{}, fmt.Errorf("compute placement: %w", err)
 	}
-	in.Admin.apply(target, previous(cur), live, in.ReplicationFactor)
+	in.Admin.apply(target, previous(cur), live, nodes, in.ReplicationFactor)
 	epoch := uint64(1)
 	if cur != nil {
 		epoch = cur.Epoch + 1
@@ -128,20 +134,49 @@ func Next(in Input) (Result, error) {
 		asks = append(asks, want...)
 	}
 	admit(next, asks, &in, min(len(live), in.ReplicationFactor))
+	for _, c := range in.AdminChanges {
+		cause.add(state.ReasonAdmin, c.Node)
+	}
 	next.Cause = cause.cause()
 	res.Map = next
 	return res, nil
 }
 
+// Explanation says why Next would aim a partition where it does.
+type Explanation struct {
+	// Explanation is rebalance.Explain's, for the placement before the operators' constraints:
+	// its Holders are where the placement alone puts the partition.
+	rebalance.Explanation
+	// Target is where Next aims the partition, the constraints applied (the places kept for
+	// absent nodes included).
+	Target []string
+	// Notes are the decisions the operators' constraints took about the partition, in the
+	// order they were taken: drains, cordons, maintenance, pins.
+	Notes []Note
+}
+
 // Explain says why Next would place partition p where it does: it runs rebalance.Explain on
 // the placement inputs Next computes from in (the placement the current map aims for, the live
-// nodes that are not draining and the absent ones in their grace period), so that its Holders
-// are the target Next aims the partition at, with the places it keeps for absent nodes. It is
-// an error when no node is live (wrapping rebalance.ErrNoNodes) or p is outside
+// nodes that are not draining or drained and the absent ones in their grace period), then
+// applies the operators' constraints to the partition as Next does, noting each decision. It
+// is an error when no node is live (wrapping rebalance.ErrNoNodes) or p is outside
 // [0, PartitionCount) (rebalance.ErrInvalidPartition). Operators' tools call it; Next does not.
-func Explain(in Input, p int) (rebalance.Explanation, error) {
+func Explain(in Input, p int) (Explanation, error) {
 	pi := placementInput(in)
-	return rebalance.Explain(previous(pi.cur), placed(pi.live, pi.absent, in.Admin), pi.config, p)
+	nodes := placed(pi.live, pi.absent, in.Admin)
+	prev := previous(pi.cur)
+	ex, err := rebalance.Explain(prev, nodes, pi.config, p)
+	if err != nil {
+		return Explanation{}, err
+	}
+	out := Explanation{Explanation: ex, Target: ex.Holders}
+	if prev != nil {
+		a := applier{c: in.Admin, live: pi.live, nodes: nodes, replication: in.ReplicationFactor}
+		tr := &trace{holders: pi.cur.Partitions[p].Holders}
+		out.Target = a.partition(p, slices.Clone(ex.Holders), prev[p], tr)
+		out.Notes = tr.notes
+	}
+	return out, nil
 }
 
 // placementIn is what Next derives from its input before it places anything.
@@ -377,10 +412,11 @@ func (c *causeBuilder) add(reason, node string) {
 }
 
 func (c *causeBuilder) cause() state.Cause {
-	for _, r := range []string{state.ReasonCrash, state.ReasonLeave, state.ReasonDrain, state.ReasonJoin, state.ReasonHandoff, state.ReasonTimeout} {
+	for _, r := range []string{state.ReasonCrash, state.ReasonLeave, state.ReasonDrain, state.ReasonJoin, state.ReasonAdmin,
+		state.ReasonHandoff, state.ReasonTimeout} {
 		if nodes, ok := c.reasons[r]; ok {
 			slices.Sort(nodes)
-			return state.Cause{Reason: r, Nodes: nodes}
+			return state.Cause{Reason: r, Nodes: slices.Compact(nodes)}
 		}
 	}
 	return state.Cause{Reason: state.ReasonRebalance}

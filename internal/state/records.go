@@ -88,6 +88,22 @@ type AdminAction struct {
 	At     time.Time `json:"at"`
 }
 
+// SameSubject reports whether two actions are about the same thing, so that one replaces the
+// other whatever their keys: a node's drain, cordon or weight, a partition's pin, a maintenance
+// reason.
+func (a AdminAction) SameSubject(b AdminAction) bool {
+	switch {
+	case a.Kind != b.Kind:
+		return false
+	case a.Kind == AdminMaintenance:
+		return a.Reason == b.Reason
+	case a.Kind == AdminMove:
+		return a.Partition != nil && b.Partition != nil && *a.Partition == *b.Partition
+	default:
+		return a.Node == b.Node
+	}
+}
+
 // MaxAdminRecord is the largest admin record the leader reads.
 const MaxAdminRecord = 4 << 10
 

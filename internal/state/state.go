@@ -205,10 +205,12 @@ type Cause = wire.Cause
 
 // Reasons for a new map, in the order of precedence used when several apply at once.
 const (
-	ReasonCrash     = "crash"
-	ReasonLeave     = "leave"
-	ReasonDrain     = "drain"
-	ReasonJoin      = "join"
+	ReasonCrash = "crash"
+	ReasonLeave = "leave"
+	ReasonDrain = "drain"
+	ReasonJoin  = "join"
+	// ReasonAdmin means an operator's action (an AdminAction record) came into force or ended.
+	ReasonAdmin     = "admin"
 	ReasonHandoff   = "handoff"
 	ReasonTimeout   = "timeout"
 	ReasonRebalance = "rebalance"

@@ -9,6 +9,7 @@ import (
 
 	"github.com/clusterkit-go/clusterkit/internal/nextmap"
 	"github.com/clusterkit-go/clusterkit/internal/state"
+	"github.com/clusterkit-go/clusterkit/pkg/wire"
 )
 
 // applyAdmin follows the operators' actions under admin/ (written by the clusterkit CLI or with
@@ -20,6 +21,7 @@ func (l *leader) applyAdmin(v *view, u update) bool {
 	apply := func(kv *mvccpb.KeyValue, deleted bool) {
 		key := string(kv.Key)
 		delete(v.admin, key)
+		delete(v.adminRev, key)
 		if deleted {
 			return
 		}
@@ -29,9 +31,11 @@ func (l *leader) applyAdmin(v *view, u update) bool {
 			return
 		}
 		v.admin[key] = a
+		v.adminRev[key] = kv.ModRevision
 	}
 	if u.reset {
 		clear(v.admin)
+		clear(v.adminRev)
 		for _, kv := range u.kvs {
 			apply(kv, false)
 		}
@@ -50,6 +54,22 @@ func (v *view) constraints() nextmap.Constraints {
 		actions = append(actions, v.admin[k])
 	}
 	return nextmap.ConstraintsOf(actions)
+}
+
+// adminChanges lists the actions that came into force or ended since the map v holds was
+// published. The first time in a term, when the leader does not know what was in force then,
+// the actions written before that map count as in force, and deletions before the term are not
+// seen.
+func (v *view) adminChanges() []wire.AdminChange {
+	if v.adminBase == nil {
+		v.adminBase = make(map[string]state.AdminAction, len(v.admin))
+		for k, a := range v.admin {
+			if v.adminRev[k] <= v.curRev {
+				v.adminBase[k] = a
+			}
+		}
+	}
+	return nextmap.AdminChanges(v.adminBase, v.admin)
 }
 
 func constraintsEqual(a, b nextmap.Constraints) bool {

@@ -35,10 +35,12 @@ type Event struct {
 	// Role is this node's role after the change, PreviousRole before it.
 	Role         Role
 	PreviousRole Role
-	// Reason says why the map changed: "create", "join", "leave", "crash", "drain",
-	// "handoff" (a copy completed), "timeout" (a copy is asked again) or "rebalance".
+	// Reason says why the map changed: "create", "join", "leave", "crash", "drain", "admin"
+	// (an operator's action came into force or ended), "handoff" (a copy completed), "timeout"
+	// (a copy is asked again) or "rebalance".
 	Reason string
-	// Nodes are the nodes the reason is about (the ones that joined, left, crashed, drain).
+	// Nodes are the nodes the reason is about (the ones that joined, left, crashed, drain, or
+	// that the operators' actions name).
 	Nodes []string
 	// MapEpoch is the epoch of the map that made the change; PrimaryEpoch is the partition's
 	// primary epoch in it (the fencing token of its primary).

@@ -10,6 +10,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/clusterkit-go/clusterkit/internal/etcdtest"
 	"github.com/clusterkit-go/clusterkit/internal/keys"
 	"github.com/clusterkit-go/clusterkit/pkg/clusterkit"
 	"github.com/clusterkit-go/clusterkit/pkg/clustertest"
@@ -79,4 +80,28 @@ func TestHistory(t *testing.T) {
 			t.Errorf("%s: status %d, want 400", q, code)
 		}
 	}
+}
+
+// firstAfter returns the history record of the first map published after epoch since, as
+// node-1 serves it, waiting for that map.
+func firstAfter(t *testing.T, c *clustertest.Cluster, since uint64) wire.HistoryRecord {
+	t.Helper()
+	var rec wire.HistoryRecord
+	etcdtest.WaitFor(t, 20*time.Second, fmt.Sprintf("a map after epoch %d", since), func() error {
+		resp, err := http.Get(fmt.Sprintf("http://%s/cluster/history?since=%d&limit=1", c.Node("node-1").AdvertiseAddr(), since))
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		var h wire.History
+		if err := json.NewDecoder(resp.Body).Decode(&h); err != nil {
+			return err
+		}
+		if len(h.Records) == 0 {
+			return fmt.Errorf("no map after epoch %d", since)
+		}
+		rec = h.Records[0]
+		return nil
+	})
+	return rec
 }

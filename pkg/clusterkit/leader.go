@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"sync"
@@ -63,8 +64,12 @@ type view struct {
 	// skipped holds the ModRevision at which each invalid record was logged, by key, so that
 	// one bad record is logged once per revision, not once per read.
 	skipped map[string]int64
-	// admin are the operators' valid actions, by key.
-	admin map[string]state.AdminAction
+	// admin are the operators' valid actions, by key, and adminRev the ModRevision of each.
+	admin    map[string]state.AdminAction
+	adminRev map[string]int64
+	// adminBase are the actions that were in force when cur was published, nil until the
+	// term's first publish works it out (adminChanges).
+	adminBase map[string]state.AdminAction
 
 	lastPublish time.Time
 }
@@ -95,7 +100,7 @@ type update struct {
 func (l *leader) lead(term *fence.Term) error {
 	ctx := term.Context()
 	v := &view{term: term, departed: map[string]bool{}, floors: map[string]uint64{}, skipped: map[string]int64{},
-		admin: map[string]state.AdminAction{}}
+		admin: map[string]state.AdminAction{}, adminRev: map[string]int64{}}
 	if err := l.readMap(ctx, v); err != nil {
 		return err
 	}
@@ -458,13 +463,14 @@ func (l *leader) publish(ctx context.Context, v *view, leaving bool) error {
 	if recovering {
 		base = l.recoveryBase(v, max(floor, epochOf(v.cur)))
 	}
+	admin := v.adminChanges()
 	computeStart := time.Now()
 	res, err := nextmap.Next(nextmap.Input{
 		Current: base, Nodes: v.nodes, Departed: v.departed, Acks: v.acks,
 		Leader: o.NodeID, Leaving: leaving,
 		PartitionCount: l.env.config.PartitionCount, ReplicationFactor: l.env.config.ReplicationFactor,
 		HandoffTimeout: o.HandoffTimeout, CrashGracePeriod: o.CrashGracePeriod, Now: start.UTC(),
-		MaxHandoffsPerNode: o.MaxHandoffsPerNode, MaxHandoffs: o.MaxHandoffs, Admin: v.constraints(),
+		MaxHandoffsPerNode: o.MaxHandoffsPerNode, MaxHandoffs: o.MaxHandoffs, Admin: v.constraints(), AdminChanges: admin,
 	})
 	if err != nil || res.Map == nil {
 		return err
@@ -478,7 +484,7 @@ func (l *leader) publish(ctx context.Context, v *view, leaving bool) error {
 		l.log.Warn("handoff timed out, asking again", zap.String("partition", PartitionID(r.Partition)),
 			zap.String("node", r.Node), zap.Int("attempt", r.Attempt), zap.Duration("timeout", o.HandoffTimeout))
 	}
-	rec := nextmap.Summary(base, next)
+	rec := nextmap.Summary(base, next, admin)
 	rec.ComputeMillis = float64(computed.Microseconds()) / 1000
 	rev, err := l.writeMap(ctx, v, next, recovering, rec)
 	if err != nil {
@@ -497,6 +503,7 @@ func (l *leader) publish(ctx context.Context, v *view, leaving bool) error {
 	l.log.Info("published partition map", zap.Uint64("epoch", next.Epoch), zap.String("reason", next.Cause.Reason),
 		zap.Strings("about", next.Cause.Nodes), zap.Int("nodes", len(next.Nodes)), zap.Int("handoffs_pending", nextmap.Pending(next)))
 	v.cur, v.curRev = next, rev
+	v.adminBase = maps.Clone(v.admin)
 	v.lastPublish = time.Now()
 	clear(v.departed)
 	return nil

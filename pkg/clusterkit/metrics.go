@@ -45,7 +45,7 @@ type metrics struct {
 // increase see its first change) before anything happened.
 var (
 	mapReasons = []string{state.ReasonCreate, state.ReasonJoin, state.ReasonLeave, state.ReasonCrash,
-		state.ReasonDrain, state.ReasonHandoff, state.ReasonTimeout, state.ReasonRebalance}
+		state.ReasonDrain, state.ReasonAdmin, state.ReasonHandoff, state.ReasonTimeout, state.ReasonRebalance}
 	mapParts      = []string{"head", "checkpoint", "delta", "nodes"}
 	recordKinds   = []string{"node", "handoffs", "held", "map"}
 	hookKinds     = []string{hookKindPartitionChange, hookKindEvent}
@@ -71,7 +71,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		leaderTerms: prometheus.NewCounter(prometheus.CounterOpts{Name: "clusterkit_leader_terms_total",
 			Help: "Leader elections this node won; summed over the nodes, the cluster's leader changes."}),
 		mapsPublished: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "clusterkit_maps_published_total",
-			Help: "Partition maps this node published as leader, by the reason of their cause: create, join, leave, crash, drain, handoff, timeout, rebalance."}, []string{"reason"}),
+			Help: "Partition maps this node published as leader, by the reason of their cause: create, join, leave, crash, drain, admin, handoff, timeout, rebalance."}, []string{"reason"}),
 		underReplicated: prometheus.NewGauge(prometheus.GaugeOpts{Name: "clusterkit_partitions_under_replicated",
 			Help: "Partitions with fewer serving holders than min(live nodes, ReplicationFactor) in the last map this node published as leader; 0 on other nodes."}),
 		handoffsPending: prometheus.NewGauge(prometheus.GaugeOpts{Name: "clusterkit_handoffs_pending",

@@ -5,21 +5,60 @@ package rebalance
 
 import "math"
 
+// spreadCount is the smallest per-zone count c that fits r holders in zones of the sizes given
+// (their sum at least r): the spread rule gives every partition min(size, c) or min(size, c-1)
+// holders in each zone.
+func spreadCount(sizes []int, r int) int {
+	c := 1
+	for {
+		total := 0
+		for _, n := range sizes {
+			total += min(n, c)
+		}
+		if total >= r {
+			return c
+		}
+		c++
+	}
+}
+
+// SpreadLimits says how many holders of one partition each zone may have under the spread rule
+// that Compute follows for nodes and cfg: by zone name, for the zones of the nodes that have
+// one. A node without a zone is a zone of its own, of limit 1. It is nil without nodes or
+// without zones, and safe for concurrent use.
+func SpreadLimits(nodes []Node, cfg Config) map[string]int {
+	sizes := map[string]int{}
+	var all []int
+	for _, n := range nodes {
+		if n.Zone == "" {
+			all = append(all, 1)
+			continue
+		}
+		sizes[n.Zone]++
+	}
+	if len(sizes) == 0 {
+		return nil
+	}
+	for _, n := range sizes {
+		all = append(all, n)
+	}
+	c := spreadCount(all, min(cfg.ReplicationFactor, len(nodes)))
+	out := make(map[string]int, len(sizes))
+	for z, n := range sizes {
+		out[z] = min(n, c)
+	}
+	return out
+}
+
 // setSpreadRule sets the bounds of each zone. c is the smallest per-zone count that fits r holders.
 // Every partition then has min(n_z, c) or min(n_z, c-1) holders in zone z: distinct zones when there
 // are at least r zones, the most even split the zone sizes allow otherwise.
 func (s *placer) setSpreadRule() {
-	c := 1
-	for {
-		total := 0
-		for _, z := range s.zones {
-			total += min(len(z.nodes), c)
-		}
-		if total >= s.r {
-			break
-		}
-		c++
+	sizes := make([]int, len(s.zones))
+	for i, z := range s.zones {
+		sizes[i] = len(z.nodes)
 	}
+	c := spreadCount(sizes, s.r)
 	for i := range s.zones {
 		z := &s.zones[i]
 		z.hi = min(len(z.nodes), c)

@@ -2,6 +2,7 @@ package rebalance
 
 import (
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -162,6 +163,60 @@ func TestWeights(t *testing.T) {
 				if replicas[n.ID] != tt.want[i] {
 					t.Errorf("%s (weight %d) holds %d replicas, want %d", n.ID, n.Weight, replicas[n.ID], tt.want[i])
 				}
+			}
+		})
+	}
+}
+
+// SpreadLimits are the spread rule Compute follows: no partition has more holders in a zone
+// than its limit, and some partition reaches it.
+func TestSpreadLimits(t *testing.T) {
+	tests := []struct {
+		name  string
+		zones []string // one per node
+		r     int
+		want  map[string]int
+	}{
+		{"no zones", []string{"", "", ""}, 2, nil},
+		{"as many zones as holders", []string{"x", "y", "x", "y"}, 2, map[string]int{"x": 1, "y": 1}},
+		{"fewer zones than holders", []string{"x", "y", "x", "y", "x"}, 3, map[string]int{"x": 2, "y": 2}},
+		{"a small zone", []string{"x", "x", "x", "y"}, 3, map[string]int{"x": 2, "y": 1}},
+		{"nodes without a zone beside zones", []string{"x", "x", "", ""}, 3, map[string]int{"x": 1}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var nodes []Node
+			for i, z := range tt.zones {
+				nodes = append(nodes, Node{ID: fmt.Sprintf("n%d", i), Zone: z})
+			}
+			cfg := Config{Partitions: 64, ReplicationFactor: tt.r}
+			limits := SpreadLimits(nodes, cfg)
+			if !maps.Equal(limits, tt.want) {
+				t.Fatalf("limits %v, want %v", limits, tt.want)
+			}
+			m, err := Compute(nil, nodes, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			most := map[string]int{}
+			for p, holders := range m {
+				count := map[string]int{}
+				for _, h := range holders {
+					var i int
+					fmt.Sscanf(h, "n%d", &i)
+					if z := tt.zones[i]; z != "" {
+						count[z]++
+					}
+				}
+				for z, k := range count {
+					if k > limits[z] {
+						t.Fatalf("partition %d has %d holders in zone %s, over its limit %d: %v", p, k, z, limits[z], holders)
+					}
+					most[z] = max(most[z], k)
+				}
+			}
+			if !maps.Equal(most, limits) && limits != nil {
+				t.Fatalf("the most holders of a partition per zone: %v; the limits %v are never reached", most, limits)
 			}
 		})
 	}

@@ -116,10 +116,11 @@ type Handoff struct {
 
 // Cause says why a map was published.
 type Cause struct {
-	// Reason is one of "create", "crash", "leave", "drain", "join", "handoff", "timeout" and
-	// "rebalance".
+	// Reason is one of "create", "crash", "leave", "drain", "join", "admin" (an operator's
+	// action came into force or ended), "handoff", "timeout" and "rebalance".
 	Reason string `json:"reason"`
-	// Nodes are the nodes the reason is about (joined, left, crashed, draining).
+	// Nodes are the nodes the reason is about (joined, left, crashed, draining, or named by
+	// the operators' actions).
 	Nodes []string `json:"nodes,omitempty"`
 }
 
@@ -239,4 +240,35 @@ type HistoryRecord struct {
 	// it wrote to etcd for it.
 	ComputeMillis float64 `json:"compute_ms"`
 	Bytes         int     `json:"bytes"`
+	// Admin are the operators' actions that came into force or ended since the map before
+	// (whatever the cause), at most MaxHistoryAdmin of them; AdminMore counts the others.
+	Admin     []AdminChange `json:"admin,omitempty"`
+	AdminMore int           `json:"admin_more,omitempty"`
+}
+
+// MaxHistoryAdmin is the most operators' actions one history record lists.
+const MaxHistoryAdmin = 10
+
+// AdminChange is an operator's action (a record under admin/) that came into force or ended
+// between two maps, as the history lists it.
+type AdminChange struct {
+	// Action is the command that made the change: "cordon", "drain", "maintenance on",
+	// "move", "weight", or for a record deleted "uncordon", "maintenance off", "move --clear",
+	// "weight --clear".
+	Action string `json:"action"`
+	// Kind is the kind of the record ("cordon", "drain", "maintenance", "move", "weight");
+	// Removed is true when the record was deleted, ending the action.
+	Kind    string `json:"kind"`
+	Removed bool   `json:"removed,omitempty"`
+	// Node is the node the action is about (for a move, the node the partition is pinned to),
+	// Partition the partition a move pins ("partition-5"), Weight a weight's.
+	Node      string `json:"node,omitempty"`
+	Partition string `json:"partition,omitempty"`
+	Weight    int    `json:"weight,omitempty"`
+	// Reason is the record's, cut to 200 bytes.
+	Reason string `json:"reason,omitempty"`
+	// By and At are who wrote the record (cut to 128 bytes) and when. For a removed record they
+	// are still its writer's: etcd keeps no author of a deletion.
+	By string    `json:"by,omitempty"`
+	At time.Time `json:"at"`
 }
