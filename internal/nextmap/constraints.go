@@ -59,6 +59,37 @@ func ConstraintsOf(actions []state.AdminAction) Constraints {
 	return c
 }
 
+// Node states as GET /cluster and the dashboard show them (State).
+const (
+	// StateDraining is a node placement gives nothing and moves everything off: its own drain
+	// (clusterkit.Drain, or a drain on stop) or an operator's drain record.
+	StateDraining = "draining"
+	// StateCordoned is a node an operator's cordon record gives nothing another node can keep.
+	StateCordoned = "cordoned"
+)
+
+// State is how the placement treats node id, whose record is n: StateDraining, StateCordoned,
+// or "" for a node it uses as any other. A drain outranks a cordon.
+func (c Constraints) State(id string, n state.Node) string {
+	switch {
+	case n.State == state.NodeDraining || c.Drained[id]:
+		return StateDraining
+	case c.Cordoned[id]:
+		return StateCordoned
+	}
+	return ""
+}
+
+// Weight is the weight the placement gives node id, whose record says own: the operator's
+// (clusterkit weight) when one stands, else its own, where 0 (a record from before weights) is
+// 1, as pkg/rebalance reads it.
+func (c Constraints) Weight(id string, own int) int {
+	if w, ok := c.Weights[id]; ok {
+		return w
+	}
+	return max(own, 1)
+}
+
 func set(m map[string]bool, k string) map[string]bool {
 	if m == nil {
 		m = map[string]bool{}
@@ -81,7 +112,7 @@ func (c Constraints) apply(target, prev rebalance.Map, live map[string]state.Nod
 			// Undo every move onto a cordoned node whose node it replaces can keep its place.
 			var left []string // prev's live, usable nodes the target drops
 			for _, n := range prev[i] {
-				if !slices.Contains(t, n) && isLive(n) && !c.Drained[n] && !c.Cordoned[n] && live[n].State != state.NodeDraining {
+				if !slices.Contains(t, n) && isLive(n) && c.State(n, live[n]) == "" {
 					left = append(left, n)
 				}
 			}
