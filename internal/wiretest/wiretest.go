@@ -34,6 +34,14 @@ type ClusterState struct {
 	Queued map[string]int `json:"queued"`
 	// Maintenance are the operators' maintenances that stand; absent when none does.
 	Maintenance []Maintenance `json:"maintenance"`
+	// Down are crashed nodes whose places the map keeps; absent when there are none.
+	Down map[string]DownNode `json:"down"`
+}
+
+// DownNode is one entry of "down".
+type DownNode struct {
+	Since time.Time `json:"since"`
+	Zone  string    `json:"zone"`
 }
 
 // Maintenance is one entry of "maintenance".
@@ -45,11 +53,12 @@ type Maintenance struct {
 
 // ClusterNodes is the body of GET /cluster/nodes.
 type ClusterNodes struct {
-	ID          string          `json:"id"`
-	Name        string          `json:"name"`
-	Epoch       uint64          `json:"epoch"`
-	Nodes       map[string]Node `json:"nodes"`
-	Maintenance []Maintenance   `json:"maintenance"`
+	ID          string              `json:"id"`
+	Name        string              `json:"name"`
+	Epoch       uint64              `json:"epoch"`
+	Nodes       map[string]Node     `json:"nodes"`
+	Maintenance []Maintenance       `json:"maintenance"`
+	Down        map[string]DownNode `json:"down"`
 }
 
 // MapDelta is the body of GET /cluster/map.

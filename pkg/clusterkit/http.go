@@ -62,8 +62,10 @@ type encodedCluster struct {
 //	                   with ?wait=30s and If-None-Match: <tag>, a long poll that answers as soon as
 //	                   the node holds another map or those records change (200), or 304 after the
 //	                   wait (at most 60s)
+//	                   (crashed nodes whose places the map keeps are listed apart, as down)
 //	GET /cluster/nodes GET /cluster without the partition map and the copies: the nodes with
-//	                   their weight and state, and the maintenances; the same ETag and long poll
+//	                   their weight and state, the maintenances and the down nodes; the same
+//	                   ETag and long poll
 //	GET /cluster/map   ?since=<epoch>: the partitions that changed since the map of that epoch,
 //	                   with the node table; every partition ("full") when since is 0 or a map the
 //	                   node no longer keeps; 304 when the map is still that one, after the
@@ -137,7 +139,7 @@ func (ck *ClusterKit) handleCluster(w http.ResponseWriter, r *http.Request) {
 func (ck *ClusterKit) handleNodes(w http.ResponseWriter, r *http.Request) {
 	if s, a, ok := ck.pollCluster(w, r); ok {
 		doc := wire.ClusterNodes{ID: ck.env.config.ClusterID, Name: ck.env.clusterName, Epoch: s.epoch,
-			Nodes: s.nodeDocs(a), Maintenance: a.maintenance}
+			Nodes: s.nodeDocs(a), Maintenance: a.maintenance, Down: s.down()}
 		writeJSON(w, http.StatusOK, doc)
 	}
 }
@@ -269,6 +271,7 @@ func (s *snapshot) encoded(ck *ClusterKit, a *adminView) *encodedCluster {
 			PartitionMap: make(map[string]wire.Partition, len(s.partitions)),
 			Handoffs:     []wire.Handoff{},
 			Maintenance:  a.maintenance,
+			Down:         s.down(),
 		},
 		HashConfig: ck.env.config.Hash,
 	}
@@ -306,6 +309,18 @@ func (s *snapshot) nodeDocs(a *adminView) map[string]wire.Node {
 	out := make(map[string]wire.Node, len(s.nodes))
 	for id, n := range s.nodes {
 		out[id] = a.node(n, s.raw.Nodes[id])
+	}
+	return out
+}
+
+// down lists the crashed nodes whose places the map keeps; nil when there are none.
+func (s *snapshot) down() map[string]wire.DownNode {
+	if len(s.raw.Absent) == 0 {
+		return nil
+	}
+	out := make(map[string]wire.DownNode, len(s.raw.Absent))
+	for id, a := range s.raw.Absent {
+		out[id] = wire.DownNode{Since: a.Since, Zone: a.Zone}
 	}
 	return out
 }

@@ -27,6 +27,7 @@ func TestHTTPClusterBodyBytes(t *testing.T) {
 			"b": {ID: "b", IP: "127.0.0.1:2"},
 			"c": {ID: "c", IP: "127.0.0.1:3", Weight: 2, State: state.NodeDraining},
 		},
+		Absent: map[string]state.Absent{"d": {Since: at.Add(-time.Second), Zone: "z2", Weight: 3}},
 		Partitions: state.Entries{
 			{Holders: []string{"a", "b"}, PrimaryEpoch: 3},
 			{Holders: []string{"b"}, PrimaryEpoch: 7, Pending: []state.Pending{{Node: "c", Since: 6, Started: at.Add(-1500 * time.Millisecond), Attempt: 2}}},
@@ -41,10 +42,11 @@ func TestHTTPClusterBodyBytes(t *testing.T) {
 	const partitions = `"partition_map":{"partition-0":{"id":"partition-0","primary_node":"a","replica_nodes":["b"],"primary_epoch":3,"epoch":7},` +
 		`"partition-1":{"id":"partition-1","primary_node":"b","replica_nodes":[],"primary_epoch":7,"epoch":7,"pending_nodes":["c"]}},` +
 		`"handoffs":[{"partition":"partition-1","node":"c","from":["b"],"since_epoch":6,"started":"2025-01-02T03:04:03.5Z","attempt":2,"age":"1.5s","overdue":true}]`
+	const down = `"down":{"d":{"since":"2025-01-02T03:04:04Z","zone":"z2"}}`
 	const want = `{"cluster":{"id":"c1","name":"default","epoch":7,"leader":"a","updated_at":"2025-01-02T03:04:05Z",` +
 		`"cause":{"reason":"join","nodes":["c"]},` +
 		`"nodes":{"a":{"id":"a","ip":"127.0.0.1:1","zone":"z1","metadata":{"data_addr":"127.0.0.1:9001"},"weight":1},"b":{"id":"b","ip":"127.0.0.1:2","weight":1},` +
-		`"c":{"id":"c","ip":"127.0.0.1:3","weight":2,"state":"draining"}},` + partitions + `},` +
+		`"c":{"id":"c","ip":"127.0.0.1:3","weight":2,"state":"draining"}},` + partitions + `,` + down + `},` +
 		`"hash_config":{"algorithm":"md5","modulo":2,"format":"partition-%d"}}` + "\n"
 	if got := string(enc.body.plain(t)); got != want {
 		t.Fatalf("GET /cluster body\ngot  %s\nwant %s", got, want)
@@ -67,7 +69,7 @@ func TestHTTPClusterBodyBytes(t *testing.T) {
 		`"cause":{"reason":"join","nodes":["c"]},` +
 		`"nodes":{"a":{"id":"a","ip":"127.0.0.1:1","zone":"z1","metadata":{"data_addr":"127.0.0.1:9001"},"weight":3},"b":{"id":"b","ip":"127.0.0.1:2","weight":1,"state":"cordoned"},` +
 		`"c":{"id":"c","ip":"127.0.0.1:3","weight":2,"state":"draining"}},` + partitions + `,` +
-		`"maintenance":[{"reason":"upgrade","by":"ops","at":"2025-01-02T03:04:05Z"}]},` +
+		`"maintenance":[{"reason":"upgrade","by":"ops","at":"2025-01-02T03:04:05Z"}],` + down + `},` +
 		`"hash_config":{"algorithm":"md5","modulo":2,"format":"partition-%d"}}` + "\n"
 	if got := string(enc.body.plain(t)); got != wantAdmin {
 		t.Fatalf("GET /cluster body with operators' actions\ngot  %s\nwant %s", got, wantAdmin)

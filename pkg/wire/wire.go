@@ -36,6 +36,18 @@ type ClusterState struct {
 	// Maintenance are the maintenances that stand (clusterkit maintenance on), by reason: while
 	// any does, placement changes only to replace lost holders. Absent when none does.
 	Maintenance []Maintenance `json:"maintenance,omitempty"`
+	// Down are the nodes that crashed (their lease ended without a Stop) less than the
+	// leader's CrashGracePeriod ago, by ID: the map keeps their places for them, to give back
+	// if they return, but they hold nothing and are not in Nodes, which lists live nodes only.
+	// Absent when there are none.
+	Down map[string]DownNode `json:"down,omitempty"`
+}
+
+// DownNode is a crashed node whose places the map keeps.
+type DownNode struct {
+	// Since is when the leader found it gone.
+	Since time.Time `json:"since"`
+	Zone  string    `json:"zone,omitempty"`
 }
 
 // Maintenance is one operator's maintenance: placement holds still while it stands.
@@ -54,8 +66,9 @@ type ClusterNodes struct {
 	// Epoch is the epoch of the map the node table comes from.
 	Epoch uint64 `json:"epoch"`
 	// Nodes are the map's nodes, by ID, with their weight and state.
-	Nodes       map[string]Node `json:"nodes"`
-	Maintenance []Maintenance   `json:"maintenance,omitempty"`
+	Nodes       map[string]Node     `json:"nodes"`
+	Maintenance []Maintenance       `json:"maintenance,omitempty"`
+	Down        map[string]DownNode `json:"down,omitempty"`
 }
 
 // MapDelta is the body of GET /cluster/map?since=<epoch>: the map the answering node holds, as

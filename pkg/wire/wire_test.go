@@ -49,6 +49,7 @@ func TestJSON(t *testing.T) {
 				Handoffs:     []wire.Handoff{},
 				Queued:       map[string]int{"a": 2},
 				Maintenance:  []wire.Maintenance{{Reason: "upgrade", By: "ops", At: at}, {Reason: "zone b power", At: at}},
+				Down:         map[string]wire.DownNode{"d": {Since: at, Zone: "z2"}, "e": {Since: at}},
 			},
 			HashConfig: wire.HashConfig{Algorithm: "md5", Modulo: 1, Format: "partition-%d"},
 		}, `{"cluster":{"id":"c1","name":"default","epoch":7,"leader":"a","updated_at":"2025-01-02T03:04:05Z",` +
@@ -56,13 +57,15 @@ func TestJSON(t *testing.T) {
 			`"nodes":{"a":{"id":"a","ip":"127.0.0.1:1","weight":3},"b":{"id":"b","ip":"127.0.0.1:2","weight":1,"state":"cordoned"},` +
 			`"c":{"id":"c","ip":"127.0.0.1:3","weight":1,"state":"draining"}},` +
 			`"partition_map":{},"handoffs":[],"queued":{"a":2},` +
-			`"maintenance":[{"reason":"upgrade","by":"ops","at":"2025-01-02T03:04:05Z"},{"reason":"zone b power","at":"2025-01-02T03:04:05Z"}]},` +
+			`"maintenance":[{"reason":"upgrade","by":"ops","at":"2025-01-02T03:04:05Z"},{"reason":"zone b power","at":"2025-01-02T03:04:05Z"}],` +
+			`"down":{"d":{"since":"2025-01-02T03:04:05Z","zone":"z2"},"e":{"since":"2025-01-02T03:04:05Z"}}},` +
 			`"hash_config":{"algorithm":"md5","modulo":1,"format":"partition-%d"}}`},
 		{"cluster nodes", wire.ClusterNodes{ID: "c1", Name: "default", Epoch: 7,
 			Nodes:       map[string]wire.Node{"a": {ID: "a", IP: "127.0.0.1:1", Weight: 2, State: "draining"}},
-			Maintenance: []wire.Maintenance{{Reason: "upgrade", By: "ops", At: at}}},
+			Maintenance: []wire.Maintenance{{Reason: "upgrade", By: "ops", At: at}},
+			Down:        map[string]wire.DownNode{"b": {Since: at}}},
 			`{"id":"c1","name":"default","epoch":7,"nodes":{"a":{"id":"a","ip":"127.0.0.1:1","weight":2,"state":"draining"}},` +
-				`"maintenance":[{"reason":"upgrade","by":"ops","at":"2025-01-02T03:04:05Z"}]}`},
+				`"maintenance":[{"reason":"upgrade","by":"ops","at":"2025-01-02T03:04:05Z"}],"down":{"b":{"since":"2025-01-02T03:04:05Z"}}}`},
 		{"empty cluster nodes", wire.ClusterNodes{},
 			`{"id":"","name":"","epoch":0,"nodes":null}`},
 		{"empty cluster", wire.Cluster{},

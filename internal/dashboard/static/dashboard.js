@@ -438,8 +438,11 @@
 
   function renderNodes() {
     const ids = Object.keys(map.nodes).sort();
-    // Holders the node table does not list (it should not happen) are shown too.
+    // Holders the node table does not list (it should not happen) are shown too, and so are the
+    // crashed nodes whose places the map keeps (down).
     for (const id of [...load.keys()].sort()) if (!(id in map.nodes)) ids.push(id);
+    const down = (states && states.id === map.id && states.down) || {};
+    for (const id of Object.keys(down).sort()) if (!ids.includes(id)) ids.push(id);
     const hasWeight = ids.some((id) => nodeInfo(id) && nodeInfo(id).weight !== undefined);
     const hasState = states !== null || ids.some((id) => nodeInfo(id) && nodeInfo(id).state !== undefined);
     const table = $('nodes');
@@ -450,14 +453,17 @@
       const l = load.get(id) || { primary: 0, replica: 0, pending: 0 };
       const name = el('td', { class: 'id' }, id);
       if (id === map.leader) name.append(el('span', { class: 'leader-mark', title: 'the leader' }, '★'));
-      if (!n) name.append(' ', el('span', { class: 'tag bad' }, 'not in the node table'));
+      if (!n && !down[id]) name.append(' ', el('span', { class: 'tag bad' }, 'not in the node table'));
       const info = nodeInfo(id);
-      const state = info && info.state ? el('span', { class: 'tag warn' }, info.state) : 'serving';
+      let state = info && info.state ? el('span', { class: 'tag warn' }, info.state) : 'serving';
+      if (down[id]) {
+        state = el('span', { class: 'tag bad', title: `crashed at ${down[id].since}; the map keeps its places` }, 'down');
+      }
       return el('tr', { dataset: { node: id } },
         el('td', null, swatch(colourOf(id))),
         name,
         el('td', { class: 'addr' }, n ? n.ip : '–'),
-        el('td', { class: 'zone' }, (n && n.zone) || '–'),
+        el('td', { class: 'zone' }, (n && n.zone) || (down[id] && down[id].zone) || '–'),
         el('td', { class: 'num weight' }, info && info.weight !== undefined ? info.weight : '–'),
         el('td', { class: 'state' }, state),
         el('td', { class: 'num primary' }, l.primary),
