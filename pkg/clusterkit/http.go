@@ -56,13 +56,13 @@ type encodedCluster struct {
 // Handler returns the node's HTTP API, read-only; its JSON documents are declared in pkg/wire:
 //
 //	GET /cluster       the cluster's nodes (with each one's weight and state, from the operators'
-//	                   records under admin/ as the node follows them) and partition map, and the
-//	                   maintenances that stand; its ETag is derived from the epoch and, when any
-//	                   operator's drain, cordon, weight or maintenance stands, from those too;
-//	                   with ?wait=30s and If-None-Match: <tag>, a long poll that answers as soon as
-//	                   the node holds another map or those records change (200), or 304 after the
-//	                   wait (at most 60s)
-//	                   (crashed nodes whose places the map keeps are listed apart, as down)
+//	                   records under admin/ as the node follows them), partition map and copies,
+//	                   the maintenances that stand, and apart from the nodes the crashed ones
+//	                   whose places the map keeps (down); its ETag is derived from the epoch and,
+//	                   when any operator's drain, cordon, weight or maintenance stands, from those
+//	                   too; with ?wait=30s and If-None-Match: <tag>, a long poll that answers as
+//	                   soon as the node holds another map or those records change (200), or 304
+//	                   after the wait (at most 60s)
 //	GET /cluster/nodes GET /cluster without the partition map and the copies: the nodes with
 //	                   their weight and state, the maintenances and the down nodes; the same
 //	                   ETag and long poll
