@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/clusterkit-go/clusterkit/internal/etcdtest"
+	"github.com/clusterkit-go/clusterkit/internal/proctest"
+	"github.com/clusterkit-go/clusterkit/internal/wiretest"
 	"github.com/clusterkit-go/clusterkit/pkg/wire"
 )
 
@@ -96,6 +98,27 @@ func (c *testCluster) settled(t *testing.T, what string, ok func(nodes map[strin
 	return doc
 }
 
+// served waits until every node of the cluster that runs serves, in GET /cluster, nodes that
+// ok accepts: each node follows the operators' records itself.
+func (c *testCluster) served(t *testing.T, what string, ok func(nodes map[string]wiretest.Node) error) {
+	t.Helper()
+	etcdtest.WaitFor(t, 15*time.Second, what+" in every node's GET /cluster", func() error {
+		for _, n := range c.nodes {
+			if n.State() != proctest.Running {
+				continue
+			}
+			var v wiretest.Cluster
+			if err := c.get(n.id, "/cluster", &v); err != nil {
+				return fmt.Errorf("%s: %w", n.id, err)
+			}
+			if err := ok(v.Cluster.Nodes); err != nil {
+				return fmt.Errorf("%s: %w", n.id, err)
+			}
+		}
+		return nil
+	})
+}
+
 // nodeState is a node's state in the nodes document.
 func nodeState(doc jsonNodes, id string) string {
 	for _, n := range doc.Nodes {
@@ -136,6 +159,12 @@ func checkAdmin(t *testing.T, c *testCluster, ids []string, epoch uint64) {
 	if err := c.inJSON(t, &only, "partitions", "--node", "node-3"); err != nil || len(only.Partitions) != 0 {
 		t.Errorf("partitions --node node-3 of a drained node: %d partitions (%v)", len(only.Partitions), err)
 	}
+	c.served(t, "node-3 draining", func(n map[string]wiretest.Node) error {
+		if n["node-3"].State != "draining" || n["node-1"].State != "" || n["node-2"].State != "" {
+			return fmt.Errorf("nodes %+v", n)
+		}
+		return nil
+	})
 	if out := c.tableOK(t, "status"); !containsSpaced(out, "Operator actions:  drained node-3\n") {
 		t.Errorf("status lacks the drain:\n%s", out)
 	}
@@ -257,6 +286,12 @@ func checkAdmin(t *testing.T, c *testCluster, ids []string, epoch uint64) {
 	doc = c.settled(t, "node-1 weighing 3", func(held map[string]int, doc jsonNodes) error {
 		if doc.Nodes[0].Weight != 3 || held["node-1"] <= held["node-2"] || held["node-1"] <= held["node-3"] {
 			return fmt.Errorf("node-1 of weight %d holds %d, node-2 %d, node-3 %d", doc.Nodes[0].Weight, held["node-1"], held["node-2"], held["node-3"])
+		}
+		return nil
+	})
+	c.served(t, "node-1 weighing 3", func(n map[string]wiretest.Node) error {
+		if n["node-1"].Weight != 3 || n["node-2"].Weight != 1 || n["node-3"].State != "" {
+			return fmt.Errorf("nodes %+v", n)
 		}
 		return nil
 	})

@@ -39,6 +39,7 @@ type (
 		Nodes          int               `json:"nodes"`
 		NodesWithLease int               `json:"nodes_with_lease"`
 		PendingCopies  int               `json:"pending_copies"`
+		QueuedCopies   int               `json:"queued_copies"`
 		LeaseGone      []string          `json:"lease_gone"`
 		Absent         []string          `json:"absent"`
 		Admin          []jsonAdminRecord `json:"admin"`
@@ -67,6 +68,7 @@ type (
 			Primaries int    `json:"primaries"`
 			Replicas  int    `json:"replicas"`
 			PendingIn int    `json:"pending_in"`
+			Queued    int    `json:"queued"`
 		} `json:"nodes"`
 	}
 	jsonPending struct {
@@ -210,10 +212,10 @@ func TestCommands(t *testing.T) {
 				t.Errorf("status says map %+v, leader %q; the nodes serve epoch %d by %s at %v (%s)", st.Map, st.Leader,
 					cl.Epoch, cl.Leader, cl.UpdatedAt, cl.Cause.Reason)
 			}
-			if st.Nodes != 3 || st.NodesWithLease != 3 || st.PendingCopies != 0 || len(st.LeaseGone) != 0 || len(st.Absent) != 0 ||
-				st.Admin == nil || len(st.Admin) != 0 {
-				t.Errorf("status: %d nodes, %d with a lease, %d pending, lease gone %v, absent %v, admin %v; want 3, 3, 0, none, none, []",
-					st.Nodes, st.NodesWithLease, st.PendingCopies, st.LeaseGone, st.Absent, st.Admin)
+			if st.Nodes != 3 || st.NodesWithLease != 3 || st.PendingCopies != 0 || st.QueuedCopies != 0 || len(st.LeaseGone) != 0 ||
+				len(st.Absent) != 0 || st.Admin == nil || len(st.Admin) != 0 {
+				t.Errorf("status: %d nodes, %d with a lease, %d pending, %d queued, lease gone %v, absent %v, admin %v; want 3, 3, 0, 0, none, none, []",
+					st.Nodes, st.NodesWithLease, st.PendingCopies, st.QueuedCopies, st.LeaseGone, st.Absent, st.Admin)
 			}
 			if len(st.Endpoints) != 1 {
 				t.Fatalf("endpoints %+v: want the one given", st.Endpoints)
@@ -230,7 +232,7 @@ func TestCommands(t *testing.T) {
 				fmt.Sprintf("Map:  epoch %d, written by %s at ", cl.Epoch, cl.Leader),
 				"Leader:  " + cl.Leader,
 				"Nodes:  3 in the map, 3 with a lease",
-				"Pending copies:  0",
+				"Pending copies:  0, 0 queued",
 				"Lease gone, still in map:  -",
 				"Operator actions:  -",
 			} {
@@ -262,11 +264,13 @@ func TestCommands(t *testing.T) {
 			}
 			for i, n := range doc.Nodes {
 				want := cl.Nodes[ids[i]]
-				if n.ID != want.ID || n.Address != want.IP || n.Zone != zones[n.ID] || n.Weight != 1 || n.State != "serving" ||
-					!n.InMap || !n.Lease || n.Primaries != primaries[n.ID] || n.Replicas != replicas[n.ID] || n.PendingIn != 0 {
-					t.Errorf("nodes lists %+v; the nodes serve %+v, primary of %d, replica of %d", n, want, primaries[n.ID], replicas[n.ID])
+				if n.ID != want.ID || n.Address != want.IP || n.Zone != zones[n.ID] || n.Weight != want.Weight || n.Weight != 1 ||
+					n.State != "serving" || want.State != "" || !n.InMap || !n.Lease || n.Primaries != primaries[n.ID] ||
+					n.Replicas != replicas[n.ID] || n.PendingIn != 0 || n.Queued != cl.Queued[n.ID] {
+					t.Errorf("nodes lists %+v; the nodes serve %+v, primary of %d, replica of %d, %d queued", n, want,
+						primaries[n.ID], replicas[n.ID], cl.Queued[n.ID])
 				}
-				row := []string{n.ID, n.Address, n.Zone, "1", "serving", strconv.Itoa(n.Primaries), strconv.Itoa(n.Replicas), "0"}
+				row := []string{n.ID, n.Address, n.Zone, "1", "serving", strconv.Itoa(n.Primaries), strconv.Itoa(n.Replicas), "0", "0"}
 				if !slices.Equal(rows[i], row) {
 					t.Errorf("table row %q, want %q", rows[i], row)
 				}

@@ -44,10 +44,12 @@ type nodeInfo struct {
 	InMap bool `json:"in_map"`
 	Lease bool `json:"lease"`
 	// Primaries and Replicas count the partitions the node serves as primary and as replica,
-	// PendingIn the copies it is asked to make.
+	// PendingIn the copies it is asked to make, Queued the copies into it the map holds back
+	// (MaxHandoffsPerNode or MaxHandoffs): partitions whose target lists it, not asked yet.
 	Primaries int `json:"primaries"`
 	Replicas  int `json:"replicas"`
 	PendingIn int `json:"pending_in"`
+	Queued    int `json:"queued"`
 }
 
 func newNodes(g *globals) *cobra.Command {
@@ -57,7 +59,9 @@ func newNodes(g *globals) *cobra.Command {
 		Long: `List every node that the map lists or that has a record (a live lease), with its
 address, zone, weight in placement (an operator's, set with clusterkit weight, in place
 of its own) and state, the partitions it serves as primary and as replica,
-and the copies it is asked to make (pending in).
+the copies it is asked to make (pending in), and the copies into it the map holds back
+for a free slot (queued: MaxHandoffsPerNode or MaxHandoffs of the leader; read from the
+partitions' targets in the stored map, as GET /cluster's "queued" is).
 
 States: serving (in the map, with a lease), drained and cordoned (serving, with an
 operator's drain or cordon record: see clusterkit drain and cordon), draining (handing
@@ -70,7 +74,7 @@ With -o json:
   {"epoch": 5,
    "nodes": [{"id": "node-1", "address": "127.0.0.1:8080", "zone": "", "weight": 1,
               "state": "serving", "in_map": true, "lease": true,
-              "primaries": 22, "replicas": 42, "pending_in": 0}]}`,
+              "primaries": 22, "replicas": 42, "pending_in": 0, "queued": 0}]}`,
 		Args: args(0, "no argument"),
 		RunE: action(func(cmd *cobra.Command, _ []string) error {
 			return g.command(cmd.Context(), func(ctx context.Context, s *session) error {
@@ -103,11 +107,11 @@ func (snap *snapshot) nodes() nodesDoc {
 		for id, rec := range m.Nodes {
 			n := get(id)
 			n.InMap = true
-			n.Address, n.Zone, n.Weight = rec.IP, rec.Zone, weight(rec.Weight)
+			n.Address, n.Zone, n.Weight = rec.IP, rec.Zone, rec.Weight
 		}
 		for id, a := range m.Absent {
 			n := get(id)
-			n.Zone, n.Weight = a.Zone, weight(a.Weight)
+			n.Zone, n.Weight = a.Zone, a.Weight
 		}
 		for i := range m.Partitions {
 			e := &m.Partitions[i]
@@ -122,17 +126,18 @@ func (snap *snapshot) nodes() nodesDoc {
 				get(p.Node).PendingIn++
 			}
 		}
+		for id, q := range nextmap.Queued(m) {
+			get(id).Queued = q
+		}
 	}
 	for id, rec := range snap.records {
 		n := get(id)
 		n.Lease = true
-		n.Address, n.Zone, n.Weight = rec.IP, rec.Zone, weight(rec.Weight)
+		n.Address, n.Zone, n.Weight = rec.IP, rec.Zone, rec.Weight
 	}
 	for _, id := range slices.Sorted(maps.Keys(byID)) {
 		n := byID[id]
-		if w, ok := c.Weights[id]; ok {
-			n.Weight = w
-		}
+		n.Weight = c.Weight(id, n.Weight)
 		n.State = snap.nodeState(id, n, c)
 		doc.Nodes = append(doc.Nodes, *n)
 	}
@@ -162,10 +167,10 @@ func (snap *snapshot) nodeState(id string, n *nodeInfo, c nextmap.Constraints) s
 }
 
 func nodesTable(w io.Writer, doc nodesDoc) {
-	fmt.Fprintf(w, "NODE\tADDRESS\tZONE\tWEIGHT\tSTATE\tPRIMARY\tREPLICA\tPENDING IN\n")
+	fmt.Fprintf(w, "NODE\tADDRESS\tZONE\tWEIGHT\tSTATE\tPRIMARY\tREPLICA\tPENDING IN\tQUEUED\n")
 	for _, n := range doc.Nodes {
-		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%d\t%d\t%d\n", n.ID, orDash(n.Address), orDash(n.Zone), n.Weight, n.State,
-			n.Primaries, n.Replicas, n.PendingIn)
+		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%d\t%d\t%d\t%d\n", n.ID, orDash(n.Address), orDash(n.Zone), n.Weight, n.State,
+			n.Primaries, n.Replicas, n.PendingIn, n.Queued)
 	}
 }
 

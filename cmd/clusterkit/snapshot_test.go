@@ -1,11 +1,13 @@
 package main
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/clusterkit-go/clusterkit/internal/keys"
 	"github.com/clusterkit-go/clusterkit/internal/nextmap"
 	"github.com/clusterkit-go/clusterkit/internal/state"
 )
@@ -24,8 +26,14 @@ func records(ids ...string) map[string]state.Node {
 // ago), read at now.
 func joiningSnapshot(t *testing.T) *snapshot {
 	t.Helper()
+	return throttledJoin(t, 0)
+}
+
+// throttledJoin is joiningSnapshot with the leader's MaxHandoffsPerNode at perNode (0: no bound).
+func throttledJoin(t *testing.T, perNode int) *snapshot {
+	t.Helper()
 	in := nextmap.Input{Nodes: records("a", "b"), Leader: "a", PartitionCount: 8, ReplicationFactor: 2,
-		HandoffTimeout: time.Minute, Now: t0}
+		HandoffTimeout: time.Minute, Now: t0, MaxHandoffsPerNode: perNode}
 	r, err := nextmap.Next(in)
 	if err != nil {
 		t.Fatal(err)
@@ -69,6 +77,39 @@ func TestNodeStates(t *testing.T) {
 	}
 	if gone, absent := snap.leaseGone(), snap.absent(); !slices.Equal(gone, []string{"b"}) || !slices.Equal(absent, []string{"e"}) {
 		t.Errorf("lease gone %v, absent %v; want [b] and [e]", gone, absent)
+	}
+}
+
+// A join under MaxHandoffsPerNode 1: nodes lists the one copy into c in flight and the others
+// the map holds back as queued, in the table and the JSON, and status counts them beside the
+// copies in flight. In flight and queued, c is to copy in what it copies at once without a bound.
+func TestQueuedCopies(t *testing.T) {
+	want := nextmap.Pending(throttledJoin(t, 0).m)
+	snap := throttledJoin(t, 1)
+	var c nodeInfo
+	for _, n := range snap.nodes().Nodes {
+		if n.ID == "c" {
+			c = n
+		} else if n.Queued != 0 {
+			t.Errorf("%s: %d copies queued, want none", n.ID, n.Queued)
+		}
+	}
+	if c.PendingIn != 1 || c.Queued != want-1 || want < 2 {
+		t.Fatalf("c: %d copies in flight, %d queued; want 1 and %d (without a bound, %d at once)", c.PendingIn, c.Queued, want-1, want)
+	}
+	var out strings.Builder
+	nodesTable(&out, snap.nodes())
+	if rows := tableRows(out.String(), "NODE"); len(rows) != 3 || !slices.Equal(rows[2][len(rows[2])-2:], []string{"1", fmt.Sprint(want - 1)}) {
+		t.Errorf("nodes table rows %q: want c's pending in 1 and queued %d last", rows, want-1)
+	}
+	st := statusDocument(&session{schema: keys.New("default")}, snap)
+	if st.PendingCopies != 1 || st.QueuedCopies != want-1 {
+		t.Errorf("status: %d copies pending, %d queued; want 1 and %d", st.PendingCopies, st.QueuedCopies, want-1)
+	}
+	out.Reset()
+	snap.statusTable(&out, st)
+	if line := fmt.Sprintf("Pending copies:\t1, %d queued\n", want-1); !strings.Contains(out.String(), line) {
+		t.Errorf("status table lacks %q:\n%s", line, out.String())
 	}
 }
 

@@ -30,7 +30,10 @@ type statusDoc struct {
 	// Nodes counts the nodes of the map, NodesWithLease the node records (live leases).
 	Nodes          int `json:"nodes"`
 	NodesWithLease int `json:"nodes_with_lease"`
-	PendingCopies  int `json:"pending_copies"`
+	// PendingCopies are the copies in flight; QueuedCopies those the map holds back for a free
+	// slot (MaxHandoffsPerNode or MaxHandoffs), to be asked for as copies in flight finish.
+	PendingCopies int `json:"pending_copies"`
+	QueuedCopies  int `json:"queued_copies"`
 	// LeaseGone are nodes of the map without a record: their lease ended and the leader has
 	// not published a map without them yet. Absent are crashed nodes whose places the map keeps
 	// during their grace period.
@@ -70,10 +73,11 @@ func newStatus(g *globals) *cobra.Command {
 		Use:   "status",
 		Short: "Show the cluster at a glance, and the health of the etcd endpoints",
 		Long: `Show the cluster's settings, its current map (epoch, leader, when and why it was
-published), its nodes, the copies in progress, the nodes whose lease is gone but that
-the map still lists, the operators' actions in force (drained and cordoned nodes,
-maintenance reasons, pinned partitions, weights), and what each etcd endpoint reports
-(etcd's Status call).
+published), its nodes, the copies in progress and those queued (held back by the
+leader's MaxHandoffsPerNode or MaxHandoffs until a copy in flight finishes), the nodes
+whose lease is gone but that the map still lists, the operators' actions in force
+(drained and cordoned nodes, maintenance reasons, pinned partitions, weights), and what
+each etcd endpoint reports (etcd's Status call).
 
 Exits with status 1 when the cluster has no partition map yet.
 
@@ -82,7 +86,7 @@ With -o json:
    "partition_count": 64, "replication_factor": 3, "revision": 42,
    "map": {"epoch": 5, "leader": "node-1", "updated_at": "2026-...Z",
            "cause": {"reason": "join", "nodes": ["node-3"]}},      (null without a map)
-   "leader": "node-1", "nodes": 3, "nodes_with_lease": 3, "pending_copies": 0,
+   "leader": "node-1", "nodes": 3, "nodes_with_lease": 3, "pending_copies": 0, "queued_copies": 0,
    "lease_gone": [], "absent": [],
    "admin": [{"key": "/clusterkit/default/admin/drain/node-3", "revision": 40, "kind": "drain",
               "node": "node-3", "reason": "disk swap", "by": "ops@host-1", "at": "2026-...Z"}],
@@ -129,6 +133,9 @@ func statusDocument(s *session, snap *snapshot) statusDoc {
 		doc.Map = &mapHead{Epoch: m.Epoch, Leader: m.Leader, UpdatedAt: m.UpdatedAt, Cause: m.Cause}
 		doc.Nodes = len(m.Members())
 		doc.PendingCopies = nextmap.Pending(m)
+		for _, q := range nextmap.Queued(m) {
+			doc.QueuedCopies += q
+		}
 	}
 	return doc
 }
@@ -174,7 +181,7 @@ func (snap *snapshot) statusTable(w io.Writer, doc statusDoc) {
 	}
 	fmt.Fprintf(w, "Leader:\t%s\n", orDash(doc.Leader))
 	fmt.Fprintf(w, "Nodes:\t%d in the map, %d with a lease\n", doc.Nodes, doc.NodesWithLease)
-	fmt.Fprintf(w, "Pending copies:\t%d\n", doc.PendingCopies)
+	fmt.Fprintf(w, "Pending copies:\t%d, %d queued\n", doc.PendingCopies, doc.QueuedCopies)
 	fmt.Fprintf(w, "Lease gone, still in map:\t%s\n", list(doc.LeaseGone))
 	fmt.Fprintf(w, "Absent (grace period):\t%s\n", list(doc.Absent))
 	fmt.Fprintf(w, "Operator actions:\t%s\n", adminSummary(doc.Admin))

@@ -63,6 +63,37 @@ func ConstraintsOf(actions []state.AdminAction) Constraints {
 	return c
 }
 
+// Node states as GET /cluster and the dashboard show them (State).
+const (
+	// StateDraining is a node placement gives nothing and moves everything off: its own drain
+	// (clusterkit.Drain, or a drain on stop) or an operator's drain record.
+	StateDraining = "draining"
+	// StateCordoned is a node an operator's cordon record gives nothing another node can keep.
+	StateCordoned = "cordoned"
+)
+
+// State is how the placement treats node id, whose record is n: StateDraining, StateCordoned,
+// or "" for a node it uses as any other. A drain outranks a cordon.
+func (c Constraints) State(id string, n state.Node) string {
+	switch {
+	case n.State == state.NodeDraining || c.Drained[id]:
+		return StateDraining
+	case c.Cordoned[id]:
+		return StateCordoned
+	}
+	return ""
+}
+
+// Weight is the weight the placement gives node id, whose record says own: the operator's
+// (clusterkit weight) when one stands, else its own, where 0 (a record from before weights) is
+// 1, as pkg/rebalance reads it.
+func (c Constraints) Weight(id string, own int) int {
+	if w, ok := c.Weights[id]; ok {
+		return w
+	}
+	return max(own, 1)
+}
+
 func set(m map[string]bool, k string) map[string]bool {
 	if m == nil {
 		m = map[string]bool{}

@@ -250,13 +250,10 @@ func placementInput(in Input) placementIn {
 func placed(live map[string]state.Node, absent map[string]state.Absent, c Constraints) []rebalance.Node {
 	var out []rebalance.Node
 	node := func(id string, n state.Node) rebalance.Node {
-		if w, ok := c.Weights[id]; ok {
-			n.Weight = w
-		}
-		return rebalance.Node{ID: id, Zone: n.Zone, Weight: n.Weight}
+		return rebalance.Node{ID: id, Zone: n.Zone, Weight: c.Weight(id, n.Weight)}
 	}
 	for _, id := range slices.Sorted(maps.Keys(live)) {
-		if n := live[id]; n.State != state.NodeDraining && !c.Drained[id] {
+		if n := live[id]; c.State(id, n) != StateDraining {
 			out = append(out, node(id, n))
 		}
 	}

@@ -30,6 +30,35 @@ type ClusterState struct {
 	PartitionMap map[string]Partition `json:"partition_map"`
 	// Handoffs are copies in progress; the map settles when there are none.
 	Handoffs []Handoff `json:"handoffs"`
+	// Queued counts the copies into each node that wait for a slot; absent when none does.
+	Queued map[string]int `json:"queued"`
+	// Maintenance are the operators' maintenances that stand; absent when none does.
+	Maintenance []Maintenance `json:"maintenance"`
+	// Down are crashed nodes whose places the map keeps; absent when there are none.
+	Down map[string]DownNode `json:"down"`
+}
+
+// DownNode is one entry of "down".
+type DownNode struct {
+	Since time.Time `json:"since"`
+	Zone  string    `json:"zone"`
+}
+
+// Maintenance is one entry of "maintenance".
+type Maintenance struct {
+	Reason string    `json:"reason"`
+	By     string    `json:"by"`
+	At     time.Time `json:"at"`
+}
+
+// ClusterNodes is the body of GET /cluster/nodes.
+type ClusterNodes struct {
+	ID          string              `json:"id"`
+	Name        string              `json:"name"`
+	Epoch       uint64              `json:"epoch"`
+	Nodes       map[string]Node     `json:"nodes"`
+	Maintenance []Maintenance       `json:"maintenance"`
+	Down        map[string]DownNode `json:"down"`
 }
 
 // MapDelta is the body of GET /cluster/map.
@@ -60,6 +89,9 @@ type Node struct {
 	IP       string            `json:"ip"`
 	Zone     string            `json:"zone"`
 	Metadata map[string]string `json:"metadata"`
+	// Weight and State follow the operators' actions; GET /cluster/map leaves them out.
+	Weight int    `json:"weight"`
+	State  string `json:"state"`
 }
 
 // Partition is one entry of "partition_map".
@@ -123,6 +155,12 @@ type Claims struct {
 // UnmarshalJSON decodes GET /cluster strictly.
 func (c *Cluster) UnmarshalJSON(b []byte) error {
 	type plain Cluster
+	return strict(b, (*plain)(c))
+}
+
+// UnmarshalJSON decodes GET /cluster/nodes strictly.
+func (c *ClusterNodes) UnmarshalJSON(b []byte) error {
+	type plain ClusterNodes
 	return strict(b, (*plain)(c))
 }
 

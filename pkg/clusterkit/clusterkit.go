@@ -21,8 +21,9 @@ import (
 //
 // ClusterKit is a facade over parts that each own their state and goroutines: the lease clock
 // (self-fencing), the election (registration, campaign, and the leader's publish loop), the map
-// follower (the snapshot), the hook runner (dispatcher and acknowledgements), the embedded
-// member manager and the HTTP API. Start wires them in order; Stop closes them in order.
+// follower (the snapshot), the admin follower (what the node shows of the operators' actions),
+// the hook runner (dispatcher and acknowledgements), the embedded member manager and the HTTP
+// API. Start wires them in order; Stop closes them in order.
 type ClusterKit struct {
 	// env holds the options and the logger, shared with the parts.
 	env *env
@@ -30,7 +31,9 @@ type ClusterKit struct {
 	// clock is held by value, as maps is: IsPrimary reads it on every call.
 	clock leaseClock
 	// maps is held by value: lookups reach the snapshot pointer without another indirection.
-	maps     mapFollower
+	maps mapFollower
+	// admin is every node's view of the operators' actions, for what the node shows.
+	admin    adminFollower
 	hooks    *hookRunner
 	election *election
 	members  *members
@@ -102,6 +105,7 @@ func NewClusterKit(opts Options) (*ClusterKit, error) {
 	ck.election = newElection(e, log, &ck.clock, nil, ck.record)
 	ck.hooks = newHookRunner(e, log.Named("hooks"), o.NodeID, o.MaxConcurrentHooks, ck.election.lease, ck.maps.snapshot)
 	ck.maps.init(e, ck.hooks.schedule, ck.election.lease)
+	ck.admin.init(e, log.Named("admin"))
 	ck.election.maps = &ck.maps
 	ck.members = &members{env: e, log: log, leaving: ck.election.leaving}
 	ck.members.onMember = func(ctx context.Context, endpoints []string) {
@@ -193,6 +197,7 @@ func (ck *ClusterKit) StartContext(ctx context.Context) (err error) {
 	ck.maps.begin(initial)
 	ck.group.Go(func() { ck.clock.Run(runCtx) })
 	ck.group.Go(func() { ck.maps.run(runCtx, initial.Revision) })
+	ck.group.Go(func() { ck.admin.run(runCtx) })
 	ck.group.Go(func() { ck.hooks.run(runCtx) })
 	ck.group.Go(func() { ck.election.run(runCtx) })
 	ck.group.Go(func() { ck.members.run(runCtx) })

@@ -2,8 +2,10 @@ package clusterkit_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -23,6 +25,7 @@ import (
 	"github.com/clusterkit-go/clusterkit/internal/state"
 	"github.com/clusterkit-go/clusterkit/pkg/clusterkit"
 	"github.com/clusterkit-go/clusterkit/pkg/clustertest"
+	"github.com/clusterkit-go/clusterkit/pkg/wire"
 )
 
 // mapLog records every map a node applies, to check invariants over all of them.
@@ -474,6 +477,15 @@ func TestCrashGracePeriod(t *testing.T) {
 	during := clusterkit.RawMap(obs)
 	if _, ok := during.Absent[victim]; !ok {
 		t.Fatalf("crashed node not kept as absent: %v", during.Absent)
+	}
+	// GET /cluster says so: the crashed node is down, and not among the nodes.
+	var doc wire.Cluster
+	if a := poll(obs.AdvertiseAddr(), "", "", 5*time.Second); a.err != nil || a.code != http.StatusOK || json.Unmarshal(a.body, &doc) != nil {
+		t.Fatalf("GET /cluster: %d %s %v", a.code, a.body, a.err)
+	}
+	if _, listed := doc.Cluster.Nodes[victim]; listed || !doc.Cluster.Down[victim].Since.Equal(during.Absent[victim].Since) {
+		t.Fatalf("GET /cluster: nodes %v, down %v; want %s down since %v", slices.Sorted(maps.Keys(doc.Cluster.Nodes)),
+			doc.Cluster.Down, victim, during.Absent[victim].Since)
 	}
 	for i := range during.Partitions {
 		e := &during.Partitions[i]

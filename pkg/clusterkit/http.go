@@ -44,17 +44,28 @@ func newHTTPServer(h http.Handler) *http.Server {
 	}
 }
 
-// encodedCluster caches the /cluster body of one snapshot: it is built once per map.
+// encodedCluster caches the /cluster body of one snapshot and admin view: it is built once per
+// map, and again when the operators' actions it shows change.
 type encodedCluster struct {
 	body *body
 	etag string
+	// admin is the tag of the admin view the body shows.
+	admin string
 }
 
 // Handler returns the node's HTTP API, read-only; its JSON documents are declared in pkg/wire:
 //
-//	GET /cluster       the cluster's nodes and partition map, with an ETag derived from the epoch;
-//	                   with ?wait=30s and If-None-Match: <tag>, a long poll that answers as soon as
-//	                   the node holds another map (200), or 304 after the wait (at most 60s)
+//	GET /cluster       the cluster's nodes (with each one's weight and state, from the operators'
+//	                   records under admin/ as the node follows them), partition map and copies,
+//	                   the maintenances that stand, and apart from the nodes the crashed ones
+//	                   whose places the map keeps (down); its ETag is derived from the epoch and,
+//	                   when any operator's drain, cordon, weight or maintenance stands, from those
+//	                   too; with ?wait=30s and If-None-Match: <tag>, a long poll that answers as
+//	                   soon as the node holds another map or those records change (200), or 304
+//	                   after the wait (at most 60s)
+//	GET /cluster/nodes GET /cluster without the partition map and the copies: the nodes with
+//	                   their weight and state, the maintenances and the down nodes; the same
+//	                   ETag and long poll
 //	GET /cluster/map   ?since=<epoch>: the partitions that changed since the map of that epoch,
 //	                   with the node table; every partition ("full") when since is 0 or a map the
 //	                   node no longer keeps; 304 when the map is still that one, after the
@@ -76,6 +87,7 @@ type encodedCluster struct {
 func (ck *ClusterKit) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/cluster", ck.handleCluster)
+	mux.HandleFunc("/cluster/nodes", ck.handleNodes)
 	mux.HandleFunc("/cluster/map", ck.handleClusterMap)
 	mux.HandleFunc("/cluster/join", ck.handleJoin)
 	mux.HandleFunc("/health", ck.handleHealth)
@@ -119,38 +131,54 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 }
 
 func (ck *ClusterKit) handleCluster(w http.ResponseWriter, r *http.Request) {
+	if s, a, ok := ck.pollCluster(w, r); ok {
+		s.encoded(ck, a).body.write(w, r, http.StatusOK)
+	}
+}
+
+func (ck *ClusterKit) handleNodes(w http.ResponseWriter, r *http.Request) {
+	if s, a, ok := ck.pollCluster(w, r); ok {
+		doc := wire.ClusterNodes{ID: ck.env.config.ClusterID, Name: ck.env.clusterName, Epoch: s.epoch,
+			Nodes: s.nodeDocs(a), Maintenance: a.maintenance, Down: s.down()}
+		writeJSON(w, http.StatusOK, doc)
+	}
+}
+
+// pollCluster is what GET /cluster and /cluster/nodes share: it returns the map and the admin
+// view to answer with, after the long poll when the request asks for one, with the ETag header
+// set. It returns false when it has answered itself: an error status, or 304 when the client
+// holds that state already (the tag in If-None-Match).
+func (ck *ClusterKit) pollCluster(w http.ResponseWriter, r *http.Request) (*snapshot, *adminView, bool) {
 	wait, err := parseWait(r.URL.Query().Get("wait"))
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
-		return
+		return nil, nil, false
 	}
-	// The channel before the snapshot: a map applied in between closes it, so no change is
-	// missed while waiting.
-	changed := ck.maps.changes()
-	s := ck.maps.snapshot()
+	s, a := ck.maps.snapshot(), ck.admin.current()
 	if s == nil {
 		writeError(w, http.StatusServiceUnavailable, "no partition map yet")
-		return
+		return nil, nil, false
 	}
-	enc := s.encoded(ck)
+	tag := clusterETag(ck.env.config.ClusterID, s.epoch, a)
 	match := r.Header.Get("If-None-Match")
-	if wait > 0 && match != "" && etagMatches(match, enc.etag) {
-		next, code, msg := ck.waitNewMap(w, r, changed, s.epoch, wait)
+	if wait > 0 && match != "" && etagMatches(match, tag) {
+		code, msg := ck.waitFor(w, r, wait, func() bool {
+			return clusterETag(ck.env.config.ClusterID, ck.maps.snapshot().epoch, ck.admin.current()) != tag
+		})
 		if code != 0 {
 			writeError(w, code, msg)
-			return
+			return nil, nil, false
 		}
-		if next != nil {
-			enc, match = next.encoded(ck), ""
-		}
+		s, a = ck.maps.snapshot(), ck.admin.current()
+		tag = clusterETag(ck.env.config.ClusterID, s.epoch, a)
 	}
-	w.Header().Set("ETag", enc.etag)
+	w.Header().Set("ETag", tag)
 	w.Header().Set("Cache-Control", "no-cache")
-	if match != "" && etagMatches(match, enc.etag) {
+	if match != "" && etagMatches(match, tag) {
 		w.WriteHeader(http.StatusNotModified)
-		return
+		return nil, nil, false
 	}
-	enc.body.write(w, r, http.StatusOK)
+	return s, a, true
 }
 
 // parseWait parses the wait parameter of GET /cluster and /cluster/map: a Go duration
@@ -166,18 +194,19 @@ func parseWait(v string) (time.Duration, error) {
 	return min(d, maxClusterWait), nil
 }
 
-// waitNewMap is the long poll of GET /cluster and /cluster/map with wait: it blocks until the
-// node holds a map of an epoch above after (and returns it), wait passes or the client goes
-// away (nil), or the node stops or fences itself (an error status: its map may then be stale,
-// so the client should ask another node). When Options.MaxLongPolls already wait, it answers 503
-// at once, with Retry-After.
-func (ck *ClusterKit) waitNewMap(w http.ResponseWriter, r *http.Request, changed <-chan struct{}, after uint64, wait time.Duration) (*snapshot, int, string) {
+// waitFor is the long poll of GET /cluster, /cluster/nodes and /cluster/map with wait: it blocks
+// until changed reports true (asked at once, then whenever the node applies a map or what it
+// shows of the operators' actions changes), wait passes or the client goes away (status 0 both),
+// or the node stops or fences itself (an error status: its map may then be stale, so the client
+// should ask another node). When Options.MaxLongPolls already wait, it answers 503 at once, with
+// Retry-After.
+func (ck *ClusterKit) waitFor(w http.ResponseWriter, r *http.Request, wait time.Duration, changed func() bool) (int, string) {
 	// Each waiting poll holds a goroutine and a connection (a client holds one); beyond
 	// Options.MaxLongPolls one more is sent to another node.
 	if ck.api.polls.Add(1) > int64(ck.env.opts.MaxLongPolls) {
 		ck.api.polls.Add(-1)
 		w.Header().Set("Retry-After", "1")
-		return nil, http.StatusServiceUnavailable, "too many long polls wait on this node: ask another"
+		return http.StatusServiceUnavailable, "too many long polls wait on this node: ask another"
 	}
 	defer ck.api.polls.Add(-1)
 	// The server's WriteTimeout counts from the request: extend it past the wait. A writer
@@ -190,21 +219,23 @@ func (ck *ClusterKit) waitNewMap(w http.ResponseWriter, r *http.Request, changed
 	fence := time.NewTicker(fenceCheckEvery)
 	defer fence.Stop()
 	for {
+		// The channels before the check: a change in between closes them, so none is missed.
+		mapChanged, adminChanged := ck.maps.changes(), ck.admin.changes()
 		if ck.clock.Fenced() {
-			return nil, http.StatusServiceUnavailable, "node is fenced (lease not renewed): its map may be stale"
+			return http.StatusServiceUnavailable, "node is fenced (lease not renewed): its map may be stale"
+		}
+		if changed() {
+			return 0, ""
 		}
 		select {
-		case <-changed:
-			changed = ck.maps.changes()
-			if s := ck.maps.snapshot(); s.epoch > after {
-				return s, 0, ""
-			}
+		case <-mapChanged:
+		case <-adminChanged:
 		case <-timer.C:
-			return nil, 0, ""
+			return 0, ""
 		case <-r.Context().Done():
-			return nil, 0, ""
+			return 0, ""
 		case <-ck.stopping:
-			return nil, http.StatusServiceUnavailable, "node is stopping"
+			return http.StatusServiceUnavailable, "node is stopping"
 		case <-fence.C:
 		}
 	}
@@ -220,61 +251,95 @@ func etagMatches(header, etag string) bool {
 	return false
 }
 
-// encoded returns the /cluster body of s, building it on first use.
-func (s *snapshot) encoded(ck *ClusterKit) *encodedCluster {
-	s.encOnce.Do(func() {
-		body := wire.Cluster{
-			Cluster: wire.ClusterState{
-				ID:           ck.env.config.ClusterID,
-				Name:         ck.env.clusterName,
-				Epoch:        s.epoch,
-				Leader:       s.leader,
-				UpdatedAt:    s.updatedAt,
-				Cause:        s.raw.Cause,
-				Nodes:        make(map[string]wire.Node, len(s.nodes)),
-				PartitionMap: make(map[string]wire.Partition, len(s.partitions)),
-				Handoffs:     []wire.Handoff{},
-			},
-			HashConfig: ck.env.config.Hash,
+// encoded returns the /cluster body of s with the operators' actions of a, building it on first
+// use and again when a shows other actions than the body last built.
+func (s *snapshot) encoded(ck *ClusterKit, a *adminView) *encodedCluster {
+	s.encMu.Lock()
+	defer s.encMu.Unlock()
+	if s.enc != nil && s.enc.admin == a.tag {
+		return s.enc
+	}
+	body := wire.Cluster{
+		Cluster: wire.ClusterState{
+			ID:           ck.env.config.ClusterID,
+			Name:         ck.env.clusterName,
+			Epoch:        s.epoch,
+			Leader:       s.leader,
+			UpdatedAt:    s.updatedAt,
+			Cause:        s.raw.Cause,
+			Nodes:        s.nodeDocs(a),
+			PartitionMap: make(map[string]wire.Partition, len(s.partitions)),
+			Handoffs:     []wire.Handoff{},
+			Maintenance:  a.maintenance,
+			Down:         s.down(),
+		},
+		HashConfig: ck.env.config.Hash,
+	}
+	for i := range s.partitions {
+		p := &s.partitions[i]
+		body.Cluster.PartitionMap[p.ID] = wire.Partition{
+			ID: p.ID, PrimaryNode: p.PrimaryNode, ReplicaNodes: p.ReplicaNodes,
+			PrimaryEpoch: p.PrimaryEpoch, Epoch: p.Epoch, PendingNodes: p.PendingNodes,
 		}
-		for id, n := range s.nodes {
-			body.Cluster.Nodes[id] = wire.Node(*n)
+	}
+	for i := range s.raw.Partitions {
+		e := &s.raw.Partitions[i]
+		for _, pd := range e.Pending {
+			age := s.updatedAt.Sub(pd.Started)
+			body.Cluster.Handoffs = append(body.Cluster.Handoffs, wire.Handoff{
+				Partition: s.partitions[i].ID, Node: pd.Node, From: e.Holders, Since: pd.Since,
+				Started: pd.Started, Attempt: pd.Attempt, Age: age.Round(time.Millisecond).String(),
+				Overdue: pd.Attempt > 1,
+			})
 		}
-		for i := range s.partitions {
-			p := &s.partitions[i]
-			body.Cluster.PartitionMap[p.ID] = wire.Partition{
-				ID: p.ID, PrimaryNode: p.PrimaryNode, ReplicaNodes: p.ReplicaNodes,
-				PrimaryEpoch: p.PrimaryEpoch, Epoch: p.Epoch, PendingNodes: p.PendingNodes,
-			}
-		}
-		for i := range s.raw.Partitions {
-			e := &s.raw.Partitions[i]
-			for _, pd := range e.Pending {
-				age := s.updatedAt.Sub(pd.Started)
-				body.Cluster.Handoffs = append(body.Cluster.Handoffs, wire.Handoff{
-					Partition: s.partitions[i].ID, Node: pd.Node, From: e.Holders, Since: pd.Since,
-					Started: pd.Started, Attempt: pd.Attempt, Age: age.Round(time.Millisecond).String(),
-					Overdue: pd.Attempt > 1,
-				})
-			}
-		}
-		if q := nextmap.Queued(s.raw); len(q) > 0 {
-			body.Cluster.Queued = q
-		}
-		b, err := json.Marshal(body)
-		if err != nil {
-			b, _ = json.Marshal(wire.Error{Error: err.Error()})
-		}
-		s.enc = &encodedCluster{body: newBody(append(b, '\n')), etag: mapETag(ck.env.config.ClusterID, s.epoch)}
-	})
+	}
+	if q := nextmap.Queued(s.raw); len(q) > 0 {
+		body.Cluster.Queued = q
+	}
+	b, err := json.Marshal(body)
+	if err != nil {
+		b, _ = json.Marshal(wire.Error{Error: err.Error()})
+	}
+	s.enc = &encodedCluster{body: newBody(append(b, '\n')), etag: clusterETag(ck.env.config.ClusterID, s.epoch, a), admin: a.tag}
 	return s.enc
 }
 
-// mapETag is the ETag of the map of epoch in GET /cluster and /cluster/map. The cluster ID makes
-// the tag differ between two clusters (or a recreated one) at the same epoch; the epoch makes
-// every published map differ.
+// nodeDocs are the documents of s's nodes, with their weight and state as a says.
+func (s *snapshot) nodeDocs(a *adminView) map[string]wire.Node {
+	out := make(map[string]wire.Node, len(s.nodes))
+	for id, n := range s.nodes {
+		out[id] = a.node(n, s.raw.Nodes[id])
+	}
+	return out
+}
+
+// down lists the crashed nodes whose places the map keeps; nil when there are none.
+func (s *snapshot) down() map[string]wire.DownNode {
+	if len(s.raw.Absent) == 0 {
+		return nil
+	}
+	out := make(map[string]wire.DownNode, len(s.raw.Absent))
+	for id, a := range s.raw.Absent {
+		out[id] = wire.DownNode{Since: a.Since, Zone: a.Zone}
+	}
+	return out
+}
+
+// mapETag is the ETag of the map of epoch in GET /cluster/map. The cluster ID makes the tag
+// differ between two clusters (or a recreated one) at the same epoch; the epoch makes every
+// published map differ.
 func mapETag(clusterID string, epoch uint64) string {
 	return fmt.Sprintf(`"%s-%d"`, clusterID, epoch)
+}
+
+// clusterETag is the ETag of GET /cluster and /cluster/nodes: the map's tag, with the admin
+// view's appended when any operator's action it shows stands, since the bodies show them too.
+// Nodes that hold the same map and read the same actions give the same tag.
+func clusterETag(clusterID string, epoch uint64, a *adminView) string {
+	if a.tag == "" {
+		return mapETag(clusterID, epoch)
+	}
+	return fmt.Sprintf(`"%s-%d-%s"`, clusterID, epoch, a.tag)
 }
 
 func (ck *ClusterKit) handleJoin(w http.ResponseWriter, r *http.Request) {

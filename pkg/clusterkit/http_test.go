@@ -27,6 +27,7 @@ func TestHTTPClusterBodyBytes(t *testing.T) {
 			"b": {ID: "b", IP: "127.0.0.1:2"},
 			"c": {ID: "c", IP: "127.0.0.1:3", Weight: 2, State: state.NodeDraining},
 		},
+		Absent: map[string]state.Absent{"d": {Since: at.Add(-time.Second), Zone: "z2", Weight: 3}},
 		Partitions: state.Entries{
 			{Holders: []string{"a", "b"}, PrimaryEpoch: 3},
 			{Holders: []string{"b"}, PrimaryEpoch: 7, Pending: []state.Pending{{Node: "c", Since: 6, Started: at.Add(-1500 * time.Millisecond), Attempt: 2}}},
@@ -36,19 +37,92 @@ func TestHTTPClusterBodyBytes(t *testing.T) {
 		clusterName: "default",
 		config:      state.Config{ClusterID: "c1", Hash: state.HashConfig{Algorithm: state.HashMD5, Modulo: 2, Format: partition.Format}},
 	}}
-	enc := newSnapshot(m, 1).encoded(ck)
+	s := newSnapshot(m, 1)
+	enc := s.encoded(ck, noAdmin)
+	const partitions = `"partition_map":{"partition-0":{"id":"partition-0","primary_node":"a","replica_nodes":["b"],"primary_epoch":3,"epoch":7},` +
+		`"partition-1":{"id":"partition-1","primary_node":"b","replica_nodes":[],"primary_epoch":7,"epoch":7,"pending_nodes":["c"]}},` +
+		`"handoffs":[{"partition":"partition-1","node":"c","from":["b"],"since_epoch":6,"started":"2025-01-02T03:04:03.5Z","attempt":2,"age":"1.5s","overdue":true}]`
+	const down = `"down":{"d":{"since":"2025-01-02T03:04:04Z","zone":"z2"}}`
 	const want = `{"cluster":{"id":"c1","name":"default","epoch":7,"leader":"a","updated_at":"2025-01-02T03:04:05Z",` +
 		`"cause":{"reason":"join","nodes":["c"]},` +
-		`"nodes":{"a":{"id":"a","ip":"127.0.0.1:1","zone":"z1","metadata":{"data_addr":"127.0.0.1:9001"}},"b":{"id":"b","ip":"127.0.0.1:2"},"c":{"id":"c","ip":"127.0.0.1:3"}},` +
-		`"partition_map":{"partition-0":{"id":"partition-0","primary_node":"a","replica_nodes":["b"],"primary_epoch":3,"epoch":7},` +
-		`"partition-1":{"id":"partition-1","primary_node":"b","replica_nodes":[],"primary_epoch":7,"epoch":7,"pending_nodes":["c"]}},` +
-		`"handoffs":[{"partition":"partition-1","node":"c","from":["b"],"since_epoch":6,"started":"2025-01-02T03:04:03.5Z","attempt":2,"age":"1.5s","overdue":true}]},` +
+		`"nodes":{"a":{"id":"a","ip":"127.0.0.1:1","zone":"z1","metadata":{"data_addr":"127.0.0.1:9001"},"weight":1},"b":{"id":"b","ip":"127.0.0.1:2","weight":1},` +
+		`"c":{"id":"c","ip":"127.0.0.1:3","weight":2,"state":"draining"}},` + partitions + `,` + down + `},` +
 		`"hash_config":{"algorithm":"md5","modulo":2,"format":"partition-%d"}}` + "\n"
 	if got := string(enc.body.plain(t)); got != want {
 		t.Fatalf("GET /cluster body\ngot  %s\nwant %s", got, want)
 	}
 	if enc.etag != `"c1-7"` {
 		t.Fatalf("ETag %s, want \"c1-7\"", enc.etag)
+	}
+
+	// With operators' actions: a's weight set, b cordoned, a maintenance; a move shows only
+	// through the map. The body shows them, and the ETag names them.
+	one := 1
+	a := newAdminView([]state.AdminAction{
+		{Kind: state.AdminCordon, Node: "b"},
+		{Kind: state.AdminMaintenance, Reason: "upgrade", By: "ops", At: at},
+		{Kind: state.AdminMove, Node: "a", Partition: &one},
+		{Kind: state.AdminWeight, Node: "a", Weight: 3},
+	})
+	enc = s.encoded(ck, a)
+	const wantAdmin = `{"cluster":{"id":"c1","name":"default","epoch":7,"leader":"a","updated_at":"2025-01-02T03:04:05Z",` +
+		`"cause":{"reason":"join","nodes":["c"]},` +
+		`"nodes":{"a":{"id":"a","ip":"127.0.0.1:1","zone":"z1","metadata":{"data_addr":"127.0.0.1:9001"},"weight":3},"b":{"id":"b","ip":"127.0.0.1:2","weight":1,"state":"cordoned"},` +
+		`"c":{"id":"c","ip":"127.0.0.1:3","weight":2,"state":"draining"}},` + partitions + `,` +
+		`"maintenance":[{"reason":"upgrade","by":"ops","at":"2025-01-02T03:04:05Z"}],` + down + `},` +
+		`"hash_config":{"algorithm":"md5","modulo":2,"format":"partition-%d"}}` + "\n"
+	if got := string(enc.body.plain(t)); got != wantAdmin {
+		t.Fatalf("GET /cluster body with operators' actions\ngot  %s\nwant %s", got, wantAdmin)
+	}
+	if want := `"c1-7-` + a.tag + `"`; a.tag == "" || enc.etag != want {
+		t.Fatalf("ETag %s, want %s", enc.etag, want)
+	}
+	if again := s.encoded(ck, noAdmin); again.etag != `"c1-7"` || !strings.Contains(string(again.body.plain(t)), `"b":{"id":"b","ip":"127.0.0.1:2","weight":1}`) {
+		t.Fatalf("after the actions ended: ETag %s, body %s", again.etag, again.body.plain(t))
+	}
+}
+
+// The tag of the operators' actions changes with each action GET /cluster shows, is the same
+// for the same actions whatever their order, and ignores what it does not show (moves).
+func TestHTTPAdminTag(t *testing.T) {
+	at := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
+	p := 3
+	cordon := state.AdminAction{Kind: state.AdminCordon, Node: "b"}
+	drain := state.AdminAction{Kind: state.AdminDrain, Node: "b"}
+	weight := func(w int) state.AdminAction { return state.AdminAction{Kind: state.AdminWeight, Node: "a", Weight: w} }
+	upgrade := state.AdminAction{Kind: state.AdminMaintenance, Reason: "upgrade", By: "ops", At: at}
+	move := state.AdminAction{Kind: state.AdminMove, Node: "a", Partition: &p}
+	tests := []struct {
+		name    string
+		actions []state.AdminAction
+	}{
+		{"cordon", []state.AdminAction{cordon}},
+		{"drain", []state.AdminAction{drain}},
+		{"weight 2", []state.AdminAction{weight(2)}},
+		{"weight 3", []state.AdminAction{weight(3)}},
+		{"maintenance", []state.AdminAction{upgrade}},
+		{"maintenance by another", []state.AdminAction{{Kind: state.AdminMaintenance, Reason: "upgrade", By: "other", At: at}}},
+		{"cordon and weight", []state.AdminAction{cordon, weight(2)}},
+	}
+	seen := map[string]string{}
+	for _, tt := range tests {
+		tag := newAdminView(tt.actions).tag
+		if tag == "" {
+			t.Errorf("%s: no tag", tt.name)
+		}
+		if other, ok := seen[tag]; ok {
+			t.Errorf("%s: the tag of %s", tt.name, other)
+		}
+		seen[tag] = tt.name
+	}
+	if a, b := newAdminView([]state.AdminAction{weight(2), cordon}).tag, newAdminView([]state.AdminAction{cordon, weight(2)}).tag; a != b {
+		t.Errorf("the same actions in another order: tags %s and %s", a, b)
+	}
+	if tag := newAdminView([]state.AdminAction{move}).tag; tag != "" {
+		t.Errorf("a move alone: tag %q, want none", tag)
+	}
+	if a, b := newAdminView([]state.AdminAction{cordon, move}).tag, newAdminView([]state.AdminAction{cordon}).tag; a != b {
+		t.Errorf("a move beside a cordon changes the tag: %s, %s", a, b)
 	}
 }
 
@@ -129,7 +203,7 @@ func TestHTTPMapDelta(t *testing.T) {
 	cur := mapOf(8, base)
 	d := delta(ck, 0, nil, cur)
 	var full wire.Cluster
-	if err := json.Unmarshal(cur.encoded(ck).body.plain(t), &full); err != nil {
+	if err := json.Unmarshal(cur.encoded(ck, noAdmin).body.plain(t), &full); err != nil {
 		t.Fatal(err)
 	}
 	if !d.Full || d.Since != 0 || len(d.Partitions) != 2 || d.Partitions == nil {
@@ -139,6 +213,15 @@ func TestHTTPMapDelta(t *testing.T) {
 		if want := full.Cluster.PartitionMap[p.ID]; !reflect.DeepEqual(p, want) {
 			t.Errorf("%s: %+v, GET /cluster has %+v", p.ID, p, want)
 		}
+	}
+	// The same nodes, without the weight and state that follow the operators' actions: a
+	// GET /cluster/map answer follows the map alone.
+	for id, n := range full.Cluster.Nodes {
+		if n.Weight != 1 {
+			t.Errorf("GET /cluster: node %s of weight %d, want 1", id, n.Weight)
+		}
+		n.Weight, n.State = 0, ""
+		full.Cluster.Nodes[id] = n
 	}
 	if !reflect.DeepEqual(d.Nodes, full.Cluster.Nodes) {
 		t.Errorf("nodes %v, GET /cluster has %v", d.Nodes, full.Cluster.Nodes)

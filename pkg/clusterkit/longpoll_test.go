@@ -11,6 +11,11 @@ import (
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/clusterkit-go/clusterkit/internal/etcdtest"
+	"github.com/clusterkit-go/clusterkit/internal/keys"
+	"github.com/clusterkit-go/clusterkit/internal/state"
 	"github.com/clusterkit-go/clusterkit/pkg/clusterkit"
 	"github.com/clusterkit-go/clusterkit/pkg/clustertest"
 	"github.com/clusterkit-go/clusterkit/pkg/wire"
@@ -25,9 +30,14 @@ type pollAnswer struct {
 
 // poll sends GET /cluster with a wait and a tag, bounded by within.
 func poll(base, wait, tag string, within time.Duration) pollAnswer {
+	return pollPath(base, "/cluster", wait, tag, within)
+}
+
+// pollPath sends GET path with a wait and a tag, bounded by within.
+func pollPath(base, path, wait, tag string, within time.Duration) pollAnswer {
 	ctx, cancel := context.WithTimeout(context.Background(), within)
 	defer cancel()
-	url := "http://" + base + "/cluster"
+	url := "http://" + base + path
 	if wait != "" {
 		url += "?wait=" + wait
 	}
@@ -129,4 +139,103 @@ func TestClusterLongPollOutlivesWriteTimeout(t *testing.T) {
 	if a := poll(l.Addr().String(), "700ms", tag, 5*time.Second); a.err != nil || a.code != http.StatusNotModified {
 		t.Fatalf("a 700ms poll behind a 200ms WriteTimeout: %d %v", a.code, a.err)
 	}
+}
+
+// Every node follows the operators' actions under admin/: GET /cluster and /cluster/nodes show
+// each node's weight and state from them, a change of them changes the ETag and wakes the long
+// polls of both, an invalid record is skipped, and once the actions are gone the ETag is the
+// map's alone again.
+func TestClusterLongPollAdmin(t *testing.T) {
+	c := clustertest.New(t, clusterkit.Options{PartitionCount: 16})
+	c.Add("node-1")
+	ck2 := c.Add("node-2")
+	c.WaitConverged(10 * time.Second)
+	addr := ck2.AdvertiseAddr()
+	s := keys.New(c.Name())
+	put := func(key, value string) {
+		t.Helper()
+		if _, err := c.Etcd().Put(context.Background(), key, value); err != nil {
+			t.Fatal(err)
+		}
+	}
+	decode := func(a pollAnswer) wire.Cluster {
+		t.Helper()
+		if a.err != nil || a.code != http.StatusOK {
+			t.Fatalf("GET /cluster: %d %s %v", a.code, a.body, a.err)
+		}
+		var doc wire.Cluster
+		if err := json.Unmarshal(a.body, &doc); err != nil {
+			t.Fatal(err)
+		}
+		return doc
+	}
+	first := poll(addr, "", "", 5*time.Second)
+	doc := decode(first)
+	for id, n := range doc.Cluster.Nodes {
+		if n.Weight != 1 || n.State != "" || len(doc.Cluster.Maintenance) != 0 {
+			t.Fatalf("%s: weight %d, state %q, maintenance %v; want 1, none, none", id, n.Weight, n.State, doc.Cluster.Maintenance)
+		}
+	}
+	if want := fmt.Sprintf(`"%s-%d"`, doc.Cluster.ID, doc.Cluster.Epoch); first.etag != want {
+		t.Fatalf("ETag %s without operators' actions, want the map's %s", first.etag, want)
+	}
+
+	// A cordon during the poll: the poll answers with it, under another tag.
+	done := make(chan pollAnswer, 1)
+	go func() { done <- poll(addr, "30s", first.etag, 20*time.Second) }()
+	time.Sleep(100 * time.Millisecond) // let the poll reach its wait; a later start only makes it trivial
+	put(s.Admin(state.AdminCordon, "node-1"), `{"kind":"cordon","node":"node-1","at":"2026-01-02T03:04:05Z"}`)
+	cordoned := <-done
+	doc = decode(cordoned)
+	if n := doc.Cluster.Nodes["node-1"]; n.State != "cordoned" || cordoned.etag == first.etag {
+		t.Fatalf("poll across a cordon: node-1 %+v, ETag %s (before %s)", n, cordoned.etag, first.etag)
+	}
+
+	// GET /cluster/nodes has the same tag, and its poll wakes for a weight; an invalid weight
+	// record is skipped.
+	nodes := pollPath(addr, "/cluster/nodes", "", "", 5*time.Second)
+	if nodes.etag != cordoned.etag {
+		t.Fatalf("GET /cluster/nodes: ETag %s, GET /cluster %s", nodes.etag, cordoned.etag)
+	}
+	go func() { done <- pollPath(addr, "/cluster/nodes", "30s", nodes.etag, 20*time.Second) }()
+	time.Sleep(100 * time.Millisecond)
+	put(s.Admin(state.AdminWeight, "node-1"), `{"kind":"weight","node":"node-1","weight":0,"at":"2026-01-02T03:04:05Z"}`)
+	put(s.Admin(state.AdminWeight, "node-2"), `{"kind":"weight","node":"node-2","weight":4,"at":"2026-01-02T03:04:05Z"}`)
+	put(s.Admin(state.AdminMaintenance, "upgrade"), `{"kind":"maintenance","reason":"upgrade","by":"ops","at":"2026-01-02T03:04:05Z"}`)
+	var nd wire.ClusterNodes
+	etcdtest.WaitFor(t, 10*time.Second, "node-2 weighing 4 and the maintenance in GET /cluster/nodes", func() error {
+		a := <-done
+		if a.err != nil || a.code != http.StatusOK {
+			return fmt.Errorf("GET /cluster/nodes: %d %s %v", a.code, a.body, a.err)
+		}
+		nd = wire.ClusterNodes{}
+		if err := json.Unmarshal(a.body, &nd); err != nil {
+			return err
+		}
+		if nd.Nodes["node-2"].Weight != 4 || len(nd.Maintenance) != 1 {
+			// One of the records came alone: poll again from this answer.
+			go func() { done <- pollPath(addr, "/cluster/nodes", "30s", a.etag, 20*time.Second) }()
+			return fmt.Errorf("nodes %+v, maintenance %+v", nd.Nodes, nd.Maintenance)
+		}
+		return nil
+	})
+	if n1 := nd.Nodes["node-1"]; n1.Weight != 1 || n1.State != "cordoned" || nd.Maintenance[0].Reason != "upgrade" || nd.Maintenance[0].By != "ops" {
+		t.Fatalf("GET /cluster/nodes: node-1 %+v (its weight record is invalid), maintenance %+v", n1, nd.Maintenance)
+	}
+
+	// Every action gone: the body shows none, and the ETag is the map's again.
+	if _, err := c.Etcd().Delete(context.Background(), s.AdminPrefix(), clientv3.WithPrefix()); err != nil {
+		t.Fatal(err)
+	}
+	etcdtest.WaitFor(t, 10*time.Second, "the operators' actions gone from GET /cluster", func() error {
+		a := poll(addr, "", "", 5*time.Second)
+		doc := decode(a)
+		if want := fmt.Sprintf(`"%s-%d"`, doc.Cluster.ID, doc.Cluster.Epoch); a.etag != want {
+			return fmt.Errorf("ETag %s, want %s", a.etag, want)
+		}
+		if n := doc.Cluster.Nodes["node-2"]; n.Weight != 1 || doc.Cluster.Nodes["node-1"].State != "" || doc.Cluster.Maintenance != nil {
+			return fmt.Errorf("nodes %+v, maintenance %+v", doc.Cluster.Nodes, doc.Cluster.Maintenance)
+		}
+		return nil
+	})
 }

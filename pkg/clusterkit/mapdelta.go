@@ -34,24 +34,20 @@ func (ck *ClusterKit) handleClusterMap(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	// The channel before the snapshot, as in handleCluster.
-	changed := ck.maps.changes()
 	s := ck.maps.snapshot()
 	if s == nil {
 		writeError(w, http.StatusServiceUnavailable, "no partition map yet")
 		return
 	}
 	if wait > 0 && since >= s.epoch {
-		next, code, msg := ck.waitNewMap(w, r, changed, since, wait)
+		code, msg := ck.waitFor(w, r, wait, func() bool { return ck.maps.snapshot().epoch > since })
 		if code != 0 {
 			writeError(w, code, msg)
 			return
 		}
-		if next == nil {
-			// A node behind its client may have caught up meanwhile, to since or not.
-			next = ck.maps.snapshot()
-		}
-		s = next
+		// A newer map, or the wait passed: a node behind its client may have caught up
+		// meanwhile, to since or not.
+		s = ck.maps.snapshot()
 	}
 	w.Header().Set("ETag", mapETag(ck.env.config.ClusterID, s.epoch))
 	w.Header().Set("Cache-Control", "no-cache")
@@ -108,7 +104,8 @@ func delta(ck *ClusterKit, since uint64, changed []int, s *snapshot) wire.MapDel
 		Partitions:     []wire.Partition{},
 	}
 	for id, n := range s.nodes {
-		d.Nodes[id] = wire.Node(*n)
+		// Without weight and state: the answer follows the map alone.
+		d.Nodes[id] = wire.Node{ID: n.ID, IP: n.IP, Zone: n.Zone, Metadata: n.Metadata}
 	}
 	add := func(i int) {
 		p := &s.partitions[i]

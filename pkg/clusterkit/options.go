@@ -175,9 +175,9 @@ type Options struct {
 	EtcdTLS *tls.Config
 	// EtcdDialTimeout bounds each connection attempt to etcd. Default 5s.
 	EtcdDialTimeout time.Duration
-	// MaxLongPolls is how many GET /cluster and GET /cluster/map long polls (with wait) may wait
-	// on this node at once; one more is answered 503 with Retry-After, so that its client asks
-	// another node. Default 4096.
+	// MaxLongPolls is how many GET /cluster, /cluster/map and /cluster/nodes long polls (with
+	// wait) may wait on this node at once; one more is answered 503 with Retry-After, so that its
+	// client asks another node (a dashboard tab holds two). Default 4096.
 	MaxLongPolls int
 
 	// EmbeddedEtcdClientAddr is the host:port the embedded etcd serves clients on. Default: the

@@ -35,9 +35,10 @@ type snapshot struct {
 	since   uint64
 	changed []int
 
-	// enc is the /cluster body of this map, built on first request.
-	encOnce sync.Once
-	enc     *encodedCluster
+	// enc is the /cluster body of this map with the operators' actions of the view whose tag
+	// it names, built on first request and again when the view has changed (encMu held).
+	encMu sync.Mutex
+	enc   *encodedCluster
 }
 
 // newSnapshot builds the lookup structures of a validated map.

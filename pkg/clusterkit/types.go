@@ -8,7 +8,8 @@ import (
 
 // Node is a member of the cluster. Values handed out by ClusterKit are shared with its
 // snapshot of the map and must not be modified. Its JSON is that of wire.Node, as GET /cluster
-// lists it.
+// lists it, without the weight and state GET /cluster adds: those follow the operators'
+// records under admin/, which change without a new map, while a Node belongs to one map.
 type Node struct {
 	// ID is the node's unique name (Options.NodeID).
 	ID string `json:"id"`

@@ -6,6 +6,8 @@
 //	                     progress, and how keys map to partitions (HashConfig)
 //	GET /cluster/map     MapDelta: the partitions that changed since a given epoch (or all),
 //	                     with the nodes; what pkg/client follows the map with
+//	GET /cluster/nodes   ClusterNodes: the nodes with their weight and state, and the
+//	                     maintenances that stand, without the partition map
 //	GET /cluster/join    JoinInfo: what a node started with JoinAddr needs
 //	GET /cluster/claims  Claims: the partitions the node claims to lead, with their primary epochs
 //	GET /health          Health

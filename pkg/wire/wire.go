@@ -33,6 +33,42 @@ type ClusterState struct {
 	// MaxHandoffs); absent when none waits. The map is settled when there are no handoffs and
 	// none is queued.
 	Queued map[string]int `json:"queued,omitempty"`
+	// Maintenance are the maintenances that stand (clusterkit maintenance on), by reason: while
+	// any does, placement changes only to replace lost holders. Absent when none does.
+	Maintenance []Maintenance `json:"maintenance,omitempty"`
+	// Down are the nodes that crashed (their lease ended without a Stop) less than the
+	// leader's CrashGracePeriod ago, by ID: the map keeps their places for them, to give back
+	// if they return, but they hold nothing and are not in Nodes, which lists live nodes only.
+	// Absent when there are none.
+	Down map[string]DownNode `json:"down,omitempty"`
+}
+
+// DownNode is a crashed node whose places the map keeps.
+type DownNode struct {
+	// Since is when the leader found it gone.
+	Since time.Time `json:"since"`
+	Zone  string    `json:"zone,omitempty"`
+}
+
+// Maintenance is one operator's maintenance: placement holds still while it stands.
+type Maintenance struct {
+	Reason string    `json:"reason"`
+	By     string    `json:"by,omitempty"`
+	At     time.Time `json:"at"`
+}
+
+// ClusterNodes is the body of GET /cluster/nodes: GET /cluster without the partition map and
+// the copies, for pages that follow the map through GET /cluster/map and want each node's
+// weight and state too. It is served with the ETag GET /cluster has for the same state.
+type ClusterNodes struct {
+	ID   string `json:"id"`
+	Name string `json:"name"`
+	// Epoch is the epoch of the map the node table comes from.
+	Epoch uint64 `json:"epoch"`
+	// Nodes are the map's nodes, by ID, with their weight and state.
+	Nodes       map[string]Node     `json:"nodes"`
+	Maintenance []Maintenance       `json:"maintenance,omitempty"`
+	Down        map[string]DownNode `json:"down,omitempty"`
 }
 
 // MapDelta is the body of GET /cluster/map?since=<epoch>: the map the answering node holds, as
@@ -76,6 +112,14 @@ type Node struct {
 	// Metadata is what the application published for the node, for example the address of
 	// its own data service.
 	Metadata map[string]string `json:"metadata,omitempty"`
+	// Weight is the node's weight in placement: an operator's (clusterkit weight) when one
+	// stands, else the node's own (Options.Weight, 1 by default). State is "draining" (its
+	// partitions move to the others: its own drain or an operator's), "cordoned" (it is given
+	// nothing another node can keep), or absent for a node used as any other. Both follow the
+	// operators' records as the answering node last read them; GET /cluster and
+	// /cluster/nodes set them, GET /cluster/map (whose answers follow the map alone) does not.
+	Weight int    `json:"weight,omitempty"`
+	State  string `json:"state,omitempty"`
 }
 
 // Partition is one partition and its holders, with the JSON of clusterkit.Partition.

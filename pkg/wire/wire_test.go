@@ -37,6 +37,37 @@ func TestJSON(t *testing.T) {
 			`"partition_map":{"partition-0":{"id":"partition-0","primary_node":"a","replica_nodes":[],"primary_epoch":3,"epoch":7,"pending_nodes":["b"]}},` +
 			`"handoffs":[{"partition":"partition-0","node":"b","from":["a"],"since_epoch":6,"started":"2025-01-02T03:04:05Z","attempt":2,"age":"1.5s","overdue":true}]},` +
 			`"hash_config":{"algorithm":"md5","modulo":1,"format":"partition-%d"}}`},
+		{"cluster with operators' actions", wire.Cluster{
+			Cluster: wire.ClusterState{
+				ID: "c1", Name: "default", Epoch: 7, Leader: "a", UpdatedAt: at, Cause: wire.Cause{Reason: "rebalance"},
+				Nodes: map[string]wire.Node{
+					"a": {ID: "a", IP: "127.0.0.1:1", Weight: 3},
+					"b": {ID: "b", IP: "127.0.0.1:2", Weight: 1, State: "cordoned"},
+					"c": {ID: "c", IP: "127.0.0.1:3", Weight: 1, State: "draining"},
+				},
+				PartitionMap: map[string]wire.Partition{},
+				Handoffs:     []wire.Handoff{},
+				Queued:       map[string]int{"a": 2},
+				Maintenance:  []wire.Maintenance{{Reason: "upgrade", By: "ops", At: at}, {Reason: "zone b power", At: at}},
+				Down:         map[string]wire.DownNode{"d": {Since: at, Zone: "z2"}, "e": {Since: at}},
+			},
+			HashConfig: wire.HashConfig{Algorithm: "md5", Modulo: 1, Format: "partition-%d"},
+		}, `{"cluster":{"id":"c1","name":"default","epoch":7,"leader":"a","updated_at":"2025-01-02T03:04:05Z",` +
+			`"cause":{"reason":"rebalance"},` +
+			`"nodes":{"a":{"id":"a","ip":"127.0.0.1:1","weight":3},"b":{"id":"b","ip":"127.0.0.1:2","weight":1,"state":"cordoned"},` +
+			`"c":{"id":"c","ip":"127.0.0.1:3","weight":1,"state":"draining"}},` +
+			`"partition_map":{},"handoffs":[],"queued":{"a":2},` +
+			`"maintenance":[{"reason":"upgrade","by":"ops","at":"2025-01-02T03:04:05Z"},{"reason":"zone b power","at":"2025-01-02T03:04:05Z"}],` +
+			`"down":{"d":{"since":"2025-01-02T03:04:05Z","zone":"z2"},"e":{"since":"2025-01-02T03:04:05Z"}}},` +
+			`"hash_config":{"algorithm":"md5","modulo":1,"format":"partition-%d"}}`},
+		{"cluster nodes", wire.ClusterNodes{ID: "c1", Name: "default", Epoch: 7,
+			Nodes:       map[string]wire.Node{"a": {ID: "a", IP: "127.0.0.1:1", Weight: 2, State: "draining"}},
+			Maintenance: []wire.Maintenance{{Reason: "upgrade", By: "ops", At: at}},
+			Down:        map[string]wire.DownNode{"b": {Since: at}}},
+			`{"id":"c1","name":"default","epoch":7,"nodes":{"a":{"id":"a","ip":"127.0.0.1:1","weight":2,"state":"draining"}},` +
+				`"maintenance":[{"reason":"upgrade","by":"ops","at":"2025-01-02T03:04:05Z"}],"down":{"b":{"since":"2025-01-02T03:04:05Z"}}}`},
+		{"empty cluster nodes", wire.ClusterNodes{},
+			`{"id":"","name":"","epoch":0,"nodes":null}`},
 		{"empty cluster", wire.Cluster{},
 			`{"cluster":{"id":"","name":"","epoch":0,"leader":"","updated_at":"0001-01-01T00:00:00Z","cause":{"reason":""},"nodes":null,"partition_map":null,"handoffs":null},"hash_config":{"algorithm":"","modulo":0,"format":""}}`},
 		{"map delta", wire.MapDelta{

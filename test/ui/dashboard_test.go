@@ -20,6 +20,10 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/clusterkit-go/clusterkit/internal/keys"
+	"github.com/clusterkit-go/clusterkit/internal/state"
 	"github.com/clusterkit-go/clusterkit/pkg/clusterkit"
 	"github.com/clusterkit-go/clusterkit/pkg/clustertest"
 	"github.com/clusterkit-go/clusterkit/pkg/wire"
@@ -166,8 +170,60 @@ func testFollowsTheMap(t *testing.T, chrome *chrome) {
 	if e, _ := strconv.ParseUint(p.Epoch, 10, 64); e <= first.Cluster.Epoch {
 		t.Fatalf("the page shows epoch %d, not after the first one's %d", e, first.Cluster.Epoch)
 	}
+	checkAdminStates(t, c, b, addr)
 	b.checkConsole(t)
 	t.Logf("two nodes, a third joining, followed by the page in %v", time.Since(began).Round(time.Millisecond))
+}
+
+// checkAdminStates writes operators' records under admin/, as clusterkit maintenance, drain,
+// cordon and weight write them: a maintenance first, which holds the placement still, so that
+// the map does not change and the page learns the rest from GET /cluster/nodes alone. The page
+// shows node-3 draining, node-2 cordoned, node-1 of weight 3 and the maintenance, then every
+// node serving again at weight 1 once the records are deleted; all without a reload.
+func checkAdminStates(t *testing.T, c *clustertest.Cluster, b *browser, addr string) {
+	s := keys.New(c.Name())
+	put := func(kind, name string, a state.AdminAction) {
+		t.Helper()
+		a.Kind, a.By, a.At = kind, "ui-test", time.Now().UTC()
+		if err := a.Check(256); err != nil {
+			t.Fatal(err)
+		}
+		v, err := json.Marshal(a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Etcd().Put(context.Background(), s.Admin(kind, name), string(v)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := clusterOf(t, addr).Cluster.Epoch
+	put(state.AdminMaintenance, "ui-test", state.AdminAction{Reason: "ui test"})
+	put(state.AdminDrain, "node-3", state.AdminAction{Node: "node-3"})
+	put(state.AdminCordon, "node-2", state.AdminAction{Node: "node-2"})
+	put(state.AdminWeight, "node-1", state.AdminAction{Node: "node-1", Weight: 3})
+	want := map[string]string{"node-1": "serving", "node-2": "cordoned", "node-3": "draining"}
+	p := b.waitPage(t, 10*time.Second, "the page shows node-3 draining, node-2 cordoned, node-1 of weight 3", func(p page) error {
+		if !maps.Equal(p.State, want) || p.Weight["node-1"] != "3" || p.Weight["node-2"] != "1" || p.Maintenance != "ui test" {
+			return fmt.Errorf("states %v, weights %v, maintenance %q", p.State, p.Weight, p.Maintenance)
+		}
+		return nil
+	})
+	if now := clusterOf(t, addr).Cluster.Epoch; p.Epoch != strconv.FormatUint(before, 10) || now != before {
+		t.Errorf("the map changed during the maintenance: epoch %d before, %d after, the page shows %s", before, now, p.Epoch)
+	}
+	if _, err := c.Etcd().Delete(context.Background(), s.AdminPrefix(), clientv3.WithPrefix()); err != nil {
+		t.Fatal(err)
+	}
+	want = map[string]string{"node-1": "serving", "node-2": "serving", "node-3": "serving"}
+	p = b.waitPage(t, 10*time.Second, "the page shows every node serving at weight 1", func(p page) error {
+		if !maps.Equal(p.State, want) || p.Weight["node-1"] != "1" || p.Maintenance != "–" {
+			return fmt.Errorf("states %v, weights %v, maintenance %q", p.State, p.Weight, p.Maintenance)
+		}
+		return nil
+	})
+	if !p.NotReloaded {
+		t.Fatal("the page was reloaded")
+	}
 }
 
 // In secure mode the API, the page included, is served over https, and the page loads and
@@ -333,6 +389,10 @@ type page struct {
 	Nodes   []string          `json:"nodes"`
 	Zone    map[string]string `json:"zone"`
 	Primary map[string]string `json:"primary"`
+	// Weight and State are the weight and state columns; Maintenance the header's maintenance.
+	Weight      map[string]string `json:"weight"`
+	State       map[string]string `json:"state"`
+	Maintenance string            `json:"maintenance"`
 	// Legend maps each node of the legend to its colour ("#rrggbb").
 	Legend map[string]string `json:"legend"`
 	// Cells counts the grid's cells by the colour they are drawn in.
@@ -374,6 +434,9 @@ const pageJS = `(() => {
     nodes: all('#nodes tbody tr').map((r) => r.dataset.node),
     zone: Object.fromEntries(all('#nodes tbody tr').map((r) => [r.dataset.node, r.querySelector('td.zone').textContent])),
     primary: Object.fromEntries(all('#nodes tbody tr').map((r) => [r.dataset.node, r.querySelector('td.primary').textContent])),
+    weight: Object.fromEntries(all('#nodes tbody tr').map((r) => [r.dataset.node, r.querySelector('td.weight').textContent])),
+    state: Object.fromEntries(all('#nodes tbody tr').map((r) => [r.dataset.node, r.querySelector('td.state').textContent])),
+    maintenance: text('#maintenance'),
     legend: Object.fromEntries(all('#legend .item').map((e) => [e.dataset.node, e.dataset.color])),
     cells,
     handoffs: all('#handoffs tbody tr').map((r) => ({ partition: r.dataset.partition, node: r.dataset.node,

@@ -42,6 +42,10 @@
   // The history records of the last maps, and the epoch they were asked for.
   let history = [];
   let historyNote = '';
+  // Each node's weight and state, and the maintenances that stand (GET /cluster/nodes): they
+  // follow the operators' actions, which change without a new map. null until read, and for a
+  // node that does not serve GET /cluster/nodes.
+  let states = null;
   // The node serving the page (GET /health), for the status line.
   let servedBy = '';
   // Derived from the map on each change.
@@ -236,6 +240,46 @@
     }
   }
 
+  // followStates long-polls GET /cluster/nodes, whose ETag changes with the map and with the
+  // operators' actions, for each node's weight and state. A node that does not serve it (404)
+  // is not asked again: the map's node table is then all the page shows.
+  async function followStates() {
+    let tag = '';
+    let delay = 500;
+    for (;;) {
+      const started = Date.now();
+      let changed = false;
+      try {
+        const headers = tag ? { 'If-None-Match': tag } : {};
+        const url = tag ? `${API}cluster/nodes?wait=${WAIT}` : `${API}cluster/nodes`;
+        const resp = await fetch(url, { cache: 'no-store', headers });
+        if (resp.status === 404) return;
+        if (resp.status !== 304) {
+          if (!resp.ok) throw await apiError(resp);
+          const next = resp.headers.get('ETag') || '';
+          changed = next !== tag;
+          tag = next;
+          states = await resp.json();
+          renderHeader();
+          renderNodes();
+        }
+        delay = 500;
+      } catch (err) {
+        await sleep(Math.max(delay, (err.retryAfter || 0) * 1000));
+        delay = Math.min(delay * 2, 8000);
+        continue;
+      }
+      if (!changed && Date.now() - started < 200) await sleep(500); // an answer without a wait: do not spin
+    }
+  }
+
+  // nodeInfo is what the page knows of node id: its entry in GET /cluster/nodes when the node
+  // serves it, else in the map's node table; undefined for a node in neither.
+  function nodeInfo(id) {
+    if (states && states.id === map.id && states.nodes && states.nodes[id]) return states.nodes[id];
+    return map.nodes[id];
+  }
+
   // fetchDetails reads GET /cluster while copies are running, for their attempts and ages: at
   // most one request at a time, and at most one a second (one in five for large maps).
   let detailsBusy = false;
@@ -383,16 +427,24 @@
     $('leader').textContent = map.leader || '–';
     $('cause').textContent = causeText(causeOf(map.epoch));
     $('partition-count').textContent = map.count;
+    const maintenance = (states && states.maintenance) || [];
+    const m = $('maintenance');
+    m.textContent = maintenance.length ? maintenance.map((x) => x.reason).join('; ') : '–';
+    m.title = maintenance.map((x) => `${x.reason}${x.by ? ' (by ' + x.by + ')' : ''} since ${x.at}`).join('\n');
+    m.className = maintenance.length ? 'on' : '';
     renderUpdated();
     document.title = `${map.name || 'ClusterKit'} · epoch ${map.epoch} · ClusterKit`;
   }
 
   function renderNodes() {
     const ids = Object.keys(map.nodes).sort();
-    // Holders the node table does not list (it should not happen) are shown too.
+    // Holders the node table does not list (it should not happen) are shown too, and so are the
+    // crashed nodes whose places the map keeps (down).
     for (const id of [...load.keys()].sort()) if (!(id in map.nodes)) ids.push(id);
-    const hasWeight = ids.some((id) => map.nodes[id] && map.nodes[id].weight !== undefined);
-    const hasState = ids.some((id) => map.nodes[id] && map.nodes[id].state !== undefined);
+    const down = (states && states.id === map.id && states.down) || {};
+    for (const id of Object.keys(down).sort()) if (!ids.includes(id)) ids.push(id);
+    const hasWeight = ids.some((id) => nodeInfo(id) && nodeInfo(id).weight !== undefined);
+    const hasState = states !== null || ids.some((id) => nodeInfo(id) && nodeInfo(id).state !== undefined);
     const table = $('nodes');
     table.classList.toggle('no-weight', !hasWeight);
     table.classList.toggle('no-state', !hasState);
@@ -401,14 +453,18 @@
       const l = load.get(id) || { primary: 0, replica: 0, pending: 0 };
       const name = el('td', { class: 'id' }, id);
       if (id === map.leader) name.append(el('span', { class: 'leader-mark', title: 'the leader' }, '★'));
-      if (!n) name.append(' ', el('span', { class: 'tag bad' }, 'not in the node table'));
-      const state = n && n.state ? el('span', { class: 'tag warn' }, n.state) : 'serving';
+      if (!n && !down[id]) name.append(' ', el('span', { class: 'tag bad' }, 'not in the node table'));
+      const info = nodeInfo(id);
+      let state = info && info.state ? el('span', { class: 'tag warn' }, info.state) : 'serving';
+      if (down[id]) {
+        state = el('span', { class: 'tag bad', title: `crashed at ${down[id].since}; the map keeps its places` }, 'down');
+      }
       return el('tr', { dataset: { node: id } },
         el('td', null, swatch(colourOf(id))),
         name,
         el('td', { class: 'addr' }, n ? n.ip : '–'),
-        el('td', { class: 'zone' }, (n && n.zone) || '–'),
-        el('td', { class: 'num weight' }, n && n.weight !== undefined ? n.weight : '–'),
+        el('td', { class: 'zone' }, (n && n.zone) || (down[id] && down[id].zone) || '–'),
+        el('td', { class: 'num weight' }, info && info.weight !== undefined ? info.weight : '–'),
         el('td', { class: 'state' }, state),
         el('td', { class: 'num primary' }, l.primary),
         el('td', { class: 'num replica' }, l.replica),
@@ -649,4 +705,5 @@
     })
     .catch(() => {});
   follow();
+  followStates();
 })();
