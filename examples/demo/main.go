@@ -154,6 +154,7 @@ func run(ctx context.Context, cfg config, w io.Writer) (err error) {
 
 	// 1. Cluster formation.
 	fmt.Fprintf(w, "\n== Cluster formation\n")
+	formStart := time.Now()
 	for i := 1; i <= cfg.nodes; i++ {
 		n := &node{id: fmt.Sprintf("node-%d", i), rec: &recorder{}}
 		opts := clusterkit.Options{
@@ -171,7 +172,7 @@ func run(ctx context.Context, cfg config, w io.Writer) (err error) {
 			opts.JoinAddr = nodes[0].ck.AdvertiseAddr()
 			role = "joined via " + opts.JoinAddr
 			if i <= clusterkit.DefaultEmbeddedMembers {
-				role += ", etcd member"
+				role += ", becoming an etcd member in the background"
 			}
 		}
 		ck, err := clusterkit.NewClusterKit(opts)
@@ -195,7 +196,8 @@ func run(ctx context.Context, cfg config, w io.Writer) (err error) {
 	}
 	ref := nodes[0].ck
 	leader := ref.Leader()
-	fmt.Fprintf(w, "all %d nodes hold epoch %d from leader %s", len(nodes), ref.Epoch(), leader)
+	fmt.Fprintf(w, "all %d nodes hold epoch %d from leader %s, %v after the first start", len(nodes), ref.Epoch(), leader,
+		since(formStart))
 	for _, n := range nodes {
 		if n.ck.IsLeader() {
 			fmt.Fprintf(w, " (%s.IsLeader() = true)", n.id)
