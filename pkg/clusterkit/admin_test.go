@@ -22,7 +22,7 @@ import (
 func TestAdminActions(t *testing.T) {
 	c := clustertest.New(t, clusterkit.Options{PartitionCount: 16, ReplicationFactor: 2})
 	for i := 1; i <= 3; i++ {
-		c.Add(fmt.Sprintf("node-%d", i))
+		c.Add(fmt.Sprintf("node-%d", i), copying)
 	}
 	c.WaitConverged(20 * time.Second)
 	s := keys.New(c.Name())
@@ -100,7 +100,7 @@ func TestAdminActions(t *testing.T) {
 	if _, err := c.Etcd().Put(ctx, s.Admin(state.AdminDrain, "x"), `{"kind":"drain"}`); err != nil {
 		t.Fatal(err)
 	}
-	c.Add("node-4")
+	c.Add("node-4", copying)
 	settled("node-4 joined during maintenance", func() error {
 		if n := held("node-4"); n != 0 {
 			return fmt.Errorf("node-4 holds %d partitions during maintenance", n)
