@@ -282,10 +282,18 @@ func (ms *members) reserve(ctx, parent context.Context) (bool, error) {
 				return nil
 			}
 		}
+		// A learner is the leftover of a join that died half-way only while no other node holds
+		// a reserved place: otherwise it may be that node's join in progress (a learner added but
+		// not yet started has no name to tell whose it is). A reservation whose node died
+		// expires with its lease, and the learner is removed then.
+		othersJoining := false
+		for id, member := range recorded {
+			othersJoining = othersJoining || member == "" && id != self
+		}
 		for _, m := range list.Members {
 			stale := m.IsLearner || m.Name == self
-			if !stale || (m.IsLearner && m.Name != self && recorded[m.Name] == "" && hasKey(recorded, m.Name)) {
-				continue // a voting member, or the learner of a node joining now
+			if !stale || m.IsLearner && m.Name != self && othersJoining {
+				continue // a voting member, or possibly the learner of a node joining now
 			}
 			if !m.IsLearner && embed.Serves(ctx, ms.env.client, m.ClientURLs) {
 				// Another process runs under this node ID: registration would refuse it too, but
@@ -341,12 +349,6 @@ func (ms *members) reserve(ctx, parent context.Context) (bool, error) {
 	return reserved, err
 }
 
-// hasKey reports whether m has key k.
-func hasKey[V any](m map[string]V, k string) bool {
-	_, ok := m[k]
-	return ok
-}
-
 // dropReservation ends a reservation: it stops keeping its lease alive and revokes it, which
 // deletes the record unless a member record replaced it.
 func (ms *members) dropReservation(session *concurrency.Session) {
@@ -379,12 +381,12 @@ func (ms *members) finishJoin(parent context.Context) {
 		ms.mu.Lock()
 		ms.reserved, ms.joinCancel, ms.joinDone = nil, nil, nil
 		ms.mu.Unlock()
-		if ms.current() == nil {
-			ms.dropReservation(session)
-		}
 		ms.joining.Store(false)
 		close(done)
 	}()
+	// Whatever the outcome, the reservation ends with the join: a member's record replaced it,
+	// and without a member the place is free again.
+	defer ms.dropReservation(session)
 	began := time.Now()
 	retry := backoff.Backoff{Min: 500 * time.Millisecond, Max: 10 * time.Second}
 	for {
@@ -434,9 +436,22 @@ func (ms *members) join(ctx, parent context.Context) error {
 			ms.log.Error("remembering the etcd member failed", zap.Error(err))
 		}
 		// The member record replaces the reservation (and leaves its lease): it is kept until
-		// the node is decommissioned.
-		if err := ms.recordMember(ctx); err != nil {
-			ms.log.Error("recording the etcd member failed", zap.Error(err))
+		// the node is decommissioned. Without it, later nodes would take the member for one no
+		// node added; a restart records it too.
+		retry := backoff.Backoff{Min: 100 * time.Millisecond, Max: time.Second}
+		for attempt := 1; ; attempt++ {
+			err := ms.recordMember(ctx)
+			if err == nil {
+				break
+			}
+			if attempt == 5 || ctx.Err() != nil {
+				ms.log.Error("recording the etcd member failed; the node records it when it restarts", zap.Error(err))
+				break
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(retry.Next()):
+			}
 		}
 		if _, err := ms.syncEndpoints(ctx); err != nil {
 			ms.log.Warn("reading the etcd member list failed", zap.Error(err))
@@ -692,9 +707,8 @@ func (ms *members) fillLoop(ctx context.Context) {
 	p.Run(ctx)
 }
 
-// fillMemberPlace takes a free member place, retrying with backoff (etcd refuses a new member
-// until the newest one has been connected for 5 s, for one), until the node is a member, no
-// place is free, or the node stops.
+// fillMemberPlace takes a free member place, retrying with backoff (a join fails while etcd is
+// out of reach, for one), until the node is a member, no place is free, or the node stops.
 func (ms *members) fillMemberPlace(parent context.Context) {
 	retry := backoff.Backoff{Min: 500 * time.Millisecond, Max: 10 * time.Second}
 	for {

@@ -247,6 +247,12 @@ func prepare(cfg Config) (*embed.Config, error) {
 	ec.SnapshotCount = snapshotCount
 	ec.SnapshotCatchUpEntries = snapshotCatchUpEntries
 	ec.UnsafeNoFsync = cfg.UnsafeNoFsync
+	// etcd's strict reconfiguration check refuses a new member, even a learner, until the
+	// member serving the request has been connected to a quorum for 5 s, as just after another
+	// member joined: three members would take over 5 s to form. Members are only ever added
+	// here as learners, which do not count towards the quorum, and promoted once caught up, which
+	// keeps any quorum that held; Remove checks itself that the other members make a quorum.
+	ec.StrictReconfigCheck = false
 	if t := cfg.TLS; t != nil {
 		info := transport.TLSInfo{CertFile: t.CertFile, KeyFile: t.KeyFile, TrustedCAFile: t.TrustedCAFile, ClientCertAuth: true}
 		ec.ClientTLSInfo = info
