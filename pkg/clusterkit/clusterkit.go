@@ -357,7 +357,9 @@ func (ck *ClusterKit) announceLeaving(reg *registration, deadline time.Time) {
 // change. Register hooks before Start to see the changes that Start itself brings about. Hooks
 // run on background goroutines, at most Options.MaxConcurrentHooks at once; the hooks of one
 // partition run one at a time in map order. A panicking hook is recovered and logged. Safe for
-// concurrent use.
+// concurrent use. A node without a hook takes partitions without a handoff (its record says
+// no_handoff); the first hook registered after Start rewrites the record in etcd, and the call
+// waits for that write (at most Options.StartTimeout).
 func (ck *ClusterKit) OnPartitionChange(hook func(partitionID string, copyFromNodes []*Node, copyToNode *Node)) {
 	ck.hooks.add(hook)
 	ck.claimHandoffs()
